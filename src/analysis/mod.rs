@@ -1,0 +1,4 @@
+//! Analysis of trained networks: Fourier IPR and phases.
+
+pub mod ipr;
+pub mod phase;

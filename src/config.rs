@@ -1,0 +1,415 @@
+//! Experiment configuration: TOML files, `--set key=value` overrides, validation, and the
+//! expansion of fleet axes into one model per combination.
+//!
+//! Fleet axes (a value or a list of values): `data.corruption`, `data.corruption_seed`,
+//! `model.init_seed`, `model.dropout`, `train.weight_decay`, `train.lr`. Everything else is
+//! shared by the fleet. See `docs/CONFIG.md` for every key.
+
+use crate::data::{validate_table, CorruptionMode, Operation};
+use crate::error::{Error, Result};
+use crate::model::Activation;
+use crate::train::loss::Loss;
+use serde::{Deserialize, Serialize};
+
+/// The built-in default experiment (the regularization study at 500 epochs).
+pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
+
+/// One value, or a list of values that the fleet sweeps over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Axis<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> Axis<T> {
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            Axis::One(x) => vec![x.clone()],
+            Axis::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A name for the experiment; names the default output directory.
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: default_name(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Modulus p.
+    pub p: usize,
+    pub operation: Operation,
+    /// Training fraction α, 0 < α < 1.
+    pub train_fraction: f64,
+    /// Seed of the train/test split (shared by the fleet).
+    pub split_seed: u64,
+    /// Corruption fraction ξ, 0 ≤ ξ < 1 (fleet axis).
+    pub corruption: Axis<f64>,
+    /// `wrong` (a uniformly drawn wrong label) or `any` (the reference: any label).
+    pub corruption_mode: CorruptionMode,
+    /// Seed of which examples are corrupted and of their new labels (fleet axis).
+    pub corruption_seed: Axis<u64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            p: 97,
+            operation: Operation::Add,
+            train_fraction: 0.5,
+            split_seed: 0,
+            corruption: Axis::One(0.0),
+            corruption_mode: CorruptionMode::Wrong,
+            corruption_seed: Axis::One(0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hidden width N.
+    pub width: usize,
+    pub activation: Activation,
+    /// Dropout rate q before φ, 0 ≤ q < 1 (fleet axis).
+    pub dropout: Axis<f64>,
+    pub batchnorm: bool,
+    pub bn_momentum: f64,
+    pub bn_eps: f64,
+    /// Standard deviation of the init; absent: the paper's 0.5 / (2N)^{1/3}.
+    pub init_std: Option<f64>,
+    /// Seed of the initial weights and of the dropout masks (fleet axis).
+    pub init_seed: Axis<u64>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 500,
+            activation: Activation::Square,
+            dropout: Axis::One(0.0),
+            batchnorm: false,
+            bn_momentum: 0.1,
+            bn_eps: 1e-5,
+            init_std: None,
+            init_seed: Axis::One(0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub loss: Loss,
+    /// Learning rate (fleet axis).
+    pub lr: Axis<f64>,
+    /// AdamW weight decay (fleet axis); the per-step shrink is `1 − lr·wd`.
+    pub weight_decay: Axis<f64>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Minibatch size B; absent: full batch.
+    pub batch_size: Option<usize>,
+    /// The reference's rule `lr ← lr · sqrt(B / 256)` for `B < 256`.
+    pub scale_lr_with_batch: bool,
+    /// Training length in epochs (an epoch is ⌊n_train / B⌋ steps). Give `epochs` or `steps`.
+    pub epochs: Option<u64>,
+    /// Training length in optimizer steps.
+    pub steps: Option<u64>,
+    /// Seed of the minibatch permutations (shared by the fleet).
+    pub batch_seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            loss: Loss::Mse,
+            lr: Axis::One(0.01),
+            weight_decay: Axis::One(0.0),
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            batch_size: None,
+            scale_lr_with_batch: false,
+            epochs: None,
+            steps: None,
+            batch_seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (0: only at the start and the end).
+    pub every: u64,
+    /// The threshold `hi` of the phase classification and the dynamics.
+    pub threshold: f64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            every: 10,
+            threshold: 0.9,
+        }
+    }
+}
+
+/// The settings of one model of the fleet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelSpec {
+    pub index: usize,
+    pub corruption: f64,
+    pub corruption_seed: u64,
+    pub init_seed: u64,
+    pub weight_decay: f64,
+    pub dropout: f64,
+    /// The learning rate as configured (before any batch-size scaling).
+    pub lr: f64,
+}
+
+impl Config {
+    /// Parses a config from TOML text, applying `key=value` overrides first.
+    pub fn from_toml(text: &str, sets: &[String]) -> Result<Config> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Config(format!("malformed TOML: {e}")))?;
+        for s in sets {
+            apply_set(&mut table, s)?;
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.message().to_string()))?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML, every default filled in.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serializes")
+    }
+
+    /// Checks every value; returns warnings that do not stop a run.
+    pub fn validate(&self) -> Result<Vec<String>> {
+        let d = &self.data;
+        let mut warnings = validate_table(d.p, d.operation)?;
+        if !(d.train_fraction > 0.0 && d.train_fraction < 1.0) {
+            return Err(Error::invalid(
+                "data.train_fraction",
+                format!("α must satisfy 0 < α < 1, got {}", d.train_fraction),
+            ));
+        }
+        for &xi in nonempty(&d.corruption, "data.corruption")?.iter() {
+            if !(0.0..1.0).contains(&xi) {
+                return Err(Error::invalid(
+                    "data.corruption",
+                    format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
+                ));
+            }
+        }
+        nonempty(&d.corruption_seed, "data.corruption_seed")?;
+        let m = &self.model;
+        if m.width == 0 {
+            return Err(Error::invalid("model.width", "the width N must be at least 1"));
+        }
+        for &q in nonempty(&m.dropout, "model.dropout")?.iter() {
+            if !(0.0..1.0).contains(&q) {
+                return Err(Error::invalid(
+                    "model.dropout",
+                    format!("the dropout rate must satisfy 0 ≤ q < 1, got {q}"),
+                ));
+            }
+        }
+        nonempty(&m.init_seed, "model.init_seed")?;
+        if !(m.bn_momentum >= 0.0 && m.bn_momentum <= 1.0) {
+            return Err(Error::invalid("model.bn_momentum", "must lie in [0, 1]"));
+        }
+        if !(m.bn_eps > 0.0) {
+            return Err(Error::invalid("model.bn_eps", "must be positive"));
+        }
+        if let Some(s) = m.init_std {
+            if !(s >= 0.0 && s.is_finite()) {
+                return Err(Error::invalid("model.init_std", "must be a finite number ≥ 0"));
+            }
+        }
+        let t = &self.train;
+        for &lr in nonempty(&t.lr, "train.lr")?.iter() {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return Err(Error::invalid("train.lr", format!("must be positive, got {lr}")));
+            }
+        }
+        for &wd in nonempty(&t.weight_decay, "train.weight_decay")?.iter() {
+            if !(wd >= 0.0 && wd.is_finite()) {
+                return Err(Error::invalid(
+                    "train.weight_decay",
+                    format!("must be ≥ 0, got {wd}"),
+                ));
+            }
+            for &lr in t.lr.values().iter() {
+                if lr * wd >= 1.0 {
+                    warnings.push(format!(
+                        "lr·wd = {} ≥ 1: the decoupled decay factor 1 − lr·wd is not positive",
+                        lr * wd
+                    ));
+                }
+            }
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err(Error::invalid("train.beta1/beta2", "must lie in [0, 1)"));
+        }
+        if !(t.eps > 0.0) {
+            return Err(Error::invalid("train.eps", "must be positive"));
+        }
+        match (t.epochs, t.steps) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "train.epochs",
+                    "give either `epochs` or `steps`, not both",
+                ))
+            }
+            (Some(0), _) | (_, Some(0)) => {
+                return Err(Error::invalid("train.steps", "the training length must be at least 1"))
+            }
+            _ => {}
+        }
+        if t.batch_size == Some(0) {
+            return Err(Error::invalid("train.batch_size", "must be at least 1 (omit it for full batch)"));
+        }
+        if !(self.eval.threshold > 0.0 && self.eval.threshold <= 1.0) {
+            return Err(Error::invalid("eval.threshold", "must lie in (0, 1]"));
+        }
+        if self.name.is_empty()
+            || self
+                .name
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(Error::invalid(
+                "name",
+                format!("use letters, digits, '-', '_' and '.' only, got {:?}", self.name),
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// One model per combination of the fleet axes, in the order corruption, corruption_seed,
+    /// init_seed, weight_decay, dropout, lr (the last varies fastest).
+    pub fn fleet(&self) -> Vec<ModelSpec> {
+        let mut out = Vec::new();
+        for &corruption in &self.data.corruption.values() {
+            for &corruption_seed in &self.data.corruption_seed.values() {
+                for &init_seed in &self.model.init_seed.values() {
+                    for &weight_decay in &self.train.weight_decay.values() {
+                        for &dropout in &self.model.dropout.values() {
+                            for &lr in &self.train.lr.values() {
+                                out.push(ModelSpec {
+                                    index: out.len(),
+                                    corruption,
+                                    corruption_seed,
+                                    init_seed,
+                                    weight_decay,
+                                    dropout,
+                                    lr,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Optimizer steps per epoch for `n_train` training examples.
+    pub fn steps_per_epoch(&self, n_train: usize) -> u64 {
+        match self.train.batch_size {
+            Some(b) if b < n_train => (n_train / b) as u64,
+            _ => 1,
+        }
+    }
+
+    /// Total optimizer steps (default: 1000 epochs).
+    pub fn total_steps(&self, n_train: usize) -> u64 {
+        match (self.train.steps, self.train.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e * self.steps_per_epoch(n_train),
+            (None, None) => 1000 * self.steps_per_epoch(n_train),
+        }
+    }
+
+    /// The learning rate actually used for a configured `lr`.
+    pub fn effective_lr(&self, lr: f64) -> f64 {
+        match self.train.batch_size {
+            Some(b) if self.train.scale_lr_with_batch && b < 256 => lr * (b as f64 / 256.0).sqrt(),
+            _ => lr,
+        }
+    }
+}
+
+fn nonempty<T: Clone>(axis: &Axis<T>, key: &str) -> Result<Vec<T>> {
+    let v = axis.values();
+    if v.is_empty() {
+        return Err(Error::invalid(
+            key,
+            "the fleet axis is empty: give one value or a non-empty list",
+        ));
+    }
+    Ok(v)
+}
+
+/// Applies `a.b.c=value` to a TOML table; `value` is read as TOML (`5`, `[0, 5]`, `true`,
+/// `"add"`) and, failing that, as a bare string.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let (key, raw) = set.split_once('=').ok_or_else(|| {
+        Error::Config(format!("--set {set:?}: expected KEY=VALUE, e.g. train.weight_decay=5"))
+    })?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
+        return Err(Error::Config(format!("--set {set:?}: empty key")));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key v"),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    let mut cur = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            Error::Config(format!("--set {set:?}: `{part}` is not a table"))
+        })?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

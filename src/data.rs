@@ -1,0 +1,263 @@
+//! Data (SPEC §1): the operation table, the seeded train/test split, and label corruption.
+//!
+//! Every training example keeps its true label, the label it is trained on, and a flag that
+//! says whether the two differ because of corruption.
+
+use crate::error::{Error, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The binary operations of SPEC §1, all modulo `p`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    #[serde(rename = "add")]
+    Add,
+    #[serde(rename = "sub")]
+    Sub,
+    #[serde(rename = "mul")]
+    Mul,
+    /// `a · b⁻¹`; pairs with `b = 0` are left out; `p` must be prime.
+    #[serde(rename = "div")]
+    Div,
+    #[serde(rename = "x2+y2")]
+    X2PlusY2,
+    #[serde(rename = "x2+xy+y2")]
+    X2PlusXyPlusY2,
+    #[serde(rename = "x3+xy")]
+    X3PlusXy,
+    #[serde(rename = "x3+xy2+y")]
+    X3PlusXy2PlusY,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::Add,
+        Operation::Sub,
+        Operation::Mul,
+        Operation::Div,
+        Operation::X2PlusY2,
+        Operation::X2PlusXyPlusY2,
+        Operation::X3PlusXy,
+        Operation::X3PlusXy2PlusY,
+    ];
+
+    /// `a ∘ b mod p`, or `None` where the operation is undefined (division by 0).
+    pub fn apply(self, a: u64, b: u64, p: u64) -> Option<u64> {
+        let (a, b) = (a % p, b % p);
+        let m = |x: u64, y: u64| (x * y) % p;
+        Some(match self {
+            Operation::Add => (a + b) % p,
+            Operation::Sub => (a + p - b) % p,
+            Operation::Mul => m(a, b),
+            Operation::Div => {
+                if b == 0 {
+                    return None;
+                }
+                m(a, pow_mod(b, p - 2, p))
+            }
+            Operation::X2PlusY2 => (m(a, a) + m(b, b)) % p,
+            Operation::X2PlusXyPlusY2 => (m(a, a) + m(a, b) + m(b, b)) % p,
+            Operation::X3PlusXy => (m(m(a, a), a) + m(a, b)) % p,
+            Operation::X3PlusXy2PlusY => (m(m(a, a), a) + m(a, m(b, b)) + b) % p,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Add => "add",
+            Operation::Sub => "sub",
+            Operation::Mul => "mul",
+            Operation::Div => "div",
+            Operation::X2PlusY2 => "x2+y2",
+            Operation::X2PlusXyPlusY2 => "x2+xy+y2",
+            Operation::X3PlusXy => "x3+xy",
+            Operation::X3PlusXy2PlusY => "x3+xy2+y",
+        }
+    }
+}
+
+fn pow_mod(mut base: u64, mut exp: u64, p: u64) -> u64 {
+    let mut acc = 1 % p;
+    base %= p;
+    while exp > 0 {
+        if exp & 1 == 1 {
+            acc = acc * base % p;
+        }
+        base = base * base % p;
+        exp >>= 1;
+    }
+    acc
+}
+
+pub fn is_prime(p: u64) -> bool {
+    if p < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= p {
+        if p % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+/// How a corrupted label is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptionMode {
+    /// Uniform over the `p − 1` wrong labels (SPEC default).
+    #[default]
+    Wrong,
+    /// Uniform over all `p` labels, as the reference code does: about `1/p` of the
+    /// "corrupted" labels are then correct (and are not flagged as corrupted).
+    Any,
+}
+
+/// One input pair `(a, b)`.
+pub type Pair = (u32, u32);
+
+/// The labelled table of all pairs, split into a training and a test set.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub p: usize,
+    pub operation: Operation,
+    pub train_pairs: Vec<Pair>,
+    pub train_true: Vec<u32>,
+    pub test_pairs: Vec<Pair>,
+    pub test_labels: Vec<u32>,
+}
+
+impl Split {
+    /// Builds the full table, shuffles it with `seed` and keeps the first `⌊α · |table|⌋`
+    /// pairs for training (for `div`, the table has `p(p−1)` pairs).
+    pub fn new(p: usize, operation: Operation, alpha: f64, seed: u64) -> Result<Split> {
+        validate_table(p, operation)?;
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(Error::invalid(
+                "data.train_fraction",
+                format!("must lie strictly between 0 and 1, got {alpha}"),
+            ));
+        }
+        let mut pairs: Vec<(Pair, u32)> = Vec::with_capacity(p * p);
+        for a in 0..p as u64 {
+            for b in 0..p as u64 {
+                if let Some(y) = operation.apply(a, b, p as u64) {
+                    pairs.push(((a as u32, b as u32), y as u32));
+                }
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        pairs.shuffle(&mut rng);
+        let n_train = (alpha * pairs.len() as f64).floor() as usize;
+        if n_train == 0 || n_train == pairs.len() {
+            return Err(Error::invalid(
+                "data.train_fraction",
+                format!(
+                    "α = {alpha} gives {n_train} training examples out of {}; both the training and the test set must be non-empty",
+                    pairs.len()
+                ),
+            ));
+        }
+        let (train, test) = pairs.split_at(n_train);
+        Ok(Split {
+            p,
+            operation,
+            train_pairs: train.iter().map(|x| x.0).collect(),
+            train_true: train.iter().map(|x| x.1).collect(),
+            test_pairs: test.iter().map(|x| x.0).collect(),
+            test_labels: test.iter().map(|x| x.1).collect(),
+        })
+    }
+
+    pub fn n_train(&self) -> usize {
+        self.train_pairs.len()
+    }
+
+    pub fn n_test(&self) -> usize {
+        self.test_pairs.len()
+    }
+
+    /// The training labels of one model: `⌊ξ · n_train⌋` examples chosen with `seed` get a
+    /// random label (SPEC §1).
+    pub fn corrupt(&self, xi: f64, mode: CorruptionMode, seed: u64) -> Result<TrainLabels> {
+        if !(0.0..1.0).contains(&xi) {
+            return Err(Error::invalid(
+                "data.corruption",
+                format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
+            ));
+        }
+        let n = self.n_train();
+        let k = (xi * n as f64).floor() as usize;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let chosen = rand::seq::index::sample(&mut rng, n, k);
+        let mut labels = self.train_true.clone();
+        let mut corrupted = vec![false; n];
+        let p = self.p as u32;
+        for i in chosen.iter() {
+            let truth = labels[i];
+            let new = match mode {
+                CorruptionMode::Wrong => {
+                    let r = rng.random_range(0..p - 1);
+                    if r >= truth {
+                        r + 1
+                    } else {
+                        r
+                    }
+                }
+                CorruptionMode::Any => rng.random_range(0..p),
+            };
+            labels[i] = new;
+            corrupted[i] = new != truth;
+        }
+        Ok(TrainLabels { labels, corrupted })
+    }
+}
+
+/// The labels one model trains on, aligned with `Split::train_pairs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainLabels {
+    pub labels: Vec<u32>,
+    /// `true` where the training label differs from the true label.
+    pub corrupted: Vec<bool>,
+}
+
+impl TrainLabels {
+    pub fn n_corrupted(&self) -> usize {
+        self.corrupted.iter().filter(|&&c| c).count()
+    }
+}
+
+/// Checks `p` and the operation; returns warnings that do not stop a run.
+pub fn validate_table(p: usize, operation: Operation) -> Result<Vec<String>> {
+    if p < 2 {
+        return Err(Error::invalid(
+            "data.p",
+            format!("the modulus must be at least 2, got {p}"),
+        ));
+    }
+    if p > 65_521 {
+        return Err(Error::invalid(
+            "data.p",
+            format!("the modulus must be at most 65521, got {p}"),
+        ));
+    }
+    let prime = is_prime(p as u64);
+    if operation == Operation::Div && !prime {
+        return Err(Error::invalid(
+            "data.p",
+            format!("operation `div` needs a prime modulus, got p = {p}"),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if !prime {
+        warnings.push(format!(
+            "p = {p} is not prime: `{}` mod p is not a group operation for every p",
+            operation.name()
+        ));
+    }
+    Ok(warnings)
+}

@@ -1,0 +1,109 @@
+//! What is measured at an evaluation step (SPEC §4).
+
+use crate::analysis::ipr::{mean_ipr, neuron_iprs};
+use crate::analysis::phase::{classify, Phase};
+use crate::data::Split;
+use crate::model::Arch;
+use crate::train::engine::EvalOutput;
+use crate::train::loss::Loss;
+use serde::Serialize;
+
+/// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the
+/// set they are measured on is empty (no corrupted examples, or no clean ones).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub step: u64,
+    pub epoch: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub mem_acc: Option<f64>,
+    pub inv_acc: Option<f64>,
+    pub clean_acc: Option<f64>,
+    pub norm_u: f64,
+    pub norm_v: f64,
+    pub norm_w: f64,
+    pub mean_ipr: Option<f64>,
+    pub dead_neurons: usize,
+}
+
+impl Record {
+    pub fn phase(&self, hi: f64) -> Phase {
+        classify(self.test_acc, self.mem_acc, self.inv_acc, self.clean_acc, hi)
+    }
+}
+
+fn frac(hits: usize, n: usize) -> Option<f64> {
+    (n > 0).then(|| hits as f64 / n as f64)
+}
+
+/// Turns one model's evaluation output into a [`Record`].
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    step: u64,
+    epoch: f64,
+    arch: &Arch,
+    loss: Loss,
+    split: &Split,
+    labels: &[u32],
+    corrupted: &[bool],
+    params: &[f32],
+    out: &EvalOutput,
+) -> Record {
+    let nt = split.n_train();
+    let (train_preds, test_preds) = out.preds.split_at(nt);
+    let train_loss = out.row_loss[..nt].iter().sum::<f64>() / loss.norm(nt, arch.p);
+    let test_loss = out.row_loss[nt..].iter().sum::<f64>() / loss.norm(split.n_test(), arch.p);
+    let mut train_hits = 0;
+    let (mut mem, mut inv, mut n_c) = (0, 0, 0);
+    let (mut clean, mut n_k) = (0, 0);
+    for i in 0..nt {
+        let pred = train_preds[i];
+        train_hits += (pred == labels[i]) as usize;
+        if corrupted[i] {
+            n_c += 1;
+            mem += (pred == labels[i]) as usize;
+            inv += (pred == split.train_true[i]) as usize;
+        } else {
+            n_k += 1;
+            clean += (pred == split.train_true[i]) as usize;
+        }
+    }
+    let test_hits = test_preds
+        .iter()
+        .zip(&split.test_labels)
+        .filter(|(a, b)| a == b)
+        .count();
+    let norm = |r: std::ops::Range<usize>| {
+        params[r]
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let iprs = neuron_iprs(
+        &params[arch.u_range()],
+        &params[arch.v_range()],
+        &params[arch.w_range()],
+        arch.p,
+        arch.width,
+    );
+    let (mean_ipr, dead_neurons) = mean_ipr(&iprs);
+    Record {
+        step,
+        epoch,
+        train_loss,
+        train_acc: train_hits as f64 / nt as f64,
+        test_loss,
+        test_acc: test_hits as f64 / split.n_test() as f64,
+        mem_acc: frac(mem, n_c),
+        inv_acc: frac(inv, n_c),
+        clean_acc: frac(clean, n_k),
+        norm_u: norm(arch.u_range()),
+        norm_v: norm(arch.v_range()),
+        norm_w: norm(arch.w_range()),
+        mean_ipr,
+        dead_neurons,
+    }
+}

@@ -1,0 +1,143 @@
+//! The paper's two-layer MLP (SPEC §2): architecture, parameter layout and initialisation.
+//!
+//! All trainable parameters of one model live in one contiguous `Vec<f32>`:
+//!
+//! | block   | shape    | meaning                                                   |
+//! |---------|----------|-----------------------------------------------------------|
+//! | `Uᵀ`    | `p × N`  | row `a` is column `a` of the paper's `U` (token `a`'s input)|
+//! | `Vᵀ`    | `p × N`  | row `b` is column `b` of `V`                              |
+//! | `W`     | `p × N`  | the paper's `W` (row `q` feeds logit `q`)                  |
+//! | `γ`     | `N`      | BatchNorm scale (only with BatchNorm)                      |
+//! | `β`     | `N`      | BatchNorm shift (only with BatchNorm)                      |
+//!
+//! So neuron `k` is column `k` of all three matrices, and the first layer is a gather of
+//! rows of `Uᵀ` and `Vᵀ`. The BatchNorm running statistics are state, not parameters.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// The nonlinearity φ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// φ(x) = x² (the paper's default).
+    #[default]
+    Square,
+    Relu,
+    /// Exact (erf) GELU, as PyTorch's default.
+    Gelu,
+}
+
+impl Activation {
+    #[inline(always)]
+    pub fn f(self, x: f32) -> f32 {
+        match self {
+            Activation::Square => x * x,
+            Activation::Relu => x.max(0.0),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+        }
+    }
+
+    /// φ'(x).
+    #[inline(always)]
+    pub fn df(self, x: f32) -> f32 {
+        match self {
+            Activation::Square => 2.0 * x,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+                cdf + x * pdf
+            }
+        }
+    }
+}
+
+/// What every model of a fleet shares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Arch {
+    /// Modulus = vocabulary = number of outputs.
+    pub p: usize,
+    /// Hidden width N.
+    pub width: usize,
+    pub activation: Activation,
+    pub batchnorm: bool,
+    pub bn_momentum: f32,
+    pub bn_eps: f32,
+}
+
+impl Arch {
+    pub fn n_params(&self) -> usize {
+        3 * self.p * self.width + if self.batchnorm { 2 * self.width } else { 0 }
+    }
+    pub fn u_range(&self) -> std::ops::Range<usize> {
+        0..self.p * self.width
+    }
+    pub fn v_range(&self) -> std::ops::Range<usize> {
+        self.p * self.width..2 * self.p * self.width
+    }
+    pub fn w_range(&self) -> std::ops::Range<usize> {
+        2 * self.p * self.width..3 * self.p * self.width
+    }
+    /// γ (empty without BatchNorm).
+    pub fn gamma_range(&self) -> std::ops::Range<usize> {
+        let s = 3 * self.p * self.width;
+        if self.batchnorm {
+            s..s + self.width
+        } else {
+            s..s
+        }
+    }
+    /// β (empty without BatchNorm).
+    pub fn beta_range(&self) -> std::ops::Range<usize> {
+        let s = 3 * self.p * self.width + self.width;
+        if self.batchnorm {
+            s..s + self.width
+        } else {
+            s..s
+        }
+    }
+
+    /// The paper's init scale `σ = 0.5 / (2N)^{1/3}`.
+    pub fn default_init_std(&self) -> f64 {
+        0.5 / (2.0 * self.width as f64).cbrt()
+    }
+
+    /// Fresh parameters: every entry of U, V, W from `Normal(0, std²)`, drawn in the
+    /// order Uᵀ, Vᵀ, W (row-major), from `seed`; γ = 1, β = 0.
+    pub fn init_params(&self, std: f64, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f64, std).expect("std is finite and non-negative");
+        let mut params = vec![0.0f32; self.n_params()];
+        for x in &mut params[..3 * self.p * self.width] {
+            *x = normal.sample(&mut rng) as f32;
+        }
+        let g = self.gamma_range();
+        params[g].fill(1.0);
+        params
+    }
+}
+
+/// BatchNorm running statistics (PyTorch's `running_mean`, `running_var`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+}
+
+impl RunningStats {
+    pub fn new(width: usize) -> RunningStats {
+        RunningStats {
+            mean: vec![0.0; width],
+            var: vec![1.0; width],
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! The batched engine: a *fleet* of M models that share the architecture and the training
+//! pairs but have their own labels, init, weight decay, dropout rate and learning rate.
+//!
+//! One training step runs hand-derived forward and backward passes over [`matmul`]. The work is
+//! cut into tasks `(model, row chunk)`; every model's batch is split into [`ROW_CHUNKS`] fixed
+//! chunks, so the numbers never depend on the number of threads or on the other models of the
+//! fleet. Tasks run in parallel on the rayon pool; without BatchNorm a task is one pass,
+//! with BatchNorm it is three passes separated by the reductions of the batch statistics.
+//!
+//! Forward (rows `r` of the batch, neuron `k`):
+//! `h = Uᵀ[a] + Vᵀ[b]`, `h' = h ⊙ mask/(1−q)`, `z = φ(h')`, (BN) `y = γ x̂ + β`,
+//! `logits = y Wᵀ`. Backward: `dW = dlogitsᵀ y`, `dy = dlogits W`, (BN) `dz`, `dh' = dz ⊙ φ'(h')`,
+//! `dh = dh' ⊙ mask/(1−q)`, and the scatter-adds `dUᵀ[a] += dh`, `dVᵀ[b] += dh`.
+
+use super::adamw::{AdamWHyper, AdamWState};
+use super::kernels::{flush_denormals, matmul, Mat};
+use super::loss::{argmax, Loss};
+use crate::data::{Pair, Split};
+use crate::model::{Arch, RunningStats};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Every batch is cut into this many row chunks (fewer if it has fewer rows). Part of the
+/// numerics: partial gradients are summed in chunk order.
+pub const ROW_CHUNKS: usize = 2;
+/// At most this many tasks hold workspaces at once; larger fleets run in waves.
+const WAVE_TASKS: usize = 16;
+/// Rows per evaluation task (at most).
+const EVAL_ROWS: usize = 2048;
+
+/// The per-model settings a fleet may vary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelHyper {
+    pub adam: AdamWHyper,
+    /// Dropout rate q on the first layer's output, `0 ≤ q < 1`.
+    pub dropout: f32,
+    /// Seed of the dropout masks.
+    pub dropout_seed: u64,
+}
+
+/// One model of the fleet.
+#[derive(Clone, Debug)]
+pub struct ModelState {
+    pub params: Vec<f32>,
+    pub adam: AdamWState,
+    pub running: Option<RunningStats>,
+    pub hyper: ModelHyper,
+    /// Training labels, aligned with the split's training pairs.
+    pub labels: Vec<u32>,
+    /// Training labels followed by the test labels: what evaluation compares with.
+    eval_labels: Vec<u32>,
+}
+
+/// The result of evaluating one model on every pair (training pairs, then test pairs).
+#[derive(Clone, Debug)]
+pub struct EvalOutput {
+    /// Predicted class (argmax of the logits) per pair.
+    pub preds: Vec<u32>,
+    /// Unnormalised loss per pair (see [`Loss::row_loss`]) against the training label for
+    /// training pairs and the true label for test pairs.
+    pub row_loss: Vec<f64>,
+}
+
+#[derive(Default)]
+struct Workspace {
+    h: Vec<f32>,
+    z: Vec<f32>,
+    y: Vec<f32>,
+    logits: Vec<f32>,
+    mask: Vec<u8>,
+    noise: Vec<u8>,
+    s1: Vec<f64>,
+    s2: Vec<f64>,
+    loss: f64,
+    preds: Vec<u32>,
+    row_loss: Vec<f64>,
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// Batch statistics of one model's BatchNorm, shared by its chunks.
+#[derive(Default, Clone)]
+struct BnBatch {
+    mean: Vec<f32>,
+    var_unbiased: Vec<f32>,
+    invstd: Vec<f32>,
+    mean_dy: Vec<f32>,
+    mean_dyx: Vec<f32>,
+}
+
+pub struct Fleet {
+    pub arch: Arch,
+    pub loss: Loss,
+    pub models: Vec<ModelState>,
+    train_pairs: Vec<Pair>,
+    eval_pairs: Vec<Pair>,
+    n_train: usize,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    pool: Vec<Workspace>,
+    tgrads: Vec<Vec<f32>>,
+    all_rows: Vec<u32>,
+}
+
+/// The model's data for one training step.
+struct TaskCtx<'a> {
+    arch: &'a Arch,
+    params: &'a [f32],
+    pairs: &'a [Pair],
+    rows: &'a [u32],
+    labels: &'a [u32],
+    /// Offset of the chunk within the batch (for the dropout stream).
+    row0: usize,
+    batch_len: usize,
+    dropout: f32,
+    dropout_seed: u64,
+    step: u64,
+}
+
+impl Fleet {
+    /// A fleet on `split` with one model per `(params, hyper, labels)`.
+    pub fn new(
+        arch: Arch,
+        loss: Loss,
+        split: &Split,
+        models: Vec<(Vec<f32>, ModelHyper, Vec<u32>)>,
+    ) -> Fleet {
+        let n_train = split.n_train();
+        let models = models
+            .into_iter()
+            .map(|(params, hyper, labels)| {
+                assert_eq!(params.len(), arch.n_params(), "parameter count");
+                assert_eq!(labels.len(), n_train, "one label per training pair");
+                let mut eval_labels = labels.clone();
+                eval_labels.extend_from_slice(&split.test_labels);
+                ModelState {
+                    adam: AdamWState::new(params.len()),
+                    running: arch.batchnorm.then(|| RunningStats::new(arch.width)),
+                    params,
+                    hyper,
+                    labels,
+                    eval_labels,
+                }
+            })
+            .collect();
+        let mut eval_pairs = split.train_pairs.clone();
+        eval_pairs.extend_from_slice(&split.test_pairs);
+        Fleet {
+            arch,
+            loss,
+            models,
+            train_pairs: split.train_pairs.clone(),
+            eval_pairs,
+            n_train,
+            step: 0,
+            pool: Vec::new(),
+            tgrads: Vec::new(),
+            all_rows: (0..n_train as u32).collect(),
+        }
+    }
+
+    pub fn n_train(&self) -> usize {
+        self.n_train
+    }
+
+    /// Indices of all training pairs (the full batch).
+    pub fn full_batch(&self) -> Vec<u32> {
+        self.all_rows.clone()
+    }
+
+    /// One optimizer step of every model on the training rows `batch` (indices into the
+    /// training pairs). Returns each model's mean loss on the batch before the step.
+    pub fn step(&mut self, batch: &[u32]) -> Vec<f64> {
+        let out = self.run_batch(batch, true);
+        self.step += 1;
+        out.into_iter().map(|(l, _)| l).collect()
+    }
+
+    /// One optimizer step on the full batch.
+    pub fn step_full(&mut self) -> Vec<f64> {
+        let rows = std::mem::take(&mut self.all_rows);
+        let out = self.step(&rows);
+        self.all_rows = rows;
+        out
+    }
+
+    /// Loss and gradient of every model on `batch`, in training mode (dropout masks of the
+    /// current step, batch statistics), without changing any state.
+    pub fn gradients(&mut self, batch: &[u32]) -> Vec<(f64, Vec<f32>)> {
+        self.run_batch(batch, false)
+            .into_iter()
+            .map(|(l, g)| (l, g.expect("gradients requested")))
+            .collect()
+    }
+
+    fn run_batch(&mut self, batch: &[u32], update: bool) -> Vec<(f64, Option<Vec<f32>>)> {
+        flush_denormals();
+        assert!(!batch.is_empty(), "empty batch");
+        let chunks = chunk_ranges(batch.len(), ROW_CHUNKS);
+        let c = chunks.len();
+        let per_wave = (WAVE_TASKS / c).max(1);
+        let arch = self.arch;
+        let loss_kind = self.loss;
+        let n_params = arch.n_params();
+        let mut results = Vec::with_capacity(self.models.len());
+        let n_models = self.models.len();
+        grow_with(&mut self.pool, per_wave.min(n_models) * c, Workspace::default);
+        grow_with(&mut self.tgrads, per_wave.min(n_models) * c, Vec::new);
+        for g in self.tgrads.iter_mut() {
+            grow(g, n_params);
+        }
+        let step = self.step;
+        for first in (0..n_models).step_by(per_wave) {
+            let wave_models = &mut self.models[first..(first + per_wave).min(n_models)];
+            let ntask = wave_models.len() * c;
+            let pool = &mut self.pool[..ntask];
+            let tgrads = &mut self.tgrads[..ntask];
+            let pairs = &self.train_pairs;
+            let wm: &[ModelState] = wave_models;
+            let make = |t: usize| {
+                let m = &wm[t / c];
+                let r = chunks[t % c].clone();
+                TaskCtx {
+                    arch: &arch,
+                    params: &m.params,
+                    pairs,
+                    rows: &batch[r.clone()],
+                    labels: &m.labels,
+                    row0: r.start,
+                    batch_len: batch.len(),
+                    dropout: m.hyper.dropout,
+                    dropout_seed: m.hyper.dropout_seed,
+                    step,
+                }
+            };
+            let mut bn: Vec<BnBatch> = Vec::new();
+            if !arch.batchnorm {
+                pool.par_iter_mut()
+                    .zip(tgrads.par_iter_mut())
+                    .enumerate()
+                    .for_each(|(t, (ws, g))| {
+                        let tc = make(t);
+                        hidden(&tc, ws);
+                        output_and_backward(&tc, loss_kind, ws, g, None);
+                        input_backward(&tc, ws, g, None);
+                    });
+            } else {
+                pool.par_iter_mut()
+                    .enumerate()
+                    .for_each(|(t, ws)| hidden(&make(t), ws));
+                bn = (0..wm.len())
+                    .map(|lm| batch_stats(&arch, &pool[lm * c..(lm + 1) * c], batch.len()))
+                    .collect();
+                pool.par_iter_mut()
+                    .zip(tgrads.par_iter_mut())
+                    .enumerate()
+                    .for_each(|(t, (ws, g))| {
+                        output_and_backward(&make(t), loss_kind, ws, g, Some(&bn[t / c]))
+                    });
+                for (lm, b) in bn.iter_mut().enumerate() {
+                    backward_stats(b, &pool[lm * c..(lm + 1) * c], batch.len());
+                }
+                pool.par_iter_mut()
+                    .zip(tgrads.par_iter_mut())
+                    .enumerate()
+                    .for_each(|(t, (ws, g))| input_backward(&make(t), ws, g, Some(&bn[t / c])));
+            }
+            let norm = loss_kind.norm(batch.len(), arch.p);
+            let losses: Vec<f64> = pool
+                .chunks(c)
+                .map(|ws| ws.iter().map(|w| w.loss).sum::<f64>() / norm)
+                .collect();
+            // Reduce chunk gradients (in chunk order) and update each model.
+            let out: Vec<Option<Vec<f32>>> = wave_models
+                .par_iter_mut()
+                .zip(tgrads.par_chunks_mut(c))
+                .enumerate()
+                .map(|(lm, (model, gs))| {
+                    let (head, tail) = gs.split_at_mut(1);
+                    let g = &mut head[0][..n_params];
+                    for other in tail.iter() {
+                        for (a, b) in g.iter_mut().zip(&other[..n_params]) {
+                            *a += b;
+                        }
+                    }
+                    if update {
+                        if let (Some(rs), Some(b)) = (model.running.as_mut(), bn.get(lm)) {
+                            let mom = arch.bn_momentum;
+                            for k in 0..arch.width {
+                                rs.mean[k] = (1.0 - mom) * rs.mean[k] + mom * b.mean[k];
+                                rs.var[k] = (1.0 - mom) * rs.var[k] + mom * b.var_unbiased[k];
+                            }
+                        }
+                        let hyper = model.hyper.adam;
+                        model.adam.step(&hyper, &mut model.params, g);
+                        None
+                    } else {
+                        Some(g.to_vec())
+                    }
+                })
+                .collect();
+            results.extend(losses.into_iter().zip(out));
+        }
+        results
+    }
+
+    /// Evaluates every model on every pair (training pairs first, then test pairs) in
+    /// evaluation mode: no dropout, BatchNorm with its running statistics.
+    pub fn evaluate(&mut self) -> Vec<EvalOutput> {
+        flush_denormals();
+        let n_eval = self.eval_pairs.len();
+        let mut ce = n_eval.div_ceil(EVAL_ROWS);
+        ce += ce % 2;
+        let chunks = chunk_ranges(n_eval, ce);
+        let c = chunks.len();
+        let per_wave = (WAVE_TASKS / c).max(1);
+        let n_models = self.models.len();
+        grow_with(&mut self.pool, per_wave.min(n_models) * c, Workspace::default);
+        let arch = self.arch;
+        let loss_kind = self.loss;
+        let mut out = Vec::with_capacity(n_models);
+        for first in (0..n_models).step_by(per_wave) {
+            let wm = &self.models[first..(first + per_wave).min(n_models)];
+            let ntask = wm.len() * c;
+            let pairs = &self.eval_pairs;
+            self.pool[..ntask]
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(t, ws)| {
+                    let m = &wm[t / c];
+                    let r = chunks[t % c].clone();
+                    eval_chunk(&arch, loss_kind, m, &pairs[r.clone()], &m.eval_labels[r], ws);
+                });
+            for lm in 0..wm.len() {
+                let mut preds = Vec::with_capacity(n_eval);
+                let mut row_loss = Vec::with_capacity(n_eval);
+                for ws in &self.pool[lm * c..(lm + 1) * c] {
+                    preds.extend_from_slice(&ws.preds);
+                    row_loss.extend_from_slice(&ws.row_loss);
+                }
+                out.push(EvalOutput { preds, row_loss });
+            }
+        }
+        out
+    }
+}
+
+fn grow_with<T>(v: &mut Vec<T>, n: usize, f: impl Fn() -> T) {
+    while v.len() < n {
+        v.push(f());
+    }
+}
+
+/// `n` rows cut into at most `c` contiguous, nearly equal, non-empty chunks.
+pub fn chunk_ranges(n: usize, c: usize) -> Vec<std::ops::Range<usize>> {
+    let c = c.clamp(1, n.max(1));
+    (0..c).map(|i| (i * n / c)..((i + 1) * n / c)).collect()
+}
+
+/// Pass 1: `h'` into `ws.h`, `z = φ(h')` into `ws.z`; with BatchNorm, the chunk's sums of
+/// `z` and `z²` per neuron into `ws.s1`, `ws.s2`.
+fn hidden(tc: &TaskCtx, ws: &mut Workspace) {
+    let (p, n) = (tc.arch.p, tc.arch.width);
+    let rows = tc.rows.len();
+    grow(&mut ws.h, rows * n);
+    grow(&mut ws.z, rows * n);
+    let u = &tc.params[tc.arch.u_range()];
+    let v = &tc.params[tc.arch.v_range()];
+    let act = tc.arch.activation;
+    debug_assert!(u.len() == p * n);
+    for (r, &i) in tc.rows.iter().enumerate() {
+        let (a, b) = tc.pairs[i as usize];
+        let ua = &u[a as usize * n..(a as usize + 1) * n];
+        let vb = &v[b as usize * n..(b as usize + 1) * n];
+        let h = &mut ws.h[r * n..(r + 1) * n];
+        for ((h, &x), &y) in h.iter_mut().zip(ua).zip(vb) {
+            *h = x + y;
+        }
+    }
+    if tc.dropout > 0.0 {
+        apply_dropout(tc, ws);
+    }
+    for (z, &h) in ws.z[..rows * n].iter_mut().zip(&ws.h[..rows * n]) {
+        *z = act.f(h);
+    }
+    if tc.arch.batchnorm {
+        ws.s1.clear();
+        ws.s1.resize(n, 0.0);
+        ws.s2.clear();
+        ws.s2.resize(n, 0.0);
+        for zr in ws.z[..rows * n].chunks_exact(n) {
+            for ((s1, s2), &z) in ws.s1.iter_mut().zip(ws.s2.iter_mut()).zip(zr) {
+                *s1 += z as f64;
+                *s2 += (z as f64) * (z as f64);
+            }
+        }
+    }
+}
+
+/// Inverted dropout on `ws.h`. The mask of batch row `j` of model `seed` at step `t` is drawn
+/// from ChaCha8 stream `t`, word offset `j · ⌈N/2⌉`, 16 bits per neuron: it does not depend on
+/// how the batch is chunked.
+fn apply_dropout(tc: &TaskCtx, ws: &mut Workspace) {
+    let n = tc.arch.width;
+    let rows = tc.rows.len();
+    grow(&mut ws.mask, rows * n);
+    grow(&mut ws.noise, 2 * n);
+    let q = tc.dropout as f64;
+    let threshold = (q * 65536.0).round() as u32;
+    let scale = 1.0 / (1.0 - tc.dropout);
+    let mut rng = ChaCha8Rng::seed_from_u64(tc.dropout_seed);
+    rng.set_stream(tc.step);
+    let words_per_row = n.div_ceil(2) as u128;
+    for r in 0..rows {
+        rng.set_word_pos((tc.row0 + r) as u128 * words_per_row);
+        let noise = &mut ws.noise[..2 * n];
+        rng.fill_bytes(noise);
+        let h = &mut ws.h[r * n..(r + 1) * n];
+        let mask = &mut ws.mask[r * n..(r + 1) * n];
+        for ((h, m), bytes) in h.iter_mut().zip(mask.iter_mut()).zip(noise.chunks_exact(2)) {
+            let u = u16::from_le_bytes([bytes[0], bytes[1]]) as u32;
+            let keep = u >= threshold;
+            *m = keep as u8;
+            *h = if keep { *h * scale } else { 0.0 };
+        }
+    }
+}
+
+/// Combines the chunks' sums into the batch mean and variance of `z`.
+fn batch_stats(arch: &Arch, chunks: &[Workspace], n_batch: usize) -> BnBatch {
+    let n = arch.width;
+    let mut b = BnBatch {
+        mean: vec![0.0; n],
+        var_unbiased: vec![0.0; n],
+        invstd: vec![0.0; n],
+        ..Default::default()
+    };
+    let nb = n_batch as f64;
+    for k in 0..n {
+        let s1: f64 = chunks.iter().map(|w| w.s1[k]).sum();
+        let s2: f64 = chunks.iter().map(|w| w.s2[k]).sum();
+        let mean = s1 / nb;
+        let var = (s2 / nb - mean * mean).max(0.0);
+        b.mean[k] = mean as f32;
+        b.invstd[k] = (1.0 / (var + arch.bn_eps as f64).sqrt()) as f32;
+        b.var_unbiased[k] = if n_batch > 1 {
+            (var * nb / (nb - 1.0)) as f32
+        } else {
+            var as f32
+        };
+    }
+    b
+}
+
+/// Combines the chunks' `Σ dy` and `Σ dy·x̂` (left in `s1`, `s2` by pass 2) into means.
+fn backward_stats(b: &mut BnBatch, chunks: &[Workspace], n_batch: usize) {
+    let n = b.mean.len();
+    let nb = n_batch as f64;
+    b.mean_dy = (0..n)
+        .map(|k| (chunks.iter().map(|w| w.s1[k]).sum::<f64>() / nb) as f32)
+        .collect();
+    b.mean_dyx = (0..n)
+        .map(|k| (chunks.iter().map(|w| w.s2[k]).sum::<f64>() / nb) as f32)
+        .collect();
+}
+
+/// Pass 2: (BN) normalise; logits; loss and its gradient; `dW`, and `dy` into the buffer
+/// that held `y`; (BN) `dγ`, `dβ` and the chunk's `Σ dy`, `Σ dy·x̂`.
+fn output_and_backward(
+    tc: &TaskCtx,
+    loss: Loss,
+    ws: &mut Workspace,
+    grad: &mut [f32],
+    bn: Option<&BnBatch>,
+) {
+    let (p, n) = (tc.arch.p, tc.arch.width);
+    let rows = tc.rows.len();
+    grow(&mut ws.logits, rows * p);
+    let w = &tc.params[tc.arch.w_range()];
+    if let Some(bn) = bn {
+        grow(&mut ws.y, rows * n);
+        let gamma = &tc.params[tc.arch.gamma_range()];
+        let beta = &tc.params[tc.arch.beta_range()];
+        for (zr, yr) in ws.z[..rows * n]
+            .chunks_exact_mut(n)
+            .zip(ws.y[..rows * n].chunks_exact_mut(n))
+        {
+            for k in 0..n {
+                let xh = (zr[k] - bn.mean[k]) * bn.invstd[k];
+                zr[k] = xh;
+                yr[k] = gamma[k] * xh + beta[k];
+            }
+        }
+    }
+    let y: &mut Vec<f32> = if bn.is_some() { &mut ws.y } else { &mut ws.z };
+    let logits = &mut ws.logits[..rows * p];
+    matmul(logits, rows, p, n, Mat::rows(&y[..rows * n], n), Mat::transposed(w, n), false);
+    let mut total = 0.0;
+    for (r, &i) in tc.rows.iter().enumerate() {
+        let label = tc.labels[i as usize];
+        total += loss.row_grad_in_place(&mut logits[r * p..(r + 1) * p], label, tc.batch_len);
+    }
+    ws.loss = total;
+    let gw = &mut grad[tc.arch.w_range()];
+    matmul(gw, p, n, rows, Mat::transposed(logits, p), Mat::rows(&y[..rows * n], n), false);
+    matmul(&mut y[..rows * n], rows, n, p, Mat::rows(logits, p), Mat::rows(w, n), false);
+    if bn.is_some() {
+        ws.s1.clear();
+        ws.s1.resize(n, 0.0);
+        ws.s2.clear();
+        ws.s2.resize(n, 0.0);
+        for (dyr, xr) in ws.y[..rows * n]
+            .chunks_exact(n)
+            .zip(ws.z[..rows * n].chunks_exact(n))
+        {
+            for k in 0..n {
+                ws.s1[k] += dyr[k] as f64;
+                ws.s2[k] += (dyr[k] * xr[k]) as f64;
+            }
+        }
+        let (g_start, b_start) = (tc.arch.gamma_range().start, tc.arch.beta_range().start);
+        for k in 0..n {
+            grad[g_start + k] = ws.s2[k] as f32;
+            grad[b_start + k] = ws.s1[k] as f32;
+        }
+    }
+}
+
+/// Pass 3: (BN) `dz` from `dy`; `dh`; the scatter-adds into `dUᵀ` and `dVᵀ`.
+fn input_backward(tc: &TaskCtx, ws: &mut Workspace, grad: &mut [f32], bn: Option<&BnBatch>) {
+    let n = tc.arch.width;
+    let rows = tc.rows.len();
+    let act = tc.arch.activation;
+    let dz: &mut [f32] = if let Some(bn) = bn {
+        let gamma = &tc.params[tc.arch.gamma_range()];
+        let coef: Vec<f32> = (0..n).map(|k| gamma[k] * bn.invstd[k]).collect();
+        for (dyr, xr) in ws.y[..rows * n]
+            .chunks_exact_mut(n)
+            .zip(ws.z[..rows * n].chunks_exact(n))
+        {
+            for k in 0..n {
+                dyr[k] = coef[k] * (dyr[k] - bn.mean_dy[k] - xr[k] * bn.mean_dyx[k]);
+            }
+        }
+        &mut ws.y[..rows * n]
+    } else {
+        &mut ws.z[..rows * n]
+    };
+    for (d, &h) in dz.iter_mut().zip(&ws.h[..rows * n]) {
+        *d *= act.df(h);
+    }
+    if tc.dropout > 0.0 {
+        let scale = 1.0 / (1.0 - tc.dropout);
+        for (d, &m) in dz.iter_mut().zip(&ws.mask[..rows * n]) {
+            *d = if m != 0 { *d * scale } else { 0.0 };
+        }
+    }
+    let (ur, vr) = (tc.arch.u_range(), tc.arch.v_range());
+    grad[ur.start..vr.end].fill(0.0);
+    for (r, &i) in tc.rows.iter().enumerate() {
+        let (a, b) = tc.pairs[i as usize];
+        let dh = &dz[r * n..(r + 1) * n];
+        let ga = ur.start + a as usize * n;
+        for (g, &d) in grad[ga..ga + n].iter_mut().zip(dh) {
+            *g += d;
+        }
+        let gb = vr.start + b as usize * n;
+        for (g, &d) in grad[gb..gb + n].iter_mut().zip(dh) {
+            *g += d;
+        }
+    }
+}
+
+/// Forward in evaluation mode for one chunk of pairs; predictions and row losses into `ws`.
+fn eval_chunk(
+    arch: &Arch,
+    loss: Loss,
+    m: &ModelState,
+    pairs: &[Pair],
+    labels: &[u32],
+    ws: &mut Workspace,
+) {
+    let (p, n) = (arch.p, arch.width);
+    let rows = pairs.len();
+    grow(&mut ws.z, rows * n);
+    grow(&mut ws.logits, rows * p);
+    let u = &m.params[arch.u_range()];
+    let v = &m.params[arch.v_range()];
+    let w = &m.params[arch.w_range()];
+    let (scale, shift): (Vec<f32>, Vec<f32>) = match &m.running {
+        Some(rs) => {
+            let gamma = &m.params[arch.gamma_range()];
+            let beta = &m.params[arch.beta_range()];
+            (0..n)
+                .map(|k| {
+                    let s = gamma[k] / (rs.var[k] + arch.bn_eps).sqrt();
+                    (s, beta[k] - s * rs.mean[k])
+                })
+                .unzip()
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    for (r, &(a, b)) in pairs.iter().enumerate() {
+        let ua = &u[a as usize * n..(a as usize + 1) * n];
+        let vb = &v[b as usize * n..(b as usize + 1) * n];
+        let z = &mut ws.z[r * n..(r + 1) * n];
+        for ((z, &x), &y) in z.iter_mut().zip(ua).zip(vb) {
+            *z = arch.activation.f(x + y);
+        }
+        if !scale.is_empty() {
+            for ((z, &s), &t) in z.iter_mut().zip(&scale).zip(&shift) {
+                *z = *z * s + t;
+            }
+        }
+    }
+    let logits = &mut ws.logits[..rows * p];
+    matmul(logits, rows, p, n, Mat::rows(&ws.z[..rows * n], n), Mat::transposed(w, n), false);
+    ws.preds.clear();
+    ws.row_loss.clear();
+    for r in 0..rows {
+        let row = &logits[r * p..(r + 1) * p];
+        ws.preds.push(argmax(row));
+        ws.row_loss.push(loss.row_loss(row, labels[r]));
+    }
+}

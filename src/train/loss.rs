@@ -1,0 +1,85 @@
+//! Losses on the logits (SPEC §3): MSE against one-hot targets (PyTorch's `MSELoss`, mean over
+//! all `n × p` entries) and cross-entropy (mean over examples).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    #[default]
+    Mse,
+    #[serde(rename = "ce")]
+    CrossEntropy,
+}
+
+impl Loss {
+    /// The loss of one row of logits, *unnormalised*: `Σ_q (l_q − t_q)²` for MSE,
+    /// `logsumexp(l) − l_y` for cross-entropy. Divide the sum over rows by [`Loss::norm`].
+    pub fn row_loss(self, logits: &[f32], label: u32) -> f64 {
+        let y = label as usize;
+        match self {
+            Loss::Mse => logits
+                .iter()
+                .enumerate()
+                .map(|(q, &l)| {
+                    let d = l as f64 - if q == y { 1.0 } else { 0.0 };
+                    d * d
+                })
+                .sum(),
+            Loss::CrossEntropy => logsumexp(logits) - logits[y] as f64,
+        }
+    }
+
+    /// The divisor that turns a sum of row losses over `n` rows of `p` logits into the mean.
+    pub fn norm(self, n: usize, p: usize) -> f64 {
+        match self {
+            Loss::Mse => (n * p) as f64,
+            Loss::CrossEntropy => n as f64,
+        }
+    }
+
+    /// Replaces one row of logits by the gradient of the *mean* batch loss over `n` rows with
+    /// respect to them, and returns the row's unnormalised loss.
+    pub fn row_grad_in_place(self, row: &mut [f32], label: u32, n: usize) -> f64 {
+        let y = label as usize;
+        let p = row.len();
+        match self {
+            Loss::Mse => {
+                let scale = 2.0 / (n * p) as f32;
+                let mut loss = 0.0f64;
+                for (q, l) in row.iter_mut().enumerate() {
+                    let d = *l - if q == y { 1.0 } else { 0.0 };
+                    loss += (d as f64) * (d as f64);
+                    *l = scale * d;
+                }
+                loss
+            }
+            Loss::CrossEntropy => {
+                let lse = logsumexp(row);
+                let loss = lse - row[y] as f64;
+                let inv_n = 1.0 / n as f64;
+                for (q, l) in row.iter_mut().enumerate() {
+                    let s = ((*l as f64) - lse).exp();
+                    *l = ((s - if q == y { 1.0 } else { 0.0 }) * inv_n) as f32;
+                }
+                loss
+            }
+        }
+    }
+}
+
+fn logsumexp(x: &[f32]) -> f64 {
+    let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+}
+
+/// Index of the largest logit (the first one on ties, as `torch.argmax`).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
