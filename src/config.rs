@@ -15,11 +15,46 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
 
 /// One value, or a list of values that the fleet sweeps over.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Axis<T> {
     One(T),
     Many(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{value, IntoDeserializer, SeqAccess, Visitor};
+        struct V<T>(std::marker::PhantomData<T>);
+        macro_rules! scalar {
+            ($name:ident, $t:ty) => {
+                fn $name<E: serde::de::Error>(self, x: $t) -> std::result::Result<Axis<T>, E> {
+                    T::deserialize(IntoDeserializer::<E>::into_deserializer(x)).map(Axis::One)
+                }
+            };
+        }
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Axis<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            scalar!(visit_i64, i64);
+            scalar!(visit_u64, u64);
+            scalar!(visit_f64, f64);
+            scalar!(visit_bool, bool);
+            fn visit_str<E: serde::de::Error>(self, x: &str) -> std::result::Result<Axis<T>, E> {
+                T::deserialize(value::StrDeserializer::<E>::new(x)).map(Axis::One)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Axis<T>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    v.push(x);
+                }
+                Ok(Axis::Many(v))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 impl<T: Clone> Axis<T> {
@@ -207,10 +242,13 @@ impl Config {
         for s in sets {
             apply_set(&mut table, s)?;
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(e.message().to_string()))?;
-        Ok(cfg)
+        // Re-read the merged table as text so that errors point at the offending line.
+        let merged = if sets.is_empty() {
+            text.to_string()
+        } else {
+            toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?
+        };
+        toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Config(e.to_string()))
     }
 
     /// The config as TOML, every default filled in.

@@ -1,0 +1,149 @@
+//! The `grokscope` binary: a small run's outputs, and every bad input giving a clear error,
+//! a non-zero exit and nothing written.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn grokscope(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("binary runs")
+}
+
+const SMALL: &[&str] = &[
+    "--set",
+    "data.p=13",
+    "--set",
+    "model.width=16",
+    "--set",
+    "train.epochs=20",
+    "--set",
+    "eval.every=5",
+];
+
+fn small_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["train", "-q"];
+    v.extend_from_slice(SMALL);
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn a_run_writes_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = grokscope(&small_args(&["--out", "run1"]), tmp.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Coexistence") || stdout.contains("Memorization") || stdout.contains("Inversion") || stdout.contains("Confusion") || stdout.contains("Forgetting"));
+    let dir = tmp.path().join("run1");
+    // The resolved config reproduces the run.
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("p = 13") && cfg.contains("weight_decay = [0.0, 5.0, 15.0]"));
+    // metrics.csv: header + 3 models × (steps 0, 5, 10, 15, 20).
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("model,step,epoch,train_loss"));
+    assert_eq!(lines.len(), 1 + 3 * 5);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let models = summary["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3);
+    assert_eq!(models[1]["weight_decay"], 5.0);
+    assert!(models[0]["final"]["test_acc"].is_number());
+    let n_train = summary["n_train"].as_u64().unwrap() as f64;
+    assert_eq!(models[0]["n_corrupted"], (0.35 * n_train).floor() as u64);
+    // weights.safetensors holds U, V [M, N, p] and W [M, p, N].
+    let bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("U").unwrap().shape(), &[3, 16, 13]);
+    assert_eq!(st.tensor("V").unwrap().shape(), &[3, 16, 13]);
+    assert_eq!(st.tensor("W").unwrap().shape(), &[3, 13, 16]);
+    // The same --out again is refused and leaves the first run untouched.
+    let again = grokscope(&small_args(&["--out", "run1"]), tmp.path());
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), csv);
+}
+
+/// Runs with a bad input; asserts a non-zero exit, a message naming the problem, and no
+/// output directory.
+fn refused(args: &[&str], config: Option<&str>, expect: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut v: Vec<&str> = vec!["train", "-q", "--out", "out"];
+    if let Some(text) = config {
+        std::fs::write(tmp.path().join("c.toml"), text).unwrap();
+        v.extend_from_slice(&["--config", "c.toml"]);
+    }
+    v.extend_from_slice(args);
+    let out = grokscope(&v, tmp.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} {config:?} should fail");
+    assert!(
+        err.contains(expect),
+        "{args:?} {config:?}: expected {expect:?} in {err:?}"
+    );
+    assert!(!tmp.path().join("out").exists(), "nothing written for {args:?}");
+}
+
+#[test]
+fn bad_inputs_are_refused() {
+    refused(&["--set", "data.train_fraction=1.5"], None, "train_fraction");
+    refused(&["--set", "data.train_fraction=0"], None, "train_fraction");
+    refused(&["--set", "data.corruption=1.0"], None, "corruption");
+    refused(&["--set", "data.corruption=[0.1,-0.2]"], None, "corruption");
+    refused(&["--set", "data.p=1"], None, "data.p");
+    refused(&["--set", "data.p=12", "--set", "data.operation=div"], None, "prime");
+    refused(&["--set", "model.width=0"], None, "model.width");
+    refused(&["--set", "data.operation=pow"], None, "unknown variant `pow`");
+    refused(&["--set", "train.weight_dekay=5"], None, "unknown field `weight_dekay`");
+    refused(&["--set", "train.weight_decay=[]"], None, "empty");
+    refused(&["--set", "model.dropout=1.0"], None, "dropout");
+    refused(&["--set", "train.lr=0"], None, "train.lr");
+    refused(&["--set", "train.epochs=10", "--set", "train.steps=10"], None, "not both");
+    refused(&["--set", "nonsense"], None, "KEY=VALUE");
+    refused(&[], Some("[data\np = 13"), "malformed TOML");
+    refused(&[], Some("[data]\np = \"many\""), "p = \"many\"");
+    refused(&["--set", "train.weight_decay=[\"a\"]"], None, "invalid type: string");
+    refused(&[], Some("[unknown]\nx = 1"), "unknown field `unknown`");
+    refused(&["--set", "train.batch_size=100000"], None, "batch_size");
+}
+
+#[test]
+fn a_missing_config_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = grokscope(&["train", "--config", "nope.toml"], tmp.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+}
+
+#[test]
+fn an_unwritable_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("file"), "x").unwrap();
+    // A directory below a regular file cannot be created (as root too).
+    let out = grokscope(&small_args(&["--out", "file/run"]), tmp.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file"));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("file")).unwrap(), "x");
+}
+
+#[test]
+fn presets_parse_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for sub in ["", "paper"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let cfg = grokscope::config::Config::from_toml(&text, &[])
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 6, "default + five paper presets, found {n}");
+}

@@ -1,0 +1,161 @@
+//! AdamW against a hand computation; end-to-end training; determinism; fleet independence.
+
+use grokscope::analysis::ipr::{mean_ipr, Ipr};
+use grokscope::analysis::phase::{classify, Phase};
+use grokscope::config::{Axis, Config};
+use grokscope::train::adamw::{AdamWHyper, AdamWState};
+use grokscope::train::run::{setup, train};
+
+#[test]
+fn adamw_one_step_by_hand() {
+    let h = AdamWHyper {
+        lr: 0.01,
+        weight_decay: 5.0,
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-8,
+    };
+    let mut st = AdamWState::new(3);
+    let mut p = vec![1.0f32, -2.0, 0.5];
+    let g = vec![0.3f32, -0.1, 0.0];
+    st.step(&h, &mut p, &g);
+    // Step 1: θ ← θ(1 − lr·wd) = 0.95 θ; m = 0.1 g, v = 0.02 g²; m̂ = g, v̂ = g²;
+    // θ ← θ − lr · g / (|g| + eps).
+    let expect = [
+        0.95 * 1.0 - 0.01 * 0.3 / (0.3 + 1e-8),
+        0.95 * -2.0 + 0.01 * 0.1 / (0.1 + 1e-8),
+        0.95 * 0.5,
+    ];
+    for i in 0..3 {
+        assert!((p[i] as f64 - expect[i]).abs() < 1e-6, "{i}: {} vs {}", p[i], expect[i]);
+    }
+    // Step 2 with the same gradient: m = 0.19 g, m̂ = g; v = 0.0396 g², v̂ = g².
+    let before = p.clone();
+    st.step(&h, &mut p, &g);
+    let m_hat = 0.19 * 0.3 / (1.0 - 0.81);
+    let v_hat = 0.0396 * 0.09 / (1.0 - 0.9604);
+    let e0 = 0.95 * before[0] as f64 - 0.01 * m_hat / (f64::sqrt(v_hat) + 1e-8);
+    assert!((p[0] as f64 - e0).abs() < 1e-6, "{} vs {e0}", p[0]);
+}
+
+fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {
+    let mut c = Config::default();
+    c.name = "small".into();
+    c.data.p = p;
+    c.model.width = 128;
+    c.train.weight_decay = Axis::Many(wd);
+    c.train.epochs = Some(epochs);
+    c
+}
+
+#[test]
+fn small_run_generalizes_without_corruption() {
+    let cfg = small(23, vec![2.0], 400);
+    let out = train(&cfg, &mut |_| {}).unwrap();
+    let last = out.history[0].last().unwrap();
+    assert_eq!(last.test_acc, 1.0, "test accuracy {}", last.test_acc);
+    assert_eq!(last.train_acc, 1.0);
+    assert_eq!(last.mem_acc, None, "no corrupted examples: A_mem is missing");
+    assert_eq!(last.phase(0.9), Phase::Generalization);
+    // Without weight decay the same network only memorizes (SPEC §6).
+    let cfg0 = small(23, vec![0.0], 400);
+    let out0 = train(&cfg0, &mut |_| {}).unwrap();
+    let l0 = out0.history[0].last().unwrap();
+    assert!(l0.test_acc < 0.5 && l0.train_acc == 1.0);
+    assert_eq!(l0.phase(0.9), Phase::Memorization);
+}
+
+#[test]
+fn same_config_gives_identical_metrics() {
+    let mut cfg = small(23, vec![0.0, 2.0], 60);
+    cfg.data.corruption = Axis::One(0.2);
+    cfg.model.dropout = Axis::One(0.1);
+    cfg.model.batchnorm = true;
+    cfg.train.batch_size = Some(64);
+    let a = train(&cfg, &mut |_| {}).unwrap();
+    let b = train(&cfg, &mut |_| {}).unwrap();
+    assert_eq!(a.history, b.history);
+    for (x, y) in a.fleet.models.iter().zip(&b.fleet.models) {
+        assert_eq!(x.params, y.params);
+    }
+    cfg.model.init_seed = Axis::One(1);
+    let c = train(&cfg, &mut |_| {}).unwrap();
+    assert_ne!(a.history, c.history);
+}
+
+#[test]
+fn a_model_trains_the_same_alone_or_in_a_fleet() {
+    let mut cfg = small(23, vec![2.0], 30);
+    cfg.data.corruption = Axis::One(0.2);
+    let alone = train(&cfg, &mut |_| {}).unwrap();
+    cfg.train.weight_decay = Axis::Many(vec![0.0, 2.0, 7.0]);
+    let fleet = train(&cfg, &mut |_| {}).unwrap();
+    assert_eq!(alone.fleet.models[0].params, fleet.fleet.models[1].params);
+    assert_eq!(alone.history[0], fleet.history[1]);
+}
+
+#[test]
+fn batchnorm_running_stats_follow_pytorch() {
+    let mut cfg = small(11, vec![0.0], 1);
+    cfg.model.batchnorm = true;
+    let mut s = setup(&cfg).unwrap();
+    s.fleet.step_full();
+    // After one step from (0, 1): mean = 0.1·μ_batch, var = 0.9 + 0.1·var_unbiased, where the
+    // batch statistics are those of z = φ(h) at the initial parameters.
+    let s0 = setup(&cfg).unwrap();
+    let arch = s0.fleet.arch;
+    let params = &s0.fleet.models[0].params;
+    let n = arch.width;
+    let k = 3;
+    let zs: Vec<f64> = s0
+        .split
+        .train_pairs
+        .iter()
+        .map(|&(a, b)| {
+            let h = params[a as usize * n + k] + params[arch.v_range().start + b as usize * n + k];
+            (h * h) as f64
+        })
+        .collect();
+    let mu = zs.iter().sum::<f64>() / zs.len() as f64;
+    let var = zs.iter().map(|z| (z - mu).powi(2)).sum::<f64>() / (zs.len() - 1) as f64;
+    let rs = s.fleet.models[0].running.as_ref().unwrap();
+    assert!((rs.mean[k] as f64 - 0.1 * mu).abs() < 1e-6);
+    assert!((rs.var[k] as f64 - (0.9 + 0.1 * var)).abs() < 1e-6);
+}
+
+#[test]
+fn ipr_of_cosine_one_hot_and_zero() {
+    let p = 31;
+    let mut ipr = Ipr::new(p);
+    let cosine: Vec<f32> = (0..p)
+        .map(|n| (2.0 * std::f32::consts::PI * 5.0 * n as f32 / p as f32 + 0.3).cos())
+        .collect();
+    let s = ipr.of(&cosine).unwrap();
+    assert!((s.ipr - 1.0).abs() < 1e-9);
+    assert_eq!(s.dominant, 5);
+    let mut one_hot = vec![0.0f32; p];
+    one_hot[4] = 3.0;
+    let s = ipr.of(&one_hot).unwrap();
+    assert!((s.ipr - 1.0 / (p / 2 + 1) as f64).abs() < 1e-12);
+    assert!(ipr.of(&vec![0.0; p]).is_none());
+    // Tiny (subnormal-range) weights keep their IPR: computed after rescaling, in f64.
+    let tiny: Vec<f32> = cosine.iter().map(|x| x * 1e-30).collect();
+    assert!((ipr.of(&tiny).unwrap().ipr - 1.0).abs() < 1e-6);
+    let (mean, dead) = mean_ipr(&[Some(0.5), None, Some(1.0)]);
+    assert_eq!((mean, dead), (Some(0.75), 1));
+}
+
+#[test]
+fn phases_follow_the_table() {
+    let hi = 0.9;
+    let c = |t, m, i, k| classify(t, Some(m), Some(i), Some(k), hi);
+    assert_eq!(c(1.0, 0.95, 0.05, 1.0), Phase::Coexistence);
+    assert_eq!(c(1.0, 0.4, 0.6, 1.0), Phase::PartialInversion);
+    assert_eq!(c(1.0, 0.0, 1.0, 1.0), Phase::FullInversion);
+    assert_eq!(c(0.1, 1.0, 0.0, 1.0), Phase::Memorization);
+    assert_eq!(c(0.1, 0.0, 0.0, 0.05), Phase::Forgetting);
+    assert_eq!(c(0.1, 0.5, 0.0, 0.95), Phase::Confusion);
+    assert_eq!(classify(0.95, None, None, Some(1.0), hi), Phase::Generalization);
+    assert_eq!(classify(0.5, None, None, Some(1.0), hi), Phase::Memorization);
+    assert_eq!(classify(0.5, None, None, Some(0.5), hi), Phase::Forgetting);
+}
