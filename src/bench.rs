@@ -25,8 +25,10 @@ pub fn step_flops(n: usize, width: usize, p: usize) -> f64 {
 /// (after 2 warm-up steps). With `subnormal`, every weight is scaled by 1e-39 before each
 /// timed step (outside the timing), so the step computes on subnormal inputs.
 pub fn time_step(models: usize, steps: usize, subnormal: bool) -> crate::Result<Timing> {
-    let mut cfg = Config::default();
-    cfg.name = "bench".into();
+    let mut cfg = Config {
+        name: "bench".into(),
+        ..Default::default()
+    };
     cfg.data.corruption = Axis::One(0.35);
     cfg.model.init_seed = Axis::Many((0..models as u64).collect());
     cfg.train.steps = Some(1);

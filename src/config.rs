@@ -45,7 +45,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
             fn visit_str<E: serde::de::Error>(self, x: &str) -> std::result::Result<Axis<T>, E> {
                 T::deserialize(value::StrDeserializer::<E>::new(x)).map(Axis::One)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Axis<T>, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Axis<T>, A::Error> {
                 let mut v = Vec::new();
                 while let Some(x) = seq.next_element()? {
                     v.push(x);
@@ -277,7 +280,10 @@ impl Config {
         nonempty(&d.corruption_seed, "data.corruption_seed")?;
         let m = &self.model;
         if m.width == 0 {
-            return Err(Error::invalid("model.width", "the width N must be at least 1"));
+            return Err(Error::invalid(
+                "model.width",
+                "the width N must be at least 1",
+            ));
         }
         for &q in nonempty(&m.dropout, "model.dropout")?.iter() {
             if !(0.0..1.0).contains(&q) {
@@ -291,18 +297,24 @@ impl Config {
         if !(m.bn_momentum >= 0.0 && m.bn_momentum <= 1.0) {
             return Err(Error::invalid("model.bn_momentum", "must lie in [0, 1]"));
         }
-        if !(m.bn_eps > 0.0) {
+        if m.bn_eps.is_nan() || m.bn_eps <= 0.0 {
             return Err(Error::invalid("model.bn_eps", "must be positive"));
         }
         if let Some(s) = m.init_std {
             if !(s >= 0.0 && s.is_finite()) {
-                return Err(Error::invalid("model.init_std", "must be a finite number ≥ 0"));
+                return Err(Error::invalid(
+                    "model.init_std",
+                    "must be a finite number ≥ 0",
+                ));
             }
         }
         let t = &self.train;
         for &lr in nonempty(&t.lr, "train.lr")?.iter() {
             if !(lr > 0.0 && lr.is_finite()) {
-                return Err(Error::invalid("train.lr", format!("must be positive, got {lr}")));
+                return Err(Error::invalid(
+                    "train.lr",
+                    format!("must be positive, got {lr}"),
+                ));
             }
         }
         for &wd in nonempty(&t.weight_decay, "train.weight_decay")?.iter() {
@@ -324,7 +336,7 @@ impl Config {
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err(Error::invalid("train.beta1/beta2", "must lie in [0, 1)"));
         }
-        if !(t.eps > 0.0) {
+        if t.eps.is_nan() || t.eps <= 0.0 {
             return Err(Error::invalid("train.eps", "must be positive"));
         }
         match (t.epochs, t.steps) {
@@ -335,12 +347,18 @@ impl Config {
                 ))
             }
             (Some(0), _) | (_, Some(0)) => {
-                return Err(Error::invalid("train.steps", "the training length must be at least 1"))
+                return Err(Error::invalid(
+                    "train.steps",
+                    "the training length must be at least 1",
+                ))
             }
             _ => {}
         }
         if t.batch_size == Some(0) {
-            return Err(Error::invalid("train.batch_size", "must be at least 1 (omit it for full batch)"));
+            return Err(Error::invalid(
+                "train.batch_size",
+                "must be at least 1 (omit it for full batch)",
+            ));
         }
         if !(self.eval.threshold > 0.0 && self.eval.threshold <= 1.0) {
             return Err(Error::invalid("eval.threshold", "must lie in (0, 1]"));
@@ -353,7 +371,10 @@ impl Config {
         {
             return Err(Error::invalid(
                 "name",
-                format!("use letters, digits, '-', '_' and '.' only, got {:?}", self.name),
+                format!(
+                    "use letters, digits, '-', '_' and '.' only, got {:?}",
+                    self.name
+                ),
             ));
         }
         Ok(warnings)
@@ -428,7 +449,9 @@ fn nonempty<T: Clone>(axis: &Axis<T>, key: &str) -> Result<Vec<T>> {
 /// `"add"`) and, failing that, as a bare string.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     let (key, raw) = set.split_once('=').ok_or_else(|| {
-        Error::Config(format!("--set {set:?}: expected KEY=VALUE, e.g. train.weight_decay=5"))
+        Error::Config(format!(
+            "--set {set:?}: expected KEY=VALUE, e.g. train.weight_decay=5"
+        ))
     })?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
@@ -444,9 +467,9 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
         let entry = cur
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| {
-            Error::Config(format!("--set {set:?}: `{part}` is not a table"))
-        })?;
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::Config(format!("--set {set:?}: `{part}` is not a table")))?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())

@@ -97,7 +97,7 @@ pub fn is_prime(p: u64) -> bool {
     }
     let mut d = 2;
     while d * d <= p {
-        if p % d == 0 {
+        if p.is_multiple_of(d) {
             return false;
         }
         d += 1;

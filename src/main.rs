@@ -149,7 +149,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 mean(&|r| r.train_loss),
                 mean(&|r| r.train_acc),
                 mean(&|r| r.test_acc),
-                if p.latest.len() > 1 { " (fleet mean)" } else { "" }
+                if p.latest.len() > 1 {
+                    " (fleet mean)"
+                } else {
+                    ""
+                }
             ));
         }
     };
@@ -205,7 +209,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     println!("grokscope bench: p = 97, N = 500, α = 0.5 (n = 4704), full batch, {threads} threads");
     let peak = bench::peak_gflops(2048, threads, 5);
-    println!("{:<42} {:>10} {:>9.1} GFLOP/s", "matmul 2048×2048×2048 (peak)", "", peak);
+    println!(
+        "{:<42} {:>10} {:>9.1} GFLOP/s",
+        "matmul 2048×2048×2048 (peak)", "", peak
+    );
     let mut normal = None;
     for (m, sub) in [(1, false), (8, false), (1, true), (8, true)] {
         let t = bench::time_step(m, a.steps, sub)?;

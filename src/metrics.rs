@@ -30,7 +30,13 @@ pub struct Record {
 
 impl Record {
     pub fn phase(&self, hi: f64) -> Phase {
-        classify(self.test_acc, self.mem_acc, self.inv_acc, self.clean_acc, hi)
+        classify(
+            self.test_acc,
+            self.mem_acc,
+            self.inv_acc,
+            self.clean_acc,
+            hi,
+        )
     }
 }
 

@@ -61,6 +61,37 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// `dst = φ(src)`, with the match outside the loop so that each arm vectorizes.
+    pub fn apply(self, src: &[f32], dst: &mut [f32]) {
+        match self {
+            Activation::Square => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * x),
+            Activation::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
+            Activation::Gelu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = self.f(x)),
+        }
+    }
+
+    pub fn apply_in_place(self, x: &mut [f32]) {
+        match self {
+            Activation::Square => x.iter_mut().for_each(|v| *v *= *v),
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Gelu => x.iter_mut().for_each(|v| *v = self.f(*v)),
+        }
+    }
+
+    /// `d ← d ⊙ φ'(h)`.
+    pub fn mul_derivative(self, d: &mut [f32], h: &[f32]) {
+        match self {
+            Activation::Square => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= 2.0 * x),
+            Activation::Relu => d
+                .iter_mut()
+                .zip(h)
+                .for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
+            Activation::Gelu => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= self.df(x)),
+        }
+    }
+}
+
 /// What every model of a fleet shares.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Arch {

@@ -67,7 +67,10 @@ pub fn default_run_dir(base: &Path, name: &str) -> PathBuf {
 fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
     if path.exists() {
-        return Err(Error::Output(format!("{} exists; not overwriting it", path.display())));
+        return Err(Error::Output(format!(
+            "{} exists; not overwriting it",
+            path.display()
+        )));
     }
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -170,7 +173,10 @@ pub fn summary(cfg: &Config, out: &Outcome) -> Summary {
             .zip(&out.history)
             .zip(&out.labels)
             .map(|((spec, hist), labels)| {
-                let last = hist.last().expect("the final step is always evaluated").clone();
+                let last = hist
+                    .last()
+                    .expect("the final step is always evaluated")
+                    .clone();
                 ModelSummary {
                     spec: spec.clone(),
                     lr_effective: cfg.effective_lr(spec.lr),
@@ -231,7 +237,10 @@ pub fn weights_safetensors(out: &Outcome) -> Result<Vec<u8>> {
         ));
         let stat = |mean: bool| {
             cat(&|m| {
-                let rs = m.running.as_ref().expect("BatchNorm models keep running statistics");
+                let rs = m
+                    .running
+                    .as_ref()
+                    .expect("BatchNorm models keep running statistics");
                 if mean {
                     rs.mean.clone()
                 } else {
@@ -259,9 +268,13 @@ pub fn weights_safetensors(out: &Outcome) -> Result<Vec<u8>> {
         ("p".to_string(), p.to_string()),
         ("width".to_string(), n.to_string()),
         ("models".to_string(), mm.to_string()),
-        ("activation".to_string(), format!("{:?}", arch.activation).to_lowercase()),
+        (
+            "activation".to_string(),
+            format!("{:?}", arch.activation).to_lowercase(),
+        ),
     ]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Output(format!("safetensors: {e}")))
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Output(format!("safetensors: {e}")))
 }
 
 /// Writes the metrics, the summary and the weights of a finished run into `dir` (which

@@ -35,8 +35,18 @@ fn a_run_writes_its_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let out = grokscope(&small_args(&["--out", "run1"]), tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("Coexistence") || stdout.contains("Memorization") || stdout.contains("Inversion") || stdout.contains("Confusion") || stdout.contains("Forgetting"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Coexistence")
+            || stdout.contains("Memorization")
+            || stdout.contains("Inversion")
+            || stdout.contains("Confusion")
+            || stdout.contains("Forgetting")
+    );
     let dir = tmp.path().join("run1");
     // The resolved config reproduces the run.
     let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
@@ -64,7 +74,10 @@ fn a_run_writes_its_directory() {
     let again = grokscope(&small_args(&["--out", "run1"]), tmp.path());
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
-    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), csv);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+        csv
+    );
 }
 
 /// Runs with a bad input; asserts a non-zero exit, a message naming the problem, and no
@@ -84,28 +97,55 @@ fn refused(args: &[&str], config: Option<&str>, expect: &str) {
         err.contains(expect),
         "{args:?} {config:?}: expected {expect:?} in {err:?}"
     );
-    assert!(!tmp.path().join("out").exists(), "nothing written for {args:?}");
+    assert!(
+        !tmp.path().join("out").exists(),
+        "nothing written for {args:?}"
+    );
 }
 
 #[test]
 fn bad_inputs_are_refused() {
-    refused(&["--set", "data.train_fraction=1.5"], None, "train_fraction");
+    refused(
+        &["--set", "data.train_fraction=1.5"],
+        None,
+        "train_fraction",
+    );
     refused(&["--set", "data.train_fraction=0"], None, "train_fraction");
     refused(&["--set", "data.corruption=1.0"], None, "corruption");
     refused(&["--set", "data.corruption=[0.1,-0.2]"], None, "corruption");
     refused(&["--set", "data.p=1"], None, "data.p");
-    refused(&["--set", "data.p=12", "--set", "data.operation=div"], None, "prime");
+    refused(
+        &["--set", "data.p=12", "--set", "data.operation=div"],
+        None,
+        "prime",
+    );
     refused(&["--set", "model.width=0"], None, "model.width");
-    refused(&["--set", "data.operation=pow"], None, "unknown variant `pow`");
-    refused(&["--set", "train.weight_dekay=5"], None, "unknown field `weight_dekay`");
+    refused(
+        &["--set", "data.operation=pow"],
+        None,
+        "unknown variant `pow`",
+    );
+    refused(
+        &["--set", "train.weight_dekay=5"],
+        None,
+        "unknown field `weight_dekay`",
+    );
     refused(&["--set", "train.weight_decay=[]"], None, "empty");
     refused(&["--set", "model.dropout=1.0"], None, "dropout");
     refused(&["--set", "train.lr=0"], None, "train.lr");
-    refused(&["--set", "train.epochs=10", "--set", "train.steps=10"], None, "not both");
+    refused(
+        &["--set", "train.epochs=10", "--set", "train.steps=10"],
+        None,
+        "not both",
+    );
     refused(&["--set", "nonsense"], None, "KEY=VALUE");
     refused(&[], Some("[data\np = 13"), "malformed TOML");
     refused(&[], Some("[data]\np = \"many\""), "p = \"many\"");
-    refused(&["--set", "train.weight_decay=[\"a\"]"], None, "invalid type: string");
+    refused(
+        &["--set", "train.weight_decay=[\"a\"]"],
+        None,
+        "invalid type: string",
+    );
     refused(&[], Some("[unknown]\nx = 1"), "unknown field `unknown`");
     refused(&["--set", "train.batch_size=100000"], None, "batch_size");
 }
@@ -126,7 +166,10 @@ fn an_unwritable_output_is_refused() {
     let out = grokscope(&small_args(&["--out", "file/run"]), tmp.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("file"));
-    assert_eq!(std::fs::read_to_string(tmp.path().join("file")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("file")).unwrap(),
+        "x"
+    );
 }
 
 #[test]
@@ -140,7 +183,8 @@ fn presets_parse_and_validate() {
                 let text = std::fs::read_to_string(&path).unwrap();
                 let cfg = grokscope::config::Config::from_toml(&text, &[])
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                cfg.validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;
             }
         }

@@ -41,7 +41,11 @@ fn operations_match_hand_computation() {
 fn division_leaves_out_b_zero() {
     let s = Split::new(11, Operation::Div, 0.5, 0).unwrap();
     assert_eq!(s.n_train() + s.n_test(), 11 * 10);
-    assert!(s.train_pairs.iter().chain(&s.test_pairs).all(|&(_, b)| b != 0));
+    assert!(s
+        .train_pairs
+        .iter()
+        .chain(&s.test_pairs)
+        .all(|&(_, b)| b != 0));
     for (&(a, b), &y) in s.train_pairs.iter().zip(&s.train_true) {
         assert_eq!((y as u64 * b as u64) % 11, a as u64, "y·b = a");
     }
@@ -95,7 +99,10 @@ fn bad_ranges_are_refused() {
     assert!(Split::new(10, Operation::Div, 0.5, 0).is_err());
     assert!(Split::new(10, Operation::Add, 0.0, 0).is_err());
     assert!(Split::new(10, Operation::Add, 1.0, 0).is_err());
-    assert!(Split::new(10, Operation::Add, 0.001, 0).is_err(), "empty training set");
+    assert!(
+        Split::new(10, Operation::Add, 0.001, 0).is_err(),
+        "empty training set"
+    );
     let s = Split::new(10, Operation::Add, 0.5, 0).unwrap();
     assert!(s.corrupt(1.0, CorruptionMode::Wrong, 0).is_err());
     assert!(s.corrupt(-0.1, CorruptionMode::Wrong, 0).is_err());

@@ -32,7 +32,7 @@ fn check(cfg: &Config, eps: f32) -> f64 {
     let scale = grad.iter().fold(0.0f64, |m, g| m.max(g.abs() as f64));
     assert!(scale > 0.0);
     let mut worst = 0.0f64;
-    for i in 0..grad.len() {
+    for (i, &g) in grad.iter().enumerate() {
         let orig = s.fleet.models[0].params[i];
         s.fleet.models[0].params[i] = orig + eps;
         let lp = s.fleet.gradients(&batch)[0].0;
@@ -40,12 +40,11 @@ fn check(cfg: &Config, eps: f32) -> f64 {
         let lm = s.fleet.gradients(&batch)[0].0;
         s.fleet.models[0].params[i] = orig;
         let fd = (lp - lm) / (2.0 * eps as f64);
-        let err = (fd - grad[i] as f64).abs() / (scale * 1e-2 + (grad[i] as f64).abs());
+        let err = (fd - g as f64).abs() / (scale * 1e-2 + (g as f64).abs());
         worst = worst.max(err);
         assert!(
             err < 2e-2,
-            "parameter {i}: analytic {} vs finite difference {fd} (rel. err {err})",
-            grad[i]
+            "parameter {i}: analytic {g} vs finite difference {fd} (rel. err {err})"
         );
     }
     eprintln!("worst relative error {worst:.2e}");
@@ -64,12 +63,18 @@ fn mse_square_batchnorm() {
 
 #[test]
 fn ce_square_plain() {
-    check(&tiny(Loss::CrossEntropy, false, Activation::Square, 0.0), 1e-3);
+    check(
+        &tiny(Loss::CrossEntropy, false, Activation::Square, 0.0),
+        1e-3,
+    );
 }
 
 #[test]
 fn ce_square_batchnorm() {
-    check(&tiny(Loss::CrossEntropy, true, Activation::Square, 0.0), 1e-3);
+    check(
+        &tiny(Loss::CrossEntropy, true, Activation::Square, 0.0),
+        1e-3,
+    );
 }
 
 #[test]
@@ -79,7 +84,10 @@ fn mse_gelu_batchnorm() {
 
 #[test]
 fn ce_relu_plain() {
-    check(&tiny(Loss::CrossEntropy, false, Activation::Relu, 0.0), 5e-4);
+    check(
+        &tiny(Loss::CrossEntropy, false, Activation::Relu, 0.0),
+        5e-4,
+    );
 }
 
 #[test]

@@ -27,7 +27,12 @@ fn adamw_one_step_by_hand() {
         0.95 * 0.5,
     ];
     for i in 0..3 {
-        assert!((p[i] as f64 - expect[i]).abs() < 1e-6, "{i}: {} vs {}", p[i], expect[i]);
+        assert!(
+            (p[i] as f64 - expect[i]).abs() < 1e-6,
+            "{i}: {} vs {}",
+            p[i],
+            expect[i]
+        );
     }
     // Step 2 with the same gradient: m = 0.19 g, m̂ = g; v = 0.0396 g², v̂ = g².
     let before = p.clone();
@@ -39,8 +44,10 @@ fn adamw_one_step_by_hand() {
 }
 
 fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {
-    let mut c = Config::default();
-    c.name = "small".into();
+    let mut c = Config {
+        name: "small".into(),
+        ..Default::default()
+    };
     c.data.p = p;
     c.model.width = 128;
     c.train.weight_decay = Axis::Many(wd);
@@ -55,7 +62,10 @@ fn small_run_generalizes_without_corruption() {
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "test accuracy {}", last.test_acc);
     assert_eq!(last.train_acc, 1.0);
-    assert_eq!(last.mem_acc, None, "no corrupted examples: A_mem is missing");
+    assert_eq!(
+        last.mem_acc, None,
+        "no corrupted examples: A_mem is missing"
+    );
     assert_eq!(last.phase(0.9), Phase::Generalization);
     // Without weight decay the same network only memorizes (SPEC §6).
     let cfg0 = small(23, vec![0.0], 400);
@@ -155,7 +165,13 @@ fn phases_follow_the_table() {
     assert_eq!(c(0.1, 1.0, 0.0, 1.0), Phase::Memorization);
     assert_eq!(c(0.1, 0.0, 0.0, 0.05), Phase::Forgetting);
     assert_eq!(c(0.1, 0.5, 0.0, 0.95), Phase::Confusion);
-    assert_eq!(classify(0.95, None, None, Some(1.0), hi), Phase::Generalization);
-    assert_eq!(classify(0.5, None, None, Some(1.0), hi), Phase::Memorization);
+    assert_eq!(
+        classify(0.95, None, None, Some(1.0), hi),
+        Phase::Generalization
+    );
+    assert_eq!(
+        classify(0.5, None, None, Some(1.0), hi),
+        Phase::Memorization
+    );
     assert_eq!(classify(0.5, None, None, Some(0.5), hi), Phase::Forgetting);
 }

@@ -43,7 +43,13 @@ impl std::fmt::Display for Phase {
 /// condition where it names `A_clean` (see `docs/DECISIONS.md`):
 /// test ≥ hi: Coexistence (mem ≥ hi), Full Inversion (inv ≥ hi), else Partial Inversion;
 /// test < hi: Forgetting (clean < hi), Memorization (mem ≥ hi), else Confusion.
-pub fn classify(test: f64, mem: Option<f64>, inv: Option<f64>, clean: Option<f64>, hi: f64) -> Phase {
+pub fn classify(
+    test: f64,
+    mem: Option<f64>,
+    inv: Option<f64>,
+    clean: Option<f64>,
+    hi: f64,
+) -> Phase {
     let clean_ok = clean.is_some_and(|c| c >= hi);
     match (mem, inv) {
         (Some(mem), Some(inv)) => {

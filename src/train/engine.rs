@@ -26,6 +26,9 @@ use rayon::prelude::*;
 pub const ROW_CHUNKS: usize = 2;
 /// At most this many tasks hold workspaces at once; larger fleets run in waves.
 const WAVE_TASKS: usize = 16;
+/// Rows per block within a task (without BatchNorm), so that a block's activations stay in
+/// the core's L2 cache.
+const BLOCK_ROWS: usize = 256;
 /// Rows per evaluation task (at most).
 const EVAL_ROWS: usize = 2048;
 
@@ -108,6 +111,7 @@ pub struct Fleet {
 }
 
 /// The model's data for one training step.
+#[derive(Clone, Copy)]
 struct TaskCtx<'a> {
     arch: &'a Arch,
     params: &'a [f32],
@@ -209,7 +213,11 @@ impl Fleet {
         let n_params = arch.n_params();
         let mut results = Vec::with_capacity(self.models.len());
         let n_models = self.models.len();
-        grow_with(&mut self.pool, per_wave.min(n_models) * c, Workspace::default);
+        grow_with(
+            &mut self.pool,
+            per_wave.min(n_models) * c,
+            Workspace::default,
+        );
         grow_with(&mut self.tgrads, per_wave.min(n_models) * c, Vec::new);
         for g in self.tgrads.iter_mut() {
             grow(g, n_params);
@@ -244,10 +252,19 @@ impl Fleet {
                     .zip(tgrads.par_iter_mut())
                     .enumerate()
                     .for_each(|(t, (ws, g))| {
+                        // Row blocks small enough for the core's L2 cache; gradients accumulate.
                         let tc = make(t);
-                        hidden(&tc, ws);
-                        output_and_backward(&tc, loss_kind, ws, g, None);
-                        input_backward(&tc, ws, g, None);
+                        for (j, start) in (0..tc.rows.len()).step_by(BLOCK_ROWS).enumerate() {
+                            let end = (start + BLOCK_ROWS).min(tc.rows.len());
+                            let bc = TaskCtx {
+                                rows: &tc.rows[start..end],
+                                row0: tc.row0 + start,
+                                ..tc
+                            };
+                            hidden(&bc, ws);
+                            output_and_backward(&bc, loss_kind, ws, g, None, j > 0);
+                            input_backward(&bc, ws, g, None, j > 0);
+                        }
                     });
             } else {
                 pool.par_iter_mut()
@@ -260,7 +277,7 @@ impl Fleet {
                     .zip(tgrads.par_iter_mut())
                     .enumerate()
                     .for_each(|(t, (ws, g))| {
-                        output_and_backward(&make(t), loss_kind, ws, g, Some(&bn[t / c]))
+                        output_and_backward(&make(t), loss_kind, ws, g, Some(&bn[t / c]), false)
                     });
                 for (lm, b) in bn.iter_mut().enumerate() {
                     backward_stats(b, &pool[lm * c..(lm + 1) * c], batch.len());
@@ -268,7 +285,9 @@ impl Fleet {
                 pool.par_iter_mut()
                     .zip(tgrads.par_iter_mut())
                     .enumerate()
-                    .for_each(|(t, (ws, g))| input_backward(&make(t), ws, g, Some(&bn[t / c])));
+                    .for_each(|(t, (ws, g))| {
+                        input_backward(&make(t), ws, g, Some(&bn[t / c]), false)
+                    });
             }
             let norm = loss_kind.norm(batch.len(), arch.p);
             let losses: Vec<f64> = pool
@@ -320,7 +339,11 @@ impl Fleet {
         let c = chunks.len();
         let per_wave = (WAVE_TASKS / c).max(1);
         let n_models = self.models.len();
-        grow_with(&mut self.pool, per_wave.min(n_models) * c, Workspace::default);
+        grow_with(
+            &mut self.pool,
+            per_wave.min(n_models) * c,
+            Workspace::default,
+        );
         let arch = self.arch;
         let loss_kind = self.loss;
         let mut out = Vec::with_capacity(n_models);
@@ -334,7 +357,14 @@ impl Fleet {
                 .for_each(|(t, ws)| {
                     let m = &wm[t / c];
                     let r = chunks[t % c].clone();
-                    eval_chunk(&arch, loss_kind, m, &pairs[r.clone()], &m.eval_labels[r], ws);
+                    eval_chunk(
+                        &arch,
+                        loss_kind,
+                        m,
+                        &pairs[r.clone()],
+                        &m.eval_labels[r],
+                        ws,
+                    );
                 });
             for lm in 0..wm.len() {
                 let mut preds = Vec::with_capacity(n_eval);
@@ -385,9 +415,7 @@ fn hidden(tc: &TaskCtx, ws: &mut Workspace) {
     if tc.dropout > 0.0 {
         apply_dropout(tc, ws);
     }
-    for (z, &h) in ws.z[..rows * n].iter_mut().zip(&ws.h[..rows * n]) {
-        *z = act.f(h);
-    }
+    act.apply(&ws.h[..rows * n], &mut ws.z[..rows * n]);
     if tc.arch.batchnorm {
         ws.s1.clear();
         ws.s1.resize(n, 0.0);
@@ -469,7 +497,8 @@ fn backward_stats(b: &mut BnBatch, chunks: &[Workspace], n_batch: usize) {
         .collect();
 }
 
-/// Pass 2: (BN) normalise; logits; loss and its gradient; `dW`, and `dy` into the buffer
+/// Pass 2: (BN) normalise; logits; loss and its gradient; `dW` (added to `grad` with
+/// `accumulate`), and `dy` into the buffer
 /// that held `y`; (BN) `dγ`, `dβ` and the chunk's `Σ dy`, `Σ dy·x̂`.
 fn output_and_backward(
     tc: &TaskCtx,
@@ -477,6 +506,7 @@ fn output_and_backward(
     ws: &mut Workspace,
     grad: &mut [f32],
     bn: Option<&BnBatch>,
+    accumulate: bool,
 ) {
     let (p, n) = (tc.arch.p, tc.arch.width);
     let rows = tc.rows.len();
@@ -499,7 +529,15 @@ fn output_and_backward(
     }
     let y: &mut Vec<f32> = if bn.is_some() { &mut ws.y } else { &mut ws.z };
     let logits = &mut ws.logits[..rows * p];
-    matmul(logits, rows, p, n, Mat::rows(&y[..rows * n], n), Mat::transposed(w, n), false);
+    matmul(
+        logits,
+        rows,
+        p,
+        n,
+        Mat::rows(&y[..rows * n], n),
+        Mat::transposed(w, n),
+        false,
+    );
     let mut total = 0.0;
     for (r, &i) in tc.rows.iter().enumerate() {
         let label = tc.labels[i as usize];
@@ -507,8 +545,24 @@ fn output_and_backward(
     }
     ws.loss = total;
     let gw = &mut grad[tc.arch.w_range()];
-    matmul(gw, p, n, rows, Mat::transposed(logits, p), Mat::rows(&y[..rows * n], n), false);
-    matmul(&mut y[..rows * n], rows, n, p, Mat::rows(logits, p), Mat::rows(w, n), false);
+    matmul(
+        gw,
+        p,
+        n,
+        rows,
+        Mat::transposed(logits, p),
+        Mat::rows(&y[..rows * n], n),
+        accumulate,
+    );
+    matmul(
+        &mut y[..rows * n],
+        rows,
+        n,
+        p,
+        Mat::rows(logits, p),
+        Mat::rows(w, n),
+        false,
+    );
     if bn.is_some() {
         ws.s1.clear();
         ws.s1.resize(n, 0.0);
@@ -531,8 +585,15 @@ fn output_and_backward(
     }
 }
 
-/// Pass 3: (BN) `dz` from `dy`; `dh`; the scatter-adds into `dUᵀ` and `dVᵀ`.
-fn input_backward(tc: &TaskCtx, ws: &mut Workspace, grad: &mut [f32], bn: Option<&BnBatch>) {
+/// Pass 3: (BN) `dz` from `dy`; `dh`; the scatter-adds into `dUᵀ` and `dVᵀ` (added to what
+/// `grad` holds with `accumulate`).
+fn input_backward(
+    tc: &TaskCtx,
+    ws: &mut Workspace,
+    grad: &mut [f32],
+    bn: Option<&BnBatch>,
+    accumulate: bool,
+) {
     let n = tc.arch.width;
     let rows = tc.rows.len();
     let act = tc.arch.activation;
@@ -551,9 +612,7 @@ fn input_backward(tc: &TaskCtx, ws: &mut Workspace, grad: &mut [f32], bn: Option
     } else {
         &mut ws.z[..rows * n]
     };
-    for (d, &h) in dz.iter_mut().zip(&ws.h[..rows * n]) {
-        *d *= act.df(h);
-    }
+    act.mul_derivative(dz, &ws.h[..rows * n]);
     if tc.dropout > 0.0 {
         let scale = 1.0 / (1.0 - tc.dropout);
         for (d, &m) in dz.iter_mut().zip(&ws.mask[..rows * n]) {
@@ -561,7 +620,9 @@ fn input_backward(tc: &TaskCtx, ws: &mut Workspace, grad: &mut [f32], bn: Option
         }
     }
     let (ur, vr) = (tc.arch.u_range(), tc.arch.v_range());
-    grad[ur.start..vr.end].fill(0.0);
+    if !accumulate {
+        grad[ur.start..vr.end].fill(0.0);
+    }
     for (r, &i) in tc.rows.iter().enumerate() {
         let (a, b) = tc.pairs[i as usize];
         let dh = &dz[r * n..(r + 1) * n];
@@ -610,8 +671,9 @@ fn eval_chunk(
         let vb = &v[b as usize * n..(b as usize + 1) * n];
         let z = &mut ws.z[r * n..(r + 1) * n];
         for ((z, &x), &y) in z.iter_mut().zip(ua).zip(vb) {
-            *z = arch.activation.f(x + y);
+            *z = x + y;
         }
+        arch.activation.apply_in_place(z);
         if !scale.is_empty() {
             for ((z, &s), &t) in z.iter_mut().zip(&scale).zip(&shift) {
                 *z = *z * s + t;
@@ -619,7 +681,15 @@ fn eval_chunk(
         }
     }
     let logits = &mut ws.logits[..rows * p];
-    matmul(logits, rows, p, n, Mat::rows(&ws.z[..rows * n], n), Mat::transposed(w, n), false);
+    matmul(
+        logits,
+        rows,
+        p,
+        n,
+        Mat::rows(&ws.z[..rows * n], n),
+        Mat::transposed(w, n),
+        false,
+    );
     ws.preds.clear();
     ws.row_loss.clear();
     for r in 0..rows {

@@ -32,7 +32,10 @@ impl<'a> Mat<'a> {
     fn check(&self, r: usize, c: usize, what: &str) {
         if r > 0 && c > 0 {
             let last = (r - 1) * self.rs + (c - 1) * self.cs;
-            assert!(last < self.data.len(), "{what}: {r}×{c} view exceeds its buffer");
+            assert!(
+                last < self.data.len(),
+                "{what}: {r}×{c} view exceeds its buffer"
+            );
         }
     }
 }

@@ -46,13 +46,24 @@ impl Loss {
         match self {
             Loss::Mse => {
                 let scale = 2.0 / (n * p) as f32;
-                let mut loss = 0.0f64;
-                for (q, l) in row.iter_mut().enumerate() {
-                    let d = *l - if q == y { 1.0 } else { 0.0 };
-                    loss += (d as f64) * (d as f64);
-                    *l = scale * d;
+                let ly = row[y];
+                // Σ l² in 8 lanes (vectorizes), then correct the label's entry.
+                let mut acc = [0.0f32; 8];
+                let mut chunks = row.chunks_exact_mut(8);
+                for c in &mut chunks {
+                    for (a, l) in acc.iter_mut().zip(c.iter_mut()) {
+                        *a += *l * *l;
+                        *l *= scale;
+                    }
                 }
-                loss
+                let mut loss: f64 = acc.iter().map(|&a| a as f64).sum();
+                for l in chunks.into_remainder() {
+                    loss += (*l as f64) * (*l as f64);
+                    *l *= scale;
+                }
+                let (ly, dy) = (ly as f64, ly as f64 - 1.0);
+                row[y] = scale * (ly - 1.0) as f32;
+                loss + dy * dy - ly * ly
             }
             Loss::CrossEntropy => {
                 let lse = logsumexp(row);

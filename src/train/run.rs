@@ -76,7 +76,10 @@ pub fn setup(cfg: &Config) -> Result<Setup> {
     }
     let arch = arch_of(cfg);
     let specs = cfg.fleet();
-    let std = cfg.model.init_std.unwrap_or_else(|| arch.default_init_std());
+    let std = cfg
+        .model
+        .init_std
+        .unwrap_or_else(|| arch.default_init_std());
     let mut labels = Vec::with_capacity(specs.len());
     let mut models = Vec::with_capacity(specs.len());
     for s in &specs {
