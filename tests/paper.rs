@@ -21,9 +21,17 @@ fn default_experiment_reaches_the_papers_phases() {
         let last = hist.last().unwrap();
         assert_eq!(spec.weight_decay, wd);
         assert_eq!(last.phase(0.9), phase, "wd {wd}: {last:?}");
-        assert!(last.test_acc >= 0.95, "wd {wd}: test accuracy {}", last.test_acc);
+        assert!(
+            last.test_acc >= 0.95,
+            "wd {wd}: test accuracy {}",
+            last.test_acc
+        );
     }
     // Weight decay makes the network ignore the corrupted labels: A_inv grows with it.
-    let inv: Vec<f64> = out.history.iter().map(|h| h.last().unwrap().inv_acc.unwrap()).collect();
+    let inv: Vec<f64> = out
+        .history
+        .iter()
+        .map(|h| h.last().unwrap().inv_acc.unwrap())
+        .collect();
     assert!(inv[0] < inv[1] && inv[1] < inv[2], "{inv:?}");
 }
