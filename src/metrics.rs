@@ -26,6 +26,9 @@ pub struct Record {
     pub norm_w: f64,
     pub mean_ipr: Option<f64>,
     pub dead_neurons: usize,
+    /// Per-neuron IPR histogram ([`IPR_BINS`] bins on [0, 1]); in `ipr_hist.csv`.
+    #[serde(skip)]
+    pub ipr_hist: Vec<u32>,
 }
 
 impl Record {
@@ -44,23 +47,30 @@ fn frac(hits: usize, n: usize) -> Option<f64> {
     (n > 0).then(|| hits as f64 / n as f64)
 }
 
-/// Turns one model's evaluation output into a [`Record`].
-#[allow(clippy::too_many_arguments)]
-pub fn record(
-    step: u64,
-    epoch: f64,
-    arch: &Arch,
+/// Losses and accuracies of one model's predictions (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Accuracies {
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub mem_acc: Option<f64>,
+    pub inv_acc: Option<f64>,
+    pub clean_acc: Option<f64>,
+}
+
+/// Accuracies and losses from predictions and row losses on every pair (training pairs
+/// first, then test pairs).
+pub fn accuracies(
+    p: usize,
     loss: Loss,
     split: &Split,
     labels: &[u32],
     corrupted: &[bool],
-    params: &[f32],
     out: &EvalOutput,
-) -> Record {
+) -> Accuracies {
     let nt = split.n_train();
     let (train_preds, test_preds) = out.preds.split_at(nt);
-    let train_loss = out.row_loss[..nt].iter().sum::<f64>() / loss.norm(nt, arch.p);
-    let test_loss = out.row_loss[nt..].iter().sum::<f64>() / loss.norm(split.n_test(), arch.p);
     let mut train_hits = 0;
     let (mut mem, mut inv, mut n_c) = (0, 0, 0);
     let (mut clean, mut n_k) = (0, 0);
@@ -81,6 +91,31 @@ pub fn record(
         .zip(&split.test_labels)
         .filter(|(a, b)| a == b)
         .count();
+    Accuracies {
+        train_loss: out.row_loss[..nt].iter().sum::<f64>() / loss.norm(nt, p),
+        train_acc: train_hits as f64 / nt as f64,
+        test_loss: out.row_loss[nt..].iter().sum::<f64>() / loss.norm(split.n_test(), p),
+        test_acc: test_hits as f64 / split.n_test() as f64,
+        mem_acc: frac(mem, n_c),
+        inv_acc: frac(inv, n_c),
+        clean_acc: frac(clean, n_k),
+    }
+}
+
+/// Turns one model's evaluation output into a [`Record`].
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    step: u64,
+    epoch: f64,
+    arch: &Arch,
+    loss: Loss,
+    split: &Split,
+    labels: &[u32],
+    corrupted: &[bool],
+    params: &[f32],
+    out: &EvalOutput,
+) -> Record {
+    let a = accuracies(arch.p, loss, split, labels, corrupted, out);
     let norm = |r: std::ops::Range<usize>| {
         params[r]
             .iter()
@@ -99,17 +134,31 @@ pub fn record(
     Record {
         step,
         epoch,
-        train_loss,
-        train_acc: train_hits as f64 / nt as f64,
-        test_loss,
-        test_acc: test_hits as f64 / split.n_test() as f64,
-        mem_acc: frac(mem, n_c),
-        inv_acc: frac(inv, n_c),
-        clean_acc: frac(clean, n_k),
+        train_loss: a.train_loss,
+        train_acc: a.train_acc,
+        test_loss: a.test_loss,
+        test_acc: a.test_acc,
+        mem_acc: a.mem_acc,
+        inv_acc: a.inv_acc,
+        clean_acc: a.clean_acc,
         norm_u: norm(arch.u_range()),
         norm_v: norm(arch.v_range()),
         norm_w: norm(arch.w_range()),
         mean_ipr,
         dead_neurons,
+        ipr_hist: ipr_histogram(&iprs),
     }
+}
+
+/// Bins of the per-neuron IPR histogram: `IPR_BINS` equal bins on [0, 1] (the last one
+/// closed); dead neurons are not counted.
+pub const IPR_BINS: usize = 20;
+
+pub fn ipr_histogram(iprs: &[Option<f64>]) -> Vec<u32> {
+    let mut h = vec![0u32; IPR_BINS];
+    for x in iprs.iter().flatten() {
+        let b = ((x * IPR_BINS as f64) as usize).min(IPR_BINS - 1);
+        h[b] += 1;
+    }
+    h
 }

@@ -1,6 +1,7 @@
 //! A run directory: `config.toml`, `metrics.csv`, `summary.json`, `weights.safetensors`
 //! (formats in `docs/OUTPUTS.md`). Nothing existing is ever overwritten.
 
+use crate::analysis::dynamics::{dynamics, Dynamics};
 use crate::config::{Config, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::Record;
@@ -116,23 +117,6 @@ pub fn metrics_csv(history: &[Vec<Record>]) -> String {
         }
     }
     s
-}
-
-/// First steps at which the dynamics of SPEC §5 happen (`None`: never).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Dynamics {
-    pub first_train_acc_hi: Option<u64>,
-    pub first_test_acc_hi: Option<u64>,
-    pub first_inv_acc_hi: Option<u64>,
-}
-
-pub fn dynamics(history: &[Record], hi: f64) -> Dynamics {
-    let first = |f: &dyn Fn(&Record) -> bool| history.iter().find(|r| f(r)).map(|r| r.step);
-    Dynamics {
-        first_train_acc_hi: first(&|r| r.train_acc >= hi),
-        first_test_acc_hi: first(&|r| r.test_acc >= hi),
-        first_inv_acc_hi: first(&|r| r.inv_acc.is_some_and(|a| a >= hi)),
-    }
 }
 
 #[derive(Serialize)]
@@ -277,10 +261,32 @@ pub fn weights_safetensors(out: &Outcome) -> Result<Vec<u8>> {
         .map_err(|e| Error::Output(format!("safetensors: {e}")))
 }
 
+/// `ipr_hist.csv`: per model and evaluation step, the number of living neurons whose IPR falls
+/// in each of the bins `[i/B, (i+1)/B)` (the last bin closed).
+pub fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
+    let bins = crate::metrics::IPR_BINS;
+    let mut s = String::from("model,step");
+    for i in 0..bins {
+        s.push_str(&format!(",bin{:02}", i));
+    }
+    s.push('\n');
+    for (m, recs) in history.iter().enumerate() {
+        for r in recs {
+            s.push_str(&format!("{m},{}", r.step));
+            for c in &r.ipr_hist {
+                s.push_str(&format!(",{c}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
 /// Writes the metrics, the summary and the weights of a finished run into `dir` (which
 /// already holds its `config.toml`).
 pub fn write_results(dir: &Path, cfg: &Config, out: &Outcome) -> Result<Summary> {
     write_new(dir, "metrics.csv", metrics_csv(&out.history).as_bytes())?;
+    write_new(dir, "ipr_hist.csv", ipr_hist_csv(&out.history).as_bytes())?;
     let s = summary(cfg, out);
     let json = serde_json::to_string_pretty(&s).map_err(|e| Error::Output(e.to_string()))?;
     write_new(dir, "summary.json", json.as_bytes())?;
