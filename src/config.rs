@@ -144,7 +144,9 @@ pub struct ModelConfig {
     pub batchnorm: bool,
     pub bn_momentum: f64,
     pub bn_eps: f64,
-    /// Standard deviation of the init; absent: the paper's 0.5 / (2N)^{1/3}.
+    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SPEC §7).
+    pub init: Init,
+    /// Standard deviation of the normal init; absent: the paper's 0.5 / (2N)^{1/3}.
     pub init_std: Option<f64>,
     /// Seed of the initial weights and of the dropout masks (fleet axis).
     pub init_seed: Axis<u64>,
@@ -159,6 +161,7 @@ impl Default for ModelConfig {
             batchnorm: false,
             bn_momentum: 0.1,
             bn_eps: 1e-5,
+            init: Init::Normal,
             init_std: None,
             init_seed: Axis::One(0),
         }
@@ -222,6 +225,17 @@ impl Default for EvalConfig {
             threshold: 0.9,
         }
     }
+}
+
+/// How a model's weights start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Every entry of U, V, W from Normal(0, init_std²).
+    #[default]
+    Normal,
+    /// Gromov's analytic solution for modular addition (SPEC §7), output layer scaled by 2/N.
+    Analytic,
 }
 
 /// The settings of one model of the fleet.
@@ -294,6 +308,15 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
+        if m.init == Init::Analytic {
+            warnings.extend(crate::analysis::analytic::check(d.p, m.width)?);
+            if d.operation != Operation::Add {
+                warnings.push(format!(
+                    "init = \"analytic\" is the solution of `add`, not of `{}`",
+                    d.operation.name()
+                ));
+            }
+        }
         if !(m.bn_momentum >= 0.0 && m.bn_momentum <= 1.0) {
             return Err(Error::invalid("model.bn_momentum", "must lie in [0, 1]"));
         }

@@ -18,6 +18,10 @@ pub enum Error {
     },
     #[error("output directory {0} already exists; choose another --out or remove it (nothing was written)")]
     OutputExists(PathBuf),
+    #[error("{dir} is not a grokscope run directory: {why}")]
+    NotARun { dir: PathBuf, why: String },
+    #[error("model index {index} is out of range: the run has {models} model(s), indices 0 to {last}", last = .models.saturating_sub(1))]
+    ModelIndex { index: usize, models: usize },
     #[error("could not write the results: {0}")]
     Output(String),
 }

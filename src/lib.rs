@@ -4,9 +4,11 @@
 //! The pipeline, one module per stage: [`data`] (tasks, split, corruption) → [`model`]
 //! (the MLP, init) → [`train`] (losses, AdamW, the batched fleet engine, the loop) →
 //! [`metrics`] and [`analysis`] (accuracies, IPR, phases) → [`output`] (run directories).
-//! [`config`] turns TOML into all of it; [`bench`] measures the engine.
+//! [`config`] turns TOML into all of it; [`rundir`] reads a run back and [`analyze`] writes
+//! its analysis; [`bench`] measures the engine.
 
 pub mod analysis;
+pub mod analyze;
 pub mod bench;
 pub mod config;
 pub mod data;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod rundir;
 pub mod train;
 
 pub use error::{Error, Result};

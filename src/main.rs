@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use grokscope::analysis::prune::Order;
 use grokscope::bench;
 use grokscope::config::{Config, DEFAULT_CONFIG};
 use grokscope::output;
@@ -36,8 +37,57 @@ enum Command {
     /// Time one training step (M = 1 and M = 8, normal and subnormal weights) against a
     /// 2048³ matrix product on all threads.
     Bench(BenchArgs),
+    /// Analyse a run: per-neuron IPR and Fourier spectra, BatchNorm scales against IPR,
+    /// pruning sweeps in all three orders; written to RUN_DIR/analysis/.
+    Analyze(AnalyzeArgs),
+    /// Prune a run's neurons in IPR order and report every accuracy after each removal;
+    /// written to RUN_DIR/analysis/prune-<order>.csv.
+    Prune(PruneArgs),
+    /// Build Gromov's analytic network for modular addition (SPEC §7) and evaluate it on the
+    /// whole table.
+    Analytic(AnalyticArgs),
     /// Print the built-in default config (a starting point for your own).
     DefaultConfig,
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// A run directory written by `grokscope train`.
+    run_dir: PathBuf,
+    /// Only this model of the fleet (0-based index, as in summary.json).
+    #[arg(long)]
+    model: Option<usize>,
+    /// Replace analysis files that already exist.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// A run directory written by `grokscope train`.
+    run_dir: PathBuf,
+    /// Which neurons go first: ascending IPR (memorizing first), descending, or random.
+    #[arg(long, value_enum, default_value = "ascending")]
+    order: Order,
+    /// Only this model of the fleet (0-based index).
+    #[arg(long)]
+    model: Option<usize>,
+    /// Seed of the random order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct AnalyticArgs {
+    /// Modulus (≥ 3).
+    #[arg(long, default_value_t = 97)]
+    p: usize,
+    /// Number of neurons (≥ 8 per frequency, i.e. ≥ 8·(p−1)/2, for exact cancellation).
+    #[arg(long, short, default_value_t = 500)]
+    n: usize,
 }
 
 #[derive(Args, Default)]
@@ -84,6 +134,9 @@ fn run() -> Result<()> {
         }),
         Some(Command::Train(a)) => cmd_train(a),
         Some(Command::Bench(a)) => cmd_bench(a),
+        Some(Command::Analyze(a)) => cmd_analyze(a),
+        Some(Command::Prune(a)) => cmd_prune(a),
+        Some(Command::Analytic(a)) => cmd_analytic(a),
         Some(Command::DefaultConfig) => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -235,5 +288,90 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
+}
+
+fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
+    let mut run = grokscope::rundir::load_run(&a.run_dir)?;
+    eprintln!(
+        "analysing {} ({} models)",
+        a.run_dir.display(),
+        run.setup.fleet.models.len()
+    );
+    let summaries = grokscope::analyze::analyze_run(&mut run, a.model, a.force)?;
+    for m in &summaries {
+        let freqs: Vec<String> = m
+            .dominant_frequencies
+            .iter()
+            .take(8)
+            .map(|(f, c)| format!("{f}:{c}"))
+            .collect();
+        println!(
+            "model {}: {} (test {:.3}, A_mem {}, A_inv {}) | mean IPR {} | IPR ≥ 0.5: {} | dead {} | dominant freq:neurons {}{}",
+            m.model,
+            m.phase,
+            m.test_acc,
+            fmt_opt(m.mem_acc),
+            fmt_opt(m.inv_acc),
+            fmt_opt(m.mean_ipr),
+            fmt_opt(m.frac_ipr_ge_half),
+            m.dead_neurons,
+            freqs.join(" "),
+            if m.dominant_frequencies.len() > 8 { " …" } else { "" }
+        );
+        if let Some(r) = m.bn_scale_ipr_spearman {
+            println!(
+                "  BatchNorm: Spearman(|γ|/σ, IPR) = {r:.3}, Spearman(|γ|, IPR) = {}",
+                fmt_opt(m.bn_gamma_ipr_spearman)
+            );
+        }
+    }
+    println!(
+        "Written to {}/analysis/ (neurons.csv, spectra.csv, prune-*.csv, summary.json)",
+        a.run_dir.display()
+    );
+    Ok(())
+}
+
+fn cmd_prune(a: PruneArgs) -> Result<()> {
+    let run = grokscope::rundir::load_run(&a.run_dir)?;
+    let (path, sweeps) = grokscope::analyze::write_prune(&run, a.model, a.order, a.seed, a.force)?;
+    let n = run.setup.fleet.arch.width;
+    for (m, pts) in &sweeps {
+        println!("model {m}, {} order:", a.order.name());
+        println!(
+            "{:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "pruned", "train", "test", "A_mem", "A_inv", "A_clean"
+        );
+        for tenth in 0..=10 {
+            let pt = &pts[(tenth * n / 10).min(pts.len() - 1)];
+            println!(
+                "{:>6.0}% {:>7.3} {:>7.3} {:>7} {:>7} {:>7}",
+                100.0 * pt.pruned as f64 / n as f64,
+                pt.acc.train_acc,
+                pt.acc.test_acc,
+                fmt_opt(pt.acc.mem_acc),
+                fmt_opt(pt.acc.inv_acc),
+                fmt_opt(pt.acc.clean_acc)
+            );
+        }
+    }
+    println!("Written to {}", path.display());
+    Ok(())
+}
+
+fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
+    let r = grokscope::analysis::analytic::evaluate_analytic(a.p, a.n)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "analytic network p = {}, N = {}: accuracy {:.4} on all {} pairs ({} wrong); IPR mean {:.6}, min {:.6}; {} frequencies",
+        a.p, a.n, r.accuracy, r.pairs, r.wrong, r.mean_ipr, r.min_ipr, r.frequencies
+    );
     Ok(())
 }

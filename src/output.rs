@@ -65,7 +65,7 @@ pub fn default_run_dir(base: &Path, name: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to `dir/name` through a temporary file renamed into place.
-fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
     if path.exists() {
         return Err(Error::Output(format!(

@@ -3,7 +3,8 @@
 
 use super::adamw::AdamWHyper;
 use super::engine::{Fleet, ModelHyper};
-use crate::config::{Config, ModelSpec};
+use crate::analysis::analytic::analytic_params;
+use crate::config::{Config, Init, ModelSpec};
 use crate::data::{Split, TrainLabels};
 use crate::error::Result;
 use crate::metrics::{record, Record};
@@ -95,7 +96,11 @@ pub fn setup(cfg: &Config) -> Result<Setup> {
             dropout: s.dropout as f32,
             dropout_seed: dropout_seed(s.init_seed),
         };
-        models.push((arch.init_params(std, s.init_seed), hyper, l.labels.clone()));
+        let params = match cfg.model.init {
+            Init::Normal => arch.init_params(std, s.init_seed),
+            Init::Analytic => analytic_params(&arch),
+        };
+        models.push((params, hyper, l.labels.clone()));
         labels.push(l);
     }
     let fleet = Fleet::new(arch, cfg.train.loss, &split, models);

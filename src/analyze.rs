@@ -1,0 +1,283 @@
+//! `grokscope analyze` and `grokscope prune`: the analysis of a run, written into
+//! `RUN_DIR/analysis/` (formats in `docs/OUTPUTS.md`).
+
+use crate::analysis::ipr::mean_ipr;
+use crate::analysis::neurons::{analyze_neurons, spearman, NeuronRow, NeuronSpectra};
+use crate::analysis::prune::{prune_order, prune_sweep, Order, PrunePoint};
+use crate::error::{Error, Result};
+use crate::metrics::record;
+use crate::output::write_new;
+use crate::rundir::LoadedRun;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What `analyze` reports per model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelAnalysis {
+    pub model: usize,
+    pub phase: String,
+    pub test_acc: f64,
+    pub mem_acc: Option<f64>,
+    pub inv_acc: Option<f64>,
+    pub mean_ipr: Option<f64>,
+    /// Share of living neurons with IPR ≥ 0.5.
+    pub frac_ipr_ge_half: Option<f64>,
+    pub dead_neurons: usize,
+    /// (frequency, number of living neurons whose dominant frequency it is), most common first.
+    pub dominant_frequencies: Vec<(usize, usize)>,
+    /// BatchNorm: Spearman rank correlation of `|γ_k|/sqrt(var_k + eps)` with the IPR.
+    pub bn_scale_ipr_spearman: Option<f64>,
+    pub bn_gamma_ipr_spearman: Option<f64>,
+}
+
+/// The directory analysis files go to; created if needed.
+pub fn analysis_dir(run: &Path) -> Result<PathBuf> {
+    let d = run.join("analysis");
+    std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+    Ok(d)
+}
+
+/// Refuses to replace existing files unless `force`.
+pub fn check_free(dir: &Path, names: &[String], force: bool) -> Result<()> {
+    for n in names {
+        let p = dir.join(n);
+        if p.exists() {
+            if force {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            } else {
+                return Err(Error::Output(format!(
+                    "{} exists; pass --force to replace it",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+pub fn neurons_csv(rows: &[NeuronRow]) -> String {
+    let mut s = String::from(
+        "model,neuron,ipr_u,ipr_v,ipr_w,ipr,dominant_freq,dominant_share,bn_gamma,bn_beta,bn_scale\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.model,
+            r.neuron,
+            opt(r.ipr_u),
+            opt(r.ipr_v),
+            opt(r.ipr_w),
+            opt(r.ipr),
+            r.dominant_freq,
+            opt(r.dominant_share),
+            opt(r.bn_gamma),
+            opt(r.bn_beta),
+            opt(r.bn_scale)
+        ));
+    }
+    s
+}
+
+pub fn spectra_csv(p: usize, spectra: &[(usize, Vec<NeuronSpectra>)]) -> String {
+    let mut s = String::from("model,neuron,vector");
+    for f in 0..=p / 2 {
+        s.push_str(&format!(",f{f}"));
+    }
+    s.push('\n');
+    for (m, sp) in spectra {
+        for (k, ns) in sp.iter().enumerate() {
+            for (name, v) in [("U", &ns.u), ("V", &ns.v), ("W", &ns.w)] {
+                s.push_str(&format!("{m},{k},{name}"));
+                match v {
+                    Some(v) => v.iter().for_each(|a| s.push_str(&format!(",{a}"))),
+                    None => (0..=p / 2).for_each(|_| s.push_str(",0")),
+                }
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
+pub fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
+    let mut s = String::from(
+        "model,pruned,fraction,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc\n",
+    );
+    for (m, pts) in sweeps {
+        for pt in pts {
+            let a = &pt.acc;
+            s.push_str(&format!(
+                "{m},{},{},{},{},{},{},{},{},{},{}\n",
+                pt.pruned,
+                pt.pruned as f64 / n as f64,
+                pt.neuron.map(|k| k.to_string()).unwrap_or_default(),
+                a.train_loss,
+                a.train_acc,
+                a.test_loss,
+                a.test_acc,
+                opt(a.mem_acc),
+                opt(a.inv_acc),
+                opt(a.clean_acc)
+            ));
+        }
+    }
+    s
+}
+
+/// The models to look at: all, or the one given (checked).
+pub fn select_models(run: &LoadedRun, model: Option<usize>) -> Result<Vec<usize>> {
+    let m = run.setup.fleet.models.len();
+    match model {
+        Some(i) if i >= m => Err(Error::ModelIndex {
+            index: i,
+            models: m,
+        }),
+        Some(i) => Ok(vec![i]),
+        None => Ok((0..m).collect()),
+    }
+}
+
+/// One model's pruning sweep: its index and the metrics at `m = 0 … N`.
+pub type Sweep = (usize, Vec<PrunePoint>);
+
+/// The pruning sweep of each selected model in `order`.
+pub fn prune_models(run: &LoadedRun, models: &[usize], order: Order, seed: u64) -> Vec<Sweep> {
+    let s = &run.setup;
+    let arch = s.fleet.arch;
+    models
+        .par_iter()
+        .map(|&i| {
+            let model = &s.fleet.models[i];
+            let ord = prune_order(&arch, &model.params, order, seed);
+            (
+                i,
+                prune_sweep(&arch, s.fleet.loss, &s.split, &s.labels[i], model, &ord),
+            )
+        })
+        .collect()
+}
+
+/// Writes `prune-<order>.csv` (or `prune-<order>-model<i>.csv`) into `RUN/analysis/`.
+pub fn write_prune(
+    run: &LoadedRun,
+    model: Option<usize>,
+    order: Order,
+    seed: u64,
+    force: bool,
+) -> Result<(PathBuf, Vec<Sweep>)> {
+    let models = select_models(run, model)?;
+    let dir = analysis_dir(&run.dir)?;
+    let name = match model {
+        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
+        None => format!("prune-{}.csv", order.name()),
+    };
+    check_free(&dir, std::slice::from_ref(&name), force)?;
+    let sweeps = prune_models(run, &models, order, seed);
+    write_new(
+        &dir,
+        &name,
+        prune_csv(run.setup.fleet.arch.width, &sweeps).as_bytes(),
+    )?;
+    Ok((dir.join(name), sweeps))
+}
+
+/// Everything `analyze` writes; returns the per-model summaries.
+pub fn analyze_run(
+    run: &mut LoadedRun,
+    model: Option<usize>,
+    force: bool,
+) -> Result<Vec<ModelAnalysis>> {
+    let models = select_models(run, model)?;
+    let dir = analysis_dir(&run.dir)?;
+    let names: Vec<String> = ["neurons.csv", "spectra.csv", "summary.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            [Order::Ascending, Order::Descending, Order::Random]
+                .iter()
+                .map(|o| format!("prune-{}.csv", o.name())),
+        )
+        .collect();
+    check_free(&dir, &names, force)?;
+    let hi = run.cfg.eval.threshold;
+    let outs = run.setup.fleet.evaluate();
+    let s = &run.setup;
+    let arch = s.fleet.arch;
+    let mut all_rows = Vec::new();
+    let mut all_spectra = Vec::new();
+    let mut summaries = Vec::new();
+    for &i in &models {
+        let model = &s.fleet.models[i];
+        let rec = record(
+            s.total_steps,
+            s.total_steps as f64 / s.steps_per_epoch as f64,
+            &arch,
+            s.fleet.loss,
+            &s.split,
+            &s.labels[i].labels,
+            &s.labels[i].corrupted,
+            &model.params,
+            &outs[i],
+        );
+        let (rows, spectra) = analyze_neurons(&arch, i, model);
+        let iprs: Vec<Option<f64>> = rows.iter().map(|r| r.ipr).collect();
+        let (mean, dead) = mean_ipr(&iprs);
+        let alive: Vec<&NeuronRow> = rows.iter().filter(|r| r.ipr.is_some()).collect();
+        let frac = (!alive.is_empty()).then(|| {
+            alive
+                .iter()
+                .filter(|r| r.ipr.is_some_and(|x| x >= 0.5))
+                .count() as f64
+                / alive.len() as f64
+        });
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &alive {
+            *counts.entry(r.dominant_freq).or_insert(0usize) += 1;
+        }
+        let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
+        dominant.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let bn_corr = |f: &dyn Fn(&NeuronRow) -> Option<f64>| {
+            let (x, y): (Vec<f64>, Vec<f64>) =
+                alive.iter().filter_map(|r| Some((f(r)?, r.ipr?))).unzip();
+            spearman(&x, &y)
+        };
+        summaries.push(ModelAnalysis {
+            model: i,
+            phase: rec.phase(hi).name().to_string(),
+            test_acc: rec.test_acc,
+            mem_acc: rec.mem_acc,
+            inv_acc: rec.inv_acc,
+            mean_ipr: mean,
+            frac_ipr_ge_half: frac,
+            dead_neurons: dead,
+            dominant_frequencies: dominant,
+            bn_scale_ipr_spearman: bn_corr(&|r| r.bn_scale),
+            bn_gamma_ipr_spearman: bn_corr(&|r| r.bn_gamma.map(f64::abs)),
+        });
+        all_rows.extend(rows);
+        all_spectra.push((i, spectra));
+    }
+    write_new(&dir, "neurons.csv", neurons_csv(&all_rows).as_bytes())?;
+    write_new(
+        &dir,
+        "spectra.csv",
+        spectra_csv(arch.p, &all_spectra).as_bytes(),
+    )?;
+    for order in [Order::Ascending, Order::Descending, Order::Random] {
+        let sweeps = prune_models(run, &models, order, 0);
+        write_new(
+            &dir,
+            &format!("prune-{}.csv", order.name()),
+            prune_csv(arch.width, &sweeps).as_bytes(),
+        )?;
+    }
+    let json =
+        serde_json::to_string_pretty(&summaries).map_err(|e| Error::Output(e.to_string()))?;
+    write_new(&dir, "summary.json", json.as_bytes())?;
+    Ok(summaries)
+}
