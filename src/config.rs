@@ -216,6 +216,8 @@ pub struct EvalConfig {
     pub every: u64,
     /// The threshold `hi` of the phase classification and the dynamics.
     pub threshold: f64,
+    /// Save every model's weights every this many steps under `checkpoints/` (0: never).
+    pub checkpoint_every: u64,
 }
 
 impl Default for EvalConfig {
@@ -223,6 +225,7 @@ impl Default for EvalConfig {
         EvalConfig {
             every: 10,
             threshold: 0.9,
+            checkpoint_every: 0,
         }
     }
 }

@@ -187,7 +187,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let mut last_eval = u64::MAX;
-    let mut progress = |p: &Progress| {
+    let ckpt = cfg.eval.checkpoint_every;
+    let mut progress = |p: &Progress| -> grokscope::Result<()> {
+        if ckpt > 0 && p.step > 0 && p.step % ckpt == 0 {
+            output::write_checkpoint(&dir, p.fleet, p.step)?;
+        }
         bar.set_length(p.total_steps);
         bar.set_position(p.step);
         let step = p.latest.first().map(|r| r.step).unwrap_or(0);
@@ -209,6 +213,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 }
             ));
         }
+        Ok(())
     };
     let outcome = train(&cfg, &mut progress)?;
     bar.finish_and_clear();
@@ -223,7 +228,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         outcome.seconds * 1e3 / (outcome.total_steps as f64 * n_models as f64)
     );
     println!(
-        "Results in {}/ (config.toml, metrics.csv, summary.json, weights.safetensors)",
+        "Results in {}/ (config.toml, metrics.csv, ipr_hist.csv, summary.json, weights.safetensors)",
         dir.display()
     );
     Ok(())

@@ -5,6 +5,7 @@ use crate::analysis::dynamics::{dynamics, Dynamics};
 use crate::config::{Config, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::Record;
+use crate::train::engine::Fleet;
 use crate::train::run::Outcome;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -181,10 +182,10 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 /// `weights.safetensors`: the fleet's parameters stacked over models, in the paper's shapes:
 /// `U`, `V` `[M, N, p]`, `W` `[M, p, N]`, and with BatchNorm `bn.weight`, `bn.bias`,
 /// `bn.running_mean`, `bn.running_var` `[M, N]`.
-pub fn weights_safetensors(out: &Outcome) -> Result<Vec<u8>> {
-    let arch = out.fleet.arch;
+pub fn weights_safetensors(fleet: &Fleet, step: u64) -> Result<Vec<u8>> {
+    let arch = fleet.arch;
     let (p, n) = (arch.p, arch.width);
-    let models = &out.fleet.models;
+    let models = &fleet.models;
     let mm = models.len();
     let transpose = |src: &[f32], dst: &mut Vec<f32>| {
         for k in 0..n {
@@ -252,6 +253,7 @@ pub fn weights_safetensors(out: &Outcome) -> Result<Vec<u8>> {
         ("p".to_string(), p.to_string()),
         ("width".to_string(), n.to_string()),
         ("models".to_string(), mm.to_string()),
+        ("step".to_string(), step.to_string()),
         (
             "activation".to_string(),
             format!("{:?}", arch.activation).to_lowercase(),
@@ -282,6 +284,17 @@ pub fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
     s
 }
 
+/// Writes `checkpoints/step-XXXXXXXX.safetensors` (same layout as `weights.safetensors`).
+pub fn write_checkpoint(dir: &Path, fleet: &Fleet, step: u64) -> Result<()> {
+    let cdir = dir.join("checkpoints");
+    fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
+    write_new(
+        &cdir,
+        &format!("step-{step:08}.safetensors"),
+        &weights_safetensors(fleet, step)?,
+    )
+}
+
 /// Writes the metrics, the summary and the weights of a finished run into `dir` (which
 /// already holds its `config.toml`).
 pub fn write_results(dir: &Path, cfg: &Config, out: &Outcome) -> Result<Summary> {
@@ -290,6 +303,10 @@ pub fn write_results(dir: &Path, cfg: &Config, out: &Outcome) -> Result<Summary>
     let s = summary(cfg, out);
     let json = serde_json::to_string_pretty(&s).map_err(|e| Error::Output(e.to_string()))?;
     write_new(dir, "summary.json", json.as_bytes())?;
-    write_new(dir, "weights.safetensors", &weights_safetensors(out)?)?;
+    write_new(
+        dir,
+        "weights.safetensors",
+        &weights_safetensors(&out.fleet, out.total_steps)?,
+    )?;
     Ok(s)
 }

@@ -90,7 +90,7 @@ fn check_pruning(batchnorm: bool) {
     cfg.model.batchnorm = batchnorm;
     cfg.train.epochs = Some(150);
     cfg.eval.every = 0;
-    let out = train(&cfg, &mut |_| {}).unwrap();
+    let out = train(&cfg, &mut |_| Ok(())).unwrap();
     let arch = out.fleet.arch;
     let model = &out.fleet.models[0];
     for order in [Order::Ascending, Order::Descending, Order::Random] {

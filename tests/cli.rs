@@ -191,3 +191,138 @@ fn presets_parse_and_validate() {
     }
     assert!(n >= 6, "default + five paper presets, found {n}");
 }
+
+#[test]
+fn analyze_and_prune_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = grokscope(
+        &small_args(&["--out", "run", "--set", "eval.checkpoint_every=10"]),
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = tmp.path().join("run");
+    assert!(run.join("checkpoints/step-00000010.safetensors").exists());
+    assert!(run.join("checkpoints/step-00000020.safetensors").exists());
+    let hist = std::fs::read_to_string(run.join("ipr_hist.csv")).unwrap();
+    let row: Vec<u32> = hist
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(
+        row.iter().sum::<u32>(),
+        16,
+        "every living neuron in one bin"
+    );
+
+    // Reading the run back reproduces its final accuracies.
+    let mut loaded = grokscope::rundir::load_run(&run).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let evals = loaded.setup.fleet.evaluate();
+    let s = &loaded.setup;
+    for (i, ev) in evals.iter().enumerate() {
+        let a = grokscope::metrics::accuracies(
+            13,
+            s.fleet.loss,
+            &s.split,
+            &s.labels[i].labels,
+            &s.labels[i].corrupted,
+            ev,
+        );
+        let fin = &summary["models"][i]["final"];
+        assert!((a.test_acc - fin["test_acc"].as_f64().unwrap()).abs() < 1e-12);
+        assert!((a.train_acc - fin["train_acc"].as_f64().unwrap()).abs() < 1e-12);
+    }
+
+    let out = grokscope(&["analyze", "run"], tmp.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("model 2:") && stdout.contains("mean IPR"));
+    for f in [
+        "neurons.csv",
+        "spectra.csv",
+        "summary.json",
+        "prune-ascending.csv",
+        "prune-descending.csv",
+        "prune-random.csv",
+    ] {
+        assert!(run.join("analysis").join(f).exists(), "{f}");
+    }
+    let neurons = std::fs::read_to_string(run.join("analysis/neurons.csv")).unwrap();
+    assert_eq!(neurons.lines().count(), 1 + 3 * 16);
+    let prune = std::fs::read_to_string(run.join("analysis/prune-ascending.csv")).unwrap();
+    assert_eq!(prune.lines().count(), 1 + 3 * 17, "m = 0 … 16 for 3 models");
+    // Again: refused without --force, the files untouched.
+    let again = grokscope(&["analyze", "run"], tmp.path());
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read_to_string(run.join("analysis/neurons.csv")).unwrap(),
+        neurons
+    );
+    assert!(grokscope(&["analyze", "run", "--force"], tmp.path())
+        .status
+        .success());
+
+    let out = grokscope(
+        &["prune", "run", "--order", "descending", "--model", "1"],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p1 = std::fs::read_to_string(run.join("analysis/prune-descending-model1.csv")).unwrap();
+    assert_eq!(p1.lines().count(), 1 + 17);
+    assert!(p1.lines().skip(1).all(|l| l.starts_with("1,")));
+}
+
+#[test]
+fn analysis_bad_inputs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    for args in [
+        vec!["analyze", "empty"],
+        vec!["prune", "empty"],
+        vec!["analyze", "missing"],
+    ] {
+        let out = grokscope(&args, tmp.path());
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a grokscope run directory"),
+            "{args:?}"
+        );
+    }
+    assert!(!tmp.path().join("empty/analysis").exists());
+    let out = grokscope(&small_args(&["--out", "run"]), tmp.path());
+    assert!(out.status.success());
+    for args in [
+        vec!["analyze", "run", "--model", "3"],
+        vec!["prune", "run", "--model", "7"],
+    ] {
+        let out = grokscope(&args, tmp.path());
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("out of range"),
+            "{args:?}"
+        );
+    }
+    let out = grokscope(&["prune", "run", "--order", "sideways"], tmp.path());
+    assert!(!out.status.success());
+    let out = grokscope(&["analytic", "--p", "2"], tmp.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p ≥ 3"));
+}

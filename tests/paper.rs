@@ -11,7 +11,7 @@ use grokscope::train::run::train;
 fn default_experiment_reaches_the_papers_phases() {
     init_threads(0);
     let cfg = Config::from_toml(DEFAULT_CONFIG, &["eval.every=50".into()]).unwrap();
-    let out = train(&cfg, &mut |_| {}).unwrap();
+    let out = train(&cfg, &mut |_| Ok(())).unwrap();
     let expected = [
         (0.0, Phase::Coexistence),
         (5.0, Phase::PartialInversion),

@@ -58,7 +58,7 @@ fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {
 #[test]
 fn small_run_generalizes_without_corruption() {
     let cfg = small(23, vec![2.0], 400);
-    let out = train(&cfg, &mut |_| {}).unwrap();
+    let out = train(&cfg, &mut |_| Ok(())).unwrap();
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "test accuracy {}", last.test_acc);
     assert_eq!(last.train_acc, 1.0);
@@ -69,7 +69,7 @@ fn small_run_generalizes_without_corruption() {
     assert_eq!(last.phase(0.9), Phase::Generalization);
     // Without weight decay the same network only memorizes (SPEC §6).
     let cfg0 = small(23, vec![0.0], 400);
-    let out0 = train(&cfg0, &mut |_| {}).unwrap();
+    let out0 = train(&cfg0, &mut |_| Ok(())).unwrap();
     let l0 = out0.history[0].last().unwrap();
     assert!(l0.test_acc < 0.5 && l0.train_acc == 1.0);
     assert_eq!(l0.phase(0.9), Phase::Memorization);
@@ -82,14 +82,14 @@ fn same_config_gives_identical_metrics() {
     cfg.model.dropout = Axis::One(0.1);
     cfg.model.batchnorm = true;
     cfg.train.batch_size = Some(64);
-    let a = train(&cfg, &mut |_| {}).unwrap();
-    let b = train(&cfg, &mut |_| {}).unwrap();
+    let a = train(&cfg, &mut |_| Ok(())).unwrap();
+    let b = train(&cfg, &mut |_| Ok(())).unwrap();
     assert_eq!(a.history, b.history);
     for (x, y) in a.fleet.models.iter().zip(&b.fleet.models) {
         assert_eq!(x.params, y.params);
     }
     cfg.model.init_seed = Axis::One(1);
-    let c = train(&cfg, &mut |_| {}).unwrap();
+    let c = train(&cfg, &mut |_| Ok(())).unwrap();
     assert_ne!(a.history, c.history);
 }
 
@@ -97,9 +97,9 @@ fn same_config_gives_identical_metrics() {
 fn a_model_trains_the_same_alone_or_in_a_fleet() {
     let mut cfg = small(23, vec![2.0], 30);
     cfg.data.corruption = Axis::One(0.2);
-    let alone = train(&cfg, &mut |_| {}).unwrap();
+    let alone = train(&cfg, &mut |_| Ok(())).unwrap();
     cfg.train.weight_decay = Axis::Many(vec![0.0, 2.0, 7.0]);
-    let fleet = train(&cfg, &mut |_| {}).unwrap();
+    let fleet = train(&cfg, &mut |_| Ok(())).unwrap();
     assert_eq!(alone.fleet.models[0].params, fleet.fleet.models[1].params);
     assert_eq!(alone.history[0], fleet.history[1]);
 }

@@ -41,6 +41,8 @@ pub struct Progress<'a> {
     pub total_steps: u64,
     /// The latest record of every model.
     pub latest: Vec<&'a Record>,
+    /// The fleet after `step` steps (for checkpoints).
+    pub fleet: &'a Fleet,
 }
 
 /// The seed of a model's dropout masks, derived from its init seed.
@@ -115,8 +117,9 @@ pub fn setup(cfg: &Config) -> Result<Setup> {
     })
 }
 
-/// Trains the fleet of `cfg`, calling `progress` after every evaluation and every step.
-pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Outcome> {
+/// Trains the fleet of `cfg`, calling `progress` at step 0 and after every step; an error
+/// from it stops the training.
+pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress) -> Result<()>) -> Result<Outcome> {
     let Setup {
         split,
         specs,
@@ -144,15 +147,19 @@ pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Outcom
             ));
         }
     };
-    let report = |history: &Vec<Vec<Record>>, step: u64, progress: &mut dyn FnMut(&Progress)| {
+    let report = |history: &Vec<Vec<Record>>,
+                  fleet: &Fleet,
+                  step: u64,
+                  progress: &mut dyn FnMut(&Progress) -> Result<()>| {
         progress(&Progress {
             step,
             total_steps,
             latest: history.iter().filter_map(|h| h.last()).collect(),
+            fleet,
         })
     };
     evaluate(&mut fleet, &mut history, 0);
-    report(&history, 0, progress);
+    report(&history, &fleet, 0, progress)?;
     let minibatch = cfg.train.batch_size.filter(|&b| b < split.n_train());
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.train.batch_seed);
     let mut perm: Vec<u32> = (0..split.n_train() as u32).collect();
@@ -173,7 +180,7 @@ pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress)) -> Result<Outcom
         if (every > 0 && step % every == 0) || step == total_steps {
             evaluate(&mut fleet, &mut history, step);
         }
-        report(&history, step, progress);
+        report(&history, &fleet, step, progress)?;
     }
     Ok(Outcome {
         split,
