@@ -189,7 +189,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let mut last_eval = u64::MAX;
     let ckpt = cfg.eval.checkpoint_every;
     let mut progress = |p: &Progress| -> grokscope::Result<()> {
-        if ckpt > 0 && p.step > 0 && p.step % ckpt == 0 {
+        if ckpt > 0 && p.step > 0 && p.step.is_multiple_of(ckpt) {
             output::write_checkpoint(&dir, p.fleet, p.step)?;
         }
         bar.set_length(p.total_steps);
