@@ -255,6 +255,12 @@ pub struct ModelSpec {
 }
 
 impl Config {
+    /// A config from a TOML table (errors point at the offending line).
+    pub fn from_table(table: &toml::Table) -> Result<Config> {
+        let text = toml::to_string(table).map_err(|e| Error::Config(e.to_string()))?;
+        toml::from_str(&text).map_err(|e: toml::de::Error| Error::Config(e.to_string()))
+    }
+
     /// Parses a config from TOML text, applying `key=value` overrides first.
     pub fn from_toml(text: &str, sets: &[String]) -> Result<Config> {
         let mut table: toml::Table =
@@ -471,6 +477,26 @@ fn nonempty<T: Clone>(axis: &Axis<T>, key: &str) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// Sets the dotted `key` (e.g. `train.weight_decay`) of a TOML table to `value`, creating
+/// intermediate tables.
+pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Config(format!("empty part in key {key:?}")));
+    }
+    let mut cur = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::Config(format!("{key:?}: `{part}` is not a table")))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
 /// Applies `a.b.c=value` to a TOML table; `value` is read as TOML (`5`, `[0, 5]`, `true`,
 /// `"add"`) and, failing that, as a bare string.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
@@ -487,16 +513,5 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
         Ok(mut t) => t.remove("v").expect("parsed key v"),
         Err(_) => toml::Value::String(raw.trim().to_string()),
     };
-    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-    let mut cur = table;
-    for part in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| Error::Config(format!("--set {set:?}: `{part}` is not a table")))?;
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
+    set_path(table, key, value).map_err(|e| Error::Config(format!("--set {set:?}: {e}")))
 }

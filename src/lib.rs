@@ -3,7 +3,8 @@
 //!
 //! The pipeline, one module per stage: [`data`] (tasks, split, corruption) → [`model`]
 //! (the MLP, init) → [`train`] (losses, AdamW, the batched fleet engine, the loop) →
-//! [`metrics`] and [`analysis`] (accuracies, IPR, phases) → [`output`] (run directories).
+//! [`metrics`] and [`analysis`] (accuracies, IPR, phases) → [`output`] (run directories) →
+//! [`sweep`] (grids, fleets, the crash-safe store, shards).
 //! [`config`] turns TOML into all of it; [`rundir`] reads a run back and [`analyze`] writes
 //! its analysis; [`bench`] measures the engine.
 
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod rundir;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

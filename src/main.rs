@@ -6,6 +6,7 @@ use grokscope::analysis::prune::Order;
 use grokscope::bench;
 use grokscope::config::{Config, DEFAULT_CONFIG};
 use grokscope::output;
+use grokscope::sweep::Shard;
 use grokscope::train::kernels::init_threads;
 use grokscope::train::run::{train, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,8 +47,50 @@ enum Command {
     /// Build Gromov's analytic network for modular addition (SPEC §7) and evaluate it on the
     /// whole table.
     Analytic(AnalyticArgs),
+    /// Phase diagrams: grids of runs over (α, ξ, regularization, seed) — plan, run, merge.
+    #[command(subcommand)]
+    Sweep(SweepCmd),
     /// Print the built-in default config (a starting point for your own).
     DefaultConfig,
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Print how many runs and fleets a sweep has and estimate its time on this machine
+    /// (from a few measured steps of each fleet shape).
+    Plan {
+        /// Sweep file (TOML: name, max_fleet, [base], [axes]; see docs/SWEEPS.md).
+        file: PathBuf,
+        /// Only this shard, i/n.
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Run a sweep into a directory; an existing directory of the same plan is resumed
+    /// (finished runs are kept, unfinished ones redone).
+    Run {
+        /// Sweep file (TOML).
+        file: PathBuf,
+        /// The sweep directory.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Run only the runs with id % n == i − 1 (i/n), e.g. one of n processes or machines.
+        #[arg(long)]
+        shard: Option<Shard>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Join the directories of shards of one sweep into a new directory.
+    Merge {
+        /// The new, merged sweep directory (must not exist).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Shard directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Print the phase grids of a sweep directory.
+    Show { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -137,6 +180,7 @@ fn run() -> Result<()> {
         Some(Command::Analyze(a)) => cmd_analyze(a),
         Some(Command::Prune(a)) => cmd_prune(a),
         Some(Command::Analytic(a)) => cmd_analytic(a),
+        Some(Command::Sweep(c)) => cmd_sweep(c),
         Some(Command::DefaultConfig) => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -378,5 +422,118 @@ fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
         "analytic network p = {}, N = {}: accuracy {:.4} on all {} pairs ({} wrong); IPR mean {:.6}, min {:.6}; {} frequencies",
         a.p, a.n, r.accuracy, r.pairs, r.wrong, r.mean_ipr, r.min_ipr, r.frequencies
     );
+    Ok(())
+}
+
+fn read_plan_file(file: &std::path::Path) -> Result<grokscope::sweep::Plan> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read sweep file {}", file.display()))?;
+    grokscope::sweep::Plan::from_text(&text).with_context(|| format!("in {}", file.display()))
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.round() as u64;
+    format!("{}h {:02}m {:02}s", s / 3600, (s / 60) % 60, s % 60)
+}
+
+fn cmd_sweep(c: SweepCmd) -> Result<()> {
+    use grokscope::sweep;
+    match c {
+        SweepCmd::Plan { file, shard } => {
+            let plan = read_plan_file(&file)?;
+            let fleets = plan.fleets(|id| shard.is_none_or(|s| s.contains(id)));
+            let runs: usize = fleets.iter().map(|f| f.runs.len()).sum();
+            println!(
+                "{}: {} runs{} in {} fleets (at most {} models each); axes: {}",
+                plan.spec.name,
+                runs,
+                shard
+                    .map(|s| format!(" (shard {s} of {})", plan.points.len()))
+                    .unwrap_or_default(),
+                fleets.len(),
+                plan.spec.max_fleet,
+                plan.spec
+                    .axes
+                    .iter()
+                    .map(|(k, v)| format!("{k} ({})", v.len()))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            );
+            eprintln!("measuring a few steps of each fleet shape …");
+            let est = sweep::estimate(&fleets)?;
+            let total: f64 = est.iter().sum();
+            println!(
+                "estimated time on this machine ({} threads): {} (plan hash {})",
+                rayon::current_num_threads(),
+                hms(total),
+                plan.spec.plan_hash()
+            );
+            Ok(())
+        }
+        SweepCmd::Run {
+            file,
+            out,
+            shard,
+            quiet,
+        } => {
+            let plan = read_plan_file(&file)?;
+            let bar = if quiet {
+                ProgressBar::hidden()
+            } else {
+                ProgressBar::new(1)
+            };
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {percent:>3}% (eta {eta}) {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let t0 = std::time::Instant::now();
+            let records = sweep::run(&plan, &out, shard, &mut |p| {
+                bar.set_length(p.work_total.max(1));
+                bar.set_position(p.work_done);
+                bar.set_message(format!("runs {}/{}", p.runs_done, p.runs_total));
+            })?;
+            bar.finish_and_clear();
+            print_grids(&out)?;
+            println!(
+                "{} runs in {} → {}/ (results.csv, phase_grid.txt, phase_grid.csv, runs/)",
+                records.len(),
+                hms(t0.elapsed().as_secs_f64()),
+                out.display()
+            );
+            Ok(())
+        }
+        SweepCmd::Merge { out, dirs } => {
+            let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+            let all = sweep::merge(&out, &refs)?;
+            let plan = sweep::store::read_plan(&out)?;
+            if all.len() < plan.runs {
+                eprintln!(
+                    "warning: {} of {} runs are missing",
+                    plan.runs - all.len(),
+                    plan.runs
+                );
+            }
+            print_grids(&out)?;
+            println!("merged {} runs → {}/", all.len(), out.display());
+            Ok(())
+        }
+        SweepCmd::Show { dir } => {
+            sweep::store::read_plan(&dir)?;
+            print_grids(&dir)
+        }
+    }
+}
+
+fn print_grids(dir: &std::path::Path) -> Result<()> {
+    let p = dir.join("phase_grid.txt");
+    if p.exists() {
+        print!(
+            "{}",
+            std::fs::read_to_string(&p).with_context(|| p.display().to_string())?
+        );
+    }
     Ok(())
 }

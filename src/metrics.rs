@@ -6,11 +6,11 @@ use crate::data::Split;
 use crate::model::Arch;
 use crate::train::engine::EvalOutput;
 use crate::train::loss::Loss;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the
 /// set they are measured on is empty (no corrupted examples, or no clean ones).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub step: u64,
     pub epoch: f64,
@@ -27,7 +27,7 @@ pub struct Record {
     pub mean_ipr: Option<f64>,
     pub dead_neurons: usize,
     /// Per-neuron IPR histogram ([`IPR_BINS`] bins on [0, 1]); in `ipr_hist.csv`.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub ipr_hist: Vec<u32>,
 }
 

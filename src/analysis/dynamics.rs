@@ -2,10 +2,10 @@
 //! corrupted labels memorized), then unlearning of the memorized labels.
 
 use crate::metrics::Record;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Steps at which the dynamics happen, from the evaluated steps (`None`: never).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dynamics {
     /// First step with train accuracy ≥ hi.
     pub first_train_acc_hi: Option<u64>,

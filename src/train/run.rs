@@ -63,6 +63,12 @@ pub fn arch_of(cfg: &Config) -> Arch {
 
 /// Validates `cfg` and builds the split, the labels of every model and the fleet.
 pub fn setup(cfg: &Config) -> Result<Setup> {
+    setup_specs(cfg, cfg.fleet())
+}
+
+/// As [`setup`], with the models given explicitly (their fleet-axis values replace the
+/// config's; used by sweeps, which group arbitrary runs into fleets).
+pub fn setup_specs(cfg: &Config, specs: Vec<ModelSpec>) -> Result<Setup> {
     cfg.validate()?;
     let d = &cfg.data;
     let split = Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
@@ -78,7 +84,6 @@ pub fn setup(cfg: &Config) -> Result<Setup> {
         }
     }
     let arch = arch_of(cfg);
-    let specs = cfg.fleet();
     let std = cfg
         .model
         .init_std
@@ -120,6 +125,15 @@ pub fn setup(cfg: &Config) -> Result<Setup> {
 /// Trains the fleet of `cfg`, calling `progress` at step 0 and after every step; an error
 /// from it stops the training.
 pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress) -> Result<()>) -> Result<Outcome> {
+    train_setup(cfg, setup(cfg)?, progress)
+}
+
+/// Trains an already built [`Setup`] of `cfg`.
+pub fn train_setup(
+    cfg: &Config,
+    setup: Setup,
+    progress: &mut dyn FnMut(&Progress) -> Result<()>,
+) -> Result<Outcome> {
     let Setup {
         split,
         specs,
@@ -127,7 +141,7 @@ pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Progress) -> Result<()>) ->
         mut fleet,
         total_steps,
         steps_per_epoch,
-    } = setup(cfg)?;
+    } = setup;
     let start = std::time::Instant::now();
     let mut history: Vec<Vec<Record>> = vec![Vec::new(); specs.len()];
     let evaluate = |fleet: &mut Fleet, history: &mut Vec<Vec<Record>>, step: u64| {

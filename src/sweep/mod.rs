@@ -1,0 +1,290 @@
+//! Sweeps (phase diagrams): a grid of runs, grouped into fleets, trained into a crash-safe
+//! store, sharded over processes and merged back.
+
+pub mod results;
+pub mod spec;
+pub mod store;
+
+use crate::analysis::dynamics::dynamics;
+use crate::error::{Error, Result};
+use crate::train::run::{setup_specs, train_setup};
+use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+use store::{PlanFile, RunRecord, Store};
+
+/// `i/n`: this process runs the runs with `id % n == i − 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let err = || format!("shard {s:?}: expected i/n with 1 ≤ i ≤ n, e.g. 2/3");
+        let (i, n) = s.split_once('/').ok_or_else(err)?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    pub fn contains(&self, run: usize) -> bool {
+        run % self.count == self.index - 1
+    }
+}
+
+/// A parsed, expanded sweep.
+pub struct Plan {
+    pub spec: SweepSpec,
+    pub points: Vec<RunPoint>,
+}
+
+impl Plan {
+    pub fn from_text(text: &str) -> Result<Plan> {
+        let spec = SweepSpec::parse(text)?;
+        let points = spec.expand()?;
+        Ok(Plan { spec, points })
+    }
+
+    pub fn axes(&self) -> Vec<String> {
+        self.spec.axes.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    pub fn plan_file(&self, shard: Option<Shard>) -> PlanFile {
+        PlanFile {
+            name: self.spec.name.clone(),
+            hash: self.spec.plan_hash(),
+            runs: self.points.len(),
+            shard: shard.map(|s| s.to_string()),
+            spec: self.spec.canonical(),
+        }
+    }
+
+    /// The fleets that train the runs `wanted` (all runs of the shard not yet finished).
+    pub fn fleets(&self, wanted: impl Fn(usize) -> bool) -> Vec<FleetPlan> {
+        let pts: Vec<&RunPoint> = self.points.iter().filter(|p| wanted(p.id)).collect();
+        group_fleets(&pts, self.spec.max_fleet)
+    }
+}
+
+/// Work units of a fleet for progress and estimates: model-steps.
+pub fn fleet_work(f: &FleetPlan, n_train: usize) -> u64 {
+    f.cfg.total_steps(n_train) * f.specs.len() as u64
+}
+
+/// Training examples of a config (the split is cheap to build).
+pub fn n_train(cfg: &crate::config::Config) -> Result<usize> {
+    let d = &cfg.data;
+    Ok(crate::data::Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?.n_train())
+}
+
+/// Estimated seconds per fleet on this machine, from a few measured steps and one evaluation
+/// of each distinct fleet shape (batch rows, width, p, BatchNorm, dropout, loss).
+pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
+    let mut measured: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut out = Vec::with_capacity(fleets.len());
+    for f in fleets {
+        let n = n_train(&f.cfg)?;
+        let rows = f.cfg.train.batch_size.unwrap_or(n).min(n);
+        let dropout = f.specs.iter().any(|s| s.dropout > 0.0);
+        let shape = format!(
+            "{rows}/{}/{}/{}/{dropout}/{:?}/{n}",
+            f.cfg.model.width, f.cfg.data.p, f.cfg.model.batchnorm, f.cfg.train.loss
+        );
+        let (t_step, t_eval) = match measured.get(&shape) {
+            Some(&t) => t,
+            None => {
+                let specs: Vec<_> = f.specs.iter().take(2).cloned().collect();
+                let m = specs.len() as f64;
+                let mut s = setup_specs(&f.cfg, specs)?;
+                let batch: Vec<u32> = (0..rows as u32).collect();
+                s.fleet.step(&batch);
+                let reps = (20_000 / rows).clamp(3, 50);
+                let t0 = std::time::Instant::now();
+                for _ in 0..reps {
+                    s.fleet.step(&batch);
+                }
+                let t_step = t0.elapsed().as_secs_f64() / reps as f64 / m;
+                let t0 = std::time::Instant::now();
+                s.fleet.evaluate();
+                let t_eval = t0.elapsed().as_secs_f64() / m;
+                measured.insert(shape, (t_step, t_eval));
+                (t_step, t_eval)
+            }
+        };
+        let steps = f.cfg.total_steps(n);
+        let evals = if f.cfg.eval.every > 0 {
+            steps / f.cfg.eval.every + 2
+        } else {
+            2
+        };
+        out.push(f.specs.len() as f64 * (steps as f64 * t_step + evals as f64 * t_eval));
+    }
+    Ok(out)
+}
+
+/// What a sweep run reports as it goes.
+pub struct SweepProgress {
+    pub runs_done: usize,
+    pub runs_total: usize,
+    pub work_done: u64,
+    pub work_total: u64,
+}
+
+/// Runs the (shard of the) sweep into `dir`, resuming what is there. Returns the records of
+/// the directory when done.
+pub fn run(
+    plan: &Plan,
+    dir: &Path,
+    shard: Option<Shard>,
+    progress: &mut dyn FnMut(&SweepProgress),
+) -> Result<BTreeMap<usize, RunRecord>> {
+    let store = Store::open(dir, &plan.plan_file(shard))?;
+    let done = store.records()?;
+    let in_shard = |id: usize| shard.is_none_or(|s| s.contains(id));
+    let runs_total = plan.points.iter().filter(|p| in_shard(p.id)).count();
+    let fleets = plan.fleets(|id| in_shard(id) && !done.contains_key(&id));
+    let mut works = Vec::with_capacity(fleets.len());
+    for f in &fleets {
+        works.push(fleet_work(f, n_train(&f.cfg)?));
+    }
+    let mut st = SweepProgress {
+        runs_done: done.keys().filter(|&&id| in_shard(id)).count(),
+        runs_total,
+        work_done: 0,
+        work_total: works.iter().sum(),
+    };
+    progress(&st);
+    for (f, work) in fleets.iter().zip(works) {
+        let hi = f.cfg.eval.threshold;
+        let setup = setup_specs(&f.cfg, f.specs.clone())?;
+        let base = st.work_done;
+        let m = f.specs.len() as u64;
+        let out = train_setup(&f.cfg, setup, &mut |p| {
+            st.work_done = base + p.step * m;
+            progress(&st);
+            Ok(())
+        })?;
+        for (i, &run) in f.runs.iter().enumerate() {
+            let pt = &plan.points[run];
+            let last = out.history[i].last().expect("final evaluation").clone();
+            let rec = RunRecord {
+                run,
+                coords: pt
+                    .coords
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                    .collect(),
+                phase: last.phase(hi).name().to_string(),
+                steps: out.total_steps,
+                dynamics: dynamics(&out.history[i], hi),
+                last,
+            };
+            store.commit(&rec)?;
+            st.runs_done += 1;
+        }
+        st.work_done = base + work;
+        progress(&st);
+    }
+    let records = store.records()?;
+    write_tables(dir, &plan.axes(), &records)?;
+    Ok(records)
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Writes `results.csv`, `phase_grid.csv` and `phase_grid.txt` (derived from the records,
+/// replaced atomically).
+pub fn write_tables(
+    dir: &Path,
+    axes: &[String],
+    records: &BTreeMap<usize, RunRecord>,
+) -> Result<()> {
+    store::atomic_write(
+        &dir.join("results.csv"),
+        results::results_csv(axes, records).as_bytes(),
+    )?;
+    let grids = results::phase_grids(axes, records);
+    if !grids.is_empty() {
+        store::atomic_write(
+            &dir.join("phase_grid.csv"),
+            results::grid_csv(&grids).as_bytes(),
+        )?;
+        store::atomic_write(
+            &dir.join("phase_grid.txt"),
+            results::grid_text(&grids).as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Joins shard directories into `out`: they must share one plan and no run.
+pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>> {
+    if inputs.is_empty() {
+        return Err(Error::Output(
+            "merge needs at least one sweep directory".into(),
+        ));
+    }
+    let plans: Vec<PlanFile> = inputs
+        .iter()
+        .map(|d| store::read_plan(d))
+        .collect::<Result<_>>()?;
+    for (d, p) in inputs.iter().zip(&plans).skip(1) {
+        if p.hash != plans[0].hash {
+            return Err(Error::Output(format!(
+                "{} holds a different plan ({}, hash {}) than {} ({}, hash {})",
+                d.display(),
+                p.name,
+                p.hash,
+                inputs[0].display(),
+                plans[0].name,
+                plans[0].hash
+            )));
+        }
+    }
+    let mut all: BTreeMap<usize, RunRecord> = BTreeMap::new();
+    let mut from: BTreeMap<usize, &Path> = BTreeMap::new();
+    for d in inputs {
+        for (id, rec) in store::read_records(d)? {
+            if let Some(prev) = from.get(&id) {
+                return Err(Error::Output(format!(
+                    "run {id} is in both {} and {}: shards overlap",
+                    prev.display(),
+                    d.display()
+                )));
+            }
+            from.insert(id, d);
+            all.insert(id, rec);
+        }
+    }
+    if out.exists() {
+        return Err(Error::OutputExists(out.to_path_buf()));
+    }
+    let mut plan = plans[0].clone();
+    plan.shard = None;
+    let store = Store::open(out, &plan)?;
+    for rec in all.values() {
+        store.commit(rec)?;
+    }
+    let spec = SweepSpec::parse(&plan.spec)?;
+    let axes: Vec<String> = spec.axes.iter().map(|(k, _)| k.clone()).collect();
+    write_tables(out, &axes, &all)?;
+    Ok(all)
+}

@@ -1,0 +1,268 @@
+//! Tables of a sweep: one row per run (`results.csv`) and, per value of the other axes, the
+//! α × ξ phase grid with the majority phase over seeds and its agreement (`phase_grid.csv`,
+//! `phase_grid.txt`).
+
+use super::spec::SEED_KEYS;
+use super::store::RunRecord;
+use crate::analysis::phase::Phase;
+use std::collections::BTreeMap;
+
+const ALPHA: &str = "data.train_fraction";
+const XI: &str = "data.corruption";
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn opt<T: ToString>(x: Option<T>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `results.csv`: one row per finished run, in run order.
+pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> String {
+    let mut s = String::from("run");
+    for a in axes {
+        s.push(',');
+        s.push_str(a);
+    }
+    s.push_str(",phase,steps,train_acc,test_acc,mem_acc,inv_acc,clean_acc,train_loss,test_loss,mean_ipr,dead_neurons,first_train_acc_hi,first_test_acc_hi,first_inv_acc_hi,first_mem_acc_hi,last_mem_acc_drop,grokked,unlearned\n");
+    for r in records.values() {
+        s.push_str(&r.run.to_string());
+        for a in axes {
+            s.push(',');
+            s.push_str(&r.coords.get(a).map(cell).unwrap_or_default());
+        }
+        let f = &r.last;
+        let d = &r.dynamics;
+        s.push_str(&format!(
+            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.phase,
+            r.steps,
+            f.train_acc,
+            f.test_acc,
+            opt(f.mem_acc),
+            opt(f.inv_acc),
+            opt(f.clean_acc),
+            f.train_loss,
+            f.test_loss,
+            opt(f.mean_ipr),
+            f.dead_neurons,
+            opt(d.first_train_acc_hi),
+            opt(d.first_test_acc_hi),
+            opt(d.first_inv_acc_hi),
+            opt(d.first_mem_acc_hi),
+            opt(d.last_mem_acc_drop),
+            d.grokked,
+            d.unlearned
+        ));
+    }
+    s
+}
+
+/// One cell of a phase grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridCell {
+    pub alpha: String,
+    pub xi: String,
+    pub phase: String,
+    /// Share of the cell's runs (seeds) in the majority phase.
+    pub agreement: f64,
+    pub runs: usize,
+    pub test_acc: f64,
+    pub mem_acc: Option<f64>,
+}
+
+/// A phase grid for one combination of the other (non-seed) axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    /// `key=value` of the other axes (empty when α and ξ are the only ones).
+    pub group: Vec<(String, String)>,
+    pub alphas: Vec<String>,
+    pub xis: Vec<String>,
+    pub cells: Vec<GridCell>,
+}
+
+/// Phase grids, or none if the sweep does not vary both α and ξ.
+pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec<Grid> {
+    if !axes.iter().any(|a| a == ALPHA) || !axes.iter().any(|a| a == XI) {
+        return Vec::new();
+    }
+    let others: Vec<&String> = axes
+        .iter()
+        .filter(|a| *a != ALPHA && *a != XI && !SEED_KEYS.contains(&a.as_str()))
+        .collect();
+    type CellRuns<'a> = BTreeMap<(String, String), Vec<&'a RunRecord>>;
+    let mut groups: Vec<(Vec<(String, String)>, CellRuns)> = Vec::new();
+    let order = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let mut alphas: Vec<(f64, String)> = Vec::new();
+    let mut xis: Vec<(f64, String)> = Vec::new();
+    for r in records.values() {
+        let key: Vec<(String, String)> = others
+            .iter()
+            .map(|a| ((*a).clone(), r.coords.get(*a).map(cell).unwrap_or_default()))
+            .collect();
+        let (Some(a), Some(x)) = (r.coords.get(ALPHA), r.coords.get(XI)) else {
+            continue;
+        };
+        if !alphas.iter().any(|(_, s)| *s == cell(a)) {
+            alphas.push((order(a), cell(a)));
+        }
+        if !xis.iter().any(|(_, s)| *s == cell(x)) {
+            xis.push((order(x), cell(x)));
+        }
+        let g = match groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                groups.push((key, BTreeMap::new()));
+                groups.len() - 1
+            }
+        };
+        groups[g].1.entry((cell(a), cell(x))).or_default().push(r);
+    }
+    alphas.sort_by(|a, b| a.0.total_cmp(&b.0));
+    xis.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let alphas: Vec<String> = alphas.into_iter().map(|x| x.1).collect();
+    let xis: Vec<String> = xis.into_iter().map(|x| x.1).collect();
+    groups
+        .into_iter()
+        .map(|(group, cells)| {
+            let cells = cells
+                .into_iter()
+                .map(|((alpha, xi), runs)| {
+                    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+                    for r in &runs {
+                        *count.entry(r.phase.as_str()).or_default() += 1;
+                    }
+                    let (phase, n) = count
+                        .iter()
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                        .map(|(p, n)| (p.to_string(), *n))
+                        .unwrap_or_default();
+                    let k = runs.len() as f64;
+                    let mems: Vec<f64> = runs.iter().filter_map(|r| r.last.mem_acc).collect();
+                    GridCell {
+                        alpha,
+                        xi,
+                        phase,
+                        agreement: n as f64 / k,
+                        runs: runs.len(),
+                        test_acc: runs.iter().map(|r| r.last.test_acc).sum::<f64>() / k,
+                        mem_acc: (!mems.is_empty())
+                            .then(|| mems.iter().sum::<f64>() / mems.len() as f64),
+                    }
+                })
+                .collect();
+            Grid {
+                group,
+                alphas: alphas.clone(),
+                xis: xis.clone(),
+                cells,
+            }
+        })
+        .collect()
+}
+
+/// Two-letter code of a phase name.
+pub fn code(phase: &str) -> &'static str {
+    match phase {
+        "Coexistence" => "Co",
+        "Partial Inversion" => "PI",
+        "Full Inversion" => "FI",
+        "Memorization" => "Me",
+        "Forgetting" => "Fo",
+        "Confusion" => "Cf",
+        "Generalization" => "Ge",
+        _ => "??",
+    }
+}
+
+pub fn grid_text(grids: &[Grid]) -> String {
+    let mut s = String::new();
+    let legend: Vec<String> = [
+        Phase::Coexistence,
+        Phase::PartialInversion,
+        Phase::FullInversion,
+        Phase::Memorization,
+        Phase::Forgetting,
+        Phase::Confusion,
+        Phase::Generalization,
+    ]
+    .iter()
+    .map(|p| format!("{} {}", code(p.name()), p.name()))
+    .collect();
+    s.push_str(&format!(
+        "phases: {}; ·· not run; * seeds disagree\n",
+        legend.join(", ")
+    ));
+    for g in grids {
+        let title = if g.group.is_empty() {
+            "all runs".to_string()
+        } else {
+            g.group
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!("\n{title}\n{:>8} | ξ →\n", "α ↓"));
+        s.push_str(&format!("{:>8} |", ""));
+        for x in &g.xis {
+            s.push_str(&format!(" {:>5}", trim(x)));
+        }
+        s.push('\n');
+        for a in &g.alphas {
+            s.push_str(&format!("{:>8} |", trim(a)));
+            for x in &g.xis {
+                match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
+                    Some(c) => s.push_str(&format!(
+                        " {:>4}{}",
+                        code(&c.phase),
+                        if c.agreement < 1.0 { "*" } else { " " }
+                    )),
+                    None => s.push_str(&format!(" {:>4} ", "··")),
+                }
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn trim(x: &str) -> String {
+    x.parse::<f64>()
+        .map(|v| {
+            format!("{v:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        })
+        .unwrap_or_else(|_| x.to_string())
+}
+
+pub fn grid_csv(grids: &[Grid]) -> String {
+    let mut s = String::from("group,alpha,xi,phase,agreement,runs,mean_test_acc,mean_mem_acc\n");
+    for g in grids {
+        let group = g
+            .group
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        for c in &g.cells {
+            s.push_str(&format!(
+                "{group},{},{},{},{},{},{},{}\n",
+                c.alpha,
+                c.xi,
+                c.phase,
+                c.agreement,
+                c.runs,
+                c.test_acc,
+                opt(c.mem_acc)
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,286 @@
+//! Sweep specifications: a base config and axes, expanded into one run per grid point and
+//! grouped into fleets.
+//!
+//! ```toml
+//! name = "phase-wd-quick"
+//! max_fleet = 64                     # at most this many models train together
+//! [base]                             # any `grokscope train` config
+//! data.p = 97
+//! train.epochs = 2000
+//! [axes]                             # dotted config keys; a list or a range
+//! "data.train_fraction" = { from = 0.1, to = 0.9, count = 5 }
+//! "data.corruption" = { from = 0.1, to = 0.9, count = 5 }
+//! "train.weight_decay" = [0, 5, 15, 20]
+//! ```
+
+use crate::config::{set_path, Config, ModelSpec};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Fleet axes: runs that differ only in these keys can train in one fleet.
+pub const FLEET_KEYS: [&str; 6] = [
+    "data.corruption",
+    "data.corruption_seed",
+    "model.init_seed",
+    "model.dropout",
+    "train.weight_decay",
+    "train.lr",
+];
+
+/// Keys that count as seeds: phase grids take the majority over them.
+pub const SEED_KEYS: [&str; 5] = [
+    "data.corruption_seed",
+    "model.init_seed",
+    "data.split_seed",
+    "train.batch_seed",
+    "seed",
+];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    #[serde(default = "default_name")]
+    name: String,
+    #[serde(default = "default_max_fleet")]
+    max_fleet: usize,
+    #[serde(default)]
+    base: toml::Table,
+    axes: toml::Table,
+}
+
+fn default_name() -> String {
+    "sweep".into()
+}
+
+fn default_max_fleet() -> usize {
+    64
+}
+
+/// A parsed sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepSpec {
+    pub name: String,
+    pub max_fleet: usize,
+    pub base: toml::Table,
+    /// `(dotted key, values)` in key order; the last axis varies fastest.
+    pub axes: Vec<(String, Vec<toml::Value>)>,
+}
+
+/// One grid point.
+#[derive(Clone, Debug)]
+pub struct RunPoint {
+    pub id: usize,
+    pub coords: Vec<(String, toml::Value)>,
+    pub cfg: Config,
+}
+
+/// Runs that train together.
+#[derive(Clone, Debug)]
+pub struct FleetPlan {
+    /// The config shared by the fleet (its fleet axes are replaced by `specs`).
+    pub cfg: Config,
+    pub runs: Vec<usize>,
+    pub specs: Vec<ModelSpec>,
+}
+
+impl SweepSpec {
+    pub fn parse(text: &str) -> Result<SweepSpec> {
+        let f: SpecFile = toml::from_str(text)
+            .map_err(|e: toml::de::Error| Error::Config(format!("sweep: {e}")))?;
+        if f.max_fleet == 0 {
+            return Err(Error::invalid("max_fleet", "must be at least 1"));
+        }
+        let mut axes = Vec::new();
+        flatten_axes(&f.axes, "", &mut axes)?;
+        if axes.is_empty() {
+            return Err(Error::invalid("axes", "a sweep needs at least one axis"));
+        }
+        Ok(SweepSpec {
+            name: f.name,
+            max_fleet: f.max_fleet,
+            base: f.base,
+            axes,
+        })
+    }
+
+    /// A canonical text of the plan (comments and layout removed): equal texts, equal plans.
+    pub fn canonical(&self) -> String {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), toml::Value::String(self.name.clone()));
+        t.insert("base".into(), toml::Value::Table(self.base.clone()));
+        let mut axes = toml::Table::new();
+        for (k, v) in &self.axes {
+            axes.insert(k.clone(), toml::Value::Array(v.clone()));
+        }
+        t.insert("axes".into(), toml::Value::Table(axes));
+        toml::to_string(&t).expect("a table serializes")
+    }
+
+    /// A short hash of [`canonical`](Self::canonical) (FNV-1a, 64 bits).
+    pub fn plan_hash(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.canonical().bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    pub fn n_runs(&self) -> usize {
+        self.axes.iter().map(|(_, v)| v.len()).product()
+    }
+
+    /// Every grid point with its validated config, the last axis varying fastest.
+    pub fn expand(&self) -> Result<Vec<RunPoint>> {
+        let n = self.n_runs();
+        let mut out = Vec::with_capacity(n);
+        for id in 0..n {
+            let mut rem = id;
+            let mut coords = vec![(String::new(), toml::Value::Boolean(false)); self.axes.len()];
+            for (i, (key, vals)) in self.axes.iter().enumerate().rev() {
+                coords[i] = (key.clone(), vals[rem % vals.len()].clone());
+                rem /= vals.len();
+            }
+            let mut table = self.base.clone();
+            table.insert("name".into(), toml::Value::String(self.name.clone()));
+            for (k, v) in &coords {
+                set_path(&mut table, k, v.clone())?;
+            }
+            let what =
+                |e: Error| Error::Config(format!("sweep run {id} ({}): {e}", describe(&coords)));
+            let cfg = Config::from_table(&table).map_err(what)?;
+            cfg.validate().map_err(what)?;
+            if cfg.fleet().len() != 1 {
+                return Err(what(Error::Config(
+                    "the base config lists several values for a fleet axis; put them under [axes]"
+                        .into(),
+                )));
+            }
+            out.push(RunPoint { id, coords, cfg });
+        }
+        Ok(out)
+    }
+}
+
+/// `key=value, …` for messages.
+pub fn describe(coords: &[(String, toml::Value)]) -> String {
+    coords
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn flatten_axes(
+    t: &toml::Table,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<toml::Value>)>,
+) -> Result<()> {
+    for (k, v) in t {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Array(vals) => {
+                if vals.is_empty() {
+                    return Err(Error::invalid(format!("axes.{key}"), "the axis is empty"));
+                }
+                out.push((key, vals.clone()));
+            }
+            toml::Value::Table(sub) if sub.contains_key("from") || sub.contains_key("count") => {
+                out.push((key.clone(), range_values(sub, &key)?));
+            }
+            toml::Value::Table(sub) => flatten_axes(sub, &key, out)?,
+            _ => {
+                return Err(Error::invalid(
+                    format!("axes.{key}"),
+                    "an axis is a list of values or a range { from = …, to = …, count = … }",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
+    let bad = |m: &str| Error::invalid(format!("axes.{key}"), m.to_string());
+    for k in t.keys() {
+        if !["from", "to", "count"].contains(&k.as_str()) {
+            return Err(bad(&format!(
+                "unknown range key `{k}`; use from, to, count"
+            )));
+        }
+    }
+    let num = |k: &str| -> Result<f64> {
+        match t.get(k) {
+            Some(toml::Value::Float(x)) => Ok(*x),
+            Some(toml::Value::Integer(x)) => Ok(*x as f64),
+            _ => Err(bad(&format!("a range needs a number `{k}`"))),
+        }
+    };
+    let (from, to) = (num("from")?, num("to")?);
+    let count = match t.get("count") {
+        Some(toml::Value::Integer(c)) if *c >= 1 => *c as usize,
+        _ => return Err(bad("a range needs an integer `count` ≥ 1")),
+    };
+    Ok((0..count)
+        .map(|i| {
+            let x = if count == 1 {
+                from
+            } else {
+                from + (to - from) * i as f64 / (count - 1) as f64
+            };
+            toml::Value::Float((x * 1e10).round() / 1e10)
+        })
+        .collect())
+}
+
+/// Groups runs into fleets: runs whose configs agree on everything but the fleet axes train
+/// together, at most `max_fleet` at a time, in run order.
+pub fn group_fleets(points: &[&RunPoint], max_fleet: usize) -> Vec<FleetPlan> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut groups: Vec<Vec<&RunPoint>> = Vec::new();
+    for pt in points {
+        let key = fleet_key(&pt.cfg);
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => groups[i].push(pt),
+            None => {
+                keys.push(key);
+                groups.push(vec![pt]);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for g in groups {
+        for chunk in g.chunks(max_fleet) {
+            let specs = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, pt)| ModelSpec {
+                    index: i,
+                    ..pt.cfg.fleet().remove(0)
+                })
+                .collect();
+            out.push(FleetPlan {
+                cfg: chunk[0].cfg.clone(),
+                runs: chunk.iter().map(|pt| pt.id).collect(),
+                specs,
+            });
+        }
+    }
+    out
+}
+
+fn fleet_key(cfg: &Config) -> String {
+    use crate::config::Axis;
+    let mut c = cfg.clone();
+    c.data.corruption = Axis::Many(vec![]);
+    c.data.corruption_seed = Axis::Many(vec![]);
+    c.model.init_seed = Axis::Many(vec![]);
+    c.model.dropout = Axis::Many(vec![]);
+    c.train.weight_decay = Axis::Many(vec![]);
+    c.train.lr = Axis::Many(vec![]);
+    c.to_toml()
+}

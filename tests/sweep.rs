@@ -1,0 +1,279 @@
+//! Sweeps: fleet grouping, crash safety under SIGKILL, shards and merge, plan mismatches.
+
+use grokscope::sweep::spec::group_fleets;
+use grokscope::sweep::Plan;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn grokscope(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("binary runs")
+}
+
+/// 8 runs of about 0.3 s each, one per fleet, so that a kill lands between commits.
+const SLOW: &str = r#"
+name = "slow"
+max_fleet = 1
+[base]
+data.p = 41
+model.width = 128
+train.epochs = 1500
+eval.every = 100
+[axes]
+"data.train_fraction" = [0.4, 0.7]
+"data.corruption" = [0.2, 0.5]
+"train.weight_decay" = [0, 3]
+"#;
+
+#[test]
+fn grouping_covers_every_run_once() {
+    let text = r#"
+name = "g"
+max_fleet = 5
+[base]
+data.p = 11
+model.width = 8
+train.epochs = 3
+[axes]
+data.train_fraction = { from = 0.2, to = 0.8, count = 4 }
+data.corruption = { from = 0.0, to = 0.6, count = 3 }
+train.weight_decay = [0, 1, 2]
+model.init_seed = [0, 1]
+model.batchnorm = [false, true]
+"#;
+    let plan = Plan::from_text(text).unwrap();
+    assert_eq!(plan.points.len(), 4 * 3 * 3 * 2 * 2);
+    let pts: Vec<_> = plan.points.iter().collect();
+    let fleets = group_fleets(&pts, 5);
+    let mut seen = vec![0; plan.points.len()];
+    for f in &fleets {
+        assert!(f.runs.len() <= 5 && !f.runs.is_empty());
+        assert_eq!(f.runs.len(), f.specs.len());
+        for (&r, s) in f.runs.iter().zip(&f.specs) {
+            seen[r] += 1;
+            let cfg = &plan.points[r].cfg;
+            // Members share everything but the fleet axes; the spec carries the run's values.
+            assert_eq!(cfg.data.train_fraction, f.cfg.data.train_fraction);
+            assert_eq!(cfg.model.batchnorm, f.cfg.model.batchnorm);
+            let own = cfg.fleet().remove(0);
+            assert_eq!(
+                (own.corruption, own.weight_decay, own.init_seed),
+                (s.corruption, s.weight_decay, s.init_seed)
+            );
+        }
+    }
+    assert!(
+        seen.iter().all(|&c| c == 1),
+        "every run exactly once: {seen:?}"
+    );
+    // 4 α × 2 BatchNorm settings = 8 groups of 18 runs, in fleets of ≤ 5: 8 × 4.
+    assert_eq!(fleets.len(), 8 * 4);
+    // Ranges expand to exact decimals.
+    assert_eq!(plan.spec.axes[1].1[1].as_float(), Some(0.4));
+}
+
+fn sweep_dir(tmp: &Path, name: &str, args: &[&str]) -> String {
+    let mut v = vec!["sweep", "run", "slow.toml", "--out", name, "-q"];
+    v.extend_from_slice(args);
+    let out = grokscope(&v, tmp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(tmp.join(name).join("results.csv")).unwrap()
+}
+
+fn count_runs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("runs"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_and_resumed_sweeps_match_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(t.join("slow.toml"), SLOW).unwrap();
+    let reference = sweep_dir(t, "ref", &[]);
+    assert_eq!(reference.lines().count(), 1 + 8);
+
+    // Kill with SIGKILL twice, at different points, then let it finish.
+    let dir = t.join("killed");
+    for kill_after in [2, 5] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grokscope"))
+            .args(["sweep", "run", "slow.toml", "--out", "killed", "-q"])
+            .current_dir(t)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while count_runs(&dir) < kill_after {
+            assert!(start.elapsed() < Duration::from_secs(120), "sweep too slow");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the kill"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        let n = count_runs(&dir);
+        assert!(
+            (kill_after..8).contains(&n),
+            "killed mid-run with {n} runs committed"
+        );
+        // Every committed record is whole.
+        for e in std::fs::read_dir(dir.join("runs")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                assert!(v["final"]["test_acc"].is_number());
+            }
+        }
+    }
+    let resumed = sweep_dir(t, "killed", &[]);
+    assert_eq!(
+        resumed, reference,
+        "same table, no run missing or duplicated"
+    );
+    // Resuming a finished sweep changes nothing.
+    assert_eq!(sweep_dir(t, "killed", &[]), reference);
+}
+
+#[test]
+fn shards_merge_to_the_whole_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(t.join("slow.toml"), SLOW.replace("1500", "300")).unwrap();
+    let whole = sweep_dir(t, "whole", &[]);
+    let mut parts = Vec::new();
+    for i in 1..=3 {
+        let name = format!("s{i}");
+        let part = sweep_dir(t, &name, &["--shard", &format!("{i}/3")]);
+        parts.push(part.lines().count() - 1);
+    }
+    assert_eq!(parts, vec![3, 3, 2]);
+    let out = grokscope(&["sweep", "merge", "--out", "merged", "s1", "s2", "s3"], t);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = std::fs::read_to_string(t.join("merged/results.csv")).unwrap();
+    assert_eq!(merged, whole);
+    assert_eq!(
+        std::fs::read_to_string(t.join("merged/phase_grid.txt")).unwrap(),
+        std::fs::read_to_string(t.join("whole/phase_grid.txt")).unwrap()
+    );
+    // Overlapping shards are refused.
+    let out = grokscope(&["sweep", "merge", "--out", "m2", "s1", "whole"], t);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    assert!(!t.join("m2").exists());
+    // A shard directory resumed as another shard is refused.
+    let out = grokscope(
+        &["sweep", "run", "slow.toml", "--out", "s1", "--shard", "2/3"],
+        t,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different plan"));
+    // Bad shard syntax.
+    let out = grokscope(
+        &["sweep", "run", "slow.toml", "--out", "x", "--shard", "4/3"],
+        t,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 ≤ i ≤ n"));
+}
+
+#[test]
+fn a_changed_plan_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let small = SLOW
+        .replace("1500", "20")
+        .replace("41", "13")
+        .replace("128", "8");
+    std::fs::write(t.join("slow.toml"), &small).unwrap();
+    sweep_dir(t, "d", &[]);
+    let before = std::fs::read_to_string(t.join("d/results.csv")).unwrap();
+    std::fs::write(t.join("slow.toml"), small.replace("[0, 3]", "[0, 4]")).unwrap();
+    let out = grokscope(&["sweep", "run", "slow.toml", "--out", "d"], t);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different plan"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.join("d/results.csv")).unwrap(),
+        before
+    );
+    // Comments and layout do not change the plan.
+    std::fs::write(t.join("slow.toml"), format!("# a comment\n{small}")).unwrap();
+    assert!(
+        grokscope(&["sweep", "run", "slow.toml", "--out", "d", "-q"], t)
+            .status
+            .success()
+    );
+    // A directory that is not a sweep is refused.
+    std::fs::create_dir(t.join("other")).unwrap();
+    std::fs::write(t.join("other/file"), "x").unwrap();
+    let out = grokscope(&["sweep", "run", "slow.toml", "--out", "other"], t);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sweep directory"));
+}
+
+#[test]
+fn bad_sweep_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for (text, expect) in [
+        ("name = \"x\"\n", "missing field `axes`"),
+        ("[axes]\n", "at least one axis"),
+        ("[axes]\n\"data.corruption\" = []\n", "empty"),
+        (
+            "[axes]\n\"data.corruption\" = { from = 0.1, to = 0.5 }\n",
+            "count",
+        ),
+        ("[axes]\n\"data.corruption\" = [0.1, 1.5]\n", "corruption"),
+        (
+            "[axes]\n\"data.nonsense\" = [1, 2]\n",
+            "unknown field `nonsense`",
+        ),
+        (
+            "[base]\ntrain.weight_decay = [0, 5]\n[axes]\n\"data.corruption\" = [0.1]\n",
+            "under [axes]",
+        ),
+        ("[axes\n", "sweep"),
+    ] {
+        std::fs::write(t.join("bad.toml"), text).unwrap();
+        for cmd in ["plan", "run"] {
+            let mut args = vec!["sweep", cmd, "bad.toml"];
+            if cmd == "run" {
+                args.extend(["--out", "o"]);
+            }
+            let out = grokscope(&args, t);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{text:?}");
+            assert!(
+                err.contains(expect),
+                "{text:?}: expected {expect:?} in {err}"
+            );
+            assert!(!t.join("o").exists());
+        }
+    }
+}
