@@ -179,7 +179,11 @@ pub struct TrainConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// Minibatch size B; absent: full batch.
+    /// Minibatch size B; absent or `"full"`: full batch.
+    #[serde(
+        deserialize_with = "batch_size_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub batch_size: Option<usize>,
     /// The reference's rule `lr ← lr · sqrt(B / 256)` for `B < 256`.
     pub scale_lr_with_batch: bool,
@@ -464,6 +468,38 @@ impl Config {
             _ => lr,
         }
     }
+}
+
+/// `batch_size`: a positive integer or `"full"` (= absent).
+fn batch_size_de<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<usize>, D::Error> {
+    use serde::de::Unexpected;
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a batch size ≥ 1 or \"full\"")
+        }
+        fn visit_i64<E: serde::de::Error>(self, x: i64) -> std::result::Result<Self::Value, E> {
+            if x >= 1 {
+                Ok(Some(x as usize))
+            } else {
+                Err(E::invalid_value(Unexpected::Signed(x), &self))
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, x: u64) -> std::result::Result<Self::Value, E> {
+            self.visit_i64(x as i64)
+        }
+        fn visit_str<E: serde::de::Error>(self, x: &str) -> std::result::Result<Self::Value, E> {
+            if x == "full" {
+                Ok(None)
+            } else {
+                Err(E::invalid_value(Unexpected::Str(x), &self))
+            }
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn nonempty<T: Clone>(axis: &Axis<T>, key: &str) -> Result<Vec<T>> {

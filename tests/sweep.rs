@@ -238,6 +238,48 @@ fn a_changed_plan_is_refused() {
 }
 
 #[test]
+fn zipped_axes_vary_together() {
+    let text = r#"
+name = "z"
+[base]
+data.p = 11
+model.width = 8
+[axes]
+"data.corruption" = [0.0, 0.2]
+"train.batch_size,train.steps,eval.every" = [[8, 64, 16], ["full", 4, 1]]
+"#;
+    let plan = Plan::from_text(text).unwrap();
+    assert_eq!(plan.points.len(), 4);
+    assert_eq!(
+        plan.axes(),
+        vec![
+            "data.corruption",
+            "train.batch_size",
+            "train.steps",
+            "eval.every"
+        ]
+    );
+    let p1 = &plan.points[1].cfg;
+    assert_eq!(
+        (p1.train.batch_size, p1.train.steps, p1.eval.every),
+        (None, Some(4), 1)
+    );
+    let p2 = &plan.points[2].cfg;
+    assert_eq!(
+        (p2.train.batch_size, p2.train.steps, p2.eval.every),
+        (Some(8), Some(64), 16)
+    );
+    // Different batch sizes cannot share a fleet; corruption levels can.
+    let pts: Vec<_> = plan.points.iter().collect();
+    let fleets = group_fleets(&pts, 64);
+    assert_eq!(fleets.len(), 2);
+    assert!(fleets.iter().all(|f| f.runs.len() == 2));
+    let bad = text.replace("[8, 64, 16]", "[8, 64]");
+    let err = Plan::from_text(&bad).err().unwrap().to_string();
+    assert!(err.contains("3-element lists"), "{err}");
+}
+
+#[test]
 fn bad_sweep_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();

@@ -61,8 +61,9 @@ impl Plan {
         Ok(Plan { spec, points })
     }
 
+    /// Coordinate keys (zipped axes split into their keys).
     pub fn axes(&self) -> Vec<String> {
-        self.spec.axes.iter().map(|(k, _)| k.clone()).collect()
+        axis_keys(&self.spec)
     }
 
     pub fn plan_file(&self, shard: Option<Shard>) -> PlanFile {
@@ -128,11 +129,7 @@ pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
             }
         };
         let steps = f.cfg.total_steps(n);
-        let evals = if f.cfg.eval.every > 0 {
-            steps / f.cfg.eval.every + 2
-        } else {
-            2
-        };
+        let evals = steps.checked_div(f.cfg.eval.every).unwrap_or(0) + 2;
         out.push(f.specs.len() as f64 * (steps as f64 * t_step + evals as f64 * t_eval));
     }
     Ok(out)
@@ -204,6 +201,17 @@ pub fn run(
     let records = store.records()?;
     write_tables(dir, &plan.axes(), &records)?;
     Ok(records)
+}
+
+fn axis_keys(spec: &SweepSpec) -> Vec<String> {
+    spec.axes
+        .iter()
+        .flat_map(|(k, _)| {
+            k.split(',')
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn toml_to_json(v: &toml::Value) -> serde_json::Value {
@@ -284,7 +292,6 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
         store.commit(rec)?;
     }
     let spec = SweepSpec::parse(&plan.spec)?;
-    let axes: Vec<String> = spec.axes.iter().map(|(k, _)| k.clone()).collect();
-    write_tables(out, &axes, &all)?;
+    write_tables(out, &axis_keys(&spec), &all)?;
     Ok(all)
 }

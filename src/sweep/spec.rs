@@ -11,6 +11,8 @@
 //! "data.train_fraction" = { from = 0.1, to = 0.9, count = 5 }
 //! "data.corruption" = { from = 0.1, to = 0.9, count = 5 }
 //! "train.weight_decay" = [0, 5, 15, 20]
+//! # a zipped axis: keys separated by commas vary together
+//! "train.batch_size,train.steps" = [[8, 64000], [64, 8000], ["full", 2000]]
 //! ```
 
 use crate::config::{set_path, Config, ModelSpec};
@@ -136,10 +138,22 @@ impl SweepSpec {
         let mut out = Vec::with_capacity(n);
         for id in 0..n {
             let mut rem = id;
-            let mut coords = vec![(String::new(), toml::Value::Boolean(false)); self.axes.len()];
+            let mut picked = vec![(String::new(), toml::Value::Boolean(false)); self.axes.len()];
             for (i, (key, vals)) in self.axes.iter().enumerate().rev() {
-                coords[i] = (key.clone(), vals[rem % vals.len()].clone());
+                picked[i] = (key.clone(), vals[rem % vals.len()].clone());
                 rem /= vals.len();
+            }
+            // Zipped axes contribute one coordinate per key.
+            let mut coords = Vec::new();
+            for (key, v) in picked {
+                match (key.contains(','), v) {
+                    (true, toml::Value::Array(parts)) => {
+                        for (k, x) in key.split(',').zip(parts) {
+                            coords.push((k.trim().to_string(), x));
+                        }
+                    }
+                    (_, v) => coords.push((key, v)),
+                }
             }
             let mut table = self.base.clone();
             table.insert("name".into(), toml::Value::String(self.name.clone()));
@@ -186,6 +200,20 @@ fn flatten_axes(
             toml::Value::Array(vals) => {
                 if vals.is_empty() {
                     return Err(Error::invalid(format!("axes.{key}"), "the axis is empty"));
+                }
+                if key.contains(',') {
+                    // A zipped axis: "a,b" = [[a1, b1], [a2, b2], …] varies a and b together.
+                    let width = key.split(',').count();
+                    for v in vals {
+                        if v.as_array().is_none_or(|t| t.len() != width) {
+                            return Err(Error::invalid(
+                                format!("axes.\"{key}\""),
+                                format!(
+                                    "a zipped axis needs a list of {width}-element lists, got {v}"
+                                ),
+                            ));
+                        }
+                    }
                 }
                 out.push((key, vals.clone()));
             }
