@@ -175,21 +175,30 @@ fn an_unwritable_output_is_refused() {
 #[test]
 fn presets_parse_and_validate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    let mut n = 0;
+    let (mut n, mut sweeps) = (0, 0);
     for sub in ["", "paper"] {
         for e in std::fs::read_dir(dir.join(sub)).unwrap() {
             let path = e.unwrap().path();
             if path.extension().is_some_and(|x| x == "toml") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                let cfg = grokscope::config::Config::from_toml(&text, &[])
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                cfg.validate()
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                n += 1;
+                if text.contains("[axes]") {
+                    // A sweep: every grid point is expanded and validated.
+                    let plan = grokscope::sweep::Plan::from_text(&text)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    assert!(plan.points.len() >= 25);
+                    sweeps += 1;
+                } else {
+                    let cfg = grokscope::config::Config::from_toml(&text, &[])
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    cfg.validate()
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    n += 1;
+                }
             }
         }
     }
     assert!(n >= 6, "default + five paper presets, found {n}");
+    assert_eq!(sweeps, 8, "four phase diagrams and their quick variants");
 }
 
 #[test]
