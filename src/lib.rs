@@ -17,6 +17,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod report;
 pub mod rundir;
 pub mod sweep;
 pub mod train;

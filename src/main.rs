@@ -50,6 +50,15 @@ enum Command {
     /// Phase diagrams: grids of runs over (α, ξ, regularization, seed) — plan, run, merge.
     #[command(subcommand)]
     Sweep(SweepCmd),
+    /// Write figures (PNG, SVG) and a self-contained report.html for a run directory, a sweep
+    /// directory or a run's analysis/ (into DIR/report/).
+    Report {
+        /// A run directory, a sweep directory, or a run's analysis/ directory.
+        dir: PathBuf,
+        /// Replace an existing DIR/report/.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the built-in default config (a starting point for your own).
     DefaultConfig,
 }
@@ -151,6 +160,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Do not write the figures and report.html at the end.
+    #[arg(long)]
+    no_report: bool,
 }
 
 #[derive(Args)]
@@ -181,6 +193,16 @@ fn run() -> Result<()> {
         Some(Command::Prune(a)) => cmd_prune(a),
         Some(Command::Analytic(a)) => cmd_analytic(a),
         Some(Command::Sweep(c)) => cmd_sweep(c),
+        Some(Command::Report { dir, force }) => {
+            let t0 = std::time::Instant::now();
+            let path = grokscope::report::report(&dir, force)?;
+            println!(
+                "report: {} ({:.1} s)",
+                path.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Some(Command::DefaultConfig) => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -275,6 +297,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         "Results in {}/ (config.toml, metrics.csv, ipr_hist.csv, summary.json, weights.safetensors)",
         dir.display()
     );
+    if !a.no_report {
+        let path = grokscope::report::report(&dir, false)?;
+        println!("Report: {}", path.display());
+    }
     Ok(())
 }
 

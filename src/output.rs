@@ -263,6 +263,73 @@ pub fn weights_safetensors(fleet: &Fleet, step: u64) -> Result<Vec<u8>> {
         .map_err(|e| Error::Output(format!("safetensors: {e}")))
 }
 
+/// Reads `metrics.csv` (as written by [`metrics_csv`]) back into per-model histories, with
+/// the IPR histograms of `ipr_hist` (the text of `ipr_hist.csv`) when given.
+pub fn read_metrics_csv(text: &str, ipr_hist: Option<&str>) -> Result<Vec<Vec<Record>>> {
+    let bad = |line: usize, why: &str| Error::Output(format!("metrics.csv line {line}: {why}"));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    if header != METRICS_COLUMNS {
+        return Err(Error::Output("metrics.csv: unexpected header".into()));
+    }
+    let mut out: Vec<Vec<Record>> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != METRICS_COLUMNS.len() {
+            return Err(bad(i + 2, "wrong number of fields"));
+        }
+        let num =
+            |j: usize| -> Result<f64> { f[j].parse().map_err(|_| bad(i + 2, "not a number")) };
+        let opt = |j: usize| -> Result<Option<f64>> {
+            if f[j].is_empty() {
+                Ok(None)
+            } else {
+                num(j).map(Some)
+            }
+        };
+        let model = num(0)? as usize;
+        while out.len() <= model {
+            out.push(Vec::new());
+        }
+        out[model].push(Record {
+            step: num(1)? as u64,
+            epoch: num(2)?,
+            train_loss: num(3)?,
+            train_acc: num(4)?,
+            test_loss: num(5)?,
+            test_acc: num(6)?,
+            mem_acc: opt(7)?,
+            inv_acc: opt(8)?,
+            clean_acc: opt(9)?,
+            norm_u: num(10)?,
+            norm_v: num(11)?,
+            norm_w: num(12)?,
+            mean_ipr: opt(13)?,
+            dead_neurons: num(14)? as usize,
+            ipr_hist: Vec::new(),
+        });
+    }
+    if let Some(h) = ipr_hist {
+        for (i, line) in h.lines().skip(1).enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            let bad = || Error::Output(format!("ipr_hist.csv line {}: malformed", i + 2));
+            let model: usize = f.first().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let step: u64 = f.get(1).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let counts: Vec<u32> = f[2..]
+                .iter()
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<Result<_>>()?;
+            if let Some(r) = out
+                .get_mut(model)
+                .and_then(|h| h.iter_mut().find(|r| r.step == step))
+            {
+                r.ipr_hist = counts;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `ipr_hist.csv`: per model and evaluation step, the number of living neurons whose IPR falls
 /// in each of the bins `[i/B, (i+1)/B)` (the last bin closed).
 pub fn ipr_hist_csv(history: &[Vec<Record>]) -> String {

@@ -1,0 +1,792 @@
+//! `grokscope report DIR`: figures (PNG and SVG) and one self-contained `report.html` for a
+//! run directory, a sweep directory, or a run's analysis (pruning) results.
+//! Everything goes to `DIR/report/`; `report.html` embeds its PNGs as data URIs and links
+//! the SVGs beside it.
+
+pub mod plot;
+
+use crate::analysis::dynamics::dynamics;
+use crate::analysis::ipr::Ipr;
+use crate::analysis::neurons::analyze_neurons;
+use crate::analysis::prune::{prune_order, prune_sweep, Order};
+use crate::error::{Error, Result};
+use crate::metrics::{Record, IPR_BINS};
+use crate::rundir::{load_run, LoadedRun};
+use crate::sweep::results::{phase_grids, Grid};
+use base64::Engine;
+use plot::*;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Models shown per figure at most (fleets can be large).
+pub const MAX_MODELS_SHOWN: usize = 8;
+/// Width and height of one panel in pixels.
+const PANEL: (u32, u32) = (560, 360);
+
+/// One panel of a figure.
+pub enum Panel<'a> {
+    Line(LineChart<'a>),
+    Bar(BarChart<'a>),
+    Heat(Heatmap<'a>),
+    Scatter(Scatter<'a>),
+    Phase(PhaseGrid<'a>),
+}
+
+impl Panel<'_> {
+    fn draw<DB: DrawingBackend>(&self, a: &DrawingArea<DB, Shift>) -> R {
+        match self {
+            Panel::Line(p) => p.draw(a),
+            Panel::Bar(p) => p.draw(a),
+            Panel::Heat(p) => p.draw(a),
+            Panel::Scatter(p) => p.draw(a),
+            Panel::Phase(p) => p.draw(a),
+        }
+    }
+}
+
+/// A figure written to `NAME.png` and `NAME.svg`.
+#[derive(Clone, Debug)]
+pub struct FigureFile {
+    pub name: String,
+    pub title: String,
+    pub caption: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel], cols: usize) -> R {
+    root.fill(&WHITE).map_err(pe)?;
+    let rows = panels.len().div_ceil(cols);
+    let areas = root.split_evenly((rows, cols));
+    for (a, p) in areas.iter().zip(panels) {
+        p.draw(a)?;
+    }
+    root.present().map_err(pe)
+}
+
+/// Draws `panels` (in rows of `cols`, each `panel` pixels) as `dir/name.png` and `.svg`.
+pub fn save_figure(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    caption: &str,
+    panels: &[Panel],
+    cols: usize,
+    panel: (u32, u32),
+) -> Result<FigureFile> {
+    init_font();
+    let cols = cols.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(cols).max(1);
+    let size = (panel.0 * cols as u32, panel.1 * rows as u32);
+    let png = dir.join(format!("{name}.png"));
+    let svg = dir.join(format!("{name}.svg"));
+    let fail = |e: String| Error::Output(format!("figure {name}: {e}"));
+    render(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        panels,
+        cols,
+    )
+    .map_err(fail)?;
+    render(
+        SVGBackend::new(&svg, size).into_drawing_area(),
+        panels,
+        cols,
+    )
+    .map_err(fail)?;
+    Ok(FigureFile {
+        name: name.to_string(),
+        title: title.to_string(),
+        caption: caption.to_string(),
+        width: size.0,
+        height: size.1,
+    })
+}
+
+/// What a directory holds.
+pub enum Source {
+    Run(PathBuf),
+    Sweep(PathBuf),
+}
+
+/// Recognises a run directory, a sweep directory, or a run's `analysis/` directory or pruning
+/// CSV (reported as their run).
+pub fn classify(path: &Path) -> Result<Source> {
+    let dir = if path.is_file() {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    if dir.join("plan.json").exists() {
+        return Ok(Source::Sweep(dir.to_path_buf()));
+    }
+    if dir.join("config.toml").exists() {
+        return Ok(Source::Run(dir.to_path_buf()));
+    }
+    if dir.file_name().is_some_and(|n| n == "analysis") {
+        if let Some(run) = dir.parent().filter(|r| r.join("config.toml").exists()) {
+            return Ok(Source::Run(run.to_path_buf()));
+        }
+    }
+    Err(Error::NotARun {
+        dir: path.to_path_buf(),
+        why: "expected a run directory (config.toml), a sweep directory (plan.json) or a run's analysis/".into(),
+    })
+}
+
+/// Writes the report of `path` into `<dir>/report/`; returns the path of `report.html`.
+pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
+    match classify(path)? {
+        Source::Run(dir) => {
+            let out = prepare(&dir, force)?;
+            run_report(&dir, &out)
+        }
+        Source::Sweep(dir) => {
+            let out = prepare(&dir, force)?;
+            sweep_report(&dir, &out)
+        }
+    }
+}
+
+fn prepare(dir: &Path, force: bool) -> Result<PathBuf> {
+    let out = dir.join("report");
+    if out.exists() {
+        if !force {
+            return Err(Error::Output(format!(
+                "{} exists; pass --force to replace it",
+                out.display()
+            )));
+        }
+        std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    }
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    Ok(out)
+}
+
+fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64)> {
+    h.iter()
+        .filter_map(|r| f(r).map(|y| (r.step as f64, y)))
+        .collect()
+}
+
+fn model_label(run: &LoadedRun, i: usize) -> String {
+    let s = &run.setup.specs[i];
+    let mut parts = vec![
+        format!("ξ={}", s.corruption),
+        format!("wd={}", s.weight_decay),
+    ];
+    if s.dropout > 0.0 {
+        parts.push(format!("q={}", s.dropout));
+    }
+    if run.setup.specs.iter().any(|o| o.init_seed != s.init_seed) {
+        parts.push(format!("seed={}", s.init_seed));
+    }
+    if run.setup.specs.iter().any(|o| o.lr != s.lr) {
+        parts.push(format!("lr={}", s.lr));
+    }
+    format!("model {i} ({})", parts.join(", "))
+}
+
+/// The report of one run.
+fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
+    let run = load_run(dir)?;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let metrics = read("metrics.csv").map_err(|e| Error::io(dir.join("metrics.csv"), e))?;
+    let hist = read("ipr_hist.csv").ok();
+    let history = crate::output::read_metrics_csv(&metrics, hist.as_deref())?;
+    let name = run.cfg.name.clone();
+    let hi = run.cfg.eval.threshold;
+    let arch = run.setup.fleet.arch;
+    let shown: Vec<usize> = (0..run.setup.fleet.models.len().min(MAX_MODELS_SHOWN)).collect();
+    let cols = shown.len().min(2);
+    let mut figs = Vec::new();
+    let more = if run.setup.fleet.models.len() > MAX_MODELS_SHOWN {
+        format!(
+            " The first {MAX_MODELS_SHOWN} of {} models are shown.",
+            run.setup.fleet.models.len()
+        )
+    } else {
+        String::new()
+    };
+
+    // 1. Accuracy curves with the dynamics marked.
+    let panels: Vec<Panel> = shown
+        .iter()
+        .map(|&i| {
+            let h = &history[i];
+            let d = dynamics(h, hi);
+            let mut marks = Vec::new();
+            for (s, l) in [
+                (d.first_train_acc_hi, "train≥hi"),
+                (d.first_test_acc_hi, "test≥hi"),
+                (d.first_inv_acc_hi, "A_inv≥hi"),
+                (d.last_mem_acc_drop, "A_mem<hi"),
+            ] {
+                if let Some(s) = s {
+                    marks.push((s as f64, l.to_string()));
+                }
+            }
+            Panel::Line(LineChart {
+                title: format!("{name}: accuracy, {}", model_label(&run, i)),
+                x_desc: "step",
+                y_desc: "accuracy (fraction)",
+                lines: vec![
+                    line("train", 0, false, steps_line(h, |r| Some(r.train_acc))),
+                    line("test", 1, false, steps_line(h, |r| Some(r.test_acc))),
+                    line("A_mem", 2, true, steps_line(h, |r| r.mem_acc)),
+                    line("A_inv", 3, true, steps_line(h, |r| r.inv_acc)),
+                    line("A_clean", 4, true, steps_line(h, |r| r.clean_acc)),
+                ],
+                log_y: false,
+                y_range: Some((0.0, 1.02)),
+                marks,
+            })
+        })
+        .collect();
+    figs.push(save_figure(
+        out,
+        "accuracy",
+        "Accuracy over training",
+        &format!("Train and test accuracy, and on the corrupted examples against their corrupted (A_mem) and true (A_inv) labels, and on the clean ones (A_clean). Dashed verticals: first step with train, test, A_inv ≥ {hi}, and the last drop of A_mem below it.{more}"),
+        &panels,
+        cols,
+        PANEL,
+    )?);
+
+    // 2. Losses (log scale) and weight norms.
+    let loss_label = format!(
+        "{} loss",
+        format!("{:?}", run.cfg.train.loss).to_uppercase()
+    );
+    let mut panels = Vec::new();
+    for &i in &shown {
+        let h = &history[i];
+        panels.push(Panel::Line(LineChart {
+            title: format!("{name}: loss, model {i}"),
+            x_desc: "step",
+            y_desc: &loss_label,
+            lines: vec![
+                line("train", 0, false, steps_line(h, |r| Some(r.train_loss))),
+                line("test", 1, false, steps_line(h, |r| Some(r.test_loss))),
+            ],
+            log_y: true,
+            y_range: None,
+            marks: vec![],
+        }));
+        panels.push(Panel::Line(LineChart {
+            title: format!("{name}: weight norms, model {i}"),
+            x_desc: "step",
+            y_desc: "Frobenius norm",
+            lines: vec![
+                line("‖U‖", 0, false, steps_line(h, |r| Some(r.norm_u))),
+                line("‖V‖", 1, false, steps_line(h, |r| Some(r.norm_v))),
+                line("‖W‖", 2, false, steps_line(h, |r| Some(r.norm_w))),
+            ],
+            log_y: false,
+            y_range: None,
+            marks: vec![],
+        }));
+    }
+    figs.push(save_figure(
+        out,
+        "loss_norms",
+        "Loss and weight norms",
+        &format!("Left: training loss (on the labels trained on) and test loss (log scale when they span more than a decade and a half). Right: Frobenius norms of U, V, W.{more}"),
+        &panels,
+        2,
+        PANEL,
+    )?);
+
+    // 3. IPR over steps and its histogram at the start and the end.
+    let ipr_lines: Vec<Line> = shown
+        .iter()
+        .map(|&i| {
+            line(
+                &format!("model {i}"),
+                i,
+                false,
+                steps_line(&history[i], |r| r.mean_ipr),
+            )
+        })
+        .collect();
+    let mut panels = vec![Panel::Line(LineChart {
+        title: format!("{name}: mean IPR of living neurons"),
+        x_desc: "step",
+        y_desc: "mean IPR",
+        lines: ipr_lines,
+        log_y: false,
+        y_range: Some((0.0, 1.0)),
+        marks: vec![],
+    })];
+    let edges: Vec<f64> = (0..=IPR_BINS).map(|b| b as f64 / IPR_BINS as f64).collect();
+    for &i in &shown {
+        let h = &history[i];
+        let (Some(first), Some(last)) = (h.first(), h.last()) else {
+            continue;
+        };
+        if first.ipr_hist.len() == IPR_BINS && last.ipr_hist.len() == IPR_BINS {
+            panels.push(Panel::Bar(BarChart {
+                title: format!("{name}: IPR histogram, model {i}"),
+                x_desc: "neuron IPR",
+                y_desc: "neurons",
+                edges: edges.clone(),
+                series: vec![
+                    (
+                        "start".into(),
+                        PALETTE[6],
+                        first.ipr_hist.iter().map(|&c| c as f64).collect(),
+                    ),
+                    (
+                        format!("step {}", last.step),
+                        PALETTE[0],
+                        last.ipr_hist.iter().map(|&c| c as f64).collect(),
+                    ),
+                ],
+            }));
+        }
+    }
+    figs.push(save_figure(
+        out,
+        "ipr",
+        "Inverse participation ratio",
+        "Mean Fourier IPR (r = 2) of the living neurons over training, and the per-neuron IPR histogram at the start and at the end. Periodic (generalizing) neurons have IPR near 1, memorizing ones a small IPR.",
+        &panels,
+        2,
+        PANEL,
+    )?);
+
+    // 4. Fourier spectra and one neuron before/after; 6. BatchNorm.
+    let init = crate::train::run::setup(&run.cfg)?;
+    for &i in &shown {
+        let model = &run.setup.fleet.models[i];
+        let (rows, spectra) = analyze_neurons(&arch, i, model);
+        let mut order: Vec<usize> = (0..arch.width).filter(|&k| rows[k].ipr.is_some()).collect();
+        order.sort_by_key(|&k| (rows[k].dominant_freq, k));
+        let panels: Vec<Panel> = ["U", "V", "W"]
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                let spec = |k: usize| match j {
+                    0 => spectra[k].u.clone(),
+                    1 => spectra[k].v.clone(),
+                    _ => spectra[k].w.clone(),
+                };
+                let all: Vec<Vec<f64>> = order
+                    .iter()
+                    .map(|&k| spec(k).unwrap_or_else(|| vec![0.0; arch.p / 2 + 1]))
+                    .collect();
+                let (values, y_labels) = bin_rows(&all, 128);
+                Panel::Heat(Heatmap {
+                    title: format!("{name}: |û| of {m}, model {i}"),
+                    x_desc: "frequency",
+                    y_desc: "neurons (by dominant frequency)",
+                    x_labels: (0..=arch.p / 2).map(|f| f.to_string()).collect(),
+                    y_labels,
+                    values,
+                    annotate: false,
+                })
+            })
+            .collect();
+        figs.push(save_figure(
+            out,
+            &format!("fourier_model{i}"),
+            &format!("Fourier spectra, {}", model_label(&run, i)),
+            "Magnitude of the real DFT of each neuron's U row, V row and W column (scaled to largest entry 1), neurons sorted by dominant frequency (groups of neurons averaged when there are more than 128). A generalizing network has one bright frequency per neuron.",
+            &panels,
+            3,
+            (420, 420),
+        )?);
+        // The neuron with the highest final IPR, before and after training.
+        let k = (0..arch.width)
+            .max_by(|&a, &b| {
+                rows[a]
+                    .ipr
+                    .unwrap_or(-1.0)
+                    .total_cmp(&rows[b].ipr.unwrap_or(-1.0))
+                    .then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        let col = |params: &[f32]| -> Vec<(f64, f64)> {
+            (0..arch.p)
+                .map(|t| {
+                    (
+                        t as f64,
+                        params[arch.u_range().start + t * arch.width + k] as f64,
+                    )
+                })
+                .collect()
+        };
+        let before = col(&init.fleet.models[i].params);
+        let after = col(&model.params);
+        let mut ipr = Ipr::new(arch.p);
+        let ipr_of = |v: &[(f64, f64)], ipr: &mut Ipr| {
+            let x: Vec<f32> = v.iter().map(|p| p.1 as f32).collect();
+            ipr.of(&x).map(|s| s.ipr).unwrap_or(0.0)
+        };
+        let (ib, ia) = (ipr_of(&before, &mut ipr), ipr_of(&after, &mut ipr));
+        let panels = vec![
+            Panel::Line(LineChart {
+                title: format!("{name}: neuron {k} before training (IPR {ib:.2})"),
+                x_desc: "input token n",
+                y_desc: "U[k, n]",
+                lines: vec![line("U row at init", 6, false, before)],
+                log_y: false,
+                y_range: None,
+                marks: vec![],
+            }),
+            Panel::Line(LineChart {
+                title: format!("{name}: neuron {k} after training (IPR {ia:.2})"),
+                x_desc: "input token n",
+                y_desc: "U[k, n]",
+                lines: vec![line("U row trained", 0, false, after)],
+                log_y: false,
+                y_range: None,
+                marks: vec![],
+            }),
+        ];
+        figs.push(save_figure(
+            out,
+            &format!("neuron_model{i}"),
+            &format!("One neuron before and after training, {}", model_label(&run, i)),
+            "The first-layer weights U[k, n] of the neuron with the highest final IPR over the input tokens n: random at initialisation, periodic after training (as in the paper's first figure).",
+            &panels,
+            2,
+            PANEL,
+        )?);
+        if arch.batchnorm {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| Some((r.ipr?, r.bn_gamma?.abs())))
+                .collect();
+            figs.push(save_figure(
+                out,
+                &format!("batchnorm_model{i}"),
+                &format!("BatchNorm scale against IPR, {}", model_label(&run, i)),
+                "Per neuron: |γ_k| of the BatchNorm after the square against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
+                &[Panel::Scatter(Scatter {
+                    title: format!("{name}: |γ| vs IPR, model {i}"),
+                    x_desc: "neuron IPR",
+                    y_desc: "|γ_k|",
+                    points,
+                })],
+                1,
+                PANEL,
+            )?);
+        }
+    }
+
+    // 5. Pruning curves.
+    let s = &run.setup;
+    let panels: Vec<Panel> = shown
+        .iter()
+        .map(|&i| {
+            let model = &s.fleet.models[i];
+            let mut lines = Vec::new();
+            for (order, dashed, tag) in [
+                (Order::Ascending, false, "asc"),
+                (Order::Descending, true, "desc"),
+            ] {
+                let ord = prune_order(&arch, &model.params, order, 0);
+                let sw = prune_sweep(&arch, s.fleet.loss, &s.split, &s.labels[i], model, &ord);
+                let frac = |m: usize| m as f64 / arch.width as f64;
+                lines.push(line(
+                    &format!("test ({tag})"),
+                    1,
+                    dashed,
+                    sw.iter()
+                        .map(|p| (frac(p.pruned), p.acc.test_acc))
+                        .collect(),
+                ));
+                lines.push(line(
+                    &format!("A_mem ({tag})"),
+                    2,
+                    dashed,
+                    sw.iter()
+                        .filter_map(|p| Some((frac(p.pruned), p.acc.mem_acc?)))
+                        .collect(),
+                ));
+                lines.push(line(
+                    &format!("A_clean ({tag})"),
+                    4,
+                    dashed,
+                    sw.iter()
+                        .filter_map(|p| Some((frac(p.pruned), p.acc.clean_acc?)))
+                        .collect(),
+                ));
+            }
+            Panel::Line(LineChart {
+                title: format!("{name}: pruning by IPR, model {i}"),
+                x_desc: "fraction of neurons pruned",
+                y_desc: "accuracy (fraction)",
+                lines,
+                log_y: false,
+                y_range: Some((0.0, 1.02)),
+                marks: vec![],
+            })
+        })
+        .collect();
+    figs.push(save_figure(
+        out,
+        "pruning",
+        "Pruning by IPR",
+        "Accuracies after removing neurons in order of ascending IPR (solid: memorizing neurons first) and descending IPR (dashed: periodic neurons first).",
+        &panels,
+        cols,
+        PANEL,
+    )?);
+
+    let table = run_table(&run, &history, hi);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    write_html(
+        out,
+        &format!("grokscope report: {name}"),
+        &table,
+        &figs,
+        &config,
+    )
+}
+
+fn line(label: &str, color: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {
+    Line {
+        label: label.to_string(),
+        color: PALETTE[color % PALETTE.len()],
+        dashed,
+        points,
+    }
+}
+
+/// Averages consecutive rows into at most `max` rows; labels give the first row of each bin.
+fn bin_rows(rows: &[Vec<f64>], max: usize) -> (Vec<Vec<f64>>, Vec<String>) {
+    if rows.is_empty() {
+        return (vec![vec![0.0]], vec!["0".into()]);
+    }
+    let bins = rows.len().min(max);
+    let mut out = Vec::with_capacity(bins);
+    let mut labels = Vec::with_capacity(bins);
+    for b in 0..bins {
+        let (lo, hi) = (b * rows.len() / bins, (b + 1) * rows.len() / bins);
+        let w = rows[0].len();
+        let mut acc = vec![0.0; w];
+        for r in &rows[lo..hi] {
+            for (a, v) in acc.iter_mut().zip(r) {
+                *a += v;
+            }
+        }
+        acc.iter_mut().for_each(|a| *a /= (hi - lo) as f64);
+        out.push(acc);
+        labels.push(lo.to_string());
+    }
+    (out, labels)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn fmt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
+}
+
+fn run_table(run: &LoadedRun, history: &[Vec<Record>], hi: f64) -> String {
+    let mut t = String::from("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th></tr>\n");
+    for (i, (spec, h)) in run.setup.specs.iter().zip(history).enumerate() {
+        let Some(r) = h.last() else { continue };
+        t.push_str(&format!(
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            spec.corruption, spec.weight_decay, spec.dropout, spec.lr, spec.init_seed,
+            r.train_acc, r.test_acc, fmt(r.mem_acc), fmt(r.inv_acc), fmt(r.clean_acc), fmt(r.mean_ipr),
+            esc(r.phase(hi).name())
+        ));
+    }
+    t.push_str("</table>");
+    t
+}
+
+/// The report of a sweep.
+fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
+    let plan = crate::sweep::store::read_plan(dir)?;
+    let records = crate::sweep::store::read_records(dir)?;
+    let spec = crate::sweep::spec::SweepSpec::parse(&plan.spec)?;
+    let axes: Vec<String> = spec
+        .axes
+        .iter()
+        .flat_map(|(k, _)| {
+            k.split(',')
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let grids = phase_grids(&axes, &records);
+    let name = plan.name.clone();
+    let mut figs = Vec::new();
+    if !grids.is_empty() {
+        let title = |g: &Grid| {
+            if g.group.is_empty() {
+                name.clone()
+            } else {
+                format!(
+                    "{name}: {}",
+                    g.group
+                        .iter()
+                        .map(|(k, v)| format!("{} = {v}", k.rsplit('.').next().unwrap_or(k)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        };
+        let idx = |g: &Grid, a: &str, x: &str| {
+            (
+                g.alphas.iter().position(|v| v == a).unwrap_or(0),
+                g.xis.iter().position(|v| v == x).unwrap_or(0),
+            )
+        };
+        let labels = |v: &[String]| -> Vec<String> { v.iter().map(|s| trim_num(s)).collect() };
+        let panels: Vec<Panel> = grids
+            .iter()
+            .map(|g| {
+                Panel::Phase(PhaseGrid {
+                    title: title(g),
+                    alphas: &g.alphas,
+                    xis: &g.xis,
+                    cells: g
+                        .cells
+                        .iter()
+                        .map(|c| {
+                            let (a, x) = idx(g, &c.alpha, &c.xi);
+                            (a, x, c.phase.clone(), c.agreement)
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        figs.push(save_figure(
+            out,
+            "phase_grid",
+            "Phase diagrams",
+            "Majority phase of each (α, ξ) cell over its seeds, one panel per value of the other axes; lighter cells with a percentage: the seeds disagree.",
+            &panels,
+            2,
+            (640, 480),
+        )?);
+        for (fname, what, f) in [
+            (
+                "test_acc_grid",
+                "test accuracy",
+                Box::new(|c: &crate::sweep::results::GridCell| Some(c.test_acc))
+                    as Box<dyn Fn(&crate::sweep::results::GridCell) -> Option<f64>>,
+            ),
+            (
+                "mem_acc_grid",
+                "A_mem (corrupted examples, corrupted labels)",
+                Box::new(|c: &crate::sweep::results::GridCell| c.mem_acc),
+            ),
+        ] {
+            let panels: Vec<Panel> = grids
+                .iter()
+                .map(|g| {
+                    let mut values = vec![vec![f64::NAN; g.xis.len()]; g.alphas.len()];
+                    for c in &g.cells {
+                        let (a, x) = idx(g, &c.alpha, &c.xi);
+                        values[a][x] = f(c).unwrap_or(f64::NAN);
+                    }
+                    Panel::Heat(Heatmap {
+                        title: format!("{}: {}", title(g), what.split(' ').next().unwrap_or(what)),
+                        x_desc: "corruption fraction ξ",
+                        y_desc: "training fraction α",
+                        x_labels: labels(&g.xis),
+                        y_labels: labels(&g.alphas),
+                        values,
+                        annotate: true,
+                    })
+                })
+                .collect();
+            figs.push(save_figure(
+                out,
+                fname,
+                &format!("Mean {what} over the grid"),
+                &format!("Mean final {what} per (α, ξ) cell, averaged over seeds; colour from 0 (light) to 1 (dark)."),
+                &panels,
+                2,
+                (640, 480),
+            )?);
+        }
+    }
+    let mut table = format!(
+        "<p>{} of {} runs finished.</p><table><tr><th>phase</th><th>runs</th></tr>",
+        records.len(),
+        plan.runs
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for r in records.values() {
+        *counts.entry(r.phase.clone()).or_insert(0usize) += 1;
+    }
+    for (p, c) in counts {
+        table.push_str(&format!("<tr><td>{}</td><td>{c}</td></tr>", esc(&p)));
+    }
+    table.push_str("</table>");
+    let grid_text = std::fs::read_to_string(dir.join("phase_grid.txt")).unwrap_or_default();
+    if !grid_text.is_empty() {
+        table.push_str(&format!("<pre>{}</pre>", esc(&grid_text)));
+    }
+    write_html(
+        out,
+        &format!("grokscope sweep report: {name}"),
+        &table,
+        &figs,
+        &plan.spec,
+    )
+}
+
+fn trim_num(x: &str) -> String {
+    x.parse::<f64>()
+        .map(|v| {
+            format!("{v:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        })
+        .unwrap_or_else(|_| x.to_string())
+}
+
+/// Writes `report.html`: the summary, every figure (PNG embedded as a data URI, SVG and PNG
+/// linked beside it) and the configuration.
+fn write_html(
+    out: &Path,
+    title: &str,
+    summary: &str,
+    figs: &[FigureFile],
+    config: &str,
+) -> Result<PathBuf> {
+    let mut h = String::new();
+    h.push_str(&format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\nbody{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}}\ntable{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}\nfigure{{margin:2em 0}}img{{max-width:100%;height:auto;border:1px solid #eee}}figcaption{{color:#444;margin-top:.4em}}pre{{background:#f7f7f7;padding:1em;overflow:auto}}\n</style></head>\n<body>\n<h1>{}</h1>\n<p>Written by grokscope {}. Figures: {}.</p>\n<h2>Summary</h2>\n{}\n<h2>Figures</h2>\n",
+        esc(title),
+        esc(title),
+        env!("CARGO_PKG_VERSION"),
+        figs.len(),
+        summary
+    ));
+    for f in figs {
+        let png = std::fs::read(out.join(format!("{}.png", f.name)))
+            .map_err(|e| Error::io(out.join(format!("{}.png", f.name)), e))?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+        h.push_str(&format!(
+            "<figure id=\"{n}\"><img src=\"data:image/png;base64,{b64}\" width=\"{w}\" height=\"{ht}\" alt=\"{t}\">\n<figcaption><b>{t}.</b> {c} <a href=\"{n}.svg\">SVG</a> · <a href=\"{n}.png\">PNG</a></figcaption></figure>\n",
+            n = f.name,
+            w = f.width,
+            ht = f.height,
+            t = esc(&f.title),
+            c = esc(&f.caption)
+        ));
+    }
+    h.push_str(&format!(
+        "<h2>Configuration</h2>\n<pre>{}</pre>\n<script>\nwindow.addEventListener('load', function () {{\n  var n = 0;\n  for (var i = 0; i < document.images.length; i++) {{ var im = document.images[i]; if (im.complete && im.naturalWidth > 0) n++; }}\n  document.body.setAttribute('data-figures-loaded', String(n));\n}});\n</script>\n</body></html>\n",
+        esc(config)
+    ));
+    let path = out.join("report.html");
+    std::fs::write(&path, h).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
