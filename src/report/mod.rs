@@ -12,7 +12,7 @@ use crate::analysis::prune::{prune_order, prune_sweep, Order};
 use crate::error::{Error, Result};
 use crate::metrics::{Record, IPR_BINS};
 use crate::rundir::{load_run, LoadedRun};
-use crate::sweep::results::{phase_grids, Grid};
+use crate::sweep::results::{phase_grids, Grid, GridCell};
 use base64::Engine;
 use plot::*;
 use plotters::coord::Shift;
@@ -643,7 +643,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                 g.xis.iter().position(|v| v == x).unwrap_or(0),
             )
         };
-        let labels = |v: &[String]| -> Vec<String> { v.iter().map(|s| trim_num(s)).collect() };
+        let labels = |v: &[String]| -> Vec<String> { v.iter().map(|s| tick_str(s)).collect() };
         let panels: Vec<Panel> = grids
             .iter()
             .map(|g| {
@@ -671,19 +671,19 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             2,
             (640, 480),
         )?);
-        for (fname, what, f) in [
-            (
-                "test_acc_grid",
-                "test accuracy",
-                Box::new(|c: &crate::sweep::results::GridCell| Some(c.test_acc))
-                    as Box<dyn Fn(&crate::sweep::results::GridCell) -> Option<f64>>,
-            ),
+        type CellValue = fn(&GridCell) -> Option<f64>;
+        let maps: [(&str, &str, &str, CellValue); 2] = [
+            ("test_acc_grid", "test accuracy", "test accuracy", |c| {
+                Some(c.test_acc)
+            }),
             (
                 "mem_acc_grid",
+                "A_mem",
                 "A_mem (corrupted examples, corrupted labels)",
-                Box::new(|c: &crate::sweep::results::GridCell| c.mem_acc),
+                |c| c.mem_acc,
             ),
-        ] {
+        ];
+        for (fname, short, what, f) in maps {
             let panels: Vec<Panel> = grids
                 .iter()
                 .map(|g| {
@@ -693,7 +693,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                         values[a][x] = f(c).unwrap_or(f64::NAN);
                     }
                     Panel::Heat(Heatmap {
-                        title: format!("{}: {}", title(g), what.split(' ').next().unwrap_or(what)),
+                        title: format!("{}: {short}", title(g)),
                         x_desc: "corruption fraction ξ",
                         y_desc: "training fraction α",
                         x_labels: labels(&g.xis),
@@ -738,17 +738,6 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         &figs,
         &plan.spec,
     )
-}
-
-fn trim_num(x: &str) -> String {
-    x.parse::<f64>()
-        .map(|v| {
-            format!("{v:.3}")
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
-        })
-        .unwrap_or_else(|_| x.to_string())
 }
 
 /// Writes `report.html`: the summary, every figure (PNG embedded as a data URI, SVG and PNG

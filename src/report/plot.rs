@@ -68,6 +68,11 @@ pub fn tick(v: f64) -> String {
     }
 }
 
+/// A numeric label shortened (`0.30000` → `0.3`); other text unchanged.
+pub fn tick_str(x: &str) -> String {
+    x.parse::<f64>().map(tick).unwrap_or_else(|_| x.to_string())
+}
+
 /// One line of a line chart.
 pub struct Line {
     pub label: String,
@@ -319,12 +324,17 @@ impl Heatmap<'_> {
         } else {
             max
         };
-        let mut c = ChartBuilder::on(area)
+        let (area, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 64);
+        colorbar(&bar, scale)?;
+        let mut c = ChartBuilder::on(&area)
             .caption(&self.title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..cols.max(1) as f64, 0.0..rows.max(1) as f64)
+            .build_cartesian_2d(
+                -0.5..cols.max(1) as f64 - 0.5,
+                -0.5..rows.max(1) as f64 - 0.5,
+            )
             .map_err(pe)?;
         let (xl, yl) = (&self.x_labels, &self.y_labels);
         c.configure_mesh()
@@ -332,8 +342,8 @@ impl Heatmap<'_> {
             .x_desc(self.x_desc)
             .y_desc(self.y_desc)
             .label_style(("sans-serif", 12))
-            .x_labels(xl.len().clamp(2, 12))
-            .y_labels(yl.len().clamp(2, 12))
+            .x_labels(xl.len().clamp(2, 13))
+            .y_labels(yl.len().clamp(2, 13))
             .x_label_formatter(&|v| label_at(xl, *v))
             .y_label_formatter(&|v| label_at(yl, *v))
             .draw()
@@ -345,10 +355,8 @@ impl Heatmap<'_> {
                 } else {
                     RGBColor(235, 235, 235)
                 };
-                Rectangle::new(
-                    [(col as f64, r as f64), (col as f64 + 1.0, r as f64 + 1.0)],
-                    color.filled(),
-                )
+                let (x, y) = (col as f64, r as f64);
+                Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color.filled())
             })
         }))
         .map_err(pe)?;
@@ -359,7 +367,7 @@ impl Heatmap<'_> {
                         let fg = if v > 0.55 { WHITE } else { BLACK };
                         c.draw_series(std::iter::once(Text::new(
                             format!("{v:.2}"),
-                            (col as f64 + 0.3, r as f64 + 0.6),
+                            (col as f64 - 0.2, r as f64 + 0.1),
                             ("sans-serif", 12).into_font().color(&fg),
                         )))
                         .map_err(pe)?;
@@ -371,10 +379,42 @@ impl Heatmap<'_> {
     }
 }
 
-/// The label of the cell under axis coordinate `v` (cells are unit wide, starting at 0).
+/// A vertical colour scale from 0 to `max` with three labels.
+fn colorbar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64) -> R {
+    let (_, h) = area.dim_in_pixel();
+    let (top, bottom) = (40i32, h as i32 - 50);
+    let steps = 40;
+    for i in 0..steps {
+        let y0 = bottom - (bottom - top) * i / steps;
+        let y1 = bottom - (bottom - top) * (i + 1) / steps;
+        area.draw(&Rectangle::new(
+            [(8, y1), (22, y0)],
+            seq_color((i as f64 + 0.5) / steps as f64).filled(),
+        ))
+        .map_err(pe)?;
+    }
+    area.draw(&Rectangle::new(
+        [(8, top), (22, bottom)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(pe)?;
+    for (frac, y) in [(0.0, bottom), (0.5, (top + bottom) / 2), (1.0, top)] {
+        area.draw(&Text::new(
+            tick(frac * max),
+            (26, y - 6),
+            ("sans-serif", 11),
+        ))
+        .map_err(pe)?;
+    }
+    area.draw(&Text::new("scale", (4, top - 22), ("sans-serif", 12)))
+        .map_err(pe)
+}
+
+/// The label of the cell centred on axis coordinate `v` (cells are unit wide, centred on
+/// 0, 1, 2 …); empty between cells.
 fn label_at(labels: &[String], v: f64) -> String {
-    let i = v.floor();
-    if v - i > 0.01 && v - i < 0.99 {
+    let i = v.round();
+    if (v - i).abs() > 0.01 || i < 0.0 {
         return String::new();
     }
     labels.get(i as usize).cloned().unwrap_or_default()
@@ -467,9 +507,10 @@ impl PhaseGrid<'_> {
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..nx as f64, 0.0..ny as f64)
+            .build_cartesian_2d(-0.5..nx as f64 - 0.5, -0.5..ny as f64 - 0.5)
             .map_err(pe)?;
-        let (xl, yl) = (self.xis, self.alphas);
+        let xl: Vec<String> = self.xis.iter().map(|s| tick_str(s)).collect();
+        let yl: Vec<String> = self.alphas.iter().map(|s| tick_str(s)).collect();
         c.configure_mesh()
             .disable_mesh()
             .x_desc("corruption fraction ξ")
@@ -477,14 +518,15 @@ impl PhaseGrid<'_> {
             .label_style(("sans-serif", 12))
             .x_labels(nx.clamp(2, 18))
             .y_labels(ny.clamp(2, 18))
-            .x_label_formatter(&|v| label_at(xl, *v))
-            .y_label_formatter(&|v| label_at(yl, *v))
+            .x_label_formatter(&|v| label_at(&xl, *v))
+            .y_label_formatter(&|v| label_at(&yl, *v))
             .draw()
             .map_err(pe)?;
         c.draw_series(self.cells.iter().map(|(a, x, phase, agree)| {
             let col = phase_color(phase).mix(0.35 + 0.65 * agree.clamp(0.0, 1.0));
+            let (x, y) = (*x as f64, *a as f64);
             Rectangle::new(
-                [(*x as f64, *a as f64), (*x as f64 + 0.97, *a as f64 + 0.97)],
+                [(x - 0.485, y - 0.485), (x + 0.485, y + 0.485)],
                 col.filled(),
             )
         }))
@@ -493,7 +535,7 @@ impl PhaseGrid<'_> {
             if *agree < 1.0 {
                 c.draw_series(std::iter::once(Text::new(
                     format!("{:.0}%", agree * 100.0),
-                    (*x as f64 + 0.2, *a as f64 + 0.6),
+                    (*x as f64 - 0.3, *a as f64 + 0.1),
                     ("sans-serif", 11).into_font().color(&BLACK),
                 )))
                 .map_err(pe)?;
