@@ -1,6 +1,6 @@
 //! What is measured at an evaluation step (SPEC §4).
 
-use crate::analysis::ipr::{mean_ipr, neuron_iprs};
+use crate::analysis::ipr::{mean_ipr, model_neuron_iprs};
 use crate::analysis::phase::{classify, Phase};
 use crate::data::Split;
 use crate::model::Arch;
@@ -123,13 +123,7 @@ pub fn record(
             .sum::<f64>()
             .sqrt()
     };
-    let iprs = neuron_iprs(
-        &params[arch.u_range()],
-        &params[arch.v_range()],
-        &params[arch.w_range()],
-        arch.p,
-        arch.width,
-    );
+    let iprs = model_neuron_iprs(arch, params);
     let (mean_ipr, dead_neurons) = mean_ipr(&iprs);
     Record {
         step,

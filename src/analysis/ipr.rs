@@ -109,6 +109,17 @@ pub fn neuron_iprs(u: &[f32], v: &[f32], w: &[f32], p: usize, width: usize) -> V
         .collect()
 }
 
+/// [`neuron_iprs`] of one model's parameter vector.
+pub fn model_neuron_iprs(arch: &crate::model::Arch, params: &[f32]) -> Vec<Option<f64>> {
+    neuron_iprs(
+        &params[arch.u_range()],
+        &params[arch.v_range()],
+        &params[arch.w_range()],
+        arch.p,
+        arch.width,
+    )
+}
+
 /// Mean IPR over the living neurons (`None` if all are dead) and the number of dead ones.
 pub fn mean_ipr(iprs: &[Option<f64>]) -> (Option<f64>, usize) {
     let alive: Vec<f64> = iprs.iter().flatten().copied().collect();

@@ -7,7 +7,7 @@
 //! evaluations cost about one forward pass plus `(N + 1) · n · p` comparisons and loss terms. Pruning neuron `k` zeroes row `k` of `U`, `V`, column `k` of `W` and its
 //! BatchNorm output, so its whole contribution goes, BatchNorm's shift included.
 
-use super::ipr::neuron_iprs;
+use super::ipr::model_neuron_iprs;
 use crate::data::{Split, TrainLabels};
 use crate::metrics::Accuracies;
 use crate::model::Arch;
@@ -42,13 +42,7 @@ impl Order {
 
 /// The order in which neurons are pruned.
 pub fn prune_order(arch: &Arch, params: &[f32], order: Order, seed: u64) -> Vec<usize> {
-    let iprs = neuron_iprs(
-        &params[arch.u_range()],
-        &params[arch.v_range()],
-        &params[arch.w_range()],
-        arch.p,
-        arch.width,
-    );
+    let iprs = model_neuron_iprs(arch, params);
     let key = |k: usize| iprs[k].unwrap_or(f64::NEG_INFINITY);
     let mut idx: Vec<usize> = (0..arch.width).collect();
     match order {

@@ -226,13 +226,7 @@ impl LineChart<'_> {
             }
         }
         if !self.lines.is_empty() {
-            c.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(pe)?;
+            legend(c, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -286,14 +280,26 @@ impl BarChart<'_> {
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(pe)?;
-        Ok(())
+        legend(&mut c, SeriesLabelPosition::UpperRight)
     }
+}
+
+/// Draws the legend of a chart's labelled series.
+fn legend<'a, DB: DrawingBackend + 'a, X, Y>(
+    c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> R
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+{
+    c.configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(pe)
 }
 
 /// A heatmap of `values[row][col]` (rows drawn bottom-up), each cell coloured by
@@ -452,14 +458,7 @@ impl Scatter<'_> {
         .map_err(pe)?
         .label("neuron")
         .legend(|(x, y)| Circle::new((x + 6, y), 3, PALETTE[0].filled()));
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(pe)?;
-        Ok(())
+        legend(&mut c, SeriesLabelPosition::UpperLeft)
     }
 }
 
