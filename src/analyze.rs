@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::metrics::record;
 use crate::output::write_new;
 use crate::rundir::LoadedRun;
+use crate::train::Engine;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -216,12 +217,12 @@ pub fn analyze_run(
         let rec = record(
             s.total_steps,
             s.total_steps as f64 / s.steps_per_epoch as f64,
-            &arch,
+            arch.p,
             s.fleet.loss,
             &s.split,
             &s.labels[i].labels,
             &s.labels[i].corrupted,
-            &model.params,
+            &s.fleet.weight_stats(i),
             &outs[i],
         );
         let (rows, spectra) = analyze_neurons(&arch, i, model);

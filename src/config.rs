@@ -7,6 +7,7 @@
 
 use crate::data::{validate_table, CorruptionMode, Operation};
 use crate::error::{Error, Result};
+use crate::model::transformer::TransformerConfig;
 use crate::model::Activation;
 use crate::train::loss::Loss;
 use serde::{Deserialize, Serialize};
@@ -133,10 +134,23 @@ impl Default for DataConfig {
     }
 }
 
+/// Which network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The paper's two-layer MLP (SPEC §2).
+    #[default]
+    Mlp,
+    /// The paper's Transformer (SPEC §8), configured under `[model.transformer]`.
+    Transformer,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Hidden width N.
+    /// `mlp` or `transformer`.
+    pub kind: ModelKind,
+    /// Hidden width N (MLP).
     pub width: usize,
     pub activation: Activation,
     /// Dropout rate q before φ, 0 ≤ q < 1 (fleet axis).
@@ -150,6 +164,8 @@ pub struct ModelConfig {
     pub init_std: Option<f64>,
     /// Seed of the initial weights and of the dropout masks (fleet axis).
     pub init_seed: Axis<u64>,
+    /// The Transformer's shape (with `kind = "transformer"`).
+    pub transformer: TransformerConfig,
 }
 
 impl Default for ModelConfig {
@@ -164,6 +180,8 @@ impl Default for ModelConfig {
             init: Init::Normal,
             init_std: None,
             init_seed: Axis::One(0),
+            kind: ModelKind::Mlp,
+            transformer: TransformerConfig::default(),
         }
     }
 }
@@ -321,6 +339,30 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
+        if m.kind == ModelKind::Transformer {
+            let t = &m.transformer;
+            if t.d_model == 0 || t.heads == 0 || t.layers == 0 || t.mlp_ratio == 0 {
+                return Err(Error::invalid(
+                    "model.transformer",
+                    "d_model, heads, layers and mlp_ratio must be at least 1",
+                ));
+            }
+            if t.d_model % t.heads != 0 {
+                return Err(Error::invalid(
+                    "model.transformer.heads",
+                    format!(
+                        "d_model = {} is not divisible by {} heads",
+                        t.d_model, t.heads
+                    ),
+                ));
+            }
+            if m.batchnorm || m.init != Init::Normal {
+                return Err(Error::invalid(
+                    "model.kind",
+                    "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",
+                ));
+            }
+        }
         if m.init == Init::Analytic {
             warnings.extend(crate::analysis::analytic::check(d.p, m.width)?);
             if d.operation != Operation::Add {

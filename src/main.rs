@@ -4,13 +4,21 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use grokscope::analysis::prune::Order;
 use grokscope::bench;
+use grokscope::config::ModelKind;
 use grokscope::config::{Config, DEFAULT_CONFIG};
 use grokscope::output;
 use grokscope::sweep::Shard;
 use grokscope::train::kernels::init_threads;
-use grokscope::train::run::{train, Progress};
+use grokscope::train::run::{train_setup, Progress, Setup};
+use grokscope::train::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+
+/// mimalloc: the Transformer's autograd allocates and frees many large tensors per step;
+/// with glibc's allocator they go to mmap/munmap and page faults cost more than the maths
+/// (measured: 366 → 227 ms per step at d = 128, p = 97; see docs/NUMERICS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ABOUT: &str = "Memorization and generalization on corrupted modular arithmetic \
 (Doshi et al., 'To grok or not to grok', ICLR 2024).";
@@ -228,10 +236,29 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => output::default_run_dir(&a.runs_dir, &cfg.name),
     };
-    // Check everything that can fail before creating the directory.
-    grokscope::train::run::setup(&cfg).with_context(|| format!("in {source}"))?;
-    output::create_run_dir(&dir)?;
-    output::write_config(&dir, &cfg)?;
+    // Build everything that can fail before creating the directory.
+    match cfg.model.kind {
+        ModelKind::Mlp => {
+            let s = grokscope::train::run::setup(&cfg).with_context(|| format!("in {source}"))?;
+            train_into(&a, &cfg, &dir, s)
+        }
+        ModelKind::Transformer => {
+            let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet())
+                .with_context(|| format!("in {source}"))?;
+            train_into(&a, &cfg, &dir, s)
+        }
+    }
+}
+
+/// Trains a built fleet into a new run directory `dir`, with a progress bar; prints the table.
+fn train_into<E: Engine>(
+    a: &TrainArgs,
+    cfg: &Config,
+    dir: &std::path::Path,
+    setup: Setup<E>,
+) -> Result<()> {
+    output::create_run_dir(dir)?;
+    output::write_config(dir, cfg)?;
     let n_models = cfg.fleet().len();
     eprintln!(
         "training {} ({} model{}) → {}",
@@ -254,9 +281,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     );
     let mut last_eval = u64::MAX;
     let ckpt = cfg.eval.checkpoint_every;
-    let mut progress = |p: &Progress| -> grokscope::Result<()> {
+    let mut progress = |p: &Progress<E>| -> grokscope::Result<()> {
         if ckpt > 0 && p.step > 0 && p.step.is_multiple_of(ckpt) {
-            output::write_checkpoint(&dir, p.fleet, p.step)?;
+            output::write_checkpoint(dir, p.fleet, p.step)?;
         }
         bar.set_length(p.total_steps);
         bar.set_position(p.step);
@@ -281,9 +308,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         }
         Ok(())
     };
-    let outcome = train(&cfg, &mut progress)?;
+    let outcome = train_setup(cfg, setup, &mut progress)?;
     bar.finish_and_clear();
-    let summary = output::write_results(&dir, &cfg, &outcome)?;
+    let summary = output::write_results(dir, cfg, &outcome)?;
     print_table(&summary);
     println!(
         "\n{} steps × {} model{} in {:.1} s ({:.2} ms per model-step).",
@@ -298,7 +325,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         dir.display()
     );
     if !a.no_report {
-        let path = grokscope::report::report(&dir, false)?;
+        let path = grokscope::report::report(dir, false)?;
         println!("Report: {}", path.display());
     }
     Ok(())

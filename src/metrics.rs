@@ -1,11 +1,11 @@
 //! What is measured at an evaluation step (SPEC §4).
 
-use crate::analysis::ipr::{mean_ipr, model_neuron_iprs};
+use crate::analysis::ipr::mean_ipr;
 use crate::analysis::phase::{classify, Phase};
 use crate::data::Split;
-use crate::model::Arch;
 use crate::train::engine::EvalOutput;
 use crate::train::loss::Loss;
+use crate::train::WeightStats;
 use serde::{Deserialize, Serialize};
 
 /// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the
@@ -102,29 +102,21 @@ pub fn accuracies(
     }
 }
 
-/// Turns one model's evaluation output into a [`Record`].
+/// Turns one model's evaluation output and weight statistics into a [`Record`].
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     step: u64,
     epoch: f64,
-    arch: &Arch,
+    p: usize,
     loss: Loss,
     split: &Split,
     labels: &[u32],
     corrupted: &[bool],
-    params: &[f32],
+    stats: &WeightStats,
     out: &EvalOutput,
 ) -> Record {
-    let a = accuracies(arch.p, loss, split, labels, corrupted, out);
-    let norm = |r: std::ops::Range<usize>| {
-        params[r]
-            .iter()
-            .map(|&x| (x as f64) * (x as f64))
-            .sum::<f64>()
-            .sqrt()
-    };
-    let iprs = model_neuron_iprs(arch, params);
-    let (mean_ipr, dead_neurons) = mean_ipr(&iprs);
+    let a = accuracies(p, loss, split, labels, corrupted, out);
+    let (mean_ipr, dead_neurons) = mean_ipr(&stats.neuron_iprs);
     Record {
         step,
         epoch,
@@ -135,12 +127,12 @@ pub fn record(
         mem_acc: a.mem_acc,
         inv_acc: a.inv_acc,
         clean_acc: a.clean_acc,
-        norm_u: norm(arch.u_range()),
-        norm_v: norm(arch.v_range()),
-        norm_w: norm(arch.w_range()),
+        norm_u: stats.norms[0],
+        norm_v: stats.norms[1],
+        norm_w: stats.norms[2],
         mean_ipr,
         dead_neurons,
-        ipr_hist: ipr_histogram(&iprs),
+        ipr_hist: ipr_histogram(&stats.neuron_iprs),
     }
 }
 

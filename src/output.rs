@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Record;
 use crate::train::engine::Fleet;
 use crate::train::run::Outcome;
+use crate::train::Engine;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fs;
@@ -143,7 +144,7 @@ pub struct Summary {
     pub models: Vec<ModelSummary>,
 }
 
-pub fn summary(cfg: &Config, out: &Outcome) -> Summary {
+pub fn summary<E>(cfg: &Config, out: &Outcome<E>) -> Summary {
     let hi = cfg.eval.threshold;
     Summary {
         name: cfg.name.clone(),
@@ -352,19 +353,19 @@ pub fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
 }
 
 /// Writes `checkpoints/step-XXXXXXXX.safetensors` (same layout as `weights.safetensors`).
-pub fn write_checkpoint(dir: &Path, fleet: &Fleet, step: u64) -> Result<()> {
+pub fn write_checkpoint<E: Engine>(dir: &Path, fleet: &E, step: u64) -> Result<()> {
     let cdir = dir.join("checkpoints");
     fs::create_dir_all(&cdir).map_err(|e| Error::io(&cdir, e))?;
     write_new(
         &cdir,
         &format!("step-{step:08}.safetensors"),
-        &weights_safetensors(fleet, step)?,
+        &fleet.safetensors(step)?,
     )
 }
 
 /// Writes the metrics, the summary and the weights of a finished run into `dir` (which
 /// already holds its `config.toml`).
-pub fn write_results(dir: &Path, cfg: &Config, out: &Outcome) -> Result<Summary> {
+pub fn write_results<E: Engine>(dir: &Path, cfg: &Config, out: &Outcome<E>) -> Result<Summary> {
     write_new(dir, "metrics.csv", metrics_csv(&out.history).as_bytes())?;
     write_new(dir, "ipr_hist.csv", ipr_hist_csv(&out.history).as_bytes())?;
     let s = summary(cfg, out);
@@ -373,7 +374,7 @@ pub fn write_results(dir: &Path, cfg: &Config, out: &Outcome) -> Result<Summary>
     write_new(
         dir,
         "weights.safetensors",
-        &weights_safetensors(&out.fleet, out.total_steps)?,
+        &out.fleet.safetensors(out.total_steps)?,
     )?;
     Ok(s)
 }

@@ -7,7 +7,7 @@ pub mod store;
 
 use crate::analysis::dynamics::dynamics;
 use crate::error::{Error, Result};
-use crate::train::run::{setup_specs, train_setup};
+use crate::train::run::train_specs;
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -104,28 +104,20 @@ pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
         let rows = f.cfg.train.batch_size.unwrap_or(n).min(n);
         let dropout = f.specs.iter().any(|s| s.dropout > 0.0);
         let shape = format!(
-            "{rows}/{}/{}/{}/{dropout}/{:?}/{n}",
-            f.cfg.model.width, f.cfg.data.p, f.cfg.model.batchnorm, f.cfg.train.loss
+            "{rows}/{}/{}/{}/{dropout}/{:?}/{n}/{:?}/{:?}",
+            f.cfg.model.width,
+            f.cfg.data.p,
+            f.cfg.model.batchnorm,
+            f.cfg.train.loss,
+            f.cfg.model.kind,
+            f.cfg.model.transformer
         );
         let (t_step, t_eval) = match measured.get(&shape) {
             Some(&t) => t,
             None => {
-                let specs: Vec<_> = f.specs.iter().take(2).cloned().collect();
-                let m = specs.len() as f64;
-                let mut s = setup_specs(&f.cfg, specs)?;
-                let batch: Vec<u32> = (0..rows as u32).collect();
-                s.fleet.step(&batch);
-                let reps = (20_000 / rows).clamp(3, 50);
-                let t0 = std::time::Instant::now();
-                for _ in 0..reps {
-                    s.fleet.step(&batch);
-                }
-                let t_step = t0.elapsed().as_secs_f64() / reps as f64 / m;
-                let t0 = std::time::Instant::now();
-                s.fleet.evaluate();
-                let t_eval = t0.elapsed().as_secs_f64() / m;
-                measured.insert(shape, (t_step, t_eval));
-                (t_step, t_eval)
+                let t = crate::train::run::measure(&f.cfg, f.specs.clone(), rows)?;
+                measured.insert(shape, t);
+                t
             }
         };
         let steps = f.cfg.total_steps(n);
@@ -169,17 +161,15 @@ pub fn run(
     progress(&st);
     for (f, work) in fleets.iter().zip(works) {
         let hi = f.cfg.eval.threshold;
-        let setup = setup_specs(&f.cfg, f.specs.clone())?;
         let base = st.work_done;
         let m = f.specs.len() as u64;
-        let out = train_setup(&f.cfg, setup, &mut |p| {
-            st.work_done = base + p.step * m;
+        let (history, total_steps) = train_specs(&f.cfg, f.specs.clone(), &mut |step, _| {
+            st.work_done = base + step * m;
             progress(&st);
-            Ok(())
         })?;
         for (i, &run) in f.runs.iter().enumerate() {
             let pt = &plan.points[run];
-            let last = out.history[i].last().expect("final evaluation").clone();
+            let last = history[i].last().expect("final evaluation").clone();
             let rec = RunRecord {
                 run,
                 coords: pt
@@ -188,8 +178,8 @@ pub fn run(
                     .map(|(k, v)| (k.clone(), toml_to_json(v)))
                     .collect(),
                 phase: last.phase(hi).name().to_string(),
-                steps: out.total_steps,
-                dynamics: dynamics(&out.history[i], hi),
+                steps: total_steps,
+                dynamics: dynamics(&history[i], hi),
                 last,
             };
             store.commit(&rec)?;

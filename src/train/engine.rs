@@ -380,6 +380,47 @@ impl Fleet {
     }
 }
 
+impl super::Engine for Fleet {
+    fn n_models(&self) -> usize {
+        self.models.len()
+    }
+    fn loss(&self) -> Loss {
+        self.loss
+    }
+    fn step_batch(&mut self, batch: &[u32]) -> crate::Result<()> {
+        self.step(batch);
+        Ok(())
+    }
+    fn step_all(&mut self) -> crate::Result<()> {
+        self.step_full();
+        Ok(())
+    }
+    fn eval_all(&mut self) -> crate::Result<Vec<EvalOutput>> {
+        Ok(self.evaluate())
+    }
+    fn weight_stats(&self, model: usize) -> super::WeightStats {
+        let (arch, params) = (&self.arch, &self.models[model].params);
+        let norm = |r: std::ops::Range<usize>| {
+            params[r]
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>()
+                .sqrt()
+        };
+        super::WeightStats {
+            norms: [
+                norm(arch.u_range()),
+                norm(arch.v_range()),
+                norm(arch.w_range()),
+            ],
+            neuron_iprs: crate::analysis::ipr::model_neuron_iprs(arch, params),
+        }
+    }
+    fn safetensors(&self, step: u64) -> crate::Result<Vec<u8>> {
+        crate::output::weights_safetensors(self, step)
+    }
+}
+
 fn grow_with<T>(v: &mut Vec<T>, n: usize, f: impl Fn() -> T) {
     while v.len() < n {
         v.push(f());

@@ -12,6 +12,10 @@
 //!
 //! So neuron `k` is column `k` of all three matrices, and the first layer is a gather of
 //! rows of `Uᵀ` and `Vᵀ`. The BatchNorm running statistics are state, not parameters.
+//!
+//! The Transformer of SPEC §8 is in [`transformer`].
+
+pub mod transformer;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
