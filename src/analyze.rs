@@ -282,3 +282,176 @@ pub fn analyze_run(
     write_new(&dir, "summary.json", json.as_bytes())?;
     Ok(summaries)
 }
+
+/// `neurons.csv` of a Transformer: its MLP neurons as seen from the tokens.
+pub fn t_neurons_csv(rows: &[(usize, Vec<crate::train::transformer::TNeuron>)]) -> String {
+    let mut s = String::from("model,layer,neuron,ipr_in,ipr_out,ipr,dominant_freq\n");
+    for (m, ns) in rows {
+        for n in ns {
+            s.push_str(&format!(
+                "{m},{},{},{},{},{},{}\n",
+                n.layer,
+                n.neuron,
+                opt(n.ipr_in),
+                opt(n.ipr_out),
+                opt(n.ipr),
+                n.dominant_in
+            ));
+        }
+    }
+    s
+}
+
+/// `embedding.csv` of a Transformer: IPR and dominant frequency of each token-embedding
+/// column (over the p tokens).
+pub fn t_embedding_csv(rows: &[(usize, Vec<Option<crate::analysis::ipr::Spectral>>)]) -> String {
+    let mut s = String::from("model,column,ipr,dominant_freq\n");
+    for (m, cols) in rows {
+        for (j, c) in cols.iter().enumerate() {
+            s.push_str(&format!(
+                "{m},{j},{},{}\n",
+                opt(c.map(|c| c.ipr)),
+                c.map(|c| c.dominant).unwrap_or(0)
+            ));
+        }
+    }
+    s
+}
+
+fn t_select(run: &crate::rundir::LoadedTransformerRun, model: Option<usize>) -> Result<Vec<usize>> {
+    let m = run.setup.fleet.models.len();
+    match model {
+        Some(i) if i >= m => Err(Error::ModelIndex {
+            index: i,
+            models: m,
+        }),
+        Some(i) => Ok(vec![i]),
+        None => Ok((0..m).collect()),
+    }
+}
+
+fn t_sweeps(
+    run: &mut crate::rundir::LoadedTransformerRun,
+    models: &[usize],
+    order: Order,
+    seed: u64,
+) -> Result<Vec<Sweep>> {
+    use crate::analysis::transformer::{t_prune_order, t_prune_sweep};
+    let mut out = Vec::new();
+    for &i in models {
+        let neurons = run.setup.fleet.mlp_neuron_spectra(i);
+        let ord = t_prune_order(&neurons, order, seed);
+        let s = &mut run.setup;
+        out.push((
+            i,
+            t_prune_sweep(&mut s.fleet, i, &s.split, &s.labels[i], &ord)?,
+        ));
+    }
+    Ok(out)
+}
+
+/// `prune` for a Transformer run: MLP neurons by IPR, evaluated at every 1 %.
+pub fn t_write_prune(
+    run: &mut crate::rundir::LoadedTransformerRun,
+    model: Option<usize>,
+    order: Order,
+    seed: u64,
+    force: bool,
+) -> Result<(PathBuf, Vec<Sweep>)> {
+    let models = t_select(run, model)?;
+    let dir = analysis_dir(&run.dir)?;
+    let name = match model {
+        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
+        None => format!("prune-{}.csv", order.name()),
+    };
+    check_free(&dir, std::slice::from_ref(&name), force)?;
+    let sweeps = t_sweeps(run, &models, order, seed)?;
+    let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
+    write_new(&dir, &name, prune_csv(n, &sweeps).as_bytes())?;
+    Ok((dir.join(name), sweeps))
+}
+
+/// `analyze` for a Transformer run.
+pub fn t_analyze_run(
+    run: &mut crate::rundir::LoadedTransformerRun,
+    model: Option<usize>,
+    force: bool,
+) -> Result<Vec<ModelAnalysis>> {
+    let models = t_select(run, model)?;
+    let dir = analysis_dir(&run.dir)?;
+    let names: Vec<String> = ["neurons.csv", "embedding.csv", "summary.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            [Order::Ascending, Order::Descending, Order::Random]
+                .iter()
+                .map(|o| format!("prune-{}.csv", o.name())),
+        )
+        .collect();
+    check_free(&dir, &names, force)?;
+    let hi = run.cfg.eval.threshold;
+    let mut neurons = Vec::new();
+    let mut embeds = Vec::new();
+    let mut summaries = Vec::new();
+    for &i in &models {
+        let s = &run.setup;
+        let ev = s.fleet.eval_model(i)?;
+        let rec = record(
+            s.total_steps,
+            s.total_steps as f64 / s.steps_per_epoch as f64,
+            s.fleet.p,
+            s.fleet.loss,
+            &s.split,
+            &s.labels[i].labels,
+            &s.labels[i].corrupted,
+            &s.fleet.weight_stats(i),
+            &ev,
+        );
+        let ns = s.fleet.mlp_neuron_spectra(i);
+        let alive: Vec<&crate::train::transformer::TNeuron> =
+            ns.iter().filter(|n| n.ipr.is_some()).collect();
+        let frac = (!alive.is_empty()).then(|| {
+            alive
+                .iter()
+                .filter(|n| n.ipr.is_some_and(|x| x >= 0.5))
+                .count() as f64
+                / alive.len() as f64
+        });
+        let mut counts = std::collections::BTreeMap::new();
+        for n in &alive {
+            *counts.entry(n.dominant_in).or_insert(0usize) += 1;
+        }
+        let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
+        dominant.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        summaries.push(ModelAnalysis {
+            model: i,
+            phase: rec.phase(hi).name().to_string(),
+            test_acc: rec.test_acc,
+            mem_acc: rec.mem_acc,
+            inv_acc: rec.inv_acc,
+            mean_ipr: rec.mean_ipr,
+            frac_ipr_ge_half: frac,
+            dead_neurons: rec.dead_neurons,
+            dominant_frequencies: dominant,
+            bn_scale_ipr_spearman: None,
+            bn_gamma_ipr_spearman: None,
+        });
+        embeds.push((i, s.fleet.embedding_spectra(i)));
+        neurons.push((i, ns));
+    }
+    write_new(&dir, "neurons.csv", t_neurons_csv(&neurons).as_bytes())?;
+    write_new(&dir, "embedding.csv", t_embedding_csv(&embeds).as_bytes())?;
+    let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
+    for order in [Order::Ascending, Order::Descending, Order::Random] {
+        let sweeps = t_sweeps(run, &models, order, 0)?;
+        write_new(
+            &dir,
+            &format!("prune-{}.csv", order.name()),
+            prune_csv(n, &sweeps).as_bytes(),
+        )?;
+    }
+    let json =
+        serde_json::to_string_pretty(&summaries).map_err(|e| Error::Output(e.to_string()))?;
+    write_new(&dir, "summary.json", json.as_bytes())?;
+    Ok(summaries)
+}

@@ -398,13 +398,23 @@ fn fmt_opt(x: Option<f64>) -> String {
 }
 
 fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
-    let mut run = grokscope::rundir::load_run(&a.run_dir)?;
+    let cfg = grokscope::rundir::read_run_config(&a.run_dir)?;
+    let m = cfg.fleet().len();
     eprintln!(
-        "analysing {} ({} models)",
+        "analysing {} ({m} model{})",
         a.run_dir.display(),
-        run.setup.fleet.models.len()
+        if m == 1 { "" } else { "s" }
     );
-    let summaries = grokscope::analyze::analyze_run(&mut run, a.model, a.force)?;
+    let summaries = match cfg.model.kind {
+        ModelKind::Mlp => {
+            let mut run = grokscope::rundir::load_run(&a.run_dir)?;
+            grokscope::analyze::analyze_run(&mut run, a.model, a.force)?
+        }
+        ModelKind::Transformer => {
+            let mut run = grokscope::rundir::load_transformer_run(&a.run_dir)?;
+            grokscope::analyze::t_analyze_run(&mut run, a.model, a.force)?
+        }
+    };
     for m in &summaries {
         let freqs: Vec<String> = m
             .dominant_frequencies
@@ -440,9 +450,21 @@ fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
 }
 
 fn cmd_prune(a: PruneArgs) -> Result<()> {
-    let run = grokscope::rundir::load_run(&a.run_dir)?;
-    let (path, sweeps) = grokscope::analyze::write_prune(&run, a.model, a.order, a.seed, a.force)?;
-    let n = run.setup.fleet.arch.width;
+    let (path, sweeps, n) = match grokscope::rundir::read_run_config(&a.run_dir)?.model.kind {
+        ModelKind::Mlp => {
+            let run = grokscope::rundir::load_run(&a.run_dir)?;
+            let (path, sweeps) =
+                grokscope::analyze::write_prune(&run, a.model, a.order, a.seed, a.force)?;
+            (path, sweeps, run.setup.fleet.arch.width)
+        }
+        ModelKind::Transformer => {
+            let mut run = grokscope::rundir::load_transformer_run(&a.run_dir)?;
+            let (path, sweeps) =
+                grokscope::analyze::t_write_prune(&mut run, a.model, a.order, a.seed, a.force)?;
+            let t = &run.setup.fleet.cfg;
+            (path, sweeps, t.hidden() * t.layers)
+        }
+    };
     for (m, pts) in &sweeps {
         println!("model {m}, {} order:", a.order.name());
         println!(
@@ -450,7 +472,10 @@ fn cmd_prune(a: PruneArgs) -> Result<()> {
             "pruned", "train", "test", "A_mem", "A_inv", "A_clean"
         );
         for tenth in 0..=10 {
-            let pt = &pts[(tenth * n / 10).min(pts.len() - 1)];
+            let target = (tenth * n / 10) as i64;
+            let Some(pt) = pts.iter().min_by_key(|p| (p.pruned as i64 - target).abs()) else {
+                continue;
+            };
             println!(
                 "{:>6.0}% {:>7.3} {:>7.3} {:>7} {:>7} {:>7}",
                 100.0 * pt.pruned as f64 / n as f64,

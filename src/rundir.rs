@@ -93,3 +93,59 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun> {
         setup: s,
     })
 }
+
+/// A trained Transformer run.
+pub struct LoadedTransformerRun {
+    pub dir: PathBuf,
+    pub cfg: Config,
+    pub setup: Setup<crate::train::transformer::TFleet>,
+}
+
+/// The config of a run directory, without loading anything else.
+pub fn read_run_config(dir: &Path) -> Result<Config> {
+    if !dir.is_dir() {
+        return Err(not_a_run(dir, "no such directory"));
+    }
+    let text = std::fs::read_to_string(dir.join("config.toml"))
+        .map_err(|_| not_a_run(dir, "it has no readable config.toml"))?;
+    Config::from_toml(&text, &[]).map_err(|e| not_a_run(dir, e))
+}
+
+/// Loads a Transformer run (`model.kind = "transformer"`) written by `grokscope train`.
+pub fn load_transformer_run(dir: &Path) -> Result<LoadedTransformerRun> {
+    let cfg = read_run_config(dir)?;
+    let mut s =
+        crate::train::run::setup_transformer(&cfg, cfg.fleet()).map_err(|e| not_a_run(dir, e))?;
+    let bytes = std::fs::read(dir.join("weights.safetensors"))
+        .map_err(|_| not_a_run(dir, "it has no weights.safetensors (did the run finish?)"))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| not_a_run(dir, format!("weights.safetensors: {e}")))?;
+    let m = s.fleet.models.len();
+    for name in s.fleet.param_names() {
+        let t = st
+            .tensor(&name)
+            .map_err(|e| not_a_run(dir, format!("weights.safetensors: {name}: {e}")))?;
+        let all: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if t.shape().first() != Some(&m) || all.len() % m != 0 {
+            return Err(not_a_run(
+                dir,
+                format!("weights.safetensors: {name} has shape {:?}", t.shape()),
+            ));
+        }
+        let per = all.len() / m;
+        for i in 0..m {
+            s.fleet
+                .set_param(i, &name, &all[i * per..(i + 1) * per])
+                .map_err(|e| not_a_run(dir, e))?;
+        }
+    }
+    Ok(LoadedTransformerRun {
+        dir: dir.to_path_buf(),
+        cfg,
+        setup: s,
+    })
+}

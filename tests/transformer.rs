@@ -130,13 +130,14 @@ fn small_transformer_generalizes_without_corruption() {
     cfg.model.transformer = TransformerConfig {
         d_model: 32,
         heads: 4,
+        decay_embeddings: true,
         ..Default::default()
     };
     cfg.data.p = 23;
     cfg.data.train_fraction = 0.7;
     cfg.train.loss = Loss::CrossEntropy;
-    cfg.train.weight_decay = Axis::One(1.0);
-    cfg.train.epochs = Some(600);
+    cfg.train.weight_decay = Axis::One(2.0);
+    cfg.train.epochs = Some(1000);
     cfg.eval.every = 100;
     let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet()).unwrap();
     let out = grokscope::train::run::train_setup(&cfg, s, &mut |_| Ok(())).unwrap();

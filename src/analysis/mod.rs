@@ -7,3 +7,4 @@ pub mod ipr;
 pub mod neurons;
 pub mod phase;
 pub mod prune;
+pub mod transformer;

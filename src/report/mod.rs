@@ -9,9 +9,10 @@ use crate::analysis::dynamics::dynamics;
 use crate::analysis::ipr::Ipr;
 use crate::analysis::neurons::analyze_neurons;
 use crate::analysis::prune::{prune_order, prune_sweep, Order};
+use crate::config::{ModelKind, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::{Record, IPR_BINS};
-use crate::rundir::{load_run, LoadedRun};
+use crate::rundir::load_run;
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use base64::Engine;
 use plot::*;
@@ -169,8 +170,8 @@ fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64
         .collect()
 }
 
-fn model_label(run: &LoadedRun, i: usize) -> String {
-    let s = &run.setup.specs[i];
+fn model_label(specs: &[ModelSpec], i: usize) -> String {
+    let s = &specs[i];
     let mut parts = vec![
         format!("ξ={}", s.corruption),
         format!("wd={}", s.weight_decay),
@@ -178,10 +179,10 @@ fn model_label(run: &LoadedRun, i: usize) -> String {
     if s.dropout > 0.0 {
         parts.push(format!("q={}", s.dropout));
     }
-    if run.setup.specs.iter().any(|o| o.init_seed != s.init_seed) {
+    if specs.iter().any(|o| o.init_seed != s.init_seed) {
         parts.push(format!("seed={}", s.init_seed));
     }
-    if run.setup.specs.iter().any(|o| o.lr != s.lr) {
+    if specs.iter().any(|o| o.lr != s.lr) {
         parts.push(format!("lr={}", s.lr));
     }
     format!("model {i} ({})", parts.join(", "))
@@ -189,21 +190,21 @@ fn model_label(run: &LoadedRun, i: usize) -> String {
 
 /// The report of one run.
 fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
-    let run = load_run(dir)?;
+    let cfg = crate::rundir::read_run_config(dir)?;
+    let specs = cfg.fleet();
     let read = |name: &str| std::fs::read_to_string(dir.join(name));
     let metrics = read("metrics.csv").map_err(|e| Error::io(dir.join("metrics.csv"), e))?;
     let hist = read("ipr_hist.csv").ok();
     let history = crate::output::read_metrics_csv(&metrics, hist.as_deref())?;
-    let name = run.cfg.name.clone();
-    let hi = run.cfg.eval.threshold;
-    let arch = run.setup.fleet.arch;
-    let shown: Vec<usize> = (0..run.setup.fleet.models.len().min(MAX_MODELS_SHOWN)).collect();
+    let name = cfg.name.clone();
+    let hi = cfg.eval.threshold;
+    let shown: Vec<usize> = (0..specs.len().min(MAX_MODELS_SHOWN)).collect();
     let cols = shown.len().min(2);
     let mut figs = Vec::new();
-    let more = if run.setup.fleet.models.len() > MAX_MODELS_SHOWN {
+    let more = if specs.len() > MAX_MODELS_SHOWN {
         format!(
             " The first {MAX_MODELS_SHOWN} of {} models are shown.",
-            run.setup.fleet.models.len()
+            specs.len()
         )
     } else {
         String::new()
@@ -227,7 +228,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                 }
             }
             Panel::Line(LineChart {
-                title: format!("{name}: accuracy, {}", model_label(&run, i)),
+                title: format!("{name}: accuracy, {}", model_label(&specs, i)),
                 x_desc: "step",
                 y_desc: "accuracy (fraction)",
                 lines: vec![
@@ -254,10 +255,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     )?);
 
     // 2. Losses (log scale) and weight norms.
-    let loss_label = format!(
-        "{} loss",
-        format!("{:?}", run.cfg.train.loss).to_uppercase()
-    );
+    let loss_label = format!("{} loss", format!("{:?}", cfg.train.loss).to_uppercase());
     let mut panels = Vec::new();
     for &i in &shown {
         let h = &history[i];
@@ -355,9 +353,36 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         PANEL,
     )?);
 
+    // Figures from the weights (MLP runs).
+    if cfg.model.kind == ModelKind::Mlp {
+        mlp_weight_figures(dir, out, &name, &specs, &shown, cols, &mut figs)?;
+    }
+    let table = run_table(&specs, &history, hi);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    write_html(
+        out,
+        &format!("grokscope report: {name}"),
+        &table,
+        &figs,
+        &config,
+    )
+}
+
+/// Fourier spectra, one neuron before and after, BatchNorm scales and pruning curves.
+fn mlp_weight_figures(
+    dir: &Path,
+    out: &Path,
+    name: &str,
+    specs: &[ModelSpec],
+    shown: &[usize],
+    cols: usize,
+    figs: &mut Vec<FigureFile>,
+) -> Result<()> {
+    let run = load_run(dir)?;
+    let arch = run.setup.fleet.arch;
     // 4. Fourier spectra and one neuron before/after; 6. BatchNorm.
     let init = crate::train::run::setup(&run.cfg)?;
-    for &i in &shown {
+    for &i in shown {
         let model = &run.setup.fleet.models[i];
         let (rows, spectra) = analyze_neurons(&arch, i, model);
         let mut order: Vec<usize> = (0..arch.width).filter(|&k| rows[k].ipr.is_some()).collect();
@@ -390,7 +415,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         figs.push(save_figure(
             out,
             &format!("fourier_model{i}"),
-            &format!("Fourier spectra, {}", model_label(&run, i)),
+            &format!("Fourier spectra, {}", model_label(specs, i)),
             "Magnitude of the real DFT of each neuron's U row, V row and W column (scaled to largest entry 1), neurons sorted by dominant frequency (groups of neurons averaged when there are more than 128). A generalizing network has one bright frequency per neuron.",
             &panels,
             3,
@@ -447,7 +472,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         figs.push(save_figure(
             out,
             &format!("neuron_model{i}"),
-            &format!("One neuron before and after training, {}", model_label(&run, i)),
+            &format!("One neuron before and after training, {}", model_label(specs, i)),
             "The first-layer weights U[k, n] of the neuron with the highest final IPR over the input tokens n: random at initialisation, periodic after training (as in the paper's first figure).",
             &panels,
             2,
@@ -461,7 +486,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             figs.push(save_figure(
                 out,
                 &format!("batchnorm_model{i}"),
-                &format!("BatchNorm scale against IPR, {}", model_label(&run, i)),
+                &format!("BatchNorm scale against IPR, {}", model_label(specs, i)),
                 "Per neuron: |γ_k| of the BatchNorm after the square against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
                 &[Panel::Scatter(Scatter {
                     title: format!("{name}: |γ| vs IPR, model {i}"),
@@ -535,15 +560,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         PANEL,
     )?);
 
-    let table = run_table(&run, &history, hi);
-    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
-    write_html(
-        out,
-        &format!("grokscope report: {name}"),
-        &table,
-        &figs,
-        &config,
-    )
+    Ok(())
 }
 
 fn line(label: &str, color: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {
@@ -590,9 +607,9 @@ fn fmt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
 }
 
-fn run_table(run: &LoadedRun, history: &[Vec<Record>], hi: f64) -> String {
+fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], hi: f64) -> String {
     let mut t = String::from("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th></tr>\n");
-    for (i, (spec, h)) in run.setup.specs.iter().zip(history).enumerate() {
+    for (i, (spec, h)) in specs.iter().zip(history).enumerate() {
         let Some(r) = h.last() else { continue };
         t.push_str(&format!(
             "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",

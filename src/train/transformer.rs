@@ -38,7 +38,6 @@ pub struct TFleet {
     pub decay: fn(&TransformerConfig, Kind) -> bool,
     train_tokens: Tensor,
     eval_tokens: Vec<Tensor>,
-    eval_sizes: Vec<usize>,
     pub step: u64,
 }
 
@@ -113,7 +112,6 @@ impl TFleet {
             models: out,
             decay: default_decay,
             train_tokens: tokens(&split.train_pairs).map_err(ce)?,
-            eval_sizes: all.chunks(EVAL_ROWS).map(|c| c.len()).collect(),
             eval_tokens,
             step: 0,
         })
@@ -229,6 +227,61 @@ impl TFleet {
         Ok(())
     }
 
+    /// Predictions and row losses of model `m` on every pair (training, then test), in
+    /// evaluation mode.
+    pub fn eval_model(&self, m: usize) -> Result<EvalOutput> {
+        let st = &self.models[m];
+        let mut preds = Vec::new();
+        let mut row_loss = Vec::new();
+        for tok in &self.eval_tokens {
+            let logits = st
+                .model
+                .forward(tok, None)
+                .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())
+                .map_err(ce)?;
+            for row in logits {
+                let r = preds.len();
+                preds.push(argmax(&row));
+                row_loss.push(self.loss.row_loss(&row, st.eval_labels[r]));
+            }
+        }
+        Ok(EvalOutput { preds, row_loss })
+    }
+
+    /// Replaces model `m`'s parameter `name` (host copy and tensor) by `values`.
+    pub fn set_param(&mut self, m: usize, name: &str, values: &[f32]) -> Result<()> {
+        let st = &mut self.models[m];
+        let j = st
+            .model
+            .params
+            .iter()
+            .position(|q| q.name == name)
+            .ok_or_else(|| Error::Output(format!("transformer has no parameter {name}")))?;
+        if st.host[j].len() != values.len() {
+            return Err(Error::Output(format!(
+                "{name}: {} values for a parameter of {}",
+                values.len(),
+                st.host[j].len()
+            )));
+        }
+        st.host[j].copy_from_slice(values);
+        let q = &st.model.params[j];
+        let t = Tensor::from_slice(values, q.var.shape(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(q.var.dtype()))
+            .map_err(ce)?;
+        q.var.set(&t).map_err(ce)
+    }
+
+    /// Parameter names in order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.models[0]
+            .model
+            .params
+            .iter()
+            .map(|q| q.name.clone())
+            .collect()
+    }
+
     /// Host copy of a parameter by name, with its shape.
     pub fn host(&self, m: usize, name: &str) -> Option<(&[f32], Vec<usize>)> {
         let st = &self.models[m];
@@ -280,26 +333,7 @@ impl Engine for TFleet {
         self.step_on(None)
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
-        let mut outs = Vec::with_capacity(self.models.len());
-        for st in &self.models {
-            let mut preds = Vec::new();
-            let mut row_loss = Vec::new();
-            for tok in &self.eval_tokens {
-                let logits = st
-                    .model
-                    .forward(tok, None)
-                    .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())
-                    .map_err(ce)?;
-                for row in logits {
-                    let r = preds.len();
-                    preds.push(argmax(&row));
-                    row_loss.push(self.loss.row_loss(&row, st.eval_labels[r]));
-                }
-            }
-            debug_assert_eq!(preds.len(), self.eval_sizes.iter().sum::<usize>());
-            outs.push(EvalOutput { preds, row_loss });
-        }
-        Ok(outs)
+        (0..self.models.len()).map(|m| self.eval_model(m)).collect()
     }
     fn weight_stats(&self, m: usize) -> WeightStats {
         let norm = |names: &[&str]| {
