@@ -85,3 +85,23 @@ pub fn peak_gflops(size: usize, threads: usize, reps: usize) -> f64 {
     }
     2.0 * (size as f64).powi(3) / best / 1e9
 }
+
+/// Milliseconds per full-batch step of one Transformer of `cfg` (SPEC §8 defaults:
+/// d = 128, 4 heads, 1 layer, p = 97, α = 0.5), after one warm-up step.
+pub fn time_transformer_step(steps: usize) -> crate::Result<f64> {
+    use crate::train::Engine;
+    let mut cfg = Config {
+        name: "bench".into(),
+        ..Default::default()
+    };
+    cfg.model.kind = crate::config::ModelKind::Transformer;
+    cfg.train.loss = crate::train::loss::Loss::CrossEntropy;
+    cfg.train.steps = Some(1);
+    let mut s = crate::train::run::setup_transformer(&cfg, cfg.fleet())?;
+    s.fleet.step_all()?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        s.fleet.step_all()?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3 / steps as f64)
+}

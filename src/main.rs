@@ -44,7 +44,7 @@ enum Command {
     /// Train a fleet of models from a TOML config and write a run directory.
     Train(TrainArgs),
     /// Time one training step (M = 1 and M = 8, normal and subnormal weights) against a
-    /// 2048³ matrix product on all threads.
+    /// 2048³ matrix product on all threads; with --transformer also the Transformer's step.
     Bench(BenchArgs),
     /// Analyse a run: per-neuron IPR and Fourier spectra, BatchNorm scales against IPR,
     /// pruning sweeps in all three orders; written to RUN_DIR/analysis/.
@@ -178,6 +178,9 @@ struct BenchArgs {
     /// Timed steps per case.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Also time the Transformer of SPEC §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1).
+    #[arg(long)]
+    transformer: bool,
 }
 
 fn main() {
@@ -389,6 +392,13 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                 );
             }
         }
+    }
+    if a.transformer {
+        let ms = bench::time_transformer_step(a.steps.min(5))?;
+        println!(
+            "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch, M = 1)",
+            "transformer train step", ms
+        );
     }
     Ok(())
 }

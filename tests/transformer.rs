@@ -144,3 +144,154 @@ fn small_transformer_generalizes_without_corruption() {
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "{last:?}");
 }
+
+fn grokscope(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn transformer_run_analyze_prune_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = grokscope(
+        &[
+            "train",
+            "-q",
+            "--out",
+            "run",
+            "--set",
+            "model.kind=transformer",
+            "--set",
+            "data.p=11",
+            "--set",
+            "model.transformer.d_model=16",
+            "--set",
+            "model.transformer.heads=2",
+            "--set",
+            "train.loss=ce",
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "eval.every=10",
+        ],
+        t,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = t.join("run");
+    for f in ["accuracy", "loss_norms", "ipr"] {
+        assert!(run.join("report").join(format!("{f}.png")).exists(), "{f}");
+    }
+    let bytes = std::fs::read(run.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("tok_emb").unwrap().shape(), &[3, 11, 16]);
+    assert_eq!(st.tensor("layers.0.mlp.fc1").unwrap().shape(), &[3, 64, 16]);
+    // Reading the run back reproduces its final accuracies.
+    let loaded = grokscope::rundir::load_transformer_run(&run).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let s = &loaded.setup;
+    for i in 0..3 {
+        let ev = s.fleet.eval_model(i).unwrap();
+        let a = grokscope::metrics::accuracies(
+            11,
+            s.fleet.loss,
+            &s.split,
+            &s.labels[i].labels,
+            &s.labels[i].corrupted,
+            &ev,
+        );
+        let fin = summary["models"][i]["final"]["test_acc"].as_f64().unwrap();
+        assert!((a.test_acc - fin).abs() < 1e-12);
+    }
+    let out = grokscope(&["analyze", "run"], t);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = |f: &str| {
+        std::fs::read_to_string(run.join("analysis").join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines("neurons.csv"), 1 + 3 * 64);
+    assert_eq!(lines("embedding.csv"), 1 + 3 * 16);
+    assert_eq!(
+        lines("prune-ascending.csv"),
+        1 + 3 * 65,
+        "levels 0 … 64 per model"
+    );
+    let out = grokscope(
+        &[
+            "prune",
+            "run",
+            "--order",
+            "descending",
+            "--model",
+            "2",
+            "--force",
+        ],
+        t,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines("prune-descending-model2.csv"), 1 + 65);
+    let out = grokscope(&["prune", "run", "--model", "3"], t);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+}
+
+#[test]
+fn transformer_pruning_starts_from_the_network_and_restores_it() {
+    use grokscope::analysis::prune::Order;
+    use grokscope::analysis::transformer::{t_prune_order, t_prune_sweep};
+    let mut cfg = Config::default();
+    cfg.model.kind = ModelKind::Transformer;
+    cfg.model.transformer = TransformerConfig {
+        d_model: 16,
+        heads: 2,
+        ..Default::default()
+    };
+    cfg.data.p = 13;
+    cfg.data.corruption = Axis::One(0.2);
+    cfg.train.loss = Loss::CrossEntropy;
+    cfg.train.weight_decay = Axis::One(0.0);
+    cfg.train.steps = Some(60);
+    let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet()).unwrap();
+    let mut out = grokscope::train::run::train_setup(&cfg, s, &mut |_| Ok(())).unwrap();
+    let before = out.fleet.eval_model(0).unwrap();
+    let neurons = out.fleet.mlp_neuron_spectra(0);
+    assert_eq!(neurons.len(), 64);
+    let ord = t_prune_order(&neurons, Order::Ascending, 0);
+    let ipr = |i: usize| neurons[ord[i]].ipr.unwrap();
+    assert!(ipr(0) <= ipr(30) && ipr(30) <= ipr(63), "ascending IPR");
+    let sweep = t_prune_sweep(&mut out.fleet, 0, &out.split, &out.labels[0], &ord).unwrap();
+    assert_eq!(sweep.len(), 65);
+    let a0 = grokscope::metrics::accuracies(
+        13,
+        out.fleet.loss,
+        &out.split,
+        &out.labels[0].labels,
+        &out.labels[0].corrupted,
+        &before,
+    );
+    assert_eq!(sweep[0].acc, a0, "level 0 is the trained network");
+    assert_ne!(
+        sweep[64].acc.train_acc, a0.train_acc,
+        "pruning every neuron changes it"
+    );
+    let after = out.fleet.eval_model(0).unwrap();
+    assert_eq!(after.preds, before.preds, "weights restored");
+}
