@@ -347,7 +347,7 @@ impl Config {
                     "d_model, heads, layers and mlp_ratio must be at least 1",
                 ));
             }
-            if t.d_model % t.heads != 0 {
+            if !t.d_model.is_multiple_of(t.heads) {
                 return Err(Error::invalid(
                     "model.transformer.heads",
                     format!(

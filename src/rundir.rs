@@ -130,7 +130,7 @@ pub fn load_transformer_run(dir: &Path) -> Result<LoadedTransformerRun> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        if t.shape().first() != Some(&m) || all.len() % m != 0 {
+        if t.shape().first() != Some(&m) || !all.len().is_multiple_of(m) {
             return Err(not_a_run(
                 dir,
                 format!("weights.safetensors: {name} has shape {:?}", t.shape()),
