@@ -39,6 +39,31 @@ pub fn analysis_dir(run: &Path) -> Result<PathBuf> {
     Ok(d)
 }
 
+/// The files `analyze` writes: neurons, `extra`, the summary and three pruning orders.
+fn analysis_files(extra: &str) -> Vec<String> {
+    ["neurons.csv", extra, "summary.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(ORDERS.iter().map(|o| format!("prune-{}.csv", o.name())))
+        .collect()
+}
+
+const ORDERS: [Order; 3] = [Order::Ascending, Order::Descending, Order::Random];
+
+/// `(frequency, neurons)` pairs, most common first, and the share of IPRs ≥ 0.5, over the
+/// living neurons given as `(ipr, dominant frequency)`.
+fn frequency_summary(alive: &[(f64, usize)]) -> (Vec<(usize, usize)>, Option<f64>) {
+    let mut counts = std::collections::BTreeMap::new();
+    for &(_, f) in alive {
+        *counts.entry(f).or_insert(0usize) += 1;
+    }
+    let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
+    dominant.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let frac = (!alive.is_empty())
+        .then(|| alive.iter().filter(|a| a.0 >= 0.5).count() as f64 / alive.len() as f64);
+    (dominant, frac)
+}
+
 /// Refuses to replace existing files unless `force`.
 pub fn check_free(dir: &Path, names: &[String], force: bool) -> Result<()> {
     for n in names {
@@ -195,16 +220,7 @@ pub fn analyze_run(
 ) -> Result<Vec<ModelAnalysis>> {
     let models = select_models(run, model)?;
     let dir = analysis_dir(&run.dir)?;
-    let names: Vec<String> = ["neurons.csv", "spectra.csv", "summary.json"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(
-            [Order::Ascending, Order::Descending, Order::Random]
-                .iter()
-                .map(|o| format!("prune-{}.csv", o.name())),
-        )
-        .collect();
-    check_free(&dir, &names, force)?;
+    check_free(&dir, &analysis_files("spectra.csv"), force)?;
     let hi = run.cfg.eval.threshold;
     let outs = run.setup.fleet.evaluate();
     let s = &run.setup;
@@ -229,19 +245,11 @@ pub fn analyze_run(
         let iprs: Vec<Option<f64>> = rows.iter().map(|r| r.ipr).collect();
         let (mean, dead) = mean_ipr(&iprs);
         let alive: Vec<&NeuronRow> = rows.iter().filter(|r| r.ipr.is_some()).collect();
-        let frac = (!alive.is_empty()).then(|| {
-            alive
-                .iter()
-                .filter(|r| r.ipr.is_some_and(|x| x >= 0.5))
-                .count() as f64
-                / alive.len() as f64
-        });
-        let mut counts = std::collections::BTreeMap::new();
-        for r in &alive {
-            *counts.entry(r.dominant_freq).or_insert(0usize) += 1;
-        }
-        let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
-        dominant.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let pairs: Vec<(f64, usize)> = rows
+            .iter()
+            .filter_map(|r| Some((r.ipr?, r.dominant_freq)))
+            .collect();
+        let (dominant, frac) = frequency_summary(&pairs);
         let bn_corr = |f: &dyn Fn(&NeuronRow) -> Option<f64>| {
             let (x, y): (Vec<f64>, Vec<f64>) =
                 alive.iter().filter_map(|r| Some((f(r)?, r.ipr?))).unzip();
@@ -269,7 +277,7 @@ pub fn analyze_run(
         "spectra.csv",
         spectra_csv(arch.p, &all_spectra).as_bytes(),
     )?;
-    for order in [Order::Ascending, Order::Descending, Order::Random] {
+    for order in ORDERS {
         let sweeps = prune_models(run, &models, order, 0);
         write_new(
             &dir,
@@ -379,16 +387,7 @@ pub fn t_analyze_run(
 ) -> Result<Vec<ModelAnalysis>> {
     let models = t_select(run, model)?;
     let dir = analysis_dir(&run.dir)?;
-    let names: Vec<String> = ["neurons.csv", "embedding.csv", "summary.json"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(
-            [Order::Ascending, Order::Descending, Order::Random]
-                .iter()
-                .map(|o| format!("prune-{}.csv", o.name())),
-        )
-        .collect();
-    check_free(&dir, &names, force)?;
+    check_free(&dir, &analysis_files("embedding.csv"), force)?;
     let hi = run.cfg.eval.threshold;
     let mut neurons = Vec::new();
     let mut embeds = Vec::new();
@@ -408,21 +407,11 @@ pub fn t_analyze_run(
             &ev,
         );
         let ns = s.fleet.mlp_neuron_spectra(i);
-        let alive: Vec<&crate::train::transformer::TNeuron> =
-            ns.iter().filter(|n| n.ipr.is_some()).collect();
-        let frac = (!alive.is_empty()).then(|| {
-            alive
-                .iter()
-                .filter(|n| n.ipr.is_some_and(|x| x >= 0.5))
-                .count() as f64
-                / alive.len() as f64
-        });
-        let mut counts = std::collections::BTreeMap::new();
-        for n in &alive {
-            *counts.entry(n.dominant_in).or_insert(0usize) += 1;
-        }
-        let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
-        dominant.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let pairs: Vec<(f64, usize)> = ns
+            .iter()
+            .filter_map(|n| Some((n.ipr?, n.dominant_in)))
+            .collect();
+        let (dominant, frac) = frequency_summary(&pairs);
         summaries.push(ModelAnalysis {
             model: i,
             phase: rec.phase(hi).name().to_string(),
@@ -442,7 +431,7 @@ pub fn t_analyze_run(
     write_new(&dir, "neurons.csv", t_neurons_csv(&neurons).as_bytes())?;
     write_new(&dir, "embedding.csv", t_embedding_csv(&embeds).as_bytes())?;
     let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
-    for order in [Order::Ascending, Order::Descending, Order::Random] {
+    for order in ORDERS {
         let sweeps = t_sweeps(run, &models, order, 0)?;
         write_new(
             &dir,
