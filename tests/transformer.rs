@@ -295,3 +295,28 @@ fn transformer_pruning_starts_from_the_network_and_restores_it() {
     let after = out.fleet.eval_model(0).unwrap();
     assert_eq!(after.preds, before.preds, "weights restored");
 }
+
+#[test]
+fn transformer_sweeps_run_through_the_same_store() {
+    let text = r#"
+name = "t-sweep"
+[base]
+data.p = 11
+model.kind = "transformer"
+model.transformer.d_model = 8
+model.transformer.heads = 2
+train.loss = "ce"
+train.steps = 10
+[axes]
+"data.corruption" = [0.0, 0.3]
+"train.weight_decay" = [0, 1]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = grokscope::sweep::Plan::from_text(text).unwrap();
+    let recs = grokscope::sweep::run(&plan, &tmp.path().join("s"), None, &mut |_| {}).unwrap();
+    assert_eq!(recs.len(), 4);
+    assert!(recs
+        .values()
+        .all(|r| r.steps == 10 && r.last.mean_ipr.is_some()));
+    assert!(recs[&0].last.mem_acc.is_none() && recs[&2].last.mem_acc.is_some());
+}
