@@ -157,15 +157,7 @@ pub fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
 
 /// The models to look at: all, or the one given (checked).
 pub fn select_models(run: &LoadedRun, model: Option<usize>) -> Result<Vec<usize>> {
-    let m = run.setup.fleet.models.len();
-    match model {
-        Some(i) if i >= m => Err(Error::ModelIndex {
-            index: i,
-            models: m,
-        }),
-        Some(i) => Ok(vec![i]),
-        None => Ok((0..m).collect()),
-    }
+    select(run.setup.fleet.models.len(), model)
 }
 
 /// One model's pruning sweep: its index and the metrics at `m = 0 … N`.
@@ -188,6 +180,34 @@ pub fn prune_models(run: &LoadedRun, models: &[usize], order: Order, seed: u64) 
         .collect()
 }
 
+/// The analysis directory and the free file name of one pruning output.
+fn prune_target(
+    run_dir: &Path,
+    model: Option<usize>,
+    order: Order,
+    force: bool,
+) -> Result<(PathBuf, String)> {
+    let dir = analysis_dir(run_dir)?;
+    let name = match model {
+        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
+        None => format!("prune-{}.csv", order.name()),
+    };
+    check_free(&dir, std::slice::from_ref(&name), force)?;
+    Ok((dir, name))
+}
+
+/// The model indices to look at: all `n`, or the one given (checked).
+fn select(n: usize, model: Option<usize>) -> Result<Vec<usize>> {
+    match model {
+        Some(i) if i >= n => Err(Error::ModelIndex {
+            index: i,
+            models: n,
+        }),
+        Some(i) => Ok(vec![i]),
+        None => Ok((0..n).collect()),
+    }
+}
+
 /// Writes `prune-<order>.csv` (or `prune-<order>-model<i>.csv`) into `RUN/analysis/`.
 pub fn write_prune(
     run: &LoadedRun,
@@ -197,12 +217,7 @@ pub fn write_prune(
     force: bool,
 ) -> Result<(PathBuf, Vec<Sweep>)> {
     let models = select_models(run, model)?;
-    let dir = analysis_dir(&run.dir)?;
-    let name = match model {
-        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
-        None => format!("prune-{}.csv", order.name()),
-    };
-    check_free(&dir, std::slice::from_ref(&name), force)?;
+    let (dir, name) = prune_target(&run.dir, model, order, force)?;
     let sweeps = prune_models(run, &models, order, seed);
     write_new(
         &dir,
@@ -327,15 +342,7 @@ pub fn t_embedding_csv(rows: &[(usize, Vec<Option<crate::analysis::ipr::Spectral
 }
 
 fn t_select(run: &crate::rundir::LoadedTransformerRun, model: Option<usize>) -> Result<Vec<usize>> {
-    let m = run.setup.fleet.models.len();
-    match model {
-        Some(i) if i >= m => Err(Error::ModelIndex {
-            index: i,
-            models: m,
-        }),
-        Some(i) => Ok(vec![i]),
-        None => Ok((0..m).collect()),
-    }
+    select(run.setup.fleet.models.len(), model)
 }
 
 fn t_sweeps(
@@ -367,12 +374,7 @@ pub fn t_write_prune(
     force: bool,
 ) -> Result<(PathBuf, Vec<Sweep>)> {
     let models = t_select(run, model)?;
-    let dir = analysis_dir(&run.dir)?;
-    let name = match model {
-        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
-        None => format!("prune-{}.csv", order.name()),
-    };
-    check_free(&dir, std::slice::from_ref(&name), force)?;
+    let (dir, name) = prune_target(&run.dir, model, order, force)?;
     let sweeps = t_sweeps(run, &models, order, seed)?;
     let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
     write_new(&dir, &name, prune_csv(n, &sweeps).as_bytes())?;
