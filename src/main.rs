@@ -27,7 +27,7 @@ const LONG_ABOUT: &str = "Memorization and generalization on corrupted modular a
 (Doshi et al., 'To grok or not to grok', ICLR 2024).\n\n\
 With no command, grokscope trains the built-in default experiment: the paper's \
 regularization study (p = 97, N = 500, α = 0.5, ξ = 0.35, weight decay 0, 5, 15, 500 epochs) \
-as one fleet, prints a table of the final accuracies and phases, and writes the run under runs/.";
+as one fleet, prints a table of the final accuracies and phases, and writes the run with its figures and report.html under runs/.";
 
 #[derive(Parser)]
 #[command(name = "grokscope", version, about = ABOUT, long_about = LONG_ABOUT)]
