@@ -1,16 +1,10 @@
 //! The `grokscope` binary: a small run's outputs, and every bad input giving a clear error,
 //! a non-zero exit and nothing written.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::grokscope;
 
-fn grokscope(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grokscope"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("binary runs")
-}
+use std::path::Path;
 
 const SMALL: &[&str] = &[
     "--set",

@@ -1,18 +1,13 @@
 //! Sweeps: fleet grouping, crash safety under SIGKILL, shards and merge, plan mismatches.
 
+mod common;
+use common::grokscope;
+
 use grokscope::sweep::spec::group_fleets;
 use grokscope::sweep::Plan;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn grokscope(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_grokscope"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("binary runs")
-}
 
 /// 8 runs of about 0.3 s each, one per fleet, so that a kill lands between commits.
 const SLOW: &str = r#"

@@ -1,6 +1,9 @@
 //! The Transformer: autograd gradients against finite differences (f64), and a small
 //! configuration that generalizes without corruption.
 
+mod common;
+use common::grokscope;
+
 use candle_core::DType;
 use grokscope::config::{Axis, Config, ModelKind};
 use grokscope::data::Split;
@@ -143,14 +146,6 @@ fn small_transformer_generalizes_without_corruption() {
     let out = grokscope::train::run::train_setup(&cfg, s, &mut |_| Ok(())).unwrap();
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "{last:?}");
-}
-
-fn grokscope(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_grokscope"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("binary runs")
 }
 
 #[test]
