@@ -7,7 +7,7 @@ use common::grokscope;
 use candle_core::DType;
 use grokscope::config::{Axis, Config, ModelKind};
 use grokscope::data::Split;
-use grokscope::model::transformer::{TActivation, TransformerConfig};
+use grokscope::model::transformer::{TActivation, TInit, TransformerConfig};
 use grokscope::train::adamw::AdamWHyper;
 use grokscope::train::engine::ModelHyper;
 use grokscope::train::loss::Loss;
@@ -101,26 +101,29 @@ fn tiny() -> TransformerConfig {
 }
 
 #[test]
-fn gradients_plain_ce() {
+fn gradients_plain_ce_mup_no_bias() {
     check(tiny(), Loss::CrossEntropy, 0.0);
 }
 
 #[test]
-fn gradients_layernorm_gelu_mse_two_layers() {
+fn gradients_layernorm_gelu_mse_two_layers_bias_uniform() {
     let cfg = TransformerConfig {
         layers: 2,
         layernorm: true,
         activation: TActivation::Gelu,
+        mlp_bias: true,
+        init: TInit::Uniform,
+        mup: false,
         ..tiny()
     };
     check(cfg, Loss::Mse, 0.0);
 }
 
 #[test]
-fn gradients_tied_mup_dropout() {
+fn gradients_tied_standard_dropout() {
     let cfg = TransformerConfig {
         tie_embeddings: true,
-        mup: true,
+        mup_s: 0.0,
         ..tiny()
     };
     check(cfg, Loss::CrossEntropy, 0.2);

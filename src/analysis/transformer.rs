@@ -48,23 +48,17 @@ pub fn t_prune_sweep(
 ) -> Result<Vec<PrunePoint>> {
     let neurons = fleet.mlp_neuron_spectra(m);
     let (d, h) = (fleet.cfg.d_model, fleet.cfg.hidden());
-    let names = |l: usize| {
-        (
-            format!("layers.{l}.mlp.fc1"),
-            format!("layers.{l}.mlp.fc1_bias"),
-            format!("layers.{l}.mlp.fc2"),
-        )
-    };
-    let saved: Vec<(String, Vec<f32>)> = (0..fleet.cfg.layers)
-        .flat_map(|l| {
-            let (a, b, c) = names(l);
-            [a, b, c]
-        })
-        .map(|n| {
-            let v = fleet.host(m, &n).expect("MLP parameter").0.to_vec();
-            (n, v)
-        })
-        .collect();
+    // Per layer: fc1, fc2 and (when the MLP has biases) fc1's bias.
+    let mut saved: Vec<(String, Vec<f32>)> = Vec::new();
+    for l in 0..fleet.cfg.layers {
+        for n in ["mlp.fc1", "mlp.fc2", "mlp.fc1_bias"] {
+            let name = format!("layers.{l}.{n}");
+            if let Some((v, _)) = fleet.host(m, &name) {
+                saved.push((name, v.to_vec()));
+            }
+        }
+    }
+    let per_layer = if fleet.cfg.mlp_bias { 3 } else { 2 };
     let mut out = Vec::new();
     let p = fleet.p;
     for level in levels(order.len()) {
@@ -73,11 +67,13 @@ pub fn t_prune_sweep(
             let TNeuron {
                 layer, neuron: k, ..
             } = neurons[i];
-            let base = 3 * layer;
+            let base = per_layer * layer;
             work[base].1[k * d..(k + 1) * d].fill(0.0);
-            work[base + 1].1[k] = 0.0;
             for j in 0..d {
-                work[base + 2].1[j * h + k] = 0.0;
+                work[base + 1].1[j * h + k] = 0.0;
+            }
+            if fleet.cfg.mlp_bias {
+                work[base + 2].1[k] = 0.0;
             }
         }
         for (n, v) in &work {

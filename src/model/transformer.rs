@@ -23,6 +23,17 @@ pub enum TActivation {
     Gelu,
 }
 
+/// How the linear layers are initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TInit {
+    /// The reference's `kaiming_normal_(fan_in, linear)`: `Normal(0, 1/fan_in)`.
+    #[default]
+    Normal,
+    /// PyTorch's `nn.Linear` default: `Uniform(±1/sqrt(fan_in))`.
+    Uniform,
+}
+
 /// The Transformer's shape and options (shared by a fleet).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,9 +49,15 @@ pub struct TransformerConfig {
     pub layernorm: bool,
     /// Output layer = token embedding.
     pub tie_embeddings: bool,
-    /// μP-style scaling: logits × d^{-(1+s)/2}, attention scores × d_head^{-(1+s)/2}.
+    /// The reference's scaling: logits × d^{-(1+s)/2}, attention scores × d_head^{-(1+s)/2}
+    /// (s = `mup_s`: 1 is μP, the notebook's default; 0 the standard parametrization). With
+    /// `mup = false` the logits are not scaled and attention uses 1/sqrt(d_head).
     pub mup: bool,
     pub mup_s: f64,
+    /// Biases in the MLP of each block (the reference has none).
+    pub mlp_bias: bool,
+    /// Initialisation of the linear layers (embeddings are always `Normal(0, 1)`).
+    pub init: TInit,
     /// Apply weight decay to the embeddings too (default: matrices only).
     pub decay_embeddings: bool,
     /// Apply weight decay to LayerNorm gains and biases too.
@@ -57,8 +74,10 @@ impl Default for TransformerConfig {
             activation: TActivation::Relu,
             layernorm: false,
             tie_embeddings: false,
-            mup: false,
+            mup: true,
             mup_s: 1.0,
+            mlp_bias: false,
+            init: TInit::Normal,
             decay_embeddings: false,
             decay_norms: false,
         }
@@ -118,9 +137,22 @@ fn uniform(rng: &mut ChaCha8Rng, n: usize, bound: f64) -> Vec<f32> {
         .collect()
 }
 
+/// `n` weights of a linear layer with `fan_in` inputs.
+fn linear(init: TInit, rng: &mut ChaCha8Rng, n: usize, fan_in: usize) -> Vec<f32> {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    match init {
+        TInit::Uniform => uniform(rng, n, b),
+        TInit::Normal => {
+            let normal = Normal::new(0.0f64, b).expect("positive std");
+            (0..n).map(|_| normal.sample(rng) as f32).collect()
+        }
+    }
+}
+
 impl TModel {
-    /// PyTorch's default initialisation: embeddings `Normal(0, 1)`, linear weights and biases
-    /// `Uniform(±1/sqrt(fan_in))`, LayerNorm γ = 1, β = 0; drawn from `seed`.
+    /// Embeddings `Normal(0, 1)`; linear weights `Normal(0, 1/fan_in)` (the reference's
+    /// init) or `Uniform(±1/sqrt(fan_in))` (PyTorch's default, `init = "uniform"`); MLP biases
+    /// `Uniform(±1/sqrt(fan_in))`; LayerNorm γ = 1, β = 0; drawn from `seed`.
     pub fn init(cfg: &TransformerConfig, p: usize, seed: u64, dtype: DType) -> CResult<TModel> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let normal = Normal::new(0.0f64, 1.0).expect("valid");
@@ -134,11 +166,10 @@ impl TModel {
         specs.push(emb("pos_emb", 2, &mut rng));
         for l in 0..cfg.layers {
             let lin = |name: &str, out: usize, inp: usize, rng: &mut ChaCha8Rng| {
-                let b = 1.0 / (inp as f64).sqrt();
                 (
                     format!("layers.{l}.{name}"),
                     vec![out, inp],
-                    uniform(rng, out * inp, b),
+                    linear(cfg.init, rng, out * inp, inp),
                     Kind::Matrix,
                 )
             };
@@ -147,20 +178,27 @@ impl TModel {
             let wv = lin("attn.wv", d, d, &mut rng);
             let wo = lin("attn.wo", d, d, &mut rng);
             let fc1 = lin("mlp.fc1", h, d, &mut rng);
-            let fc1_b = (
-                format!("layers.{l}.mlp.fc1_bias"),
-                vec![h],
-                uniform(&mut rng, h, 1.0 / (d as f64).sqrt()),
-                Kind::Bias,
-            );
+            let fc1_b = cfg.mlp_bias.then(|| {
+                (
+                    format!("layers.{l}.mlp.fc1_bias"),
+                    vec![h],
+                    uniform(&mut rng, h, 1.0 / (d as f64).sqrt()),
+                    Kind::Bias,
+                )
+            });
             let fc2 = lin("mlp.fc2", d, h, &mut rng);
-            let fc2_b = (
-                format!("layers.{l}.mlp.fc2_bias"),
-                vec![d],
-                uniform(&mut rng, d, 1.0 / (h as f64).sqrt()),
-                Kind::Bias,
-            );
-            specs.extend([wq, wk, wv, wo, fc1, fc1_b, fc2, fc2_b]);
+            let fc2_b = cfg.mlp_bias.then(|| {
+                (
+                    format!("layers.{l}.mlp.fc2_bias"),
+                    vec![d],
+                    uniform(&mut rng, d, 1.0 / (h as f64).sqrt()),
+                    Kind::Bias,
+                )
+            });
+            specs.extend([wq, wk, wv, wo, fc1]);
+            specs.extend(fc1_b);
+            specs.push(fc2);
+            specs.extend(fc2_b);
             if cfg.layernorm {
                 for n in ["ln1", "ln2"] {
                     specs.push((
@@ -183,11 +221,10 @@ impl TModel {
             specs.push(("ln_f.bias".into(), vec![d], vec![0.0; d], Kind::Norm));
         }
         if !cfg.tie_embeddings {
-            let b = 1.0 / (d as f64).sqrt();
             specs.push((
                 "unembed".into(),
                 vec![p, d],
-                uniform(&mut rng, p * d, b),
+                linear(cfg.init, &mut rng, p * d, d),
                 Kind::Matrix,
             ));
         }
@@ -274,16 +311,18 @@ impl TModel {
             } else {
                 x.clone()
             };
-            let pre = h2
-                .broadcast_matmul(&w("mlp.fc1").t()?)?
-                .broadcast_add(w("mlp.fc1_bias"))?;
+            let mut pre = h2.broadcast_matmul(&w("mlp.fc1").t()?)?;
+            if cfg.mlp_bias {
+                pre = pre.broadcast_add(w("mlp.fc1_bias"))?;
+            }
             let act = match cfg.activation {
                 TActivation::Relu => pre.relu()?,
                 TActivation::Gelu => pre.gelu_erf()?,
             };
-            let m = act
-                .broadcast_matmul(&w("mlp.fc2").t()?)?
-                .broadcast_add(w("mlp.fc2_bias"))?;
+            let mut m = act.broadcast_matmul(&w("mlp.fc2").t()?)?;
+            if cfg.mlp_bias {
+                m = m.broadcast_add(w("mlp.fc2_bias"))?;
+            }
             let m = match masks {
                 Some(ms) => (m * &ms[l].1)?,
                 None => m,
