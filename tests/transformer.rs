@@ -184,7 +184,14 @@ fn transformer_run_analyze_prune_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     let run = t.join("run");
-    for f in ["accuracy", "loss_norms", "ipr"] {
+    for f in [
+        "accuracy",
+        "loss_norms",
+        "ipr",
+        "fourier_model0",
+        "fourier_model2",
+        "pruning",
+    ] {
         assert!(run.join("report").join(format!("{f}.png")).exists(), "{f}");
     }
     let bytes = std::fs::read(run.join("weights.safetensors")).unwrap();

@@ -37,14 +37,27 @@ pub fn levels(n: usize) -> Vec<usize> {
     }
 }
 
-/// Prunes model `m`'s MLP neurons in `order` and evaluates each level from scratch. The
-/// fleet's weights are restored afterwards.
+/// Prunes model `m`'s MLP neurons in `order` and evaluates each of [`levels`] from scratch.
+/// The fleet's weights are restored afterwards.
 pub fn t_prune_sweep(
     fleet: &mut TFleet,
     m: usize,
     split: &Split,
     labels: &TrainLabels,
     order: &[usize],
+) -> Result<Vec<PrunePoint>> {
+    let at = levels(order.len());
+    t_prune_sweep_at(fleet, m, split, labels, order, &at)
+}
+
+/// [`t_prune_sweep`] at the given numbers of pruned neurons (each at most `order.len()`).
+pub fn t_prune_sweep_at(
+    fleet: &mut TFleet,
+    m: usize,
+    split: &Split,
+    labels: &TrainLabels,
+    order: &[usize],
+    at: &[usize],
 ) -> Result<Vec<PrunePoint>> {
     let neurons = fleet.mlp_neuron_spectra(m);
     let (d, h) = (fleet.cfg.d_model, fleet.cfg.hidden());
@@ -61,7 +74,8 @@ pub fn t_prune_sweep(
     let per_layer = if fleet.cfg.mlp_bias { 3 } else { 2 };
     let mut out = Vec::new();
     let p = fleet.p;
-    for level in levels(order.len()) {
+    for &level in at {
+        let level = level.min(order.len());
         let mut work = saved.clone();
         for &i in &order[..level] {
             let TNeuron {

@@ -4,15 +4,12 @@
 //! the SVGs beside it.
 
 pub mod plot;
+mod weights;
 
 use crate::analysis::dynamics::dynamics;
-use crate::analysis::ipr::Ipr;
-use crate::analysis::neurons::analyze_neurons;
-use crate::analysis::prune::{prune_order, prune_sweep, Order};
 use crate::config::{ModelKind, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::{Record, IPR_BINS};
-use crate::rundir::load_run;
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use base64::Engine;
 use plot::*;
@@ -353,9 +350,18 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         PANEL,
     )?);
 
-    // Figures from the weights (MLP runs).
-    if cfg.model.kind == ModelKind::Mlp {
-        mlp_weight_figures(dir, out, &name, &specs, &shown, cols, &mut figs)?;
+    // Figures from the weights.
+    let ctx = weights::Ctx {
+        dir,
+        out,
+        name: &name,
+        specs: &specs,
+        shown: &shown,
+        cols,
+    };
+    match cfg.model.kind {
+        ModelKind::Mlp => weights::mlp_figures(&ctx, &mut figs)?,
+        ModelKind::Transformer => weights::transformer_figures(&ctx, &mut figs)?,
     }
     let table = run_table(&specs, &history, hi);
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
@@ -366,201 +372,6 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         &figs,
         &config,
     )
-}
-
-/// Fourier spectra, one neuron before and after, BatchNorm scales and pruning curves.
-fn mlp_weight_figures(
-    dir: &Path,
-    out: &Path,
-    name: &str,
-    specs: &[ModelSpec],
-    shown: &[usize],
-    cols: usize,
-    figs: &mut Vec<FigureFile>,
-) -> Result<()> {
-    let run = load_run(dir)?;
-    let arch = run.setup.fleet.arch;
-    // 4. Fourier spectra and one neuron before/after; 6. BatchNorm.
-    let init = crate::train::run::setup(&run.cfg)?;
-    for &i in shown {
-        let model = &run.setup.fleet.models[i];
-        let (rows, spectra) = analyze_neurons(&arch, i, model);
-        let mut order: Vec<usize> = (0..arch.width).filter(|&k| rows[k].ipr.is_some()).collect();
-        order.sort_by_key(|&k| (rows[k].dominant_freq, k));
-        let panels: Vec<Panel> = ["U", "V", "W"]
-            .iter()
-            .enumerate()
-            .map(|(j, m)| {
-                let spec = |k: usize| match j {
-                    0 => spectra[k].u.clone(),
-                    1 => spectra[k].v.clone(),
-                    _ => spectra[k].w.clone(),
-                };
-                let all: Vec<Vec<f64>> = order
-                    .iter()
-                    .map(|&k| spec(k).unwrap_or_else(|| vec![0.0; arch.p / 2 + 1]))
-                    .collect();
-                let (values, y_labels) = bin_rows(&all, 128);
-                Panel::Heat(Heatmap {
-                    title: format!("{name}: |û| of {m}, model {i}"),
-                    x_desc: "frequency",
-                    y_desc: "neurons (by dominant frequency)",
-                    x_labels: (0..=arch.p / 2).map(|f| f.to_string()).collect(),
-                    y_labels,
-                    values,
-                    annotate: false,
-                })
-            })
-            .collect();
-        figs.push(save_figure(
-            out,
-            &format!("fourier_model{i}"),
-            &format!("Fourier spectra, {}", model_label(specs, i)),
-            "Magnitude of the real DFT of each neuron's U row, V row and W column (scaled to largest entry 1), neurons sorted by dominant frequency (groups of neurons averaged when there are more than 128). A generalizing network has one bright frequency per neuron.",
-            &panels,
-            3,
-            (420, 420),
-        )?);
-        // The neuron with the highest final IPR, before and after training.
-        let k = (0..arch.width)
-            .max_by(|&a, &b| {
-                rows[a]
-                    .ipr
-                    .unwrap_or(-1.0)
-                    .total_cmp(&rows[b].ipr.unwrap_or(-1.0))
-                    .then(b.cmp(&a))
-            })
-            .unwrap_or(0);
-        let col = |params: &[f32]| -> Vec<(f64, f64)> {
-            (0..arch.p)
-                .map(|t| {
-                    (
-                        t as f64,
-                        params[arch.u_range().start + t * arch.width + k] as f64,
-                    )
-                })
-                .collect()
-        };
-        let before = col(&init.fleet.models[i].params);
-        let after = col(&model.params);
-        let mut ipr = Ipr::new(arch.p);
-        let ipr_of = |v: &[(f64, f64)], ipr: &mut Ipr| {
-            let x: Vec<f32> = v.iter().map(|p| p.1 as f32).collect();
-            ipr.of(&x).map(|s| s.ipr).unwrap_or(0.0)
-        };
-        let (ib, ia) = (ipr_of(&before, &mut ipr), ipr_of(&after, &mut ipr));
-        let panels = vec![
-            Panel::Line(LineChart {
-                title: format!("{name}: neuron {k} before training (IPR {ib:.2})"),
-                x_desc: "input token n",
-                y_desc: "U[k, n]",
-                lines: vec![line("U row at init", 6, false, before)],
-                log_y: false,
-                y_range: None,
-                marks: vec![],
-            }),
-            Panel::Line(LineChart {
-                title: format!("{name}: neuron {k} after training (IPR {ia:.2})"),
-                x_desc: "input token n",
-                y_desc: "U[k, n]",
-                lines: vec![line("U row trained", 0, false, after)],
-                log_y: false,
-                y_range: None,
-                marks: vec![],
-            }),
-        ];
-        figs.push(save_figure(
-            out,
-            &format!("neuron_model{i}"),
-            &format!("One neuron before and after training, {}", model_label(specs, i)),
-            "The first-layer weights U[k, n] of the neuron with the highest final IPR over the input tokens n: random at initialisation, periodic after training (as in the paper's first figure).",
-            &panels,
-            2,
-            PANEL,
-        )?);
-        if arch.batchnorm {
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .filter_map(|r| Some((r.ipr?, r.bn_gamma?.abs())))
-                .collect();
-            figs.push(save_figure(
-                out,
-                &format!("batchnorm_model{i}"),
-                &format!("BatchNorm scale against IPR, {}", model_label(specs, i)),
-                "Per neuron: |γ_k| of the BatchNorm after the square against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
-                &[Panel::Scatter(Scatter {
-                    title: format!("{name}: |γ| vs IPR, model {i}"),
-                    x_desc: "neuron IPR",
-                    y_desc: "|γ_k|",
-                    points,
-                })],
-                1,
-                PANEL,
-            )?);
-        }
-    }
-
-    // 5. Pruning curves.
-    let s = &run.setup;
-    let panels: Vec<Panel> = shown
-        .iter()
-        .map(|&i| {
-            let model = &s.fleet.models[i];
-            let mut lines = Vec::new();
-            for (order, dashed, tag) in [
-                (Order::Ascending, false, "asc"),
-                (Order::Descending, true, "desc"),
-            ] {
-                let ord = prune_order(&arch, &model.params, order, 0);
-                let sw = prune_sweep(&arch, s.fleet.loss, &s.split, &s.labels[i], model, &ord);
-                let frac = |m: usize| m as f64 / arch.width as f64;
-                lines.push(line(
-                    &format!("test ({tag})"),
-                    1,
-                    dashed,
-                    sw.iter()
-                        .map(|p| (frac(p.pruned), p.acc.test_acc))
-                        .collect(),
-                ));
-                lines.push(line(
-                    &format!("A_mem ({tag})"),
-                    2,
-                    dashed,
-                    sw.iter()
-                        .filter_map(|p| Some((frac(p.pruned), p.acc.mem_acc?)))
-                        .collect(),
-                ));
-                lines.push(line(
-                    &format!("A_clean ({tag})"),
-                    4,
-                    dashed,
-                    sw.iter()
-                        .filter_map(|p| Some((frac(p.pruned), p.acc.clean_acc?)))
-                        .collect(),
-                ));
-            }
-            Panel::Line(LineChart {
-                title: format!("{name}: pruning by IPR, model {i}"),
-                x_desc: "fraction of neurons pruned",
-                y_desc: "accuracy (fraction)",
-                lines,
-                log_y: false,
-                y_range: Some((0.0, 1.02)),
-                marks: vec![],
-            })
-        })
-        .collect();
-    figs.push(save_figure(
-        out,
-        "pruning",
-        "Pruning by IPR",
-        "Accuracies after removing neurons in order of ascending IPR (solid: memorizing neurons first) and descending IPR (dashed: periodic neurons first).",
-        &panels,
-        cols,
-        PANEL,
-    )?);
-
-    Ok(())
 }
 
 fn line(label: &str, color: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {

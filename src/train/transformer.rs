@@ -414,8 +414,9 @@ pub struct TNeuron {
 }
 
 impl TFleet {
-    /// Every MLP neuron of model `m` (all layers), with its IPRs as seen from the tokens.
-    pub fn mlp_neuron_spectra(&self, m: usize) -> Vec<TNeuron> {
+    /// Every MLP neuron of model `m` (all layers) as seen from the tokens: `(layer, neuron,
+    /// E · fc1[k], unembed · fc2[:, k])`, two p-vectors each.
+    pub fn mlp_neuron_views(&self, m: usize) -> Vec<(usize, usize, Vec<f32>, Vec<f32>)> {
         let (p, d, h) = (self.p, self.cfg.d_model, self.cfg.hidden());
         let (emb, _) = self.host(m, "tok_emb").expect("token embedding");
         let out_name = if self.cfg.tie_embeddings {
@@ -424,7 +425,6 @@ impl TFleet {
             "unembed"
         };
         let (unembed, _) = self.host(m, out_name).expect("output layer");
-        let mut calc = Ipr::new(p);
         let mut out = Vec::new();
         for l in 0..self.cfg.layers {
             let (fc1, _) = self.host(m, &format!("layers.{l}.mlp.fc1")).expect("fc1");
@@ -443,23 +443,34 @@ impl TFleet {
                 let vout: Vec<f32> = (0..p)
                     .map(|q| (0..d).map(|j| unembed[q * d + j] * fc2[j * h + k]).sum())
                     .collect();
+                out.push((l, k, vin, vout));
+            }
+        }
+        out
+    }
+
+    /// Every MLP neuron of model `m` (all layers), with its IPRs as seen from the tokens.
+    pub fn mlp_neuron_spectra(&self, m: usize) -> Vec<TNeuron> {
+        let mut calc = Ipr::new(self.p);
+        self.mlp_neuron_views(m)
+            .into_iter()
+            .map(|(layer, neuron, vin, vout)| {
                 let si = calc.of(&vin);
                 let so = calc.of(&vout);
                 let vals: Vec<f64> = [si.map(|s| s.ipr), so.map(|s| s.ipr)]
                     .into_iter()
                     .flatten()
                     .collect();
-                out.push(TNeuron {
-                    layer: l,
-                    neuron: k,
+                TNeuron {
+                    layer,
+                    neuron,
                     ipr_in: si.map(|s| s.ipr),
                     ipr_out: so.map(|s| s.ipr),
                     ipr: (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64),
                     dominant_in: si.map(|s| s.dominant).unwrap_or(0),
-                });
-            }
-        }
-        out
+                }
+            })
+            .collect()
     }
 
     /// IPR and dominant frequency of each token-embedding column (over the p tokens).
