@@ -27,13 +27,17 @@ fn hyper(dropout: f32) -> ModelHyper {
     }
 }
 
+fn corrupted_labels(split: &Split) -> Vec<u32> {
+    split
+        .corrupt(0.3, grokscope::data::CorruptionMode::Wrong, 2)
+        .unwrap()
+        .labels
+}
+
 /// Central differences on every parameter entry of a tiny Transformer in f64.
 fn check(cfg: TransformerConfig, loss: Loss, dropout: f32) {
     let split = Split::new(7, grokscope::data::Operation::Add, 0.5, 1).unwrap();
-    let labels = split
-        .corrupt(0.3, grokscope::data::CorruptionMode::Wrong, 2)
-        .unwrap()
-        .labels;
+    let labels = corrupted_labels(&split);
     let fleet = TFleet::new(
         &cfg,
         loss,
@@ -43,7 +47,23 @@ fn check(cfg: TransformerConfig, loss: Loss, dropout: f32) {
     )
     .unwrap();
     let batch: Vec<u32> = (0..split.n_train() as u32).collect();
-    let (_, grads) = fleet.gradients(0, Some(&batch)).unwrap();
+    let (loss0, grads) = fleet.gradients(0, Some(&batch)).unwrap();
+    if dropout > 0.0 {
+        // Dropout really acts: the same weights without it give another loss.
+        let plain = TFleet::new(
+            &cfg,
+            loss,
+            &split,
+            vec![(5, hyper(0.0), corrupted_labels(&split))],
+            DType::F64,
+        )
+        .unwrap();
+        let l = plain.gradients(0, Some(&batch)).unwrap().0;
+        assert!(
+            (l - loss0).abs() > 1e-3,
+            "dropout changed nothing: {l} vs {loss0}"
+        );
+    }
     let eps = 1e-6;
     let mut worst = 0.0f64;
     for (j, q) in fleet.models[0].model.params.iter().enumerate() {

@@ -124,6 +124,23 @@ pub struct Param {
     pub kind: Kind,
 }
 
+/// Dropout masks of one training step (entries 0 or 1/(1−q)), at the reference's places.
+pub struct DropoutMasks {
+    /// On the sum of token and position embeddings, `[B, 2, d]`.
+    pub embedding: Tensor,
+    pub layers: Vec<LayerMasks>,
+}
+
+/// Dropout masks of one block.
+pub struct LayerMasks {
+    /// On the attention probabilities, `[B, heads, 2, 2]`.
+    pub attention: Tensor,
+    /// On the attention output after `Wo`, `[B, 2, d]`.
+    pub attn_out: Tensor,
+    /// On the MLP output, `[B, 2, d]`.
+    pub mlp_out: Tensor,
+}
+
 /// The parameters of one Transformer.
 pub struct TModel {
     pub cfg: TransformerConfig,
@@ -264,9 +281,8 @@ impl TModel {
         }
     }
 
-    /// Logits `[B, p]` for `tokens` `[B, 2]` (u32). `masks`: dropout masks (already scaled by
-    /// 1/(1−q)) for the attention and MLP outputs of each layer, `[B, 2, d]` each.
-    pub fn forward(&self, tokens: &Tensor, masks: Option<&[(Tensor, Tensor)]>) -> CResult<Tensor> {
+    /// Logits `[B, p]` for `tokens` `[B, 2]` (u32), with dropout `masks` in training.
+    pub fn forward(&self, tokens: &Tensor, masks: Option<&DropoutMasks>) -> CResult<Tensor> {
         let cfg = &self.cfg;
         let (b, _) = tokens.dims2()?;
         let (d, hd, nh) = (cfg.d_model, cfg.head_dim(), cfg.heads);
@@ -275,6 +291,9 @@ impl TModel {
             .index_select(&tokens.flatten_all()?, 0)?
             .reshape((b, 2, d))?;
         let mut x = emb.broadcast_add(self.get("pos_emb"))?;
+        if let Some(mk) = masks {
+            x = (x * &mk.embedding)?;
+        }
         for l in 0..cfg.layers {
             let w = |n: &str| self.get(&format!("layers.{l}.{n}"));
             let h = if cfg.layernorm {
@@ -294,7 +313,10 @@ impl TModel {
                 heads(w("attn.wv"))?,
             );
             let scores = (q.matmul(&k.t()?.contiguous()?)? * cfg.attn_scale())?;
-            let att = softmax_last(&scores)?;
+            let mut att = softmax_last(&scores)?;
+            if let Some(mk) = masks {
+                att = (att * &mk.layers[l].attention)?;
+            }
             let o = att
                 .matmul(&v)?
                 .transpose(1, 2)?
@@ -302,7 +324,7 @@ impl TModel {
                 .reshape((b, 2, d))?
                 .broadcast_matmul(&w("attn.wo").t()?)?;
             let o = match masks {
-                Some(m) => (o * &m[l].0)?,
+                Some(mk) => (o * &mk.layers[l].attn_out)?,
                 None => o,
             };
             x = (x + o)?;
@@ -324,7 +346,7 @@ impl TModel {
                 m = m.broadcast_add(w("mlp.fc2_bias"))?;
             }
             let m = match masks {
-                Some(ms) => (m * &ms[l].1)?,
+                Some(mk) => (m * &mk.layers[l].mlp_out)?,
                 None => m,
             };
             x = (x + m)?;

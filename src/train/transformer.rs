@@ -9,7 +9,9 @@ use super::{Engine, WeightStats};
 use crate::analysis::ipr::Ipr;
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::model::transformer::{CResult, Kind, TModel, TransformerConfig};
+use crate::model::transformer::{
+    CResult, DropoutMasks, Kind, LayerMasks, TModel, TransformerConfig,
+};
 use candle_core::{DType, Device, Tensor, D};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -132,7 +134,7 @@ impl TFleet {
 
     /// Dropout masks for model `m` at the current step: ChaCha8 from the model's dropout seed,
     /// stream = step; entries 0 or 1/(1−q).
-    fn masks(&self, m: usize, b: usize, dtype: DType) -> CResult<Option<Vec<(Tensor, Tensor)>>> {
+    fn masks(&self, m: usize, b: usize, dtype: DType) -> CResult<Option<DropoutMasks>> {
         let q = self.models[m].hyper.dropout;
         if q <= 0.0 {
             return Ok(None);
@@ -141,9 +143,10 @@ impl TFleet {
         rng.set_stream(self.step);
         let threshold = (q as f64 * u32::MAX as f64) as u32;
         let scale = 1.0 / (1.0 - q);
-        let d = self.cfg.d_model;
-        let mut mask = || -> CResult<Tensor> {
-            let v: Vec<f32> = (0..b * 2 * d)
+        let (d, nh) = (self.cfg.d_model, self.cfg.heads);
+        let mut mask = |shape: &[usize]| -> CResult<Tensor> {
+            let n = shape.iter().product();
+            let v: Vec<f32> = (0..n)
                 .map(|_| {
                     if rng.next_u32() >= threshold {
                         scale
@@ -152,14 +155,18 @@ impl TFleet {
                     }
                 })
                 .collect();
-            Tensor::from_vec(v, (b, 2, d), &Device::Cpu)?.to_dtype(dtype)
+            Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)
         };
-        let mut out = Vec::with_capacity(self.cfg.layers);
+        let embedding = mask(&[b, 2, d])?;
+        let mut layers = Vec::with_capacity(self.cfg.layers);
         for _ in 0..self.cfg.layers {
-            let a = mask()?;
-            out.push((a, mask()?));
+            layers.push(LayerMasks {
+                attention: mask(&[b, nh, 2, 2])?,
+                attn_out: mask(&[b, 2, d])?,
+                mlp_out: mask(&[b, 2, d])?,
+            });
         }
-        Ok(Some(out))
+        Ok(Some(DropoutMasks { embedding, layers }))
     }
 
     /// The mean batch loss of model `m` (training mode: dropout of the current step).
@@ -168,7 +175,7 @@ impl TFleet {
         let model = &self.models[m].model;
         let dtype = model.params[0].var.dtype();
         let masks = self.masks(m, tok.dims2()?.0, dtype)?;
-        let logits = model.forward(&tok, masks.as_deref())?;
+        let logits = model.forward(&tok, masks.as_ref())?;
         loss_tensor(self.loss, &logits, &labels, self.p)
     }
 
