@@ -356,6 +356,15 @@ impl Config {
                     ),
                 ));
             }
+            if !(-1.0..=3.0).contains(&t.mup_s) {
+                return Err(Error::invalid(
+                    "model.transformer.mup_s",
+                    format!(
+                        "{} is outside [-1, 3] (1 is μP, 0 the standard parametrization)",
+                        t.mup_s
+                    ),
+                ));
+            }
             if m.batchnorm || m.init != Init::Normal {
                 return Err(Error::invalid(
                     "model.kind",

@@ -142,6 +142,22 @@ fn bad_inputs_are_refused() {
     );
     refused(&[], Some("[unknown]\nx = 1"), "unknown field `unknown`");
     refused(&["--set", "train.batch_size=100000"], None, "batch_size");
+    let tf = ["--set", "model.kind=transformer"];
+    refused(
+        &[&tf[..], &["--set", "model.transformer.mup_s=nan"]].concat(),
+        None,
+        "mup_s",
+    );
+    refused(
+        &[&tf[..], &["--set", "model.transformer.heads=3"]].concat(),
+        None,
+        "divisible",
+    );
+    refused(
+        &[&tf[..], &["--set", "model.transformer.init=xavier"]].concat(),
+        None,
+        "unknown variant `xavier`",
+    );
 }
 
 #[test]
