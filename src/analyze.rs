@@ -1,23 +1,21 @@
-//! `grokscope analyze` and `grokscope prune`: the analysis of a run, written into
-//! `RUN_DIR/analysis/` (formats in `docs/OUTPUTS.md`).
+//! `grokscope analyze` and `grokscope prune`: the analysis of a run, written into its
+//! `analysis/` directory (formats in `docs/OUTPUTS.md`). One path for both networks.
 
-use crate::analysis::ipr::mean_ipr;
 use crate::analysis::neurons::{analyze_neurons, spearman, NeuronRow, NeuronSpectra};
-use crate::analysis::prune::{prune_order, prune_sweep, Order, PrunePoint};
+use crate::analysis::prune::{Order, PrunePoint};
 use crate::error::{Error, Result};
-use crate::metrics::record;
-use crate::output::write_new;
+use crate::metrics::{record, Phase};
+use crate::model::ipr::{Ipr, Spectral};
 use crate::rundir::LoadedRun;
 use crate::train::Engine;
-use rayon::prelude::*;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What `analyze` reports per model.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelAnalysis {
     pub model: usize,
-    pub phase: String,
+    pub phase: Phase,
     pub test_acc: f64,
     pub mem_acc: Option<f64>,
     pub inv_acc: Option<f64>,
@@ -32,29 +30,35 @@ pub struct ModelAnalysis {
     pub bn_gamma_ipr_spearman: Option<f64>,
 }
 
-/// The directory analysis files go to; created if needed.
-pub fn analysis_dir(run: &Path) -> Result<PathBuf> {
-    let d = run.join("analysis");
-    std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
-    Ok(d)
-}
-
-/// The files `analyze` writes: neurons, `extra`, the summary and three pruning orders.
-fn analysis_files(extra: &str) -> Vec<String> {
-    ["neurons.csv", extra, "summary.json"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(ORDERS.iter().map(|o| format!("prune-{}.csv", o.name())))
-        .collect()
-}
+/// One model's pruning sweep: its index and the metrics at each level.
+pub type Sweep = (usize, Vec<PrunePoint>);
 
 const ORDERS: [Order; 3] = [Order::Ascending, Order::Descending, Order::Random];
 
+/// Evaluations from scratch a pruning sweep of `analyze`/`prune` may cost (every 1 %).
+const PRUNE_LEVELS: usize = 101;
+
+/// The model indices to look at: all `n`, or the one given (checked).
+fn select(n: usize, model: Option<usize>) -> Result<Vec<usize>> {
+    match model {
+        Some(i) if i >= n => Err(Error::ModelIndex {
+            index: i,
+            models: n,
+        }),
+        Some(i) => Ok(vec![i]),
+        None => Ok((0..n).collect()),
+    }
+}
+
 /// `(frequency, neurons)` pairs, most common first, and the share of IPRs ≥ 0.5, over the
-/// living neurons given as `(ipr, dominant frequency)`.
-fn frequency_summary(alive: &[(f64, usize)]) -> (Vec<(usize, usize)>, Option<f64>) {
+/// living neurons.
+fn frequency_summary(rows: &[NeuronRow]) -> (Vec<(usize, usize)>, Option<f64>) {
+    let alive: Vec<(f64, usize)> = rows
+        .iter()
+        .filter_map(|r| Some((r.ipr?, r.dominant_freq)))
+        .collect();
     let mut counts = std::collections::BTreeMap::new();
-    for &(_, f) in alive {
+    for &(_, f) in &alive {
         *counts.entry(f).or_insert(0usize) += 1;
     }
     let mut dominant: Vec<(usize, usize)> = counts.into_iter().collect();
@@ -64,40 +68,24 @@ fn frequency_summary(alive: &[(f64, usize)]) -> (Vec<(usize, usize)>, Option<f64
     (dominant, frac)
 }
 
-/// Refuses to replace existing files unless `force`.
-pub fn check_free(dir: &Path, names: &[String], force: bool) -> Result<()> {
-    for n in names {
-        let p = dir.join(n);
-        if p.exists() {
-            if force {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            } else {
-                return Err(Error::Output(format!(
-                    "{} exists; pass --force to replace it",
-                    p.display()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn opt(x: Option<f64>) -> String {
     x.map(|v| v.to_string()).unwrap_or_default()
 }
 
-pub fn neurons_csv(rows: &[NeuronRow]) -> String {
-    let mut s = String::from(
-        "model,neuron,ipr_u,ipr_v,ipr_w,ipr,dominant_freq,dominant_share,bn_gamma,bn_beta,bn_scale\n",
-    );
+/// `neurons.csv`; `names` are the network's vector names.
+fn neurons_csv(names: &[&str], rows: &[NeuronRow]) -> String {
+    let mut s = String::from("model,layer,neuron");
+    for n in names {
+        s.push_str(&format!(",ipr_{}", n.to_lowercase()));
+    }
+    s.push_str(",ipr,dominant_freq,dominant_share,bn_gamma,bn_beta,bn_scale\n");
     for r in rows {
+        s.push_str(&format!("{},{},{}", r.model, r.layer, r.neuron));
+        for v in &r.vector_iprs {
+            s.push_str(&format!(",{}", opt(*v)));
+        }
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.model,
-            r.neuron,
-            opt(r.ipr_u),
-            opt(r.ipr_v),
-            opt(r.ipr_w),
+            ",{},{},{},{},{},{}\n",
             opt(r.ipr),
             r.dominant_freq,
             opt(r.dominant_share),
@@ -109,7 +97,8 @@ pub fn neurons_csv(rows: &[NeuronRow]) -> String {
     s
 }
 
-pub fn spectra_csv(p: usize, spectra: &[(usize, Vec<NeuronSpectra>)]) -> String {
+/// `spectra.csv`: `|û|` of every vector of every neuron.
+fn spectra_csv(p: usize, names: &[&str], spectra: &[(usize, Vec<NeuronSpectra>)]) -> String {
     let mut s = String::from("model,neuron,vector");
     for f in 0..=p / 2 {
         s.push_str(&format!(",f{f}"));
@@ -117,7 +106,7 @@ pub fn spectra_csv(p: usize, spectra: &[(usize, Vec<NeuronSpectra>)]) -> String 
     s.push('\n');
     for (m, sp) in spectra {
         for (k, ns) in sp.iter().enumerate() {
-            for (name, v) in [("U", &ns.u), ("V", &ns.v), ("W", &ns.w)] {
+            for (name, v) in names.iter().zip(ns) {
                 s.push_str(&format!("{m},{k},{name}"));
                 match v {
                     Some(v) => v.iter().for_each(|a| s.push_str(&format!(",{a}"))),
@@ -130,7 +119,22 @@ pub fn spectra_csv(p: usize, spectra: &[(usize, Vec<NeuronSpectra>)]) -> String 
     s
 }
 
-pub fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
+/// `embedding.csv` (Transformer): IPR and dominant frequency of each token-embedding column.
+fn embedding_csv(rows: &[(usize, Vec<Option<Spectral>>)]) -> String {
+    let mut s = String::from("model,column,ipr,dominant_freq\n");
+    for (m, cols) in rows {
+        for (j, c) in cols.iter().enumerate() {
+            s.push_str(&format!(
+                "{m},{j},{},{}\n",
+                opt(c.map(|c| c.ipr)),
+                c.map(|c| c.dominant).unwrap_or(0)
+            ));
+        }
+    }
+    s
+}
+
+fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
     let mut s = String::from(
         "model,pruned,fraction,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc\n",
     );
@@ -155,76 +159,51 @@ pub fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
     s
 }
 
-/// The models to look at: all, or the one given (checked).
-pub fn select_models(run: &LoadedRun, model: Option<usize>) -> Result<Vec<usize>> {
-    select(run.setup.fleet.models.len(), model)
+fn prune_file(model: Option<usize>, order: Order) -> String {
+    match model {
+        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
+        None => format!("prune-{}.csv", order.name()),
+    }
 }
 
-/// One model's pruning sweep: its index and the metrics at `m = 0 … N`.
-pub type Sweep = (usize, Vec<PrunePoint>);
-
-/// The pruning sweep of each selected model in `order`.
-pub fn prune_models(run: &LoadedRun, models: &[usize], order: Order, seed: u64) -> Vec<Sweep> {
-    let s = &run.setup;
-    let arch = s.fleet.arch;
+/// The pruning sweep of each of `models` in `order`.
+pub fn prune_models(
+    run: &mut LoadedRun,
+    models: &[usize],
+    order: Order,
+    seed: u64,
+) -> Result<Vec<Sweep>> {
+    let s = &mut run.setup;
+    let at = s.network.prune_levels(PRUNE_LEVELS);
     models
-        .par_iter()
+        .iter()
         .map(|&i| {
-            let model = &s.fleet.models[i];
-            let ord = prune_order(&arch, &model.params, order, seed);
-            (
-                i,
-                prune_sweep(&arch, s.fleet.loss, &s.split, &s.labels[i], model, &ord),
-            )
+            let ord = s.network.prune_order(i, order, seed);
+            let pts = s
+                .network
+                .prune_sweep(i, &s.split, &s.labels[i], &ord, &at)?;
+            Ok((i, pts))
         })
         .collect()
 }
 
-/// The analysis directory and the free file name of one pruning output.
-fn prune_target(
-    run_dir: &Path,
-    model: Option<usize>,
-    order: Order,
-    force: bool,
-) -> Result<(PathBuf, String)> {
-    let dir = analysis_dir(run_dir)?;
-    let name = match model {
-        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
-        None => format!("prune-{}.csv", order.name()),
-    };
-    check_free(&dir, std::slice::from_ref(&name), force)?;
-    Ok((dir, name))
-}
-
-/// The model indices to look at: all `n`, or the one given (checked).
-fn select(n: usize, model: Option<usize>) -> Result<Vec<usize>> {
-    match model {
-        Some(i) if i >= n => Err(Error::ModelIndex {
-            index: i,
-            models: n,
-        }),
-        Some(i) => Ok(vec![i]),
-        None => Ok((0..n).collect()),
-    }
-}
-
-/// Writes `prune-<order>.csv` (or `prune-<order>-model<i>.csv`) into `RUN/analysis/`.
+/// Writes `prune-<order>.csv` (or `prune-<order>-model<i>.csv`) into the run's analysis/.
 pub fn write_prune(
-    run: &LoadedRun,
+    run: &mut LoadedRun,
     model: Option<usize>,
     order: Order,
     seed: u64,
     force: bool,
 ) -> Result<(PathBuf, Vec<Sweep>)> {
-    let models = select_models(run, model)?;
-    let (dir, name) = prune_target(&run.dir, model, order, force)?;
-    let sweeps = prune_models(run, &models, order, seed);
-    write_new(
-        &dir,
-        &name,
-        prune_csv(run.setup.fleet.arch.width, &sweeps).as_bytes(),
-    )?;
-    Ok((dir.join(name), sweeps))
+    let models = select(run.setup.network.n_models(), model)?;
+    let name = prune_file(model, order);
+    run.dir.check_analysis_free(std::slice::from_ref(&name), force)?;
+    let sweeps = prune_models(run, &models, order, seed)?;
+    let n = run.setup.network.n_neurons();
+    let path = run
+        .dir
+        .write_analysis(&name, prune_csv(n, &sweeps).as_bytes(), force)?;
+    Ok((path, sweeps))
 }
 
 /// Everything `analyze` writes; returns the per-model summaries.
@@ -233,190 +212,47 @@ pub fn analyze_run(
     model: Option<usize>,
     force: bool,
 ) -> Result<Vec<ModelAnalysis>> {
-    let models = select_models(run, model)?;
-    let dir = analysis_dir(&run.dir)?;
-    check_free(&dir, &analysis_files("spectra.csv"), force)?;
+    let models = select(run.setup.network.n_models(), model)?;
+    let has_embedding = run.setup.network.embedding_columns(0).is_some();
+    let mut files: Vec<String> = ["neurons.csv", "spectra.csv", "summary.json"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(ORDERS.iter().map(|&o| prune_file(None, o)))
+        .collect();
+    if has_embedding {
+        files.push("embedding.csv".into());
+    }
+    run.dir.check_analysis_free(&files, force)?;
     let hi = run.cfg.eval.threshold;
-    let outs = run.setup.fleet.evaluate();
-    let s = &run.setup;
-    let arch = s.fleet.arch;
+    let p = run.setup.network.p();
     let mut all_rows = Vec::new();
     let mut all_spectra = Vec::new();
+    let mut embeds = Vec::new();
     let mut summaries = Vec::new();
     for &i in &models {
-        let model = &s.fleet.models[i];
+        let s = &mut run.setup;
+        let ev = s.network.eval_model(i)?;
         let rec = record(
             s.total_steps,
             s.total_steps as f64 / s.steps_per_epoch as f64,
-            arch.p,
-            s.fleet.loss,
+            p,
+            s.network.loss(),
             &s.split,
             &s.labels[i].labels,
             &s.labels[i].corrupted,
-            &s.fleet.weight_stats(i),
-            &outs[i],
+            &s.network.weight_stats(i),
+            &ev,
         );
-        let (rows, spectra) = analyze_neurons(&arch, i, model);
-        let iprs: Vec<Option<f64>> = rows.iter().map(|r| r.ipr).collect();
-        let (mean, dead) = mean_ipr(&iprs);
-        let alive: Vec<&NeuronRow> = rows.iter().filter(|r| r.ipr.is_some()).collect();
-        let pairs: Vec<(f64, usize)> = rows
-            .iter()
-            .filter_map(|r| Some((r.ipr?, r.dominant_freq)))
-            .collect();
-        let (dominant, frac) = frequency_summary(&pairs);
+        let (rows, spectra) = analyze_neurons(&s.network, i);
+        let (dominant, frac) = frequency_summary(&rows);
         let bn_corr = |f: &dyn Fn(&NeuronRow) -> Option<f64>| {
             let (x, y): (Vec<f64>, Vec<f64>) =
-                alive.iter().filter_map(|r| Some((f(r)?, r.ipr?))).unzip();
+                rows.iter().filter_map(|r| Some((f(r)?, r.ipr?))).unzip();
             spearman(&x, &y)
         };
         summaries.push(ModelAnalysis {
             model: i,
-            phase: rec.phase(hi).name().to_string(),
-            test_acc: rec.test_acc,
-            mem_acc: rec.mem_acc,
-            inv_acc: rec.inv_acc,
-            mean_ipr: mean,
-            frac_ipr_ge_half: frac,
-            dead_neurons: dead,
-            dominant_frequencies: dominant,
-            bn_scale_ipr_spearman: bn_corr(&|r| r.bn_scale),
-            bn_gamma_ipr_spearman: bn_corr(&|r| r.bn_gamma.map(f64::abs)),
-        });
-        all_rows.extend(rows);
-        all_spectra.push((i, spectra));
-    }
-    write_new(&dir, "neurons.csv", neurons_csv(&all_rows).as_bytes())?;
-    write_new(
-        &dir,
-        "spectra.csv",
-        spectra_csv(arch.p, &all_spectra).as_bytes(),
-    )?;
-    for order in ORDERS {
-        let sweeps = prune_models(run, &models, order, 0);
-        write_new(
-            &dir,
-            &format!("prune-{}.csv", order.name()),
-            prune_csv(arch.width, &sweeps).as_bytes(),
-        )?;
-    }
-    let json =
-        serde_json::to_string_pretty(&summaries).map_err(|e| Error::Output(e.to_string()))?;
-    write_new(&dir, "summary.json", json.as_bytes())?;
-    Ok(summaries)
-}
-
-/// `neurons.csv` of a Transformer: its MLP neurons as seen from the tokens.
-pub fn t_neurons_csv(rows: &[(usize, Vec<crate::train::transformer::TNeuron>)]) -> String {
-    let mut s = String::from("model,layer,neuron,ipr_in,ipr_out,ipr,dominant_freq\n");
-    for (m, ns) in rows {
-        for n in ns {
-            s.push_str(&format!(
-                "{m},{},{},{},{},{},{}\n",
-                n.layer,
-                n.neuron,
-                opt(n.ipr_in),
-                opt(n.ipr_out),
-                opt(n.ipr),
-                n.dominant_in
-            ));
-        }
-    }
-    s
-}
-
-/// `embedding.csv` of a Transformer: IPR and dominant frequency of each token-embedding
-/// column (over the p tokens).
-pub fn t_embedding_csv(rows: &[(usize, Vec<Option<crate::analysis::ipr::Spectral>>)]) -> String {
-    let mut s = String::from("model,column,ipr,dominant_freq\n");
-    for (m, cols) in rows {
-        for (j, c) in cols.iter().enumerate() {
-            s.push_str(&format!(
-                "{m},{j},{},{}\n",
-                opt(c.map(|c| c.ipr)),
-                c.map(|c| c.dominant).unwrap_or(0)
-            ));
-        }
-    }
-    s
-}
-
-fn t_select(run: &crate::rundir::LoadedTransformerRun, model: Option<usize>) -> Result<Vec<usize>> {
-    select(run.setup.fleet.models.len(), model)
-}
-
-fn t_sweeps(
-    run: &mut crate::rundir::LoadedTransformerRun,
-    models: &[usize],
-    order: Order,
-    seed: u64,
-) -> Result<Vec<Sweep>> {
-    use crate::analysis::transformer::{t_prune_order, t_prune_sweep};
-    let mut out = Vec::new();
-    for &i in models {
-        let neurons = run.setup.fleet.mlp_neuron_spectra(i);
-        let ord = t_prune_order(&neurons, order, seed);
-        let s = &mut run.setup;
-        out.push((
-            i,
-            t_prune_sweep(&mut s.fleet, i, &s.split, &s.labels[i], &ord)?,
-        ));
-    }
-    Ok(out)
-}
-
-/// `prune` for a Transformer run: MLP neurons by IPR, evaluated at every 1 %.
-pub fn t_write_prune(
-    run: &mut crate::rundir::LoadedTransformerRun,
-    model: Option<usize>,
-    order: Order,
-    seed: u64,
-    force: bool,
-) -> Result<(PathBuf, Vec<Sweep>)> {
-    let models = t_select(run, model)?;
-    let (dir, name) = prune_target(&run.dir, model, order, force)?;
-    let sweeps = t_sweeps(run, &models, order, seed)?;
-    let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
-    write_new(&dir, &name, prune_csv(n, &sweeps).as_bytes())?;
-    Ok((dir.join(name), sweeps))
-}
-
-/// `analyze` for a Transformer run.
-pub fn t_analyze_run(
-    run: &mut crate::rundir::LoadedTransformerRun,
-    model: Option<usize>,
-    force: bool,
-) -> Result<Vec<ModelAnalysis>> {
-    let models = t_select(run, model)?;
-    let dir = analysis_dir(&run.dir)?;
-    check_free(&dir, &analysis_files("embedding.csv"), force)?;
-    let hi = run.cfg.eval.threshold;
-    let mut neurons = Vec::new();
-    let mut embeds = Vec::new();
-    let mut summaries = Vec::new();
-    for &i in &models {
-        let s = &run.setup;
-        let ev = s.fleet.eval_model(i)?;
-        let rec = record(
-            s.total_steps,
-            s.total_steps as f64 / s.steps_per_epoch as f64,
-            s.fleet.p,
-            s.fleet.loss,
-            &s.split,
-            &s.labels[i].labels,
-            &s.labels[i].corrupted,
-            &s.fleet.weight_stats(i),
-            &ev,
-        );
-        let ns = s.fleet.mlp_neuron_spectra(i);
-        let pairs: Vec<(f64, usize)> = ns
-            .iter()
-            .filter_map(|n| Some((n.ipr?, n.dominant_in)))
-            .collect();
-        let (dominant, frac) = frequency_summary(&pairs);
-        summaries.push(ModelAnalysis {
-            model: i,
-            phase: rec.phase(hi).name().to_string(),
+            phase: rec.phase(hi),
             test_acc: rec.test_acc,
             mem_acc: rec.mem_acc,
             inv_acc: rec.inv_acc,
@@ -424,25 +260,90 @@ pub fn t_analyze_run(
             frac_ipr_ge_half: frac,
             dead_neurons: rec.dead_neurons,
             dominant_frequencies: dominant,
-            bn_scale_ipr_spearman: None,
-            bn_gamma_ipr_spearman: None,
+            bn_scale_ipr_spearman: bn_corr(&|r| r.bn_scale),
+            bn_gamma_ipr_spearman: bn_corr(&|r| r.bn_gamma.map(f64::abs)),
         });
-        embeds.push((i, s.fleet.embedding_spectra(i)));
-        neurons.push((i, ns));
+        if let Some(cols) = s.network.embedding_columns(i) {
+            let mut calc = Ipr::new(p);
+            embeds.push((i, cols.iter().map(|c| calc.of(c)).collect()));
+        }
+        all_rows.extend(rows);
+        all_spectra.push((i, spectra));
     }
-    write_new(&dir, "neurons.csv", t_neurons_csv(&neurons).as_bytes())?;
-    write_new(&dir, "embedding.csv", t_embedding_csv(&embeds).as_bytes())?;
-    let n = run.setup.fleet.cfg.hidden() * run.setup.fleet.cfg.layers;
+    let names = run.setup.network.vector_names();
+    let dir = &run.dir;
+    dir.write_analysis("neurons.csv", neurons_csv(names, &all_rows).as_bytes(), force)?;
+    dir.write_analysis(
+        "spectra.csv",
+        spectra_csv(p, names, &all_spectra).as_bytes(),
+        force,
+    )?;
+    if has_embedding {
+        dir.write_analysis("embedding.csv", embedding_csv(&embeds).as_bytes(), force)?;
+    }
+    let n = run.setup.network.n_neurons();
     for order in ORDERS {
-        let sweeps = t_sweeps(run, &models, order, 0)?;
-        write_new(
-            &dir,
-            &format!("prune-{}.csv", order.name()),
-            prune_csv(n, &sweeps).as_bytes(),
-        )?;
+        let sweeps = prune_models(run, &models, order, 0)?;
+        run.dir
+            .write_analysis(&prune_file(None, order), prune_csv(n, &sweeps).as_bytes(), force)?;
     }
-    let json =
-        serde_json::to_string_pretty(&summaries).map_err(|e| Error::Output(e.to_string()))?;
-    write_new(&dir, "summary.json", json.as_bytes())?;
+    let json = serde_json::to_string_pretty(&summaries)
+        .map_err(|e| Error::json(run.dir.path().join("analysis/summary.json"), e))?;
+    run.dir.write_analysis("summary.json", json.as_bytes(), force)?;
     Ok(summaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ipr: Option<f64>, f: usize) -> NeuronRow {
+        NeuronRow {
+            model: 0,
+            layer: 0,
+            neuron: 0,
+            vector_iprs: vec![ipr, ipr],
+            ipr,
+            dominant_freq: f,
+            dominant_share: None,
+            bn_gamma: None,
+            bn_beta: None,
+            bn_scale: None,
+        }
+    }
+
+    #[test]
+    fn frequency_summary_counts_living_neurons_by_hand() {
+        let rows = [
+            row(Some(0.9), 3),
+            row(Some(0.2), 5),
+            row(Some(0.6), 3),
+            row(None, 0),
+        ];
+        let (dominant, frac) = frequency_summary(&rows);
+        assert_eq!(dominant, vec![(3, 2), (5, 1)]);
+        assert_eq!(frac, Some(2.0 / 3.0));
+        assert_eq!(frequency_summary(&[row(None, 0)]), (vec![], None));
+    }
+
+    #[test]
+    fn select_checks_the_model_index() {
+        assert_eq!(select(3, None).unwrap(), vec![0, 1, 2]);
+        assert_eq!(select(3, Some(2)).unwrap(), vec![2]);
+        assert!(matches!(
+            select(3, Some(3)),
+            Err(Error::ModelIndex { index: 3, models: 3 })
+        ));
+    }
+
+    #[test]
+    fn neurons_csv_names_columns_by_vector() {
+        let csv = neurons_csv(&["in", "out"], &[row(Some(0.5), 2)]);
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("model,layer,neuron,ipr_in,ipr_out,ipr,dominant_freq,dominant_share,bn_gamma,bn_beta,bn_scale")
+        );
+        assert_eq!(lines.next(), Some("0,0,0,0.5,0.5,0.5,2,,,,"));
+    }
 }

@@ -3,8 +3,10 @@
 //! mostly subnormal, and a 2048³ matrix product as the machine's practical peak.
 
 use crate::config::{Axis, Config};
-use crate::train::kernels::{flush_denormals, matmul_par, Mat};
-use crate::train::run::setup;
+use crate::error::{Error, Result};
+use crate::kernels::{flush_denormals, matmul_par, Mat};
+use crate::train::mlp::Fleet;
+use crate::train::{Engine, Network};
 use std::time::Instant;
 
 /// One benchmark line.
@@ -24,7 +26,7 @@ pub fn step_flops(n: usize, width: usize, p: usize) -> f64 {
 /// Times `steps` full-batch steps of a fleet of `models` models of the paper's configuration
 /// (after 2 warm-up steps). With `subnormal`, every weight is scaled by 1e-39 before each
 /// timed step (outside the timing), so the step computes on subnormal inputs.
-pub fn time_step(models: usize, steps: usize, subnormal: bool) -> crate::Result<Timing> {
+pub fn time_step(models: usize, steps: usize, subnormal: bool) -> Result<Timing> {
     let mut cfg = Config {
         name: "bench".into(),
         ..Default::default()
@@ -32,22 +34,28 @@ pub fn time_step(models: usize, steps: usize, subnormal: bool) -> crate::Result<
     cfg.data.corruption = Axis::One(0.35);
     cfg.model.init_seed = Axis::Many((0..models as u64).collect());
     cfg.train.steps = Some(1);
-    let mut s = setup(&cfg)?;
+    let s = cfg.check()?.setup()?;
     let n = s.split.n_train();
+    let mut fleet: Fleet = match s.network {
+        Network::Mlp(f) => f,
+        Network::Transformer(_) => {
+            return Err(Error::invalid("model.kind", "the step benchmark is the MLP's"))
+        }
+    };
     for _ in 0..2 {
-        s.fleet.step_full();
+        fleet.step_full();
     }
     let mut total = 0.0;
     for _ in 0..steps {
         if subnormal {
-            for m in &mut s.fleet.models {
+            for m in &mut fleet.models {
                 for x in &mut m.params {
                     *x *= 1e-39;
                 }
             }
         }
         let t = Instant::now();
-        s.fleet.step_full();
+        fleet.step_full();
         total += t.elapsed().as_secs_f64();
     }
     let per = total / (steps * models) as f64;
@@ -58,7 +66,7 @@ pub fn time_step(models: usize, steps: usize, subnormal: bool) -> crate::Result<
         ),
         models,
         ms_per_model_step: per * 1e3,
-        gflops: step_flops(n, cfg.model.width, cfg.data.p) / per / 1e9,
+        gflops: step_flops(n, fleet.arch.width, fleet.arch.p) / per / 1e9,
     })
 }
 
@@ -86,22 +94,27 @@ pub fn peak_gflops(size: usize, threads: usize, reps: usize) -> f64 {
     2.0 * (size as f64).powi(3) / best / 1e9
 }
 
-/// Milliseconds per full-batch step of one Transformer of `cfg` (SPEC §8 defaults:
-/// d = 128, 4 heads, 1 layer, p = 97, α = 0.5), after one warm-up step.
-pub fn time_transformer_step(steps: usize) -> crate::Result<f64> {
-    use crate::train::Engine;
-    let mut cfg = Config {
-        name: "bench".into(),
-        ..Default::default()
-    };
-    cfg.model.kind = crate::config::ModelKind::Transformer;
-    cfg.train.loss = crate::train::loss::Loss::CrossEntropy;
-    cfg.train.steps = Some(1);
-    let mut s = crate::train::run::setup_transformer(&cfg, cfg.fleet())?;
-    s.fleet.step_all()?;
+/// The Transformer of the step benchmark: SPEC §8 defaults, cross-entropy.
+const TRANSFORMER_BENCH: &str = r#"
+name = "bench"
+[model]
+kind = "transformer"
+[train]
+loss = "ce"
+steps = 1
+"#;
+
+/// Milliseconds per full-batch step of one Transformer (SPEC §8 defaults: d = 128, 4 heads,
+/// 1 layer, p = 97, α = 0.5), after one warm-up step.
+pub fn time_transformer_step(steps: usize) -> Result<f64> {
+    let mut net = Config::from_toml(TRANSFORMER_BENCH, &[])?
+        .check()?
+        .setup()?
+        .network;
+    net.step_all()?;
     let t = Instant::now();
     for _ in 0..steps {
-        s.fleet.step_all()?;
+        net.step_all()?;
     }
-    Ok(t.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    Ok(t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
 }

@@ -5,12 +5,18 @@
 //! `model.init_seed`, `model.dropout`, `train.weight_decay`, `train.lr`. Everything else is
 //! shared by the fleet. See `docs/CONFIG.md` for every key.
 
-use crate::data::{validate_table, CorruptionMode, Operation};
+use crate::data::{validate_table, CorruptionMode, Split, TrainLabels};
 use crate::error::{Error, Result};
 use crate::model::transformer::TransformerConfig;
-use crate::model::Activation;
+use crate::model::{Activation, Arch, Architecture};
+use crate::train::adamw::AdamWHyper;
 use crate::train::loss::Loss;
+use crate::train::network::{ModelInit, Network};
+use crate::train::ModelHyper;
 use serde::{Deserialize, Serialize};
+
+pub use crate::data::Operation;
+pub use crate::model::{Init, ModelKind};
 
 /// The built-in default experiment (the regularization study at 500 epochs).
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
@@ -134,17 +140,6 @@ impl Default for DataConfig {
     }
 }
 
-/// Which network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    /// The paper's two-layer MLP (SPEC §2).
-    #[default]
-    Mlp,
-    /// The paper's Transformer (SPEC §8), configured under `[model.transformer]`.
-    Transformer,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
@@ -252,17 +247,6 @@ impl Default for EvalConfig {
     }
 }
 
-/// How a model's weights start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// Every entry of U, V, W from Normal(0, init_std²).
-    #[default]
-    Normal,
-    /// Gromov's analytic solution for modular addition (SPEC §7), output layer scaled by 2/N.
-    Analytic,
-}
-
 /// The settings of one model of the fleet.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelSpec {
@@ -304,8 +288,44 @@ impl Config {
         toml::to_string(self).expect("a config always serializes")
     }
 
-    /// Checks every value; returns warnings that do not stop a run.
-    pub fn validate(&self) -> Result<Vec<String>> {
+    /// Checks every value once; the result carries the warnings that do not stop a run and
+    /// the network the config asks for.
+    pub fn check(self) -> Result<Checked> {
+        let warnings = self.validate()?;
+        let m = &self.model;
+        let architecture = match m.kind {
+            ModelKind::Mlp => {
+                let arch = Arch {
+                    p: self.data.p,
+                    width: m.width,
+                    activation: m.activation,
+                    batchnorm: m.batchnorm,
+                    bn_momentum: m.bn_momentum as f32,
+                    bn_eps: m.bn_eps as f32,
+                };
+                Architecture::Mlp {
+                    arch,
+                    init: m.init,
+                    init_std: m.init_std.unwrap_or_else(|| arch.default_init_std()),
+                }
+            }
+            ModelKind::Transformer => {
+                validate_transformer(m)?;
+                Architecture::Transformer {
+                    cfg: m.transformer.clone(),
+                    p: self.data.p,
+                }
+            }
+        };
+        Ok(Checked {
+            cfg: self,
+            warnings,
+            architecture,
+        })
+    }
+
+    /// Checks every value but the Transformer's; returns warnings that do not stop a run.
+    fn validate(&self) -> Result<Vec<String>> {
         let d = &self.data;
         let mut warnings = validate_table(d.p, d.operation)?;
         if !(d.train_fraction > 0.0 && d.train_fraction < 1.0) {
@@ -339,41 +359,8 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
-        if m.kind == ModelKind::Transformer {
-            let t = &m.transformer;
-            if t.d_model == 0 || t.heads == 0 || t.layers == 0 || t.mlp_ratio == 0 {
-                return Err(Error::invalid(
-                    "model.transformer",
-                    "d_model, heads, layers and mlp_ratio must be at least 1",
-                ));
-            }
-            if !t.d_model.is_multiple_of(t.heads) {
-                return Err(Error::invalid(
-                    "model.transformer.heads",
-                    format!(
-                        "d_model = {} is not divisible by {} heads",
-                        t.d_model, t.heads
-                    ),
-                ));
-            }
-            if !(-1.0..=3.0).contains(&t.mup_s) {
-                return Err(Error::invalid(
-                    "model.transformer.mup_s",
-                    format!(
-                        "{} is outside [-1, 3] (1 is μP, 0 the standard parametrization)",
-                        t.mup_s
-                    ),
-                ));
-            }
-            if m.batchnorm || m.init != Init::Normal {
-                return Err(Error::invalid(
-                    "model.kind",
-                    "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",
-                ));
-            }
-        }
         if m.init == Init::Analytic {
-            warnings.extend(crate::analysis::analytic::check(d.p, m.width)?);
+            warnings.extend(crate::model::analytic::check(d.p, m.width)?);
             if d.operation != Operation::Add {
                 warnings.push(format!(
                     "init = \"analytic\" is the solution of `add`, not of `{}`",
@@ -518,6 +505,140 @@ impl Config {
             Some(b) if self.train.scale_lr_with_batch && b < 256 => lr * (b as f64 / 256.0).sqrt(),
             _ => lr,
         }
+    }
+}
+
+/// The Transformer's settings (`model.kind = "transformer"`).
+fn validate_transformer(m: &ModelConfig) -> Result<()> {
+    let t = &m.transformer;
+    if t.d_model == 0 || t.heads == 0 || t.layers == 0 || t.mlp_ratio == 0 {
+        return Err(Error::invalid(
+            "model.transformer",
+            "d_model, heads, layers and mlp_ratio must be at least 1",
+        ));
+    }
+    if !t.d_model.is_multiple_of(t.heads) {
+        return Err(Error::invalid(
+            "model.transformer.heads",
+            format!(
+                "d_model = {} is not divisible by {} heads",
+                t.d_model, t.heads
+            ),
+        ));
+    }
+    if !(-1.0..=3.0).contains(&t.mup_s) {
+        return Err(Error::invalid(
+            "model.transformer.mup_s",
+            format!(
+                "{} is outside [-1, 3] (1 is μP, 0 the standard parametrization)",
+                t.mup_s
+            ),
+        ));
+    }
+    if m.batchnorm || m.init != Init::Normal {
+        return Err(Error::invalid(
+            "model.kind",
+            "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",
+        ));
+    }
+    Ok(())
+}
+
+/// A config that passed [`Config::check`]: the only kind the rest of the library accepts.
+/// It reads as the [`Config`] it wraps.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    cfg: Config,
+    warnings: Vec<String>,
+    architecture: Architecture,
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+/// Everything a checked config resolves to before training.
+pub struct Setup {
+    pub split: Split,
+    pub specs: Vec<ModelSpec>,
+    pub labels: Vec<TrainLabels>,
+    pub network: Network,
+    pub total_steps: u64,
+    pub steps_per_epoch: u64,
+}
+
+/// The seed of a model's dropout masks, derived from its init seed.
+pub fn dropout_seed(init_seed: u64) -> u64 {
+    init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
+}
+
+impl Checked {
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// What the config allows but a researcher should know.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The network the config asks for.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// The split, the labels of every model of the fleet and the untrained network.
+    pub fn setup(&self) -> Result<Setup> {
+        self.setup_specs(self.fleet())
+    }
+
+    /// As [`Checked::setup`], with the models given explicitly (their fleet-axis values
+    /// replace the config's; sweeps group arbitrary runs into fleets).
+    pub fn setup_specs(&self, specs: Vec<ModelSpec>) -> Result<Setup> {
+        let d = &self.data;
+        let split = Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
+        let n = split.n_train();
+        if let Some(b) = self.train.batch_size {
+            if b > n {
+                return Err(Error::invalid(
+                    "train.batch_size",
+                    format!("B = {b} exceeds the {n} training examples (omit it for full batch)"),
+                ));
+            }
+        }
+        let mut labels = Vec::with_capacity(specs.len());
+        let mut models = Vec::with_capacity(specs.len());
+        for s in &specs {
+            let l = split.corrupt(s.corruption, d.corruption_mode, s.corruption_seed)?;
+            models.push(ModelInit {
+                init_seed: s.init_seed,
+                hyper: ModelHyper {
+                    adam: AdamWHyper {
+                        lr: self.effective_lr(s.lr),
+                        weight_decay: s.weight_decay,
+                        beta1: self.train.beta1,
+                        beta2: self.train.beta2,
+                        eps: self.train.eps,
+                    },
+                    dropout: s.dropout as f32,
+                    dropout_seed: dropout_seed(s.init_seed),
+                },
+                labels: l.labels.clone(),
+            });
+            labels.push(l);
+        }
+        let network = Network::new(&self.architecture, self.train.loss, &split, models)?;
+        Ok(Setup {
+            total_steps: self.total_steps(n),
+            steps_per_epoch: self.steps_per_epoch(n),
+            split,
+            specs,
+            labels,
+            network,
+        })
     }
 }
 

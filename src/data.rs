@@ -32,17 +32,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
-        Operation::Add,
-        Operation::Sub,
-        Operation::Mul,
-        Operation::Div,
-        Operation::X2PlusY2,
-        Operation::X2PlusXyPlusY2,
-        Operation::X3PlusXy,
-        Operation::X3PlusXy2PlusY,
-    ];
-
     /// `a ∘ b mod p`, or `None` where the operation is undefined (division by 0).
     pub fn apply(self, a: u64, b: u64, p: u64) -> Option<u64> {
         let (a, b) = (a % p, b % p);

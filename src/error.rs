@@ -1,4 +1,4 @@
-//! The library's error type.
+//! The library's error type: one variant per kind of failure, each naming what was wrong.
 
 use std::path::PathBuf;
 
@@ -18,12 +18,42 @@ pub enum Error {
     },
     #[error("output directory {0} already exists; choose another --out or remove it (nothing was written)")]
     OutputExists(PathBuf),
+    /// A file that would be replaced.
+    #[error("{0} exists; pass --force to replace it")]
+    FileExists(PathBuf),
     #[error("{dir} is not a grokscope run directory: {why}")]
     NotARun { dir: PathBuf, why: String },
     #[error("model index {index} is out of range: the run has {models} model(s), indices 0 to {last}", last = .models.saturating_sub(1))]
     ModelIndex { index: usize, models: usize },
-    #[error("could not write the results: {0}")]
-    Output(String),
+    /// A tensor operation of the Transformer failed.
+    #[error("tensor computation: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A safetensors file could not be written or read.
+    #[error("safetensors: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    /// Weights that do not fit the network they are loaded into.
+    #[error("weights: {0}")]
+    Weights(String),
+    /// A CSV file grokscope wrote, read back, is malformed.
+    #[error("{path} line {line}: {why}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    /// A JSON file could not be written or read back.
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A figure could not be drawn.
+    #[error("figure {figure}: {why}")]
+    Plot { figure: String, why: String },
+    /// A sweep directory that cannot be used as asked.
+    #[error("sweep directory {dir}: {why}")]
+    Sweep { dir: PathBuf, why: String },
 }
 
 impl Error {
@@ -38,6 +68,21 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Error {
+        Error::Json {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn csv(path: impl Into<PathBuf>, line: usize, why: impl Into<String>) -> Error {
+        Error::Csv {
+            path: path.into(),
+            line,
+            why: why.into(),
         }
     }
 }

@@ -1,25 +1,38 @@
 //! grokscope: memorization and generalization in networks trained on corrupted modular
 //! arithmetic (Doshi, Das, He, Gromov, *To grok or not to grok*, ICLR 2024).
 //!
-//! The pipeline, one module per stage: [`data`] (tasks, split, corruption) → [`model`]
-//! (the MLP, init) → [`train`] (losses, AdamW, the batched fleet engine, the loop) →
-//! [`metrics`] and [`analysis`] (accuracies, IPR, phases) → [`output`] (run directories) →
-//! [`sweep`] (grids, fleets, the crash-safe store, shards).
-//! [`config`] turns TOML into all of it; [`rundir`] reads a run back and [`analyze`] writes
-//! its analysis; [`bench`] measures the engine.
+//! The pipeline, one module per stage; each imports only from the stages before it
+//! (`docs/ARCHITECTURE.md` lists every module's imports):
+//!
+//! [`error`], [`kernels`] (shared by all) → [`data`] (tasks, split, corruption) →
+//! [`model`] (the MLP and the Transformer: layouts, init, forward passes, the analytic
+//! network, Fourier IPR) → [`train`] (losses, AdamW, the two fleet engines, [`train::Network`])
+//! → [`config`] (TOML → a checked config → the network it asks for) → [`metrics`]
+//! (accuracies, phases) → [`analysis`] (dynamics, per-neuron table, pruning) → [`rundir`]
+//! (every file of a run directory) → [`experiment`] (the training loop) → [`analyze`] (a
+//! run's analysis files) → [`sweep`] (grids, the crash-safe store, shards) → [`report`]
+//! (figures, report.html) → [`bench`]; the binary is a thin shell over them.
+
+pub mod error;
+pub mod kernels;
+
+pub mod data;
+pub mod model;
+pub mod train;
+
+pub mod config;
+pub mod metrics;
 
 pub mod analysis;
-pub mod analyze;
-pub mod bench;
-pub mod config;
-pub mod data;
-pub mod error;
-pub mod metrics;
-pub mod model;
-pub mod output;
-pub mod report;
 pub mod rundir;
+
+pub mod experiment;
+
+pub mod analyze;
 pub mod sweep;
-pub mod train;
+
+pub mod report;
+
+pub mod bench;
 
 pub use error::{Error, Result};

@@ -4,13 +4,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use grokscope::analysis::prune::Order;
 use grokscope::bench;
-use grokscope::config::ModelKind;
-use grokscope::config::{Config, DEFAULT_CONFIG};
-use grokscope::output;
+use grokscope::config::{Checked, Config, Setup, DEFAULT_CONFIG};
+use grokscope::experiment::{train_into, Progress};
+use grokscope::kernels::init_threads;
+use grokscope::rundir::{self, RunDir};
 use grokscope::sweep::Shard;
-use grokscope::train::kernels::init_threads;
-use grokscope::train::run::{train_setup, Progress, Setup};
-use grokscope::train::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -230,39 +228,26 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         ),
         None => (DEFAULT_CONFIG.to_string(), "built-in default".to_string()),
     };
-    let cfg = Config::from_toml(&text, &a.sets).with_context(|| format!("in {source}"))?;
-    let warnings = cfg.validate().with_context(|| format!("in {source}"))?;
-    for w in &warnings {
+    let cfg = Config::from_toml(&text, &a.sets)
+        .and_then(Config::check)
+        .with_context(|| format!("in {source}"))?;
+    for w in cfg.warnings() {
         eprintln!("warning: {w}");
     }
     let dir = match &a.out {
         Some(d) => d.clone(),
-        None => output::default_run_dir(&a.runs_dir, &cfg.name),
+        None => RunDir::default_path(&a.runs_dir, &cfg.name),
     };
     // Build everything that can fail before creating the directory.
-    match cfg.model.kind {
-        ModelKind::Mlp => {
-            let s = grokscope::train::run::setup(&cfg).with_context(|| format!("in {source}"))?;
-            train_into(&a, &cfg, &dir, s)
-        }
-        ModelKind::Transformer => {
-            let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet())
-                .with_context(|| format!("in {source}"))?;
-            train_into(&a, &cfg, &dir, s)
-        }
-    }
+    let setup = cfg.setup().with_context(|| format!("in {source}"))?;
+    train_run(&a, &cfg, &dir, setup)
 }
 
 /// Trains a built fleet into a new run directory `dir`, with a progress bar; prints the table.
-fn train_into<E: Engine>(
-    a: &TrainArgs,
-    cfg: &Config,
-    dir: &std::path::Path,
-    setup: Setup<E>,
-) -> Result<()> {
-    output::create_run_dir(dir)?;
-    output::write_config(dir, cfg)?;
-    let n_models = cfg.fleet().len();
+fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) -> Result<()> {
+    let run = RunDir::create(dir)?;
+    run.write_config(cfg)?;
+    let n_models = setup.specs.len();
     eprintln!(
         "training {} ({} model{}) → {}",
         cfg.name,
@@ -283,11 +268,7 @@ fn train_into<E: Engine>(
         .progress_chars("=> "),
     );
     let mut last_eval = u64::MAX;
-    let ckpt = cfg.eval.checkpoint_every;
-    let mut progress = |p: &Progress<E>| -> grokscope::Result<()> {
-        if ckpt > 0 && p.step > 0 && p.step.is_multiple_of(ckpt) {
-            output::write_checkpoint(dir, p.fleet, p.step)?;
-        }
+    let mut progress = |p: &Progress| -> grokscope::Result<()> {
         bar.set_length(p.total_steps);
         bar.set_position(p.step);
         let step = p.latest.first().map(|r| r.step).unwrap_or(0);
@@ -311,17 +292,17 @@ fn train_into<E: Engine>(
         }
         Ok(())
     };
-    let outcome = train_setup(cfg, setup, &mut progress)?;
+    let (outcome, summary) = train_into(cfg, setup, &run, &mut progress)?;
     bar.finish_and_clear();
-    let summary = output::write_results(dir, cfg, &outcome)?;
     print_table(&summary);
+    let steps = outcome.setup.total_steps;
     println!(
         "\n{} steps × {} model{} in {:.1} s ({:.2} ms per model-step).",
-        outcome.total_steps,
+        steps,
         n_models,
         if n_models == 1 { "" } else { "s" },
         outcome.seconds,
-        outcome.seconds * 1e3 / (outcome.total_steps as f64 * n_models as f64)
+        outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
     );
     println!(
         "Results in {}/ (config.toml, metrics.csv, ipr_hist.csv, summary.json, weights.safetensors)",
@@ -334,7 +315,7 @@ fn train_into<E: Engine>(
     Ok(())
 }
 
-fn print_table(s: &output::Summary) {
+fn print_table(s: &rundir::Summary) {
     let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
     println!(
         "\n{:>3} {:>5} {:>6} {:>5} {:>7} {:>5} {:>5} | {:>6} {:>6} {:>6} {:>6} {:>7} | phase",
@@ -408,23 +389,14 @@ fn fmt_opt(x: Option<f64>) -> String {
 }
 
 fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
-    let cfg = grokscope::rundir::read_run_config(&a.run_dir)?;
-    let m = cfg.fleet().len();
+    let mut run = rundir::load_run(&a.run_dir)?;
+    let m = run.setup.specs.len();
     eprintln!(
         "analysing {} ({m} model{})",
         a.run_dir.display(),
         if m == 1 { "" } else { "s" }
     );
-    let summaries = match cfg.model.kind {
-        ModelKind::Mlp => {
-            let mut run = grokscope::rundir::load_run(&a.run_dir)?;
-            grokscope::analyze::analyze_run(&mut run, a.model, a.force)?
-        }
-        ModelKind::Transformer => {
-            let mut run = grokscope::rundir::load_transformer_run(&a.run_dir)?;
-            grokscope::analyze::t_analyze_run(&mut run, a.model, a.force)?
-        }
-    };
+    let summaries = grokscope::analyze::analyze_run(&mut run, a.model, a.force)?;
     for m in &summaries {
         let freqs: Vec<String> = m
             .dominant_frequencies
@@ -453,28 +425,22 @@ fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
         }
     }
     println!(
-        "Written to {}/analysis/ (neurons.csv, spectra.csv, prune-*.csv, summary.json)",
-        a.run_dir.display()
+        "Written to {}/analysis/ (neurons.csv, spectra.csv, prune-*.csv, summary.json{})",
+        a.run_dir.display(),
+        if run.setup.network.embedding_columns(0).is_some() {
+            ", embedding.csv"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
 
 fn cmd_prune(a: PruneArgs) -> Result<()> {
-    let (path, sweeps, n) = match grokscope::rundir::read_run_config(&a.run_dir)?.model.kind {
-        ModelKind::Mlp => {
-            let run = grokscope::rundir::load_run(&a.run_dir)?;
-            let (path, sweeps) =
-                grokscope::analyze::write_prune(&run, a.model, a.order, a.seed, a.force)?;
-            (path, sweeps, run.setup.fleet.arch.width)
-        }
-        ModelKind::Transformer => {
-            let mut run = grokscope::rundir::load_transformer_run(&a.run_dir)?;
-            let (path, sweeps) =
-                grokscope::analyze::t_write_prune(&mut run, a.model, a.order, a.seed, a.force)?;
-            let t = &run.setup.fleet.cfg;
-            (path, sweeps, t.hidden() * t.layers)
-        }
-    };
+    let mut run = rundir::load_run(&a.run_dir)?;
+    let (path, sweeps) =
+        grokscope::analyze::write_prune(&mut run, a.model, a.order, a.seed, a.force)?;
+    let n = run.setup.network.n_neurons();
     for (m, pts) in &sweeps {
         println!("model {m}, {} order:", a.order.name());
         println!(
@@ -502,7 +468,7 @@ fn cmd_prune(a: PruneArgs) -> Result<()> {
 }
 
 fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
-    let r = grokscope::analysis::analytic::evaluate_analytic(a.p, a.n)?;
+    let r = grokscope::model::analytic::evaluate_analytic(a.p, a.n)?;
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
@@ -616,12 +582,8 @@ fn cmd_sweep(c: SweepCmd) -> Result<()> {
 }
 
 fn print_grids(dir: &std::path::Path) -> Result<()> {
-    let p = dir.join("phase_grid.txt");
-    if p.exists() {
-        print!(
-            "{}",
-            std::fs::read_to_string(&p).with_context(|| p.display().to_string())?
-        );
+    if let Some(text) = grokscope::sweep::store::read_grid_text(dir)? {
+        print!("{text}");
     }
     Ok(())
 }

@@ -1,151 +1,472 @@
-//! Reading a run directory back: its `config.toml` rebuilds the split, the labels and the
-//! fleet (everything is seeded), and `weights.safetensors` restores the trained parameters.
+//! A run directory and everything in it (formats in `docs/OUTPUTS.md`): the one place that
+//! knows the file names, writes them (through a temporary file renamed into place, never
+//! replacing one that exists unless asked) and reads them back (validated, errors naming the
+//! file).
+//!
+//! ```text
+//! config.toml            the resolved config
+//! metrics.csv            one row per model per evaluation step
+//! ipr_hist.csv           per-neuron IPR histogram per model and evaluation step
+//! summary.json           per model: settings, final metrics, phase, dynamics
+//! weights.safetensors    the trained fleet
+//! checkpoints/           step-XXXXXXXX.safetensors every eval.checkpoint_every steps
+//! analysis/              what `grokscope analyze` and `prune` write
+//! report/                figures and report.html
+//! ```
 
-use crate::config::Config;
+use crate::analysis::dynamics::{dynamics, Dynamics};
+use crate::config::{Checked, Config, ModelSpec, Setup};
 use crate::error::{Error, Result};
-use crate::train::run::{setup, Setup};
+use crate::metrics::{Phase, Record};
+use crate::train::{Engine, Network};
+use serde::Serialize;
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A trained run, ready to analyse.
+const CONFIG: &str = "config.toml";
+const METRICS: &str = "metrics.csv";
+const IPR_HIST: &str = "ipr_hist.csv";
+const SUMMARY: &str = "summary.json";
+const WEIGHTS: &str = "weights.safetensors";
+const CHECKPOINTS: &str = "checkpoints";
+const ANALYSIS: &str = "analysis";
+/// The directory reports go to, in a run directory and in a sweep directory.
+pub const REPORT: &str = "report";
+
+const METRICS_COLUMNS: &[&str] = &[
+    "model",
+    "step",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "mem_acc",
+    "inv_acc",
+    "clean_acc",
+    "norm_u",
+    "norm_v",
+    "norm_w",
+    "mean_ipr",
+    "dead_neurons",
+];
+
+/// A run directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+/// A trained run, ready to analyse: its directory, its checked config and the network with
+/// the trained weights (everything else rebuilt from the seeds in the config).
 pub struct LoadedRun {
-    pub dir: PathBuf,
-    pub cfg: Config,
+    pub dir: RunDir,
+    pub cfg: Checked,
     pub setup: Setup,
 }
 
-fn not_a_run(dir: &Path, why: impl std::fmt::Display) -> Error {
-    Error::NotARun {
-        dir: dir.to_path_buf(),
-        why: why.to_string(),
-    }
+/// Loads the run directory `path`.
+pub fn load_run(path: &Path) -> Result<LoadedRun> {
+    RunDir::open(path)?.load()
 }
 
-/// Loads `dir` (a directory written by `grokscope train`).
-pub fn load_run(dir: &Path) -> Result<LoadedRun> {
-    if !dir.is_dir() {
-        return Err(not_a_run(dir, "no such directory"));
+/// Writes `bytes` to `dir/name` through a temporary file renamed into place; refuses to
+/// replace an existing file unless `replace`.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8], replace: bool) -> Result<()> {
+    let path = dir.join(name);
+    if path.exists() && !replace {
+        return Err(Error::FileExists(path));
     }
-    let cfg_path = dir.join("config.toml");
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|_| not_a_run(dir, "it has no readable config.toml"))?;
-    let cfg = Config::from_toml(&text, &[]).map_err(|e| not_a_run(dir, e))?;
-    let mut s = setup(&cfg).map_err(|e| not_a_run(dir, e))?;
-    let w_path = dir.join("weights.safetensors");
-    let bytes = std::fs::read(&w_path)
-        .map_err(|_| not_a_run(dir, "it has no weights.safetensors (did the run finish?)"))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| not_a_run(dir, format!("weights.safetensors: {e}")))?;
-    let arch = s.fleet.arch;
-    let (p, n) = (arch.p, arch.width);
-    let m = s.fleet.models.len();
-    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = st
-            .tensor(name)
-            .map_err(|e| not_a_run(dir, format!("weights.safetensors: {name}: {e}")))?;
-        if t.shape() != shape || t.dtype() != safetensors::Dtype::F32 {
-            return Err(not_a_run(
-                dir,
-                format!(
-                    "weights.safetensors: {name} has shape {:?} ({:?}), config.toml implies {shape:?} (F32)",
-                    t.shape(),
-                    t.dtype()
-                ),
-            ));
+    atomic_write(&path, bytes)
+}
+
+/// Writes `bytes` to `path` through a flushed temporary file renamed into place (atomic on
+/// POSIX: a reader sees the old file or the new one, never part of one).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+impl RunDir {
+    /// Creates a new run directory (and its parents); fails if it exists.
+    pub fn create(path: &Path) -> Result<RunDir> {
+        if path.exists() {
+            return Err(Error::OutputExists(path.to_path_buf()));
         }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    };
-    let u = get("U", &[m, n, p])?;
-    let v = get("V", &[m, n, p])?;
-    let w = get("W", &[m, p, n])?;
-    let bn = if arch.batchnorm {
-        Some([
-            get("bn.weight", &[m, n])?,
-            get("bn.bias", &[m, n])?,
-            get("bn.running_mean", &[m, n])?,
-            get("bn.running_var", &[m, n])?,
-        ])
-    } else {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        fs::create_dir(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::OutputExists(path.to_path_buf())
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// An existing run directory (one with a `config.toml`).
+    pub fn open(path: &Path) -> Result<RunDir> {
+        let dir = RunDir {
+            path: path.to_path_buf(),
+        };
+        if !path.is_dir() {
+            return Err(dir.not_a_run("no such directory"));
+        }
+        if !path.join(CONFIG).is_file() {
+            return Err(dir.not_a_run(format!("it has no {CONFIG}")));
+        }
+        Ok(dir)
+    }
+
+    /// Whether `path` looks like a run directory.
+    pub fn is_run(path: &Path) -> bool {
+        path.join(CONFIG).is_file()
+    }
+
+    /// A fresh directory `base/name-YYYYMMDD-HHMMSS` (with `-2`, `-3` … if taken).
+    pub fn default_path(base: &Path, name: &str) -> PathBuf {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "")
+            .replace('T', "-")
+            .trim_end_matches('Z')
+            .to_string();
+        let first = base.join(format!("{name}-{stamp}"));
+        let mut dir = first.clone();
+        let mut k = 2;
+        while dir.exists() {
+            dir = PathBuf::from(format!("{}-{k}", first.display()));
+            k += 1;
+        }
+        dir
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn not_a_run(&self, why: impl std::fmt::Display) -> Error {
+        Error::NotARun {
+            dir: self.path.clone(),
+            why: why.to_string(),
+        }
+    }
+
+    /// Writes `config.toml`: the resolved config, every default filled in.
+    pub fn write_config(&self, cfg: &Config) -> Result<()> {
+        let text = format!(
+            "# Resolved configuration of this run: every default filled in.\n# Re-run with: grokscope train --config {}\n\n{}",
+            self.path.join(CONFIG).display(),
+            cfg.to_toml()
+        );
+        write_file(&self.path, CONFIG, text.as_bytes(), false)
+    }
+
+    /// The text of `config.toml`.
+    pub fn config_text(&self) -> Result<String> {
+        fs::read_to_string(self.path.join(CONFIG))
+            .map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
+    }
+
+    /// The run's config, checked.
+    pub fn read_config(&self) -> Result<Checked> {
+        Config::from_toml(&self.config_text()?, &[])
+            .and_then(Config::check)
+            .map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
+    }
+
+    /// The config and the trained weights of the run.
+    pub fn load(&self) -> Result<LoadedRun> {
+        let cfg = self.read_config()?;
+        let mut setup = cfg.setup().map_err(|e| self.not_a_run(e))?;
+        let bytes = fs::read(self.path.join(WEIGHTS))
+            .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
+        setup
+            .network
+            .load(&bytes)
+            .map_err(|e| self.not_a_run(format!("{WEIGHTS}: {e}")))?;
+        Ok(LoadedRun {
+            dir: self.clone(),
+            cfg,
+            setup,
+        })
+    }
+
+    /// Writes `checkpoints/step-XXXXXXXX.safetensors`, every model, in the layout of
+    /// `weights.safetensors`.
+    pub fn write_checkpoint(&self, network: &Network, step: u64) -> Result<()> {
+        let dir = self.path.join(CHECKPOINTS);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_file(&dir, &checkpoint_name(step), &network.save_all(step)?, false)
+    }
+
+    /// Writes the metrics, the summary and the weights of a finished run.
+    pub fn write_results(
+        &self,
+        cfg: &Checked,
+        setup: &Setup,
+        history: &[Vec<Record>],
+        seconds: f64,
+    ) -> Result<Summary> {
+        write_file(&self.path, METRICS, metrics_csv(history).as_bytes(), false)?;
+        write_file(&self.path, IPR_HIST, ipr_hist_csv(history).as_bytes(), false)?;
+        let s = summary(cfg, setup, history, seconds);
+        let json =
+            serde_json::to_string_pretty(&s).map_err(|e| Error::json(self.path.join(SUMMARY), e))?;
+        write_file(&self.path, SUMMARY, json.as_bytes(), false)?;
+        write_file(
+            &self.path,
+            WEIGHTS,
+            &setup.network.save_all(setup.total_steps)?,
+            false,
+        )?;
+        Ok(s)
+    }
+
+    /// Every model's metrics history, from `metrics.csv` (and `ipr_hist.csv` if present).
+    pub fn read_history(&self) -> Result<Vec<Vec<Record>>> {
+        let path = self.path.join(METRICS);
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let hist_path = self.path.join(IPR_HIST);
+        let hist = fs::read_to_string(&hist_path).ok();
+        read_metrics_csv(&path, &text, &hist_path, hist.as_deref())
+    }
+
+    /// The analysis directory, created if needed.
+    pub fn analysis_dir(&self) -> Result<PathBuf> {
+        let d = self.path.join(ANALYSIS);
+        fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        Ok(d)
+    }
+
+    /// Whether `path` is a run's analysis directory; its run directory if so.
+    pub fn of_analysis_dir(path: &Path) -> Option<RunDir> {
+        if path.file_name().is_some_and(|n| n == ANALYSIS) {
+            let run = path.parent()?;
+            return RunDir::open(run).ok();
+        }
         None
-    };
-    for (i, model) in s.fleet.models.iter_mut().enumerate() {
-        let params = &mut model.params;
-        for k in 0..n {
-            for a in 0..p {
-                params[arch.u_range().start + a * n + k] = u[i * n * p + k * p + a];
-                params[arch.v_range().start + a * n + k] = v[i * n * p + k * p + a];
+    }
+
+    /// Refuses to replace the analysis files `names` unless `force`.
+    pub fn check_analysis_free(&self, names: &[String], force: bool) -> Result<()> {
+        let dir = self.analysis_dir()?;
+        for n in names {
+            let p = dir.join(n);
+            if p.exists() && !force {
+                return Err(Error::FileExists(p));
             }
         }
-        params[arch.w_range()].copy_from_slice(&w[i * p * n..(i + 1) * p * n]);
-        if let (Some([g, b, rm, rv]), Some(rs)) = (&bn, model.running.as_mut()) {
-            let r = i * n..(i + 1) * n;
-            params[arch.gamma_range()].copy_from_slice(&g[r.clone()]);
-            params[arch.beta_range()].copy_from_slice(&b[r.clone()]);
-            rs.mean.copy_from_slice(&rm[r.clone()]);
-            rs.var.copy_from_slice(&rv[r]);
-        }
+        Ok(())
     }
-    Ok(LoadedRun {
-        dir: dir.to_path_buf(),
-        cfg,
-        setup: s,
-    })
-}
 
-/// A trained Transformer run.
-pub struct LoadedTransformerRun {
-    pub dir: PathBuf,
-    pub cfg: Config,
-    pub setup: Setup<crate::train::transformer::TFleet>,
-}
-
-/// The config of a run directory, without loading anything else.
-pub fn read_run_config(dir: &Path) -> Result<Config> {
-    if !dir.is_dir() {
-        return Err(not_a_run(dir, "no such directory"));
+    /// Writes `analysis/<name>` (replacing it only with `force`).
+    pub fn write_analysis(&self, name: &str, bytes: &[u8], force: bool) -> Result<PathBuf> {
+        let dir = self.analysis_dir()?;
+        write_file(&dir, name, bytes, force)?;
+        Ok(dir.join(name))
     }
-    let text = std::fs::read_to_string(dir.join("config.toml"))
-        .map_err(|_| not_a_run(dir, "it has no readable config.toml"))?;
-    Config::from_toml(&text, &[]).map_err(|e| not_a_run(dir, e))
+
+    /// Where the report goes.
+    pub fn report_dir(&self) -> PathBuf {
+        self.path.join(REPORT)
+    }
 }
 
-/// Loads a Transformer run (`model.kind = "transformer"`) written by `grokscope train`.
-pub fn load_transformer_run(dir: &Path) -> Result<LoadedTransformerRun> {
-    let cfg = read_run_config(dir)?;
-    let mut s =
-        crate::train::run::setup_transformer(&cfg, cfg.fleet()).map_err(|e| not_a_run(dir, e))?;
-    let bytes = std::fs::read(dir.join("weights.safetensors"))
-        .map_err(|_| not_a_run(dir, "it has no weights.safetensors (did the run finish?)"))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| not_a_run(dir, format!("weights.safetensors: {e}")))?;
-    let m = s.fleet.models.len();
-    for name in s.fleet.param_names() {
-        let t = st
-            .tensor(&name)
-            .map_err(|e| not_a_run(dir, format!("weights.safetensors: {name}: {e}")))?;
-        let all: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        if t.shape().first() != Some(&m) || !all.len().is_multiple_of(m) {
-            return Err(not_a_run(
-                dir,
-                format!("weights.safetensors: {name} has shape {:?}", t.shape()),
+/// The file name of the checkpoint at `step`.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:08}.safetensors")
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v}")).unwrap_or_default()
+}
+
+/// `metrics.csv`: one row per model per evaluation step.
+fn metrics_csv(history: &[Vec<Record>]) -> String {
+    let mut s = METRICS_COLUMNS.join(",");
+    s.push('\n');
+    for (m, recs) in history.iter().enumerate() {
+        for r in recs {
+            s.push_str(&format!(
+                "{m},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                r.step,
+                r.epoch,
+                r.train_loss,
+                r.train_acc,
+                r.test_loss,
+                r.test_acc,
+                opt(r.mem_acc),
+                opt(r.inv_acc),
+                opt(r.clean_acc),
+                r.norm_u,
+                r.norm_v,
+                r.norm_w,
+                opt(r.mean_ipr),
+                r.dead_neurons
             ));
         }
-        let per = all.len() / m;
-        for i in 0..m {
-            s.fleet
-                .set_param(i, &name, &all[i * per..(i + 1) * per])
-                .map_err(|e| not_a_run(dir, e))?;
+    }
+    s
+}
+
+#[derive(Serialize)]
+pub struct ModelSummary {
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+    pub lr_effective: f64,
+    pub n_corrupted: usize,
+    pub phase: Phase,
+    #[serde(rename = "final")]
+    pub last: Record,
+    pub dynamics: Dynamics,
+}
+
+/// `summary.json`.
+#[derive(Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub steps: u64,
+    pub seconds: f64,
+    pub threshold: f64,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub models: Vec<ModelSummary>,
+}
+
+fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) -> Summary {
+    let hi = cfg.eval.threshold;
+    Summary {
+        name: cfg.name.clone(),
+        steps: setup.total_steps,
+        seconds,
+        threshold: hi,
+        n_train: setup.split.n_train(),
+        n_test: setup.split.n_test(),
+        models: setup
+            .specs
+            .iter()
+            .zip(history)
+            .zip(&setup.labels)
+            .filter_map(|((spec, hist), labels)| {
+                let last = hist.last()?.clone();
+                Some(ModelSummary {
+                    spec: spec.clone(),
+                    lr_effective: cfg.effective_lr(spec.lr),
+                    n_corrupted: labels.n_corrupted(),
+                    phase: last.phase(hi),
+                    dynamics: dynamics(hist, hi),
+                    last,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Reads `metrics.csv` (as written by [`metrics_csv`]) back into per-model histories, with
+/// the IPR histograms of `ipr_hist` (the text of `ipr_hist.csv`) when given.
+fn read_metrics_csv(
+    path: &Path,
+    text: &str,
+    hist_path: &Path,
+    ipr_hist: Option<&str>,
+) -> Result<Vec<Vec<Record>>> {
+    let bad = |line: usize, why: &str| Error::csv(path, line, why);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    if header != METRICS_COLUMNS {
+        return Err(bad(1, "unexpected header"));
+    }
+    let mut out: Vec<Vec<Record>> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != METRICS_COLUMNS.len() {
+            return Err(bad(i + 2, "wrong number of fields"));
+        }
+        let num =
+            |j: usize| -> Result<f64> { f[j].parse().map_err(|_| bad(i + 2, "not a number")) };
+        let opt = |j: usize| -> Result<Option<f64>> {
+            if f[j].is_empty() {
+                Ok(None)
+            } else {
+                num(j).map(Some)
+            }
+        };
+        let model = num(0)? as usize;
+        while out.len() <= model {
+            out.push(Vec::new());
+        }
+        out[model].push(Record {
+            step: num(1)? as u64,
+            epoch: num(2)?,
+            train_loss: num(3)?,
+            train_acc: num(4)?,
+            test_loss: num(5)?,
+            test_acc: num(6)?,
+            mem_acc: opt(7)?,
+            inv_acc: opt(8)?,
+            clean_acc: opt(9)?,
+            norm_u: num(10)?,
+            norm_v: num(11)?,
+            norm_w: num(12)?,
+            mean_ipr: opt(13)?,
+            dead_neurons: num(14)? as usize,
+            ipr_hist: Vec::new(),
+        });
+    }
+    if let Some(h) = ipr_hist {
+        for (i, line) in h.lines().skip(1).enumerate() {
+            let f: Vec<&str> = line.split(',').collect();
+            let bad = || Error::csv(hist_path, i + 2, "malformed");
+            let model: usize = f.first().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let step: u64 = f.get(1).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let counts: Vec<u32> = f[2..]
+                .iter()
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<Result<_>>()?;
+            if let Some(r) = out
+                .get_mut(model)
+                .and_then(|h| h.iter_mut().find(|r| r.step == step))
+            {
+                r.ipr_hist = counts;
+            }
         }
     }
-    Ok(LoadedTransformerRun {
-        dir: dir.to_path_buf(),
-        cfg,
-        setup: s,
-    })
+    Ok(out)
 }
+
+/// `ipr_hist.csv`: per model and evaluation step, the number of living neurons whose IPR falls
+/// in each of the bins `[i/B, (i+1)/B)` (the last bin closed).
+fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
+    let bins = crate::metrics::IPR_BINS;
+    let mut s = String::from("model,step");
+    for i in 0..bins {
+        s.push_str(&format!(",bin{:02}", i));
+    }
+    s.push('\n');
+    for (m, recs) in history.iter().enumerate() {
+        for r in recs {
+            s.push_str(&format!("{m},{}", r.step));
+            for c in &r.ipr_hist {
+                s.push_str(&format!(",{c}"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+

@@ -1,10 +1,6 @@
-//! Analysis of trained networks: Fourier IPR, phases, dynamics, pruning, the analytic
-//! solution.
+//! Analysis of trained networks: dynamics over training, the per-neuron table (IPR, spectra,
+//! BatchNorm), pruning by IPR. The same code serves both networks through `train::Network`.
 
-pub mod analytic;
 pub mod dynamics;
-pub mod ipr;
 pub mod neurons;
-pub mod phase;
 pub mod prune;
-pub mod transformer;

@@ -1,21 +1,21 @@
-//! Per-neuron analysis of a trained model (SPEC §4, §6 "BatchNorm's mechanism"): the IPR of
-//! each neuron's `U` row, `V` row and `W` column, their mean, the dominant frequency and the
-//! share of Fourier power at it, the spectra, and for BatchNorm models `γ`, `β` and the
-//! effective output scale next to the IPR.
+//! Per-neuron analysis of a trained model (SPEC §4, §6 "BatchNorm's mechanism"), the same for
+//! both networks: the IPR of each of a neuron's weight vectors (MLP: `U` row, `V` row, `W`
+//! column; Transformer MLP neuron: its input and output seen from the tokens), their mean, the
+//! dominant frequency and the share of Fourier power at it, the spectra, and for BatchNorm
+//! models `γ`, `β` and the effective output scale next to the IPR.
 
-use super::ipr::Ipr;
-use crate::model::Arch;
-use crate::train::engine::ModelState;
+use crate::model::ipr::{mean_of_vectors, Ipr};
+use crate::train::{NeuronView, Network};
 use serde::Serialize;
 
 /// One row of `neurons.csv`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NeuronRow {
     pub model: usize,
+    pub layer: usize,
     pub neuron: usize,
-    pub ipr_u: Option<f64>,
-    pub ipr_v: Option<f64>,
-    pub ipr_w: Option<f64>,
+    /// IPR of each weight vector (`Network::vector_names`); `None`: an all-zero vector.
+    pub vector_iprs: Vec<Option<f64>>,
     /// Mean over the non-zero vectors; `None`: dead neuron.
     pub ipr: Option<f64>,
     /// argmax over frequencies ≥ 1 of the summed power `Σ_vectors |û|²` (each vector scaled
@@ -29,82 +29,59 @@ pub struct NeuronRow {
     pub bn_scale: Option<f64>,
 }
 
-/// The spectra `|û|` of one neuron's three vectors (`None`: all-zero vector).
-#[derive(Clone, Debug)]
-pub struct NeuronSpectra {
-    pub u: Option<Vec<f64>>,
-    pub v: Option<Vec<f64>>,
-    pub w: Option<Vec<f64>>,
+/// The spectra `|û|` of one neuron's vectors (`None`: all-zero vector).
+pub type NeuronSpectra = Vec<Option<Vec<f64>>>;
+
+/// Analyses every neuron of model `m` of `network`.
+pub fn analyze_neurons(network: &Network, m: usize) -> (Vec<NeuronRow>, Vec<NeuronSpectra>) {
+    let mut calc = Ipr::new(network.p());
+    network
+        .neurons(m)
+        .iter()
+        .map(|view| analyze_neuron(&mut calc, m, view))
+        .unzip()
 }
 
-/// Analyses every neuron of one model.
-pub fn analyze_neurons(
-    arch: &Arch,
-    model_index: usize,
-    model: &ModelState,
-) -> (Vec<NeuronRow>, Vec<NeuronSpectra>) {
-    let (p, n) = (arch.p, arch.width);
-    let mut calc = Ipr::new(p);
-    let mats = [
-        &model.params[arch.u_range()],
-        &model.params[arch.v_range()],
-        &model.params[arch.w_range()],
-    ];
-    let mut rows = Vec::with_capacity(n);
-    let mut spectra = Vec::with_capacity(n);
-    for k in 0..n {
-        let specs: Vec<Option<Vec<f64>>> = mats.iter().map(|m| calc.spectrum(m, k, n)).collect();
-        let iprs: Vec<Option<f64>> = specs
-            .iter()
-            .map(|s| {
-                s.as_ref().map(|s| {
-                    let s2: f64 = s.iter().map(|a| a * a).sum();
-                    s.iter().map(|a| a.powi(4)).sum::<f64>() / (s2 * s2)
-                })
+fn analyze_neuron(calc: &mut Ipr, model: usize, view: &NeuronView) -> (NeuronRow, NeuronSpectra) {
+    let p = calc.len();
+    let specs: NeuronSpectra = view.vectors.iter().map(|v| calc.spectrum(v, 0, 1)).collect();
+    let iprs: Vec<Option<f64>> = specs
+        .iter()
+        .map(|s| {
+            s.as_ref().map(|s| {
+                let s2: f64 = s.iter().map(|a| a * a).sum();
+                s.iter().map(|a| a.powi(4)).sum::<f64>() / (s2 * s2)
             })
-            .collect();
-        let alive: Vec<f64> = iprs.iter().flatten().copied().collect();
-        let mut power = vec![0.0f64; p / 2 + 1];
-        for s in specs.iter().flatten() {
-            for (pw, a) in power.iter_mut().zip(s) {
-                *pw += a * a;
-            }
+        })
+        .collect();
+    let mut power = vec![0.0f64; p / 2 + 1];
+    for s in specs.iter().flatten() {
+        for (pw, a) in power.iter_mut().zip(s) {
+            *pw += a * a;
         }
-        let total: f64 = power.iter().sum();
-        let dominant = (1..power.len())
-            .max_by(|&a, &b| power[a].total_cmp(&power[b]).then(b.cmp(&a)))
-            .filter(|_| total > 0.0)
-            .unwrap_or(0);
-        let (bn_gamma, bn_beta, bn_scale) = match &model.running {
-            Some(rs) => {
-                let g = model.params[arch.gamma_range().start + k] as f64;
-                let b = model.params[arch.beta_range().start + k] as f64;
-                let s = g.abs() / (rs.var[k] as f64 + arch.bn_eps as f64).sqrt();
-                (Some(g), Some(b), Some(s))
-            }
-            None => (None, None, None),
-        };
-        rows.push(NeuronRow {
-            model: model_index,
-            neuron: k,
-            ipr_u: iprs[0],
-            ipr_v: iprs[1],
-            ipr_w: iprs[2],
-            ipr: (!alive.is_empty()).then(|| alive.iter().sum::<f64>() / alive.len() as f64),
-            dominant_freq: dominant,
-            dominant_share: (total > 0.0 && dominant > 0).then(|| power[dominant] / total),
-            bn_gamma,
-            bn_beta,
-            bn_scale,
-        });
-        let mut it = specs.into_iter();
-        spectra.push(NeuronSpectra {
-            u: it.next().flatten(),
-            v: it.next().flatten(),
-            w: it.next().flatten(),
-        });
     }
-    (rows, spectra)
+    let total: f64 = power.iter().sum();
+    let dominant = (1..power.len())
+        .max_by(|&a, &b| power[a].total_cmp(&power[b]).then(b.cmp(&a)))
+        .filter(|_| total > 0.0)
+        .unwrap_or(0);
+    let bn = view.bn.map(|b| {
+        let scale = (b.gamma as f64).abs() / (b.running_var as f64 + b.eps as f64).sqrt();
+        (b.gamma as f64, b.beta as f64, scale)
+    });
+    let row = NeuronRow {
+        model,
+        layer: view.layer,
+        neuron: view.neuron,
+        ipr: mean_of_vectors(iprs.iter().copied()),
+        vector_iprs: iprs,
+        dominant_freq: dominant,
+        dominant_share: (total > 0.0 && dominant > 0).then(|| power[dominant] / total),
+        bn_gamma: bn.map(|b| b.0),
+        bn_beta: bn.map(|b| b.1),
+        bn_scale: bn.map(|b| b.2),
+    };
+    (row, specs)
 }
 
 /// Spearman's rank correlation of paired samples (average ranks for ties); `None` for fewer

@@ -1,18 +1,24 @@
 //! Pruning by IPR (SPEC §4): remove neurons one at a time in a chosen order and measure every
-//! accuracy after each removal.
+//! accuracy after each removal, for either network ([`Network::prune_sweep`]).
 //!
-//! The logits are a sum over neurons, `logits(x) = Σ_k W[:, k] y_k(x)`, so the sweep computes
+//! MLP: the logits are a sum over neurons, `logits(x) = Σ_k W[:, k] y_k(x)`, so the sweep computes
 //! every neuron's output `y_k(x)` on every pair once and then builds the logits up in f64 from
 //! the fully pruned network, adding back one neuron's contribution per level: `N + 1`
 //! evaluations cost about one forward pass plus `(N + 1) · n · p` comparisons and loss terms. Pruning neuron `k` zeroes row `k` of `U`, `V`, column `k` of `W` and its
 //! BatchNorm output, so its whole contribution goes, BatchNorm's shift included.
+//!
+//! Transformer: pruning MLP neuron `k` of layer `l` zeroes row `k` of `fc1`, entry `k` of its
+//! bias and column `k` of `fc2`. Layers after it (and LayerNorm) make the logits non-additive
+//! in the neurons, so each level is evaluated from scratch.
 
-use super::ipr::model_neuron_iprs;
 use crate::data::{Split, TrainLabels};
-use crate::metrics::Accuracies;
+use crate::error::Result;
+use crate::metrics::{accuracies, Accuracies};
 use crate::model::Arch;
-use crate::train::engine::ModelState;
 use crate::train::loss::{argmax, Loss};
+use crate::train::mlp::{Fleet, ModelState};
+use crate::train::transformer::TFleet;
+use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,17 +46,64 @@ impl Order {
     }
 }
 
-/// The order in which neurons are pruned.
-pub fn prune_order(arch: &Arch, params: &[f32], order: Order, seed: u64) -> Vec<usize> {
-    let iprs = model_neuron_iprs(arch, params);
+/// The order in which neurons are pruned, from their IPRs (`None`: dead).
+pub fn prune_order(iprs: &[Option<f64>], order: Order, seed: u64) -> Vec<usize> {
     let key = |k: usize| iprs[k].unwrap_or(f64::NEG_INFINITY);
-    let mut idx: Vec<usize> = (0..arch.width).collect();
+    let mut idx: Vec<usize> = (0..iprs.len()).collect();
     match order {
         Order::Ascending => idx.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b))),
         Order::Descending => idx.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b))),
         Order::Random => idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed)),
     }
     idx
+}
+
+impl Network {
+    /// The pruning order of model `m`'s neurons (by the IPRs of its weight statistics).
+    pub fn prune_order(&self, m: usize, order: Order, seed: u64) -> Vec<usize> {
+        prune_order(&self.weight_stats(m).neuron_iprs, order, seed)
+    }
+
+    /// The numbers of pruned neurons to evaluate when at most `max` evaluations from scratch
+    /// are affordable: the MLP evaluates every level at about the cost of one (its logits are
+    /// a sum over neurons); the Transformer evaluates all levels if they are at most `max`,
+    /// else `max` evenly spaced ones.
+    pub fn prune_levels(&self, max: usize) -> Vec<usize> {
+        let n = self.n_neurons();
+        match self {
+            Network::Mlp(_) => (0..=n).collect(),
+            Network::Transformer(_) if n < max => (0..=n).collect(),
+            Network::Transformer(_) => {
+                let steps = max.saturating_sub(1).max(1);
+                let mut v: Vec<usize> = (0..=steps).map(|i| i * n / steps).collect();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// Prunes model `m`'s neurons in `order` (indices into `Network::neurons`) and returns the
+    /// metrics after removing the first `at[i]` of them, for each `i`. The weights are the
+    /// same afterwards.
+    pub fn prune_sweep(
+        &mut self,
+        m: usize,
+        split: &Split,
+        labels: &TrainLabels,
+        order: &[usize],
+        at: &[usize],
+    ) -> Result<Vec<PrunePoint>> {
+        match self {
+            Network::Mlp(f) => {
+                let all = mlp_prune_sweep(f, m, split, labels, order);
+                Ok(at
+                    .iter()
+                    .filter_map(|&l| all.get(l.min(order.len())).cloned())
+                    .collect())
+            }
+            Network::Transformer(f) => transformer_prune_sweep(f, m, split, labels, order, at),
+        }
+    }
 }
 
 /// The metrics after pruning the first `pruned` neurons of the order.
@@ -61,30 +114,6 @@ pub struct PrunePoint {
     pub neuron: Option<usize>,
     #[serde(flatten)]
     pub acc: Accuracies,
-}
-
-/// Every neuron's output `y_k` on every pair (training pairs, then test pairs), row-major
-/// `n_pairs × N`, in evaluation mode.
-pub fn neuron_outputs(arch: &Arch, model: &ModelState, pairs: &[(u32, u32)]) -> Vec<f32> {
-    let n = arch.width;
-    let u = &model.params[arch.u_range()];
-    let v = &model.params[arch.v_range()];
-    let mut y = vec![0.0f32; pairs.len() * n];
-    for (r, &(a, b)) in pairs.iter().enumerate() {
-        let row = &mut y[r * n..(r + 1) * n];
-        for k in 0..n {
-            row[k] = u[a as usize * n + k] + v[b as usize * n + k];
-        }
-        arch.activation.apply_in_place(row);
-        if let Some(rs) = &model.running {
-            let g = &model.params[arch.gamma_range()];
-            let be = &model.params[arch.beta_range()];
-            for k in 0..n {
-                row[k] = g[k] * (row[k] - rs.mean[k]) / (rs.var[k] + arch.bn_eps).sqrt() + be[k];
-            }
-        }
-    }
-    y
 }
 
 /// Hits and loss sums of one pruning level over a block of rows.
@@ -101,22 +130,23 @@ struct Tally {
 
 const PRUNE_BLOCK: usize = 64;
 
-/// Prunes the neurons of `model` in `order`, returning the metrics for `m = 0 … N`.
+/// Prunes the neurons of MLP `m` in `order`, returning the metrics for `m = 0 … N`.
 ///
 /// Rows are independent, so blocks of rows run in parallel.
-pub fn prune_sweep(
-    arch: &Arch,
-    loss: Loss,
+fn mlp_prune_sweep(
+    fleet: &Fleet,
+    m: usize,
     split: &Split,
     labels: &TrainLabels,
-    model: &ModelState,
     order: &[usize],
 ) -> Vec<PrunePoint> {
+    let (arch, loss, model): (&Arch, Loss, &ModelState) = (&fleet.arch, fleet.loss, &fleet.models[m]);
     let (p, n) = (arch.p, arch.width);
     let nt = split.n_train();
     let mut pairs = split.train_pairs.clone();
     pairs.extend_from_slice(&split.test_pairs);
-    let y = neuron_outputs(arch, model, &pairs);
+    let mut y = vec![0.0f32; pairs.len() * n];
+    arch.eval_hidden(&model.params, model.running.as_ref(), &pairs, &mut y);
     let w = &model.params[arch.w_range()];
     // W's columns in pruning order, as f64.
     let wcols: Vec<f64> = order
@@ -210,16 +240,43 @@ pub fn prune_sweep(
         .collect()
 }
 
-/// Zeroes neuron `k`'s parameters in place (the from-scratch definition of pruning).
-pub fn zero_neuron(arch: &Arch, params: &mut [f32], k: usize) {
-    let n = arch.width;
-    for a in 0..arch.p {
-        params[arch.u_range().start + a * n + k] = 0.0;
-        params[arch.v_range().start + a * n + k] = 0.0;
-        params[arch.w_range().start + a * n + k] = 0.0;
+/// Prunes Transformer `m`'s MLP neurons in `order` and evaluates each level of `at` from
+/// scratch; the weights are restored afterwards.
+fn transformer_prune_sweep(
+    fleet: &mut TFleet,
+    m: usize,
+    split: &Split,
+    labels: &TrainLabels,
+    order: &[usize],
+    at: &[usize],
+) -> Result<Vec<PrunePoint>> {
+    let neurons = fleet.neurons(m);
+    let saved = fleet.mlp_params(m);
+    let mut out = Vec::with_capacity(at.len());
+    let mut result = Ok(());
+    for &level in at {
+        let level = level.min(order.len());
+        let gone: Vec<(usize, usize)> = order[..level]
+            .iter()
+            .map(|&i| (neurons[i].layer, neurons[i].neuron))
+            .collect();
+        result = fleet.zero_mlp_neurons(m, &saved, &gone);
+        if result.is_err() {
+            break;
+        }
+        let ev = match fleet.eval_model(m) {
+            Ok(ev) => ev,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        out.push(PrunePoint {
+            pruned: level,
+            neuron: level.checked_sub(1).map(|i| order[i]),
+            acc: accuracies(fleet.p, fleet.loss, split, &labels.labels, &labels.corrupted, &ev),
+        });
     }
-    if arch.batchnorm {
-        params[arch.gamma_range().start + k] = 0.0;
-        params[arch.beta_range().start + k] = 0.0;
-    }
+    fleet.zero_mlp_neurons(m, &saved, &[])?;
+    result.map(|_| out)
 }

@@ -1,178 +1,83 @@
-//! The paper's two-layer MLP (SPEC §2): architecture, parameter layout and initialisation.
+//! The networks (SPEC §2, §7, §8) and what is a property of a network alone: parameter
+//! layouts, initialisation, the forward passes, Gromov's analytic network and the Fourier IPR
+//! of weight vectors.
 //!
-//! All trainable parameters of one model live in one contiguous `Vec<f32>`:
-//!
-//! | block   | shape    | meaning                                                   |
-//! |---------|----------|-----------------------------------------------------------|
-//! | `Uᵀ`    | `p × N`  | row `a` is column `a` of the paper's `U` (token `a`'s input)|
-//! | `Vᵀ`    | `p × N`  | row `b` is column `b` of `V`                              |
-//! | `W`     | `p × N`  | the paper's `W` (row `q` feeds logit `q`)                  |
-//! | `γ`     | `N`      | BatchNorm scale (only with BatchNorm)                      |
-//! | `β`     | `N`      | BatchNorm shift (only with BatchNorm)                      |
-//!
-//! So neuron `k` is column `k` of all three matrices, and the first layer is a gather of
-//! rows of `Uᵀ` and `Vᵀ`. The BatchNorm running statistics are state, not parameters.
-//!
-//! The Transformer of SPEC §8 is in [`transformer`].
+//! Which network an experiment trains is decided once, when its config is checked: the
+//! result is an [`Architecture`], and every later stage matches on the fleet built from it
+//! (`train::Network`), never on the config again.
 
+pub mod analytic;
+pub mod ipr;
+pub mod mlp;
 pub mod transformer;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
-use serde::{Deserialize, Serialize};
+pub use mlp::{Activation, Arch, RunningStats};
 
-/// The nonlinearity φ.
+use serde::{Deserialize, Serialize};
+use transformer::TransformerConfig;
+
+/// Which network a config asks for (`model.kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// φ(x) = x² (the paper's default).
+pub enum ModelKind {
+    /// The paper's two-layer MLP (SPEC §2).
     #[default]
-    Square,
-    Relu,
-    /// Exact (erf) GELU, as PyTorch's default.
-    Gelu,
+    Mlp,
+    /// The paper's Transformer (SPEC §8), configured under `[model.transformer]`.
+    Transformer,
 }
 
-impl Activation {
-    #[inline(always)]
-    pub fn f(self, x: f32) -> f32 {
-        match self {
-            Activation::Square => x * x,
-            Activation::Relu => x.max(0.0),
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
-        }
-    }
-
-    /// φ'(x).
-    #[inline(always)]
-    pub fn df(self, x: f32) -> f32 {
-        match self {
-            Activation::Square => 2.0 * x,
-            Activation::Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Activation::Gelu => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
-                cdf + x * pdf
-            }
-        }
-    }
+/// How an MLP's weights start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Every entry of U, V, W from Normal(0, init_std²).
+    #[default]
+    Normal,
+    /// Gromov's analytic solution for modular addition (SPEC §7), output layer scaled by 2/N.
+    Analytic,
 }
 
-impl Activation {
-    /// `dst = φ(src)`, with the match outside the loop so that each arm vectorizes.
-    pub fn apply(self, src: &[f32], dst: &mut [f32]) {
-        match self {
-            Activation::Square => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * x),
-            Activation::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
-            Activation::Gelu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = self.f(x)),
-        }
-    }
-
-    pub fn apply_in_place(self, x: &mut [f32]) {
-        match self {
-            Activation::Square => x.iter_mut().for_each(|v| *v *= *v),
-            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Gelu => x.iter_mut().for_each(|v| *v = self.f(*v)),
-        }
-    }
-
-    /// `d ← d ⊙ φ'(h)`.
-    pub fn mul_derivative(self, d: &mut [f32], h: &[f32]) {
-        match self {
-            Activation::Square => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= 2.0 * x),
-            Activation::Relu => d
-                .iter_mut()
-                .zip(h)
-                .for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
-            Activation::Gelu => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= self.df(x)),
-        }
-    }
-}
-
-/// What every model of a fleet shares.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Arch {
-    /// Modulus = vocabulary = number of outputs.
-    pub p: usize,
-    /// Hidden width N.
-    pub width: usize,
-    pub activation: Activation,
-    pub batchnorm: bool,
-    pub bn_momentum: f32,
-    pub bn_eps: f32,
-}
-
-impl Arch {
-    pub fn n_params(&self) -> usize {
-        3 * self.p * self.width + if self.batchnorm { 2 * self.width } else { 0 }
-    }
-    pub fn u_range(&self) -> std::ops::Range<usize> {
-        0..self.p * self.width
-    }
-    pub fn v_range(&self) -> std::ops::Range<usize> {
-        self.p * self.width..2 * self.p * self.width
-    }
-    pub fn w_range(&self) -> std::ops::Range<usize> {
-        2 * self.p * self.width..3 * self.p * self.width
-    }
-    /// γ (empty without BatchNorm).
-    pub fn gamma_range(&self) -> std::ops::Range<usize> {
-        let s = 3 * self.p * self.width;
-        if self.batchnorm {
-            s..s + self.width
-        } else {
-            s..s
-        }
-    }
-    /// β (empty without BatchNorm).
-    pub fn beta_range(&self) -> std::ops::Range<usize> {
-        let s = 3 * self.p * self.width + self.width;
-        if self.batchnorm {
-            s..s + self.width
-        } else {
-            s..s
-        }
-    }
-
-    /// The paper's init scale `σ = 0.5 / (2N)^{1/3}`.
-    pub fn default_init_std(&self) -> f64 {
-        0.5 / (2.0 * self.width as f64).cbrt()
-    }
-
-    /// Fresh parameters: every entry of U, V, W from `Normal(0, std²)`, drawn in the
-    /// order Uᵀ, Vᵀ, W (row-major), from `seed`; γ = 1, β = 0.
-    pub fn init_params(&self, std: f64, seed: u64) -> Vec<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f64, std).expect("std is finite and non-negative");
-        let mut params = vec![0.0f32; self.n_params()];
-        for x in &mut params[..3 * self.p * self.width] {
-            *x = normal.sample(&mut rng) as f32;
-        }
-        let g = self.gamma_range();
-        params[g].fill(1.0);
-        params
-    }
-}
-
-/// BatchNorm running statistics (PyTorch's `running_mean`, `running_var`).
+/// A checked network shape with everything its fleet needs to initialise its models.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunningStats {
-    pub mean: Vec<f32>,
-    pub var: Vec<f32>,
+pub enum Architecture {
+    Mlp {
+        arch: Arch,
+        init: Init,
+        /// Standard deviation of the normal init.
+        init_std: f64,
+    },
+    Transformer {
+        cfg: TransformerConfig,
+        p: usize,
+    },
 }
 
-impl RunningStats {
-    pub fn new(width: usize) -> RunningStats {
-        RunningStats {
-            mean: vec![0.0; width],
-            var: vec![1.0; width],
+impl Architecture {
+    /// What the three weight norms of the metrics (`norm_u`, `norm_v`, `norm_w`) measure.
+    pub fn norm_names(&self) -> [&'static str; 3] {
+        match self {
+            Architecture::Mlp { .. } => ["‖U‖", "‖V‖", "‖W‖"],
+            Architecture::Transformer { .. } => ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"],
         }
     }
+
+    /// What one "neuron" of the per-neuron analysis is.
+    pub fn neuron_noun(&self) -> &'static str {
+        match self {
+            Architecture::Mlp { .. } => "neurons",
+            Architecture::Transformer { .. } => "MLP neurons",
+        }
+    }
+}
+
+/// Index of the largest logit (the first one on ties, as `torch.argmax`): the prediction.
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

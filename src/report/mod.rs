@@ -7,10 +7,12 @@ pub mod plot;
 mod weights;
 
 use crate::analysis::dynamics::dynamics;
-use crate::config::{ModelKind, ModelSpec};
+use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, IPR_BINS};
+use crate::rundir::{RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
+use crate::sweep::store;
 use base64::Engine;
 use plot::*;
 use plotters::coord::Shift;
@@ -79,7 +81,10 @@ pub fn save_figure(
     let size = (panel.0 * cols as u32, panel.1 * rows as u32);
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
-    let fail = |e: String| Error::Output(format!("figure {name}: {e}"));
+    let fail = |why: String| Error::Plot {
+        figure: name.to_string(),
+        why,
+    };
     render(
         BitMapBackend::new(&png, size).into_drawing_area(),
         panels,
@@ -115,16 +120,14 @@ pub fn classify(path: &Path) -> Result<Source> {
     } else {
         path
     };
-    if dir.join("plan.json").exists() {
+    if store::is_sweep(dir) {
         return Ok(Source::Sweep(dir.to_path_buf()));
     }
-    if dir.join("config.toml").exists() {
+    if RunDir::is_run(dir) {
         return Ok(Source::Run(dir.to_path_buf()));
     }
-    if dir.file_name().is_some_and(|n| n == "analysis") {
-        if let Some(run) = dir.parent().filter(|r| r.join("config.toml").exists()) {
-            return Ok(Source::Run(run.to_path_buf()));
-        }
+    if let Some(run) = RunDir::of_analysis_dir(dir) {
+        return Ok(Source::Run(run.path().to_path_buf()));
     }
     Err(Error::NotARun {
         dir: path.to_path_buf(),
@@ -147,13 +150,10 @@ pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
 }
 
 fn prepare(dir: &Path, force: bool) -> Result<PathBuf> {
-    let out = dir.join("report");
+    let out = dir.join(REPORT);
     if out.exists() {
         if !force {
-            return Err(Error::Output(format!(
-                "{} exists; pass --force to replace it",
-                out.display()
-            )));
+            return Err(Error::FileExists(out));
         }
         std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     }
@@ -187,12 +187,10 @@ fn model_label(specs: &[ModelSpec], i: usize) -> String {
 
 /// The report of one run.
 fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
-    let cfg = crate::rundir::read_run_config(dir)?;
+    let run = RunDir::open(dir)?;
+    let cfg = run.read_config()?;
     let specs = cfg.fleet();
-    let read = |name: &str| std::fs::read_to_string(dir.join(name));
-    let metrics = read("metrics.csv").map_err(|e| Error::io(dir.join("metrics.csv"), e))?;
-    let hist = read("ipr_hist.csv").ok();
-    let history = crate::output::read_metrics_csv(&metrics, hist.as_deref())?;
+    let history = run.read_history()?;
     let name = cfg.name.clone();
     let hi = cfg.eval.threshold;
     let shown: Vec<usize> = (0..specs.len().min(MAX_MODELS_SHOWN)).collect();
@@ -254,6 +252,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     // 2. Losses (log scale) and weight norms.
     let loss_label = format!("{} loss", format!("{:?}", cfg.train.loss).to_uppercase());
     let mut panels = Vec::new();
+    let [n0, n1, n2] = cfg.architecture().norm_names();
     for &i in &shown {
         let h = &history[i];
         panels.push(Panel::Line(LineChart {
@@ -273,9 +272,9 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             x_desc: "step",
             y_desc: "Frobenius norm",
             lines: vec![
-                line("‖U‖", 0, false, steps_line(h, |r| Some(r.norm_u))),
-                line("‖V‖", 1, false, steps_line(h, |r| Some(r.norm_v))),
-                line("‖W‖", 2, false, steps_line(h, |r| Some(r.norm_w))),
+                line(n0, 0, false, steps_line(h, |r| Some(r.norm_u))),
+                line(n1, 1, false, steps_line(h, |r| Some(r.norm_v))),
+                line(n2, 2, false, steps_line(h, |r| Some(r.norm_w))),
             ],
             log_y: false,
             y_range: None,
@@ -286,7 +285,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         out,
         "loss_norms",
         "Loss and weight norms",
-        &format!("Left: training loss (on the labels trained on) and test loss (log scale when they span more than a decade and a half). Right: Frobenius norms of U, V, W.{more}"),
+        &format!("Left: training loss (on the labels trained on) and test loss (log scale when they span more than a decade and a half). Right: Frobenius norms of the weights ({n0}, {n1}, {n2}).{more}"),
         &panels,
         2,
         PANEL,
@@ -352,19 +351,16 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
 
     // Figures from the weights.
     let ctx = weights::Ctx {
-        dir,
+        run: &run,
         out,
         name: &name,
         specs: &specs,
         shown: &shown,
         cols,
     };
-    match cfg.model.kind {
-        ModelKind::Mlp => weights::mlp_figures(&ctx, &mut figs)?,
-        ModelKind::Transformer => weights::transformer_figures(&ctx, &mut figs)?,
-    }
+    weights::figures(&ctx, &mut figs)?;
     let table = run_table(&specs, &history, hi);
-    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    let config = run.config_text()?;
     write_html(
         out,
         &format!("grokscope report: {name}"),
@@ -484,7 +480,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                         .iter()
                         .map(|c| {
                             let (a, x) = idx(g, &c.alpha, &c.xi);
-                            (a, x, c.phase.clone(), c.agreement)
+                            (a, x, c.phase, c.agreement)
                         })
                         .collect(),
                 })
@@ -549,13 +545,13 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     );
     let mut counts = std::collections::BTreeMap::new();
     for r in records.values() {
-        *counts.entry(r.phase.clone()).or_insert(0usize) += 1;
+        *counts.entry(r.phase).or_insert(0usize) += 1;
     }
     for (p, c) in counts {
-        table.push_str(&format!("<tr><td>{}</td><td>{c}</td></tr>", esc(&p)));
+        table.push_str(&format!("<tr><td>{}</td><td>{c}</td></tr>", esc(p.name())));
     }
     table.push_str("</table>");
-    let grid_text = std::fs::read_to_string(dir.join("phase_grid.txt")).unwrap_or_default();
+    let grid_text = store::read_grid_text(dir)?.unwrap_or_default();
     if !grid_text.is_empty() {
         table.push_str(&format!("<pre>{}</pre>", esc(&grid_text)));
     }
@@ -604,6 +600,6 @@ fn write_html(
         esc(config)
     ));
     let path = out.join("report.html");
-    std::fs::write(&path, h).map_err(|e| Error::io(&path, e))?;
+    crate::rundir::atomic_write(&path, h.as_bytes())?;
     Ok(path)
 }

@@ -1,6 +1,7 @@
 //! Plot primitives over `plotters`, generic over the drawing backend so that every figure is
 //! drawn once as PNG and once as SVG. Fonts: DejaVu Sans, embedded in the binary.
 
+use crate::metrics::Phase;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::sync::Once;
@@ -462,30 +463,11 @@ impl Scatter<'_> {
     }
 }
 
-/// The colour of a phase in phase diagrams.
-pub fn phase_color(phase: &str) -> RGBColor {
-    match phase {
-        "Coexistence" => RGBColor(0, 114, 178),
-        "Partial Inversion" => RGBColor(86, 180, 233),
-        "Full Inversion" => RGBColor(0, 158, 115),
-        "Memorization" => RGBColor(213, 94, 0),
-        "Forgetting" => RGBColor(120, 120, 120),
-        "Confusion" => RGBColor(204, 121, 167),
-        "Generalization" => RGBColor(230, 159, 0),
-        _ => RGBColor(235, 235, 235),
-    }
+/// The colour of a phase in figures.
+pub fn phase_color(phase: Phase) -> RGBColor {
+    let (r, g, b) = phase.rgb();
+    RGBColor(r, g, b)
 }
-
-/// The six phases of SPEC §5 (and Generalization, without corruption), in legend order.
-pub const PHASES: [&str; 7] = [
-    "Coexistence",
-    "Partial Inversion",
-    "Full Inversion",
-    "Memorization",
-    "Forgetting",
-    "Confusion",
-    "Generalization",
-];
 
 /// An α × ξ grid coloured by phase; cells whose seeds disagree are lighter and show their
 /// agreement.
@@ -494,7 +476,7 @@ pub struct PhaseGrid<'a> {
     pub alphas: &'a [String],
     pub xis: &'a [String],
     /// `(alpha index, xi index, phase, agreement)`.
-    pub cells: Vec<(usize, usize, String, f64)>,
+    pub cells: Vec<(usize, usize, Phase, f64)>,
 }
 
 impl PhaseGrid<'_> {
@@ -522,7 +504,7 @@ impl PhaseGrid<'_> {
             .draw()
             .map_err(pe)?;
         c.draw_series(self.cells.iter().map(|(a, x, phase, agree)| {
-            let col = phase_color(phase).mix(0.35 + 0.65 * agree.clamp(0.0, 1.0));
+            let col = phase_color(*phase).mix(0.35 + 0.65 * agree.clamp(0.0, 1.0));
             let (x, y) = (*x as f64, *a as f64);
             Rectangle::new(
                 [(x - 0.485, y - 0.485), (x + 0.485, y + 0.485)],
@@ -541,12 +523,12 @@ impl PhaseGrid<'_> {
             }
         }
         legend.fill(&WHITE).map_err(pe)?;
-        for (i, p) in PHASES.iter().enumerate() {
+        for (i, p) in Phase::ALL.iter().enumerate() {
             let y = 40 + 24 * i as i32;
             legend
                 .draw(&Rectangle::new(
                     [(6, y), (24, y + 16)],
-                    phase_color(p).filled(),
+                    phase_color(*p).filled(),
                 ))
                 .map_err(pe)?;
             legend
@@ -559,7 +541,7 @@ impl PhaseGrid<'_> {
         legend
             .draw(&Text::new(
                 "% = seeds agreeing",
-                (6, 40 + 24 * PHASES.len() as i32 + 6),
+                (6, 40 + 24 * Phase::ALL.len() as i32 + 6),
                 ("sans-serif", 11),
             ))
             .map_err(pe)?;

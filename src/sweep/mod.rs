@@ -7,7 +7,7 @@ pub mod store;
 
 use crate::analysis::dynamics::dynamics;
 use crate::error::{Error, Result};
-use crate::train::run::train_specs;
+use crate::experiment::train;
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,7 +89,7 @@ pub fn fleet_work(f: &FleetPlan, n_train: usize) -> u64 {
 }
 
 /// Training examples of a config (the split is cheap to build).
-pub fn n_train(cfg: &crate::config::Config) -> Result<usize> {
+pub fn n_train(cfg: &crate::config::Checked) -> Result<usize> {
     let d = &cfg.data;
     Ok(crate::data::Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?.n_train())
 }
@@ -115,7 +115,7 @@ pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
         let (t_step, t_eval) = match measured.get(&shape) {
             Some(&t) => t,
             None => {
-                let t = crate::train::run::measure(&f.cfg, f.specs.clone(), rows)?;
+                let t = crate::experiment::measure(&f.cfg, f.specs.clone(), rows)?;
                 measured.insert(shape, t);
                 t
             }
@@ -163,13 +163,20 @@ pub fn run(
         let hi = f.cfg.eval.threshold;
         let base = st.work_done;
         let m = f.specs.len() as u64;
-        let (history, total_steps) = train_specs(&f.cfg, f.specs.clone(), &mut |step, _| {
-            st.work_done = base + step * m;
+        let setup = f.cfg.setup_specs(f.specs.clone())?;
+        let total_steps = setup.total_steps;
+        let sink = |net: &crate::train::Network, step: u64| store.write_checkpoints(&f.runs, net, step);
+        let out = train(&f.cfg, setup, Some(&sink), &mut |p| {
+            st.work_done = base + p.step * m;
             progress(&st);
+            Ok(())
         })?;
+        let history = out.history;
         for (i, &run) in f.runs.iter().enumerate() {
             let pt = &plan.points[run];
-            let last = history[i].last().expect("final evaluation").clone();
+            let Some(last) = history[i].last().cloned() else {
+                continue;
+            };
             let rec = RunRecord {
                 run,
                 coords: pt
@@ -177,7 +184,7 @@ pub fn run(
                     .iter()
                     .map(|(k, v)| (k.clone(), toml_to_json(v)))
                     .collect(),
-                phase: last.phase(hi).name().to_string(),
+                phase: last.phase(hi),
                 steps: total_steps,
                 dynamics: dynamics(&history[i], hi),
                 last,
@@ -215,30 +222,23 @@ pub fn write_tables(
     axes: &[String],
     records: &BTreeMap<usize, RunRecord>,
 ) -> Result<()> {
-    store::atomic_write(
-        &dir.join("results.csv"),
-        results::results_csv(axes, records).as_bytes(),
-    )?;
     let grids = results::phase_grids(axes, records);
-    if !grids.is_empty() {
-        store::atomic_write(
-            &dir.join("phase_grid.csv"),
-            results::grid_csv(&grids).as_bytes(),
-        )?;
-        store::atomic_write(
-            &dir.join("phase_grid.txt"),
-            results::grid_text(&grids).as_bytes(),
-        )?;
-    }
-    Ok(())
+    let tables = (!grids.is_empty())
+        .then(|| (results::grid_csv(&grids), results::grid_text(&grids)));
+    store::write_tables(
+        dir,
+        &results::results_csv(axes, records),
+        tables.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
+    )
 }
 
 /// Joins shard directories into `out`: they must share one plan and no run.
 pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>> {
     if inputs.is_empty() {
-        return Err(Error::Output(
-            "merge needs at least one sweep directory".into(),
-        ));
+        return Err(Error::Sweep {
+            dir: out.to_path_buf(),
+            why: "merge needs at least one sweep directory".into(),
+        });
     }
     let plans: Vec<PlanFile> = inputs
         .iter()
@@ -246,15 +246,17 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
         .collect::<Result<_>>()?;
     for (d, p) in inputs.iter().zip(&plans).skip(1) {
         if p.hash != plans[0].hash {
-            return Err(Error::Output(format!(
-                "{} holds a different plan ({}, hash {}) than {} ({}, hash {})",
-                d.display(),
+            return Err(Error::Sweep {
+                dir: d.to_path_buf(),
+                why: format!(
+                "holds a different plan ({}, hash {}) than {} ({}, hash {})",
                 p.name,
                 p.hash,
                 inputs[0].display(),
                 plans[0].name,
                 plans[0].hash
-            )));
+            ),
+            });
         }
     }
     let mut all: BTreeMap<usize, RunRecord> = BTreeMap::new();
@@ -262,11 +264,10 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     for d in inputs {
         for (id, rec) in store::read_records(d)? {
             if let Some(prev) = from.get(&id) {
-                return Err(Error::Output(format!(
-                    "run {id} is in both {} and {}: shards overlap",
-                    prev.display(),
-                    d.display()
-                )));
+                return Err(Error::Sweep {
+                    dir: d.to_path_buf(),
+                    why: format!("run {id} is also in {}: shards overlap", prev.display()),
+                });
             }
             from.insert(id, d);
             all.insert(id, rec);

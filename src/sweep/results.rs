@@ -4,7 +4,7 @@
 
 use super::spec::SEED_KEYS;
 use super::store::RunRecord;
-use crate::analysis::phase::Phase;
+use crate::metrics::Phase;
 use std::collections::BTreeMap;
 
 const ALPHA: &str = "data.train_fraction";
@@ -67,7 +67,7 @@ pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Str
 pub struct GridCell {
     pub alpha: String,
     pub xi: String,
-    pub phase: String,
+    pub phase: Phase,
     /// Share of the cell's runs (seeds) in the majority phase.
     pub agreement: f64,
     pub runs: usize,
@@ -132,15 +132,16 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
             let cells = cells
                 .into_iter()
                 .map(|((alpha, xi), runs)| {
-                    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+                    let mut count: BTreeMap<Phase, usize> = BTreeMap::new();
                     for r in &runs {
-                        *count.entry(r.phase.as_str()).or_default() += 1;
+                        *count.entry(r.phase).or_default() += 1;
                     }
+                    // The majority; ties go to the phase whose name sorts first.
                     let (phase, n) = count
                         .iter()
-                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                        .map(|(p, n)| (p.to_string(), *n))
-                        .unwrap_or_default();
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.name().cmp(a.0.name())))
+                        .map(|(p, n)| (*p, *n))
+                        .unwrap_or((Phase::Forgetting, 0));
                     let k = runs.len() as f64;
                     let mems: Vec<f64> = runs.iter().filter_map(|r| r.last.mem_acc).collect();
                     GridCell {
@@ -165,34 +166,12 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
         .collect()
 }
 
-/// Two-letter code of a phase name.
-pub fn code(phase: &str) -> &'static str {
-    match phase {
-        "Coexistence" => "Co",
-        "Partial Inversion" => "PI",
-        "Full Inversion" => "FI",
-        "Memorization" => "Me",
-        "Forgetting" => "Fo",
-        "Confusion" => "Cf",
-        "Generalization" => "Ge",
-        _ => "??",
-    }
-}
-
 pub fn grid_text(grids: &[Grid]) -> String {
     let mut s = String::new();
-    let legend: Vec<String> = [
-        Phase::Coexistence,
-        Phase::PartialInversion,
-        Phase::FullInversion,
-        Phase::Memorization,
-        Phase::Forgetting,
-        Phase::Confusion,
-        Phase::Generalization,
-    ]
-    .iter()
-    .map(|p| format!("{} {}", code(p.name()), p.name()))
-    .collect();
+    let legend: Vec<String> = Phase::ALL
+        .iter()
+        .map(|p| format!("{} {}", p.code(), p.name()))
+        .collect();
     s.push_str(&format!(
         "phases: {}; ·· not run; * seeds disagree\n",
         legend.join(", ")
@@ -219,7 +198,7 @@ pub fn grid_text(grids: &[Grid]) -> String {
                 match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
                     Some(c) => s.push_str(&format!(
                         " {:>4}{}",
-                        code(&c.phase),
+                        c.phase.code(),
                         if c.agreement < 1.0 { "*" } else { " " }
                     )),
                     None => s.push_str(&format!(" {:>4} ", "··")),

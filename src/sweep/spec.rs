@@ -15,19 +15,9 @@
 //! "train.batch_size,train.steps" = [[8, 64000], [64, 8000], ["full", 2000]]
 //! ```
 
-use crate::config::{set_path, Config, ModelSpec};
+use crate::config::{set_path, Checked, Config, ModelSpec};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-
-/// Fleet axes: runs that differ only in these keys can train in one fleet.
-pub const FLEET_KEYS: [&str; 6] = [
-    "data.corruption",
-    "data.corruption_seed",
-    "model.init_seed",
-    "model.dropout",
-    "train.weight_decay",
-    "train.lr",
-];
 
 /// Keys that count as seeds: phase grids take the majority over them.
 pub const SEED_KEYS: [&str; 5] = [
@@ -73,14 +63,14 @@ pub struct SweepSpec {
 pub struct RunPoint {
     pub id: usize,
     pub coords: Vec<(String, toml::Value)>,
-    pub cfg: Config,
+    pub cfg: Checked,
 }
 
 /// Runs that train together.
 #[derive(Clone, Debug)]
 pub struct FleetPlan {
     /// The config shared by the fleet (its fleet axes are replaced by `specs`).
-    pub cfg: Config,
+    pub cfg: Checked,
     pub runs: Vec<usize>,
     pub specs: Vec<ModelSpec>,
 }
@@ -162,8 +152,9 @@ impl SweepSpec {
             }
             let what =
                 |e: Error| Error::Config(format!("sweep run {id} ({}): {e}", describe(&coords)));
-            let cfg = Config::from_table(&table).map_err(what)?;
-            cfg.validate().map_err(what)?;
+            let cfg = Config::from_table(&table)
+                .and_then(Config::check)
+                .map_err(what)?;
             if cfg.fleet().len() != 1 {
                 return Err(what(Error::Config(
                     "the base config lists several values for a fleet axis; put them under [axes]"
@@ -301,9 +292,9 @@ pub fn group_fleets(points: &[&RunPoint], max_fleet: usize) -> Vec<FleetPlan> {
     out
 }
 
-fn fleet_key(cfg: &Config) -> String {
+fn fleet_key(cfg: &Checked) -> String {
     use crate::config::Axis;
-    let mut c = cfg.clone();
+    let mut c = cfg.config().clone();
     c.data.corruption = Axis::Many(vec![]);
     c.data.corruption_seed = Axis::Many(vec![]);
     c.model.init_seed = Axis::Many(vec![]);

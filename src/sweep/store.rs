@@ -12,12 +12,48 @@
 
 use crate::analysis::dynamics::Dynamics;
 use crate::error::{Error, Result};
-use crate::metrics::Record;
+use crate::metrics::{Phase, Record};
+pub use crate::rundir::atomic_write;
+use crate::rundir::{checkpoint_name, write_file};
+use crate::train::{Engine, Network};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+const PLAN: &str = "plan.json";
+const RUNS: &str = "runs";
+const CHECKPOINTS: &str = "checkpoints";
+const RESULTS: &str = "results.csv";
+const GRID_CSV: &str = "phase_grid.csv";
+const GRID_TXT: &str = "phase_grid.txt";
+
+/// Whether `path` is a sweep directory (it has a plan).
+pub fn is_sweep(path: &Path) -> bool {
+    path.join(PLAN).is_file()
+}
+
+/// The phase grids as text (`phase_grid.txt`), if the sweep has them.
+pub fn read_grid_text(dir: &Path) -> Result<Option<String>> {
+    let p = dir.join(GRID_TXT);
+    if !p.exists() {
+        return Ok(None);
+    }
+    fs::read_to_string(&p)
+        .map(Some)
+        .map_err(|e| Error::io(&p, e))
+}
+
+/// Writes the derived tables: `results.csv`, and with phase grids `phase_grid.csv` and
+/// `phase_grid.txt` (each replaced atomically).
+pub fn write_tables(dir: &Path, results: &str, grids: Option<(&str, &str)>) -> Result<()> {
+    atomic_write(&dir.join(RESULTS), results.as_bytes())?;
+    if let Some((csv, txt)) = grids {
+        atomic_write(&dir.join(GRID_CSV), csv.as_bytes())?;
+        atomic_write(&dir.join(GRID_TXT), txt.as_bytes())?;
+    }
+    Ok(())
+}
 
 /// What identifies a sweep directory's plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +73,7 @@ pub struct RunRecord {
     pub run: usize,
     /// Axis values of this run, by dotted key.
     pub coords: BTreeMap<String, serde_json::Value>,
-    pub phase: String,
+    pub phase: Phase,
     pub steps: u64,
     #[serde(rename = "final")]
     pub last: Record,
@@ -57,20 +93,20 @@ impl Store {
     /// Opens `dir` for `plan`: creates it if needed; refuses a directory that holds another
     /// plan or other files.
     pub fn open(dir: &Path, plan: &PlanFile) -> Result<Store> {
-        let plan_path = dir.join("plan.json");
+        let plan_path = dir.join(PLAN);
+        let refuse = |why: String| Error::Sweep {
+            dir: dir.to_path_buf(),
+            why,
+        };
         if dir.exists() {
             if !dir.is_dir() {
-                return Err(Error::Output(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
+                return Err(refuse("it is not a directory".into()));
             }
             if plan_path.exists() {
                 let found = read_plan(dir)?;
                 if found.hash != plan.hash || found.shard != plan.shard {
-                    return Err(Error::Output(format!(
-                        "{} holds a different plan ({}{}, hash {}) than this one ({}{}, hash {}); use another --out",
-                        dir.display(),
+                    return Err(refuse(format!(
+                        "it holds a different plan ({}{}, hash {}) than this one ({}{}, hash {}); use another --out",
                         found.name,
                         found.shard.as_deref().map(|s| format!(", shard {s}")).unwrap_or_default(),
                         found.hash,
@@ -80,17 +116,16 @@ impl Store {
                     )));
                 }
             } else if fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-                return Err(Error::Output(format!(
-                    "{} exists and is not a sweep directory (no plan.json); use another --out",
-                    dir.display()
+                return Err(refuse(format!(
+                    "it exists and is not a sweep directory (no {PLAN}); use another --out"
                 )));
             }
         }
-        let runs = dir.join("runs");
+        let runs = dir.join(RUNS);
         fs::create_dir_all(&runs).map_err(io(&runs))?;
         if !plan_path.exists() {
             let text =
-                serde_json::to_string_pretty(plan).map_err(|e| Error::Output(e.to_string()))?;
+                serde_json::to_string_pretty(plan).map_err(|e| Error::json(&plan_path, e))?;
             atomic_write(&plan_path, text.as_bytes())?;
         }
         // Temporary files of runs in flight when a process died.
@@ -111,30 +146,38 @@ impl Store {
         read_records(&self.dir)
     }
 
+    /// Writes `checkpoints/run-XXXXXX/step-XXXXXXXX.safetensors` for each run of a fleet
+    /// (`runs[i]` is model `i` of `network`), one model per file. A fleet redone after a
+    /// crash writes the same weights again, so existing files are replaced.
+    pub fn write_checkpoints(&self, runs: &[usize], network: &Network, step: u64) -> Result<()> {
+        for (i, run) in runs.iter().enumerate() {
+            let dir = self.dir.join(CHECKPOINTS).join(format!("run-{run:06}"));
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            write_file(&dir, &checkpoint_name(step), &network.save(step, &[i])?, true)?;
+        }
+        Ok(())
+    }
+
     /// Commits one finished run.
     pub fn commit(&self, rec: &RunRecord) -> Result<()> {
-        let text = serde_json::to_string_pretty(rec).map_err(|e| Error::Output(e.to_string()))?;
-        atomic_write(
-            &self.dir.join("runs").join(format!("{:06}.json", rec.run)),
-            text.as_bytes(),
-        )
+        let path = self.dir.join(RUNS).join(format!("{:06}.json", rec.run));
+        let text = serde_json::to_string_pretty(rec).map_err(|e| Error::json(&path, e))?;
+        atomic_write(&path, text.as_bytes())
     }
 }
 
 pub fn read_plan(dir: &Path) -> Result<PlanFile> {
-    let p = dir.join("plan.json");
-    let text = fs::read_to_string(&p).map_err(|_| {
-        Error::Output(format!(
-            "{} is not a sweep directory (no plan.json)",
-            dir.display()
-        ))
+    let p = dir.join(PLAN);
+    let text = fs::read_to_string(&p).map_err(|_| Error::Sweep {
+        dir: dir.to_path_buf(),
+        why: format!("it is not a sweep directory (no {PLAN})"),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Output(format!("{}: {e}", p.display())))
+    serde_json::from_str(&text).map_err(|e| Error::json(&p, e))
 }
 
 /// Reads every committed record of a sweep directory.
 pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
-    let runs = dir.join("runs");
+    let runs = dir.join(RUNS);
     let mut out = BTreeMap::new();
     if !runs.exists() {
         return Ok(out);
@@ -145,24 +188,8 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
             continue;
         }
         let text = fs::read_to_string(&p).map_err(io(&p))?;
-        let rec: RunRecord = serde_json::from_str(&text)
-            .map_err(|e| Error::Output(format!("{}: corrupt run record: {e}", p.display())))?;
+        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| Error::json(&p, e))?;
         out.insert(rec.run, rec);
     }
     Ok(out)
-}
-
-/// Writes `bytes` to `path` through a flushed temporary file renamed into place.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io(path))
 }

@@ -1,6 +1,7 @@
 //! Losses on the logits (SPEC §3): MSE against one-hot targets (PyTorch's `MSELoss`, mean over
 //! all `n × p` entries) and cross-entropy (mean over examples).
 
+pub use crate::model::argmax;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -82,15 +83,4 @@ impl Loss {
 fn logsumexp(x: &[f32]) -> f64 {
     let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
     m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
-}
-
-/// Index of the largest logit (the first one on ties, as `torch.argmax`).
-pub fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

@@ -3,22 +3,17 @@
 //! decay only on the matrices unless configured (SPEC §8).
 
 use super::adamw::{AdamWHyper, AdamWState};
-use super::engine::{EvalOutput, ModelHyper};
 use super::loss::{argmax, Loss};
-use super::{Engine, WeightStats};
-use crate::analysis::ipr::Ipr;
+use super::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::model::ipr::{neuron_ipr, Ipr};
 use crate::model::transformer::{
     CResult, DropoutMasks, Kind, LayerMasks, TModel, TransformerConfig,
 };
 use candle_core::{DType, Device, Tensor, D};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn ce(e: candle_core::Error) -> Error {
-    Error::Output(format!("transformer: {e}"))
-}
 
 /// One Transformer with its optimizer state.
 pub struct TModelState {
@@ -74,7 +69,7 @@ impl TFleet {
         let p = split.p;
         let mut out = Vec::with_capacity(models.len());
         for (seed, hyper, labels) in models {
-            let model = TModel::init(cfg, p, seed, dtype).map_err(ce)?;
+            let model = TModel::init(cfg, p, seed, dtype)?;
             let host = model
                 .params
                 .iter()
@@ -86,7 +81,7 @@ impl TFleet {
                         .to_vec1::<f32>()
                 })
                 .collect::<CResult<Vec<_>>>()
-                .map_err(ce)?;
+                ?;
             let adam = host.iter().map(|h| AdamWState::new(h.len())).collect();
             let mut eval_labels = labels.clone();
             eval_labels.extend_from_slice(&split.test_labels);
@@ -96,7 +91,7 @@ impl TFleet {
                 host,
                 adam,
                 hyper,
-                labels: Tensor::from_vec(labels, n, &Device::Cpu).map_err(ce)?,
+                labels: Tensor::from_vec(labels, n, &Device::Cpu)?,
                 eval_labels,
             });
         }
@@ -106,14 +101,14 @@ impl TFleet {
             .chunks(EVAL_ROWS)
             .map(tokens)
             .collect::<CResult<Vec<_>>>()
-            .map_err(ce)?;
+            ?;
         Ok(TFleet {
             cfg: cfg.clone(),
             p,
             loss,
             models: out,
             decay: default_decay,
-            train_tokens: tokens(&split.train_pairs).map_err(ce)?,
+            train_tokens: tokens(&split.train_pairs)?,
             eval_tokens,
             step: 0,
         })
@@ -181,8 +176,8 @@ impl TFleet {
 
     /// Loss and gradient (flattened, in parameter order) of model `m`, without a step.
     pub fn gradients(&self, m: usize, batch: Option<&[u32]>) -> Result<(f64, Vec<Vec<f64>>)> {
-        let loss = self.batch_loss(m, batch).map_err(ce)?;
-        let grads = loss.backward().map_err(ce)?;
+        let loss = self.batch_loss(m, batch)?;
+        let grads = loss.backward()?;
         let g = self.models[m]
             .model
             .params
@@ -192,20 +187,20 @@ impl TFleet {
                 None => Ok(vec![0.0; q.var.elem_count()]),
             })
             .collect::<CResult<Vec<_>>>()
-            .map_err(ce)?;
+            ?;
         Ok((
             loss.to_dtype(DType::F64)
-                .map_err(ce)?
+                ?
                 .to_scalar::<f64>()
-                .map_err(ce)?,
+                ?,
             g,
         ))
     }
 
     fn step_on(&mut self, batch: Option<&[u32]>) -> Result<()> {
         for m in 0..self.models.len() {
-            let loss = self.batch_loss(m, batch).map_err(ce)?;
-            let grads = loss.backward().map_err(ce)?;
+            let loss = self.batch_loss(m, batch)?;
+            let grads = loss.backward()?;
             let st = &mut self.models[m];
             for (j, q) in st.model.params.iter().enumerate() {
                 let g: Vec<f32> = match grads.get(q.var.as_tensor()) {
@@ -214,7 +209,7 @@ impl TFleet {
                         .and_then(|g| g.to_dtype(DType::F32)?.to_vec1()),
                     None => Ok(vec![0.0; st.host[j].len()]),
                 }
-                .map_err(ce)?;
+                ?;
                 let hyper = AdamWHyper {
                     weight_decay: if (self.decay)(&self.cfg, q.kind) {
                         st.hyper.adam.weight_decay
@@ -226,8 +221,8 @@ impl TFleet {
                 st.adam[j].step(&hyper, &mut st.host[j], &g);
                 let t = Tensor::from_slice(&st.host[j], q.var.shape(), &Device::Cpu)
                     .and_then(|t| t.to_dtype(q.var.dtype()))
-                    .map_err(ce)?;
-                q.var.set(&t).map_err(ce)?;
+                    ?;
+                q.var.set(&t)?;
             }
         }
         self.step += 1;
@@ -245,7 +240,7 @@ impl TFleet {
                 .model
                 .forward(tok, None)
                 .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())
-                .map_err(ce)?;
+                ?;
             for row in logits {
                 let r = preds.len();
                 preds.push(argmax(&row));
@@ -263,9 +258,9 @@ impl TFleet {
             .params
             .iter()
             .position(|q| q.name == name)
-            .ok_or_else(|| Error::Output(format!("transformer has no parameter {name}")))?;
+            .ok_or_else(|| Error::Weights(format!("the Transformer has no parameter {name}")))?;
         if st.host[j].len() != values.len() {
-            return Err(Error::Output(format!(
+            return Err(Error::Weights(format!(
                 "{name}: {} values for a parameter of {}",
                 values.len(),
                 st.host[j].len()
@@ -275,8 +270,8 @@ impl TFleet {
         let q = &st.model.params[j];
         let t = Tensor::from_slice(values, q.var.shape(), &Device::Cpu)
             .and_then(|t| t.to_dtype(q.var.dtype()))
-            .map_err(ce)?;
-        q.var.set(&t).map_err(ce)
+            ?;
+        Ok(q.var.set(&t)?)
     }
 
     /// Parameter names in order.
@@ -343,7 +338,7 @@ impl Engine for TFleet {
         (0..self.models.len()).map(|m| self.eval_model(m)).collect()
     }
     fn weight_stats(&self, m: usize) -> WeightStats {
-        let norm = |names: &[&str]| {
+        let norm = |names: &[String]| {
             names
                 .iter()
                 .filter_map(|n| self.host(m, n))
@@ -354,88 +349,95 @@ impl Engine for TFleet {
         let mlp: Vec<String> = (0..self.cfg.layers)
             .flat_map(|l| [format!("layers.{l}.mlp.fc1"), format!("layers.{l}.mlp.fc2")])
             .collect();
-        let mlp: Vec<&str> = mlp.iter().map(|s| s.as_str()).collect();
-        let out_name = if self.cfg.tie_embeddings {
-            "tok_emb"
-        } else {
-            "unembed"
-        };
+        let mut calc = Ipr::new(self.p);
         WeightStats {
-            norms: [norm(&["tok_emb"]), norm(&mlp), norm(&[out_name])],
+            norms: [
+                norm(&["tok_emb".to_string()]),
+                norm(&mlp),
+                norm(&[self.output_name().to_string()]),
+            ],
             neuron_iprs: self
-                .mlp_neuron_spectra(m)
-                .into_iter()
-                .map(|s| s.ipr)
+                .neurons(m)
+                .iter()
+                .map(|v| neuron_ipr(&mut calc, &v.vectors))
                 .collect(),
         }
     }
-    fn safetensors(&self, step: u64) -> Result<Vec<u8>> {
-        let st0 = &self.models[0];
-        let mm = self.models.len();
-        let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (j, q) in st0.model.params.iter().enumerate() {
-            let mut shape = vec![mm];
-            shape.extend_from_slice(q.var.dims());
-            let data: Vec<u8> = self
-                .models
-                .iter()
-                .flat_map(|st| st.host[j].iter().flat_map(|x| x.to_le_bytes()))
-                .collect();
-            bytes.push((q.name.clone(), shape, data));
-        }
-        let views = bytes
+
+    /// Every parameter under its name, stacked over the models (leading dimension M).
+    fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>> {
+        let mm = models.len();
+        let tensors = self.models[0]
+            .model
+            .params
             .iter()
-            .map(|(n, s, d)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
-                    .map(|t| (n.clone(), t))
+            .enumerate()
+            .map(|(j, q)| {
+                let mut shape = vec![mm];
+                shape.extend_from_slice(q.var.dims());
+                let data = models
+                    .iter()
+                    .flat_map(|&i| self.models[i].host[j].iter().copied())
+                    .collect();
+                (q.name.clone(), shape, data)
             })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Output(format!("safetensors: {e}")))?;
-        let meta = std::collections::HashMap::from([
-            ("format".to_string(), "grokscope-transformer".to_string()),
-            ("p".to_string(), self.p.to_string()),
-            ("models".to_string(), mm.to_string()),
-            ("step".to_string(), step.to_string()),
-            (
-                "config".to_string(),
-                serde_json::to_string(&self.cfg).unwrap_or_default(),
-            ),
-        ]);
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Output(format!("safetensors: {e}")))
+            .collect();
+        super::write_safetensors(
+            tensors,
+            vec![
+                ("format", "grokscope-transformer".to_string()),
+                ("p", self.p.to_string()),
+                ("models", mm.to_string()),
+                ("step", step.to_string()),
+                (
+                    "config",
+                    serde_json::to_string(&self.cfg).unwrap_or_default(),
+                ),
+            ],
+        )
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = safetensors::SafeTensors::deserialize(bytes)?;
+        let m = self.models.len();
+        for (j, name) in self.param_names().into_iter().enumerate() {
+            let mut shape = vec![m];
+            shape.extend_from_slice(self.models[0].model.params[j].var.dims());
+            let all = super::read_tensor(&st, &name, &shape)?;
+            let per = all.len() / m.max(1);
+            for i in 0..m {
+                self.set_param(i, &name, &all[i * per..(i + 1) * per])?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// IPR and dominant frequency of one MLP neuron of the Transformer, seen from the tokens.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TNeuron {
-    pub layer: usize,
-    pub neuron: usize,
-    /// IPR of `E · fc1[k]` over the p input tokens (its input as seen from the tokens).
-    pub ipr_in: Option<f64>,
-    /// IPR of `unembed · fc2[:, k]` over the p outputs.
-    pub ipr_out: Option<f64>,
-    /// Mean of the two (`None`: dead neuron).
-    pub ipr: Option<f64>,
-    pub dominant_in: usize,
-}
-
 impl TFleet {
-    /// Every MLP neuron of model `m` (all layers) as seen from the tokens: `(layer, neuron,
-    /// E · fc1[k], unembed · fc2[:, k])`, two p-vectors each.
-    pub fn mlp_neuron_views(&self, m: usize) -> Vec<(usize, usize, Vec<f32>, Vec<f32>)> {
-        let (p, d, h) = (self.p, self.cfg.d_model, self.cfg.hidden());
-        let (emb, _) = self.host(m, "tok_emb").expect("token embedding");
-        let out_name = if self.cfg.tie_embeddings {
+    /// The name of the output layer's matrix (`[p, d]`).
+    fn output_name(&self) -> &'static str {
+        if self.cfg.tie_embeddings {
             "tok_emb"
         } else {
             "unembed"
-        };
-        let (unembed, _) = self.host(m, out_name).expect("output layer");
+        }
+    }
+
+    /// A parameter's host copy; every name asked for here exists in every Transformer.
+    fn param(&self, m: usize, name: &str) -> &[f32] {
+        self.host(m, name).map(|(v, _)| v).unwrap_or(&[])
+    }
+
+    /// Every MLP neuron of model `m` (all layers) as seen from the tokens: its input
+    /// `E · fc1[k]` and its output `unembed · fc2[:, k]`, two p-vectors.
+    pub fn neurons(&self, m: usize) -> Vec<NeuronView> {
+        let (p, d, h) = (self.p, self.cfg.d_model, self.cfg.hidden());
+        let emb = self.param(m, "tok_emb");
+        let unembed = self.param(m, self.output_name());
         let mut out = Vec::new();
         for l in 0..self.cfg.layers {
-            let (fc1, _) = self.host(m, &format!("layers.{l}.mlp.fc1")).expect("fc1");
-            let (fc2, _) = self.host(m, &format!("layers.{l}.mlp.fc2")).expect("fc2");
+            let fc1 = self.param(m, &format!("layers.{l}.mlp.fc1"));
+            let fc2 = self.param(m, &format!("layers.{l}.mlp.fc2"));
             for k in 0..h {
                 let w_in = &fc1[k * d..(k + 1) * d];
                 let vin: Vec<f32> = (0..p)
@@ -450,41 +452,64 @@ impl TFleet {
                 let vout: Vec<f32> = (0..p)
                     .map(|q| (0..d).map(|j| unembed[q * d + j] * fc2[j * h + k]).sum())
                     .collect();
-                out.push((l, k, vin, vout));
+                out.push(NeuronView {
+                    layer: l,
+                    neuron: k,
+                    vectors: vec![vin, vout],
+                    bn: None,
+                });
             }
         }
         out
     }
 
-    /// Every MLP neuron of model `m` (all layers), with its IPRs as seen from the tokens.
-    pub fn mlp_neuron_spectra(&self, m: usize) -> Vec<TNeuron> {
-        let mut calc = Ipr::new(self.p);
-        self.mlp_neuron_views(m)
-            .into_iter()
-            .map(|(layer, neuron, vin, vout)| {
-                let si = calc.of(&vin);
-                let so = calc.of(&vout);
-                let vals: Vec<f64> = [si.map(|s| s.ipr), so.map(|s| s.ipr)]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                TNeuron {
-                    layer,
-                    neuron,
-                    ipr_in: si.map(|s| s.ipr),
-                    ipr_out: so.map(|s| s.ipr),
-                    ipr: (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64),
-                    dominant_in: si.map(|s| s.dominant).unwrap_or(0),
+    /// Model `m`'s MLP parameters: per layer `fc1`, `fc2` and (with biases) `fc1_bias`.
+    pub fn mlp_params(&self, m: usize) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        for l in 0..self.cfg.layers {
+            for n in ["mlp.fc1", "mlp.fc2", "mlp.fc1_bias"] {
+                let name = format!("layers.{l}.{n}");
+                if let Some((v, _)) = self.host(m, &name) {
+                    out.push((name, v.to_vec()));
                 }
-            })
-            .collect()
+            }
+        }
+        out
     }
 
-    /// IPR and dominant frequency of each token-embedding column (over the p tokens).
-    pub fn embedding_spectra(&self, m: usize) -> Vec<Option<crate::analysis::ipr::Spectral>> {
-        let d = self.cfg.d_model;
-        let (emb, _) = self.host(m, "tok_emb").expect("token embedding");
-        let mut calc = Ipr::new(self.p);
-        (0..d).map(|j| calc.of_strided(emb, j, d)).collect()
+    /// Sets model `m`'s MLP parameters to `saved` (from [`TFleet::mlp_params`]) with the
+    /// neurons `gone` (layer, neuron) zeroed: row `k` of `fc1`, column `k` of `fc2`, bias `k`.
+    pub fn zero_mlp_neurons(
+        &mut self,
+        m: usize,
+        saved: &[(String, Vec<f32>)],
+        gone: &[(usize, usize)],
+    ) -> Result<()> {
+        let (d, h) = (self.cfg.d_model, self.cfg.hidden());
+        let per_layer = if self.cfg.mlp_bias { 3 } else { 2 };
+        let mut work = saved.to_vec();
+        for &(layer, k) in gone {
+            let base = per_layer * layer;
+            work[base].1[k * d..(k + 1) * d].fill(0.0);
+            for j in 0..d {
+                work[base + 1].1[j * h + k] = 0.0;
+            }
+            if self.cfg.mlp_bias {
+                work[base + 2].1[k] = 0.0;
+            }
+        }
+        for (n, v) in &work {
+            self.set_param(m, n, v)?;
+        }
+        Ok(())
+    }
+
+    /// The columns of the token embedding, each a p-vector over the tokens.
+    pub fn embedding_columns(&self, m: usize) -> Vec<Vec<f32>> {
+        let (p, d) = (self.p, self.cfg.d_model);
+        let emb = self.param(m, "tok_emb");
+        (0..d)
+            .map(|j| (0..p).map(|t| emb[t * d + j]).collect())
+            .collect()
     }
 }

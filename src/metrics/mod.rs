@@ -1,11 +1,14 @@
-//! What is measured at an evaluation step (SPEC §4).
+//! What is measured at an evaluation step (SPEC §4), and the phase it puts a network in
+//! (SPEC §5, [`phase`]).
 
-use crate::analysis::ipr::mean_ipr;
-use crate::analysis::phase::{classify, Phase};
+pub mod phase;
+
+pub use phase::{classify, Phase};
+
 use crate::data::Split;
-use crate::train::engine::EvalOutput;
+use crate::model::ipr::mean_ipr;
 use crate::train::loss::Loss;
-use crate::train::WeightStats;
+use crate::train::{EvalOutput, WeightStats};
 use serde::{Deserialize, Serialize};
 
 /// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the

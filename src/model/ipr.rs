@@ -94,30 +94,31 @@ impl Ipr {
     }
 }
 
-/// Per-neuron IPR of a model stored as three `p × N` matrices (neuron `k` = column `k` of
-/// `Uᵀ`, `Vᵀ`, `W`): the mean of the IPRs of its non-zero vectors, `None` for a dead neuron.
+/// The IPR of a neuron from the IPRs of its weight vectors: their mean over the non-zero
+/// vectors; `None` when all are zero (a dead neuron).
+pub fn mean_of_vectors(iprs: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let vals: Vec<f64> = iprs.into_iter().flatten().collect();
+    (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+}
+
+/// The IPR of a neuron given as its weight vectors (each a p-vector over the tokens).
+pub fn neuron_ipr(calc: &mut Ipr, vectors: &[Vec<f32>]) -> Option<f64> {
+    mean_of_vectors(vectors.iter().map(|v| calc.of(v).map(|s| s.ipr)))
+}
+
+/// Per-neuron IPR of an MLP stored as three `p × N` matrices (neuron `k` = column `k` of
+/// `Uᵀ`, `Vᵀ`, `W`), read in place.
 pub fn neuron_iprs(u: &[f32], v: &[f32], w: &[f32], p: usize, width: usize) -> Vec<Option<f64>> {
     let mut calc = Ipr::new(p);
     (0..width)
         .map(|k| {
-            let vals: Vec<f64> = [u, v, w]
-                .iter()
-                .filter_map(|m| calc.of_strided(m, k, width).map(|s| s.ipr))
-                .collect();
-            (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+            mean_of_vectors(
+                [u, v, w]
+                    .iter()
+                    .map(|m| calc.of_strided(m, k, width).map(|s| s.ipr)),
+            )
         })
         .collect()
-}
-
-/// [`neuron_iprs`] of one model's parameter vector.
-pub fn model_neuron_iprs(arch: &crate::model::Arch, params: &[f32]) -> Vec<Option<f64>> {
-    neuron_iprs(
-        &params[arch.u_range()],
-        &params[arch.v_range()],
-        &params[arch.w_range()],
-        arch.p,
-        arch.width,
-    )
 }
 
 /// Mean IPR over the living neurons (`None` if all are dead) and the number of dead ones.

@@ -12,10 +12,13 @@
 //! `logits = y Wᵀ`. Backward: `dW = dlogitsᵀ y`, `dy = dlogits W`, (BN) `dz`, `dh' = dz ⊙ φ'(h')`,
 //! `dh = dh' ⊙ mask/(1−q)`, and the scatter-adds `dUᵀ[a] += dh`, `dVᵀ[b] += dh`.
 
-use super::adamw::{AdamWHyper, AdamWState};
-use super::kernels::{flush_denormals, matmul, Mat};
+use super::adamw::AdamWState;
 use super::loss::{argmax, Loss};
+use super::{BnNeuron, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use crate::data::{Pair, Split};
+use crate::error::Result;
+use crate::kernels::{flush_denormals, matmul, Mat};
+use crate::model::ipr::neuron_iprs;
 use crate::model::{Arch, RunningStats};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,16 +35,6 @@ const BLOCK_ROWS: usize = 256;
 /// Rows per evaluation task (at most).
 const EVAL_ROWS: usize = 2048;
 
-/// The per-model settings a fleet may vary.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ModelHyper {
-    pub adam: AdamWHyper,
-    /// Dropout rate q on the first layer's output, `0 ≤ q < 1`.
-    pub dropout: f32,
-    /// Seed of the dropout masks.
-    pub dropout_seed: u64,
-}
-
 /// One model of the fleet.
 #[derive(Clone, Debug)]
 pub struct ModelState {
@@ -53,16 +46,6 @@ pub struct ModelState {
     pub labels: Vec<u32>,
     /// Training labels followed by the test labels: what evaluation compares with.
     eval_labels: Vec<u32>,
-}
-
-/// The result of evaluating one model on every pair (training pairs, then test pairs).
-#[derive(Clone, Debug)]
-pub struct EvalOutput {
-    /// Predicted class (argmax of the logits) per pair.
-    pub preds: Vec<u32>,
-    /// Unnormalised loss per pair (see [`Loss::row_loss`]) against the training label for
-    /// training pairs and the true label for test pairs.
-    pub row_loss: Vec<f64>,
 }
 
 #[derive(Default)]
@@ -331,6 +314,12 @@ impl Fleet {
     /// Evaluates every model on every pair (training pairs first, then test pairs) in
     /// evaluation mode: no dropout, BatchNorm with its running statistics.
     pub fn evaluate(&mut self) -> Vec<EvalOutput> {
+        self.evaluate_models(0..self.models.len())
+    }
+
+    /// [`Fleet::evaluate`] for the models `range` only (each model's numbers do not depend on
+    /// the others).
+    pub fn evaluate_models(&mut self, range: std::ops::Range<usize>) -> Vec<EvalOutput> {
         flush_denormals();
         let n_eval = self.eval_pairs.len();
         let mut ce = n_eval.div_ceil(EVAL_ROWS);
@@ -338,7 +327,7 @@ impl Fleet {
         let chunks = chunk_ranges(n_eval, ce);
         let c = chunks.len();
         let per_wave = (WAVE_TASKS / c).max(1);
-        let n_models = self.models.len();
+        let n_models = range.len();
         grow_with(
             &mut self.pool,
             per_wave.min(n_models) * c,
@@ -347,8 +336,8 @@ impl Fleet {
         let arch = self.arch;
         let loss_kind = self.loss;
         let mut out = Vec::with_capacity(n_models);
-        for first in (0..n_models).step_by(per_wave) {
-            let wm = &self.models[first..(first + per_wave).min(n_models)];
+        for first in range.clone().step_by(per_wave) {
+            let wm = &self.models[first..(first + per_wave).min(range.end)];
             let ntask = wm.len() * c;
             let pairs = &self.eval_pairs;
             self.pool[..ntask]
@@ -387,37 +376,159 @@ impl super::Engine for Fleet {
     fn loss(&self) -> Loss {
         self.loss
     }
-    fn step_batch(&mut self, batch: &[u32]) -> crate::Result<()> {
+    fn step_batch(&mut self, batch: &[u32]) -> Result<()> {
         self.step(batch);
         Ok(())
     }
-    fn step_all(&mut self) -> crate::Result<()> {
+    fn step_all(&mut self) -> Result<()> {
         self.step_full();
         Ok(())
     }
-    fn eval_all(&mut self) -> crate::Result<Vec<EvalOutput>> {
+    fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
         Ok(self.evaluate())
     }
-    fn weight_stats(&self, model: usize) -> super::WeightStats {
+    fn weight_stats(&self, model: usize) -> WeightStats {
         let (arch, params) = (&self.arch, &self.models[model].params);
-        let norm = |r: std::ops::Range<usize>| {
-            params[r]
-                .iter()
-                .map(|&x| (x as f64) * (x as f64))
-                .sum::<f64>()
-                .sqrt()
-        };
-        super::WeightStats {
+        WeightStats {
             norms: [
-                norm(arch.u_range()),
-                norm(arch.v_range()),
-                norm(arch.w_range()),
+                super::norm(&params[arch.u_range()]),
+                super::norm(&params[arch.v_range()]),
+                super::norm(&params[arch.w_range()]),
             ],
-            neuron_iprs: crate::analysis::ipr::model_neuron_iprs(arch, params),
+            neuron_iprs: neuron_iprs(
+                &params[arch.u_range()],
+                &params[arch.v_range()],
+                &params[arch.w_range()],
+                arch.p,
+                arch.width,
+            ),
         }
     }
-    fn safetensors(&self, step: u64) -> crate::Result<Vec<u8>> {
-        crate::output::weights_safetensors(self, step)
+
+    /// `U`, `V` `[M, N, p]`, `W` `[M, p, N]` (the paper's shapes), and with BatchNorm
+    /// `bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var` `[M, N]`.
+    fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>> {
+        let arch = self.arch;
+        let (p, n, mm) = (arch.p, arch.width, models.len());
+        let chosen: Vec<&ModelState> = models.iter().map(|&i| &self.models[i]).collect();
+        let transpose = |src: &[f32], dst: &mut Vec<f32>| {
+            for k in 0..n {
+                for a in 0..p {
+                    dst.push(src[a * n + k]);
+                }
+            }
+        };
+        let (mut u, mut v, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        for m in &chosen {
+            transpose(&m.params[arch.u_range()], &mut u);
+            transpose(&m.params[arch.v_range()], &mut v);
+            w.extend_from_slice(&m.params[arch.w_range()]);
+        }
+        let mut tensors = vec![
+            ("U".to_string(), vec![mm, n, p], u),
+            ("V".to_string(), vec![mm, n, p], v),
+            ("W".to_string(), vec![mm, p, n], w),
+        ];
+        if arch.batchnorm {
+            let cat = |f: &dyn Fn(&ModelState) -> &[f32]| -> Vec<f32> {
+                chosen.iter().flat_map(|m| f(m).to_vec()).collect()
+            };
+            fn stats(m: &ModelState, mean: bool) -> &[f32] {
+                match &m.running {
+                    Some(rs) if mean => &rs.mean,
+                    Some(rs) => &rs.var,
+                    None => &[],
+                }
+            }
+            for (name, data) in [
+                ("bn.weight", cat(&|m| &m.params[arch.gamma_range()])),
+                ("bn.bias", cat(&|m| &m.params[arch.beta_range()])),
+                ("bn.running_mean", cat(&|m| stats(m, true))),
+                ("bn.running_var", cat(&|m| stats(m, false))),
+            ] {
+                tensors.push((name.to_string(), vec![mm, n], data));
+            }
+        }
+        super::write_safetensors(
+            tensors,
+            vec![
+                ("format", "grokscope-mlp".to_string()),
+                ("p", p.to_string()),
+                ("width", n.to_string()),
+                ("models", mm.to_string()),
+                ("step", step.to_string()),
+                (
+                    "activation",
+                    format!("{:?}", arch.activation).to_lowercase(),
+                ),
+            ],
+        )
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = safetensors::SafeTensors::deserialize(bytes)?;
+        let arch = self.arch;
+        let (p, n, m) = (arch.p, arch.width, self.models.len());
+        let get = |name: &str, shape: &[usize]| super::read_tensor(&st, name, shape);
+        let u = get("U", &[m, n, p])?;
+        let v = get("V", &[m, n, p])?;
+        let w = get("W", &[m, p, n])?;
+        let bn = if arch.batchnorm {
+            Some([
+                get("bn.weight", &[m, n])?,
+                get("bn.bias", &[m, n])?,
+                get("bn.running_mean", &[m, n])?,
+                get("bn.running_var", &[m, n])?,
+            ])
+        } else {
+            None
+        };
+        for (i, model) in self.models.iter_mut().enumerate() {
+            let params = &mut model.params;
+            for k in 0..n {
+                for a in 0..p {
+                    params[arch.u_range().start + a * n + k] = u[i * n * p + k * p + a];
+                    params[arch.v_range().start + a * n + k] = v[i * n * p + k * p + a];
+                }
+            }
+            params[arch.w_range()].copy_from_slice(&w[i * p * n..(i + 1) * p * n]);
+            if let (Some([g, b, rm, rv]), Some(rs)) = (&bn, model.running.as_mut()) {
+                let r = i * n..(i + 1) * n;
+                params[arch.gamma_range()].copy_from_slice(&g[r.clone()]);
+                params[arch.beta_range()].copy_from_slice(&b[r.clone()]);
+                rs.mean.copy_from_slice(&rm[r.clone()]);
+                rs.var.copy_from_slice(&rv[r]);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fleet {
+    /// Every neuron of model `m`: its `U` row, `V` row and `W` column, and its BatchNorm.
+    pub fn neurons(&self, m: usize) -> Vec<NeuronView> {
+        let (arch, model) = (&self.arch, &self.models[m]);
+        let (p, n) = (arch.p, arch.width);
+        let col = |r: std::ops::Range<usize>, k: usize| -> Vec<f32> {
+            (0..p).map(|a| model.params[r.start + a * n + k]).collect()
+        };
+        (0..n)
+            .map(|k| NeuronView {
+                layer: 0,
+                neuron: k,
+                vectors: vec![
+                    col(arch.u_range(), k),
+                    col(arch.v_range(), k),
+                    col(arch.w_range(), k),
+                ],
+                bn: model.running.as_ref().map(|rs| BnNeuron {
+                    gamma: model.params[arch.gamma_range().start + k],
+                    beta: model.params[arch.beta_range().start + k],
+                    running_var: rs.var[k],
+                    eps: arch.bn_eps,
+                }),
+            })
+            .collect()
     }
 }
 
@@ -436,23 +547,16 @@ pub fn chunk_ranges(n: usize, c: usize) -> Vec<std::ops::Range<usize>> {
 /// Pass 1: `h'` into `ws.h`, `z = φ(h')` into `ws.z`; with BatchNorm, the chunk's sums of
 /// `z` and `z²` per neuron into `ws.s1`, `ws.s2`.
 fn hidden(tc: &TaskCtx, ws: &mut Workspace) {
-    let (p, n) = (tc.arch.p, tc.arch.width);
+    let n = tc.arch.width;
     let rows = tc.rows.len();
     grow(&mut ws.h, rows * n);
     grow(&mut ws.z, rows * n);
-    let u = &tc.params[tc.arch.u_range()];
-    let v = &tc.params[tc.arch.v_range()];
     let act = tc.arch.activation;
-    debug_assert!(u.len() == p * n);
-    for (r, &i) in tc.rows.iter().enumerate() {
-        let (a, b) = tc.pairs[i as usize];
-        let ua = &u[a as usize * n..(a as usize + 1) * n];
-        let vb = &v[b as usize * n..(b as usize + 1) * n];
-        let h = &mut ws.h[r * n..(r + 1) * n];
-        for ((h, &x), &y) in h.iter_mut().zip(ua).zip(vb) {
-            *h = x + y;
-        }
-    }
+    tc.arch.gather(
+        tc.params,
+        tc.rows.iter().map(|&i| tc.pairs[i as usize]),
+        &mut ws.h[..rows * n],
+    );
     if tc.dropout > 0.0 {
         apply_dropout(tc, ws);
     }
@@ -691,51 +795,12 @@ fn eval_chunk(
     let rows = pairs.len();
     grow(&mut ws.z, rows * n);
     grow(&mut ws.logits, rows * p);
-    let u = &m.params[arch.u_range()];
-    let v = &m.params[arch.v_range()];
-    let w = &m.params[arch.w_range()];
-    let (scale, shift): (Vec<f32>, Vec<f32>) = match &m.running {
-        Some(rs) => {
-            let gamma = &m.params[arch.gamma_range()];
-            let beta = &m.params[arch.beta_range()];
-            (0..n)
-                .map(|k| {
-                    let s = gamma[k] / (rs.var[k] + arch.bn_eps).sqrt();
-                    (s, beta[k] - s * rs.mean[k])
-                })
-                .unzip()
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    for (r, &(a, b)) in pairs.iter().enumerate() {
-        let ua = &u[a as usize * n..(a as usize + 1) * n];
-        let vb = &v[b as usize * n..(b as usize + 1) * n];
-        let z = &mut ws.z[r * n..(r + 1) * n];
-        for ((z, &x), &y) in z.iter_mut().zip(ua).zip(vb) {
-            *z = x + y;
-        }
-        arch.activation.apply_in_place(z);
-        if !scale.is_empty() {
-            for ((z, &s), &t) in z.iter_mut().zip(&scale).zip(&shift) {
-                *z = *z * s + t;
-            }
-        }
-    }
-    let logits = &mut ws.logits[..rows * p];
-    matmul(
-        logits,
-        rows,
-        p,
-        n,
-        Mat::rows(&ws.z[..rows * n], n),
-        Mat::transposed(w, n),
-        false,
-    );
+    arch.eval_hidden(&m.params, m.running.as_ref(), pairs, &mut ws.z);
+    arch.output(&m.params, &ws.z, rows, &mut ws.logits);
     ws.preds.clear();
     ws.row_loss.clear();
-    for r in 0..rows {
-        let row = &logits[r * p..(r + 1) * p];
+    for (row, &label) in ws.logits[..rows * p].chunks_exact(p).zip(labels) {
         ws.preds.push(argmax(row));
-        ws.row_loss.push(loss.row_loss(row, labels[r]));
+        ws.row_loss.push(loss.row_loss(row, label));
     }
 }

@@ -17,6 +17,43 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in legend order: the six of SPEC §5, then Generalization (no corruption).
+    pub const ALL: [Phase; 7] = [
+        Phase::Coexistence,
+        Phase::PartialInversion,
+        Phase::FullInversion,
+        Phase::Memorization,
+        Phase::Forgetting,
+        Phase::Confusion,
+        Phase::Generalization,
+    ];
+
+    /// The two-letter code of phase grids.
+    pub fn code(self) -> &'static str {
+        match self {
+            Phase::Coexistence => "Co",
+            Phase::PartialInversion => "PI",
+            Phase::FullInversion => "FI",
+            Phase::Memorization => "Me",
+            Phase::Forgetting => "Fo",
+            Phase::Confusion => "Cf",
+            Phase::Generalization => "Ge",
+        }
+    }
+
+    /// The colour of the phase in figures, as RGB (the Okabe–Ito palette).
+    pub fn rgb(self) -> (u8, u8, u8) {
+        match self {
+            Phase::Coexistence => (0, 114, 178),
+            Phase::PartialInversion => (86, 180, 233),
+            Phase::FullInversion => (0, 158, 115),
+            Phase::Memorization => (213, 94, 0),
+            Phase::Forgetting => (120, 120, 120),
+            Phase::Confusion => (204, 121, 167),
+            Phase::Generalization => (230, 159, 0),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Coexistence => "Coexistence",

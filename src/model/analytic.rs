@@ -13,7 +13,7 @@
 //! The output layer is scaled by `2/N` so that the correct logit is about 1.
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, Arch};
+use super::{argmax, Activation, Arch};
 use std::f64::consts::PI;
 
 /// Parameters of the analytic network in grokscope's layout (`Uᵀ`, `Vᵀ`, `W`, then γ = 1,
@@ -88,32 +88,25 @@ pub fn evaluate_analytic(p: usize, width: usize) -> Result<AnalyticReport> {
         bn_eps: 1e-5,
     };
     let params = analytic_params(&arch);
+    // One row of the table (a fixed, b = 0 … p−1) at a time, through the MLP's forward pass.
+    let mut wrong = 0;
+    let mut y = vec![0.0f32; p * width];
+    let mut logits = vec![0.0f32; p * p];
+    for a in 0..p as u32 {
+        let pairs: Vec<(u32, u32)> = (0..p as u32).map(|b| (a, b)).collect();
+        arch.eval_hidden(&params, None, &pairs, &mut y);
+        arch.output(&params, &y, p, &mut logits);
+        for (b, row) in logits.chunks_exact(p).enumerate() {
+            if argmax(row) as usize != (a as usize + b) % p {
+                wrong += 1;
+            }
+        }
+    }
     let (u, v, w) = (
         &params[arch.u_range()],
         &params[arch.v_range()],
         &params[arch.w_range()],
     );
-    let mut wrong = 0;
-    let mut z = vec![0.0f32; width];
-    let mut logits = vec![0.0f32; p];
-    for a in 0..p {
-        for b in 0..p {
-            for k in 0..width {
-                let h = u[a * width + k] + v[b * width + k];
-                z[k] = h * h;
-            }
-            for q in 0..p {
-                logits[q] = w[q * width..(q + 1) * width]
-                    .iter()
-                    .zip(&z)
-                    .map(|(x, y)| x * y)
-                    .sum();
-            }
-            if crate::train::loss::argmax(&logits) as usize != (a + b) % p {
-                wrong += 1;
-            }
-        }
-    }
     let iprs = super::ipr::neuron_iprs(u, v, w, p, width);
     let vals: Vec<f64> = iprs.iter().flatten().copied().collect();
     Ok(AnalyticReport {

@@ -1,0 +1,263 @@
+//! The paper's two-layer MLP (SPEC §2): architecture, parameter layout and initialisation.
+//!
+//! All trainable parameters of one model live in one contiguous `Vec<f32>`:
+//!
+//! | block   | shape    | meaning                                                   |
+//! |---------|----------|-----------------------------------------------------------|
+//! | `Uᵀ`    | `p × N`  | row `a` is column `a` of the paper's `U` (token `a`'s input)|
+//! | `Vᵀ`    | `p × N`  | row `b` is column `b` of `V`                              |
+//! | `W`     | `p × N`  | the paper's `W` (row `q` feeds logit `q`)                  |
+//! | `γ`     | `N`      | BatchNorm scale (only with BatchNorm)                      |
+//! | `β`     | `N`      | BatchNorm shift (only with BatchNorm)                      |
+//!
+//! So neuron `k` is column `k` of all three matrices, and the first layer is a gather of
+//! rows of `Uᵀ` and `Vᵀ`. The BatchNorm running statistics are state, not parameters.
+//!
+//! The forward pass in evaluation mode lives here ([`Arch::gather`], [`Arch::eval_hidden`],
+//! [`Arch::output`]); training, evaluation, pruning and the analytic check all use it. The
+//! training-mode pass (dropout, batch statistics) and its backward are in `train::mlp`, and
+//! start from the same [`Arch::gather`].
+
+use crate::data::Pair;
+use crate::kernels::{matmul, Mat};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// The nonlinearity φ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// φ(x) = x² (the paper's default).
+    #[default]
+    Square,
+    Relu,
+    /// Exact (erf) GELU, as PyTorch's default.
+    Gelu,
+}
+
+impl Activation {
+    #[inline(always)]
+    pub fn f(self, x: f32) -> f32 {
+        match self {
+            Activation::Square => x * x,
+            Activation::Relu => x.max(0.0),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+        }
+    }
+
+    /// φ'(x).
+    #[inline(always)]
+    pub fn df(self, x: f32) -> f32 {
+        match self {
+            Activation::Square => 2.0 * x,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * x * x).exp() * 0.398_942_3;
+                cdf + x * pdf
+            }
+        }
+    }
+}
+
+impl Activation {
+    /// `dst = φ(src)`, with the match outside the loop so that each arm vectorizes.
+    pub fn apply(self, src: &[f32], dst: &mut [f32]) {
+        match self {
+            Activation::Square => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * x),
+            Activation::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
+            Activation::Gelu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = self.f(x)),
+        }
+    }
+
+    pub fn apply_in_place(self, x: &mut [f32]) {
+        match self {
+            Activation::Square => x.iter_mut().for_each(|v| *v *= *v),
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Gelu => x.iter_mut().for_each(|v| *v = self.f(*v)),
+        }
+    }
+
+    /// `d ← d ⊙ φ'(h)`.
+    pub fn mul_derivative(self, d: &mut [f32], h: &[f32]) {
+        match self {
+            Activation::Square => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= 2.0 * x),
+            Activation::Relu => d
+                .iter_mut()
+                .zip(h)
+                .for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
+            Activation::Gelu => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= self.df(x)),
+        }
+    }
+}
+
+/// What every model of a fleet shares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Arch {
+    /// Modulus = vocabulary = number of outputs.
+    pub p: usize,
+    /// Hidden width N.
+    pub width: usize,
+    pub activation: Activation,
+    pub batchnorm: bool,
+    pub bn_momentum: f32,
+    pub bn_eps: f32,
+}
+
+impl Arch {
+    pub fn n_params(&self) -> usize {
+        3 * self.p * self.width + if self.batchnorm { 2 * self.width } else { 0 }
+    }
+    pub fn u_range(&self) -> std::ops::Range<usize> {
+        0..self.p * self.width
+    }
+    pub fn v_range(&self) -> std::ops::Range<usize> {
+        self.p * self.width..2 * self.p * self.width
+    }
+    pub fn w_range(&self) -> std::ops::Range<usize> {
+        2 * self.p * self.width..3 * self.p * self.width
+    }
+    /// γ (empty without BatchNorm).
+    pub fn gamma_range(&self) -> std::ops::Range<usize> {
+        let s = 3 * self.p * self.width;
+        if self.batchnorm {
+            s..s + self.width
+        } else {
+            s..s
+        }
+    }
+    /// β (empty without BatchNorm).
+    pub fn beta_range(&self) -> std::ops::Range<usize> {
+        let s = 3 * self.p * self.width + self.width;
+        if self.batchnorm {
+            s..s + self.width
+        } else {
+            s..s
+        }
+    }
+
+    /// The paper's init scale `σ = 0.5 / (2N)^{1/3}`.
+    pub fn default_init_std(&self) -> f64 {
+        0.5 / (2.0 * self.width as f64).cbrt()
+    }
+
+    /// Fresh parameters: every entry of U, V, W from `Normal(0, std²)`, drawn in the
+    /// order Uᵀ, Vᵀ, W (row-major), from `seed`; γ = 1, β = 0.
+    pub fn init_params(&self, std: f64, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f64, std).expect("std is finite and non-negative");
+        let mut params = vec![0.0f32; self.n_params()];
+        for x in &mut params[..3 * self.p * self.width] {
+            *x = normal.sample(&mut rng) as f32;
+        }
+        let g = self.gamma_range();
+        params[g].fill(1.0);
+        params
+    }
+}
+
+/// The forward pass (evaluation mode).
+impl Arch {
+    /// The first layer: row `r` of `h` (`N` wide) becomes `Uᵀ[a] + Vᵀ[b]` for the `r`-th pair.
+    pub fn gather(&self, params: &[f32], pairs: impl Iterator<Item = Pair>, h: &mut [f32]) {
+        let n = self.width;
+        let u = &params[self.u_range()];
+        let v = &params[self.v_range()];
+        for ((a, b), h) in pairs.zip(h.chunks_exact_mut(n)) {
+            let ua = &u[a as usize * n..(a as usize + 1) * n];
+            let vb = &v[b as usize * n..(b as usize + 1) * n];
+            for ((h, &x), &y) in h.iter_mut().zip(ua).zip(vb) {
+                *h = x + y;
+            }
+        }
+    }
+
+    /// The neuron outputs `y_k` of `pairs` in evaluation mode, row-major `pairs × N` in `y`:
+    /// `φ(Uᵀ[a] + Vᵀ[b])`, then (with running statistics) BatchNorm as the affine map
+    /// `y = z·s + t`, `s = γ/sqrt(var + eps)`, `t = β − s·mean`.
+    pub fn eval_hidden(
+        &self,
+        params: &[f32],
+        running: Option<&RunningStats>,
+        pairs: &[Pair],
+        y: &mut [f32],
+    ) {
+        let n = self.width;
+        let y = &mut y[..pairs.len() * n];
+        self.gather(params, pairs.iter().copied(), y);
+        let (scale, shift): (Vec<f32>, Vec<f32>) = match running {
+            Some(rs) => {
+                let gamma = &params[self.gamma_range()];
+                let beta = &params[self.beta_range()];
+                (0..n)
+                    .map(|k| {
+                        let s = gamma[k] / (rs.var[k] + self.bn_eps).sqrt();
+                        (s, beta[k] - s * rs.mean[k])
+                    })
+                    .unzip()
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        for z in y.chunks_exact_mut(n) {
+            self.activation.apply_in_place(z);
+            if !scale.is_empty() {
+                for ((z, &s), &t) in z.iter_mut().zip(&scale).zip(&shift) {
+                    *z = *z * s + t;
+                }
+            }
+        }
+    }
+
+    /// Zeroes neuron `k` in place: row `k` of `U`, `V`, column `k` of `W` and its BatchNorm
+    /// `γ`, `β` (the from-scratch definition of pruning it).
+    pub fn zero_neuron(&self, params: &mut [f32], k: usize) {
+        let n = self.width;
+        for a in 0..self.p {
+            params[self.u_range().start + a * n + k] = 0.0;
+            params[self.v_range().start + a * n + k] = 0.0;
+            params[self.w_range().start + a * n + k] = 0.0;
+        }
+        if self.batchnorm {
+            params[self.gamma_range().start + k] = 0.0;
+            params[self.beta_range().start + k] = 0.0;
+        }
+    }
+
+    /// The output layer: `logits = y Wᵀ` for `rows` rows of neuron outputs.
+    pub fn output(&self, params: &[f32], y: &[f32], rows: usize, logits: &mut [f32]) {
+        let (p, n) = (self.p, self.width);
+        matmul(
+            &mut logits[..rows * p],
+            rows,
+            p,
+            n,
+            Mat::rows(&y[..rows * n], n),
+            Mat::transposed(&params[self.w_range()], n),
+            false,
+        );
+    }
+}
+
+/// BatchNorm running statistics (PyTorch's `running_mean`, `running_var`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+}
+
+impl RunningStats {
+    pub fn new(width: usize) -> RunningStats {
+        RunningStats {
+            mean: vec![0.0; width],
+            var: vec![1.0; width],
+        }
+    }
+}
