@@ -1,4 +1,4 @@
-use grokscope::train::kernels::{matmul, Mat};
+use grokscope::kernels::{matmul, Mat};
 use std::time::Instant;
 fn main() {
     let (rows, n, p) = (256usize, 500usize, 97usize);

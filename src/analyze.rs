@@ -197,7 +197,8 @@ pub fn write_prune(
 ) -> Result<(PathBuf, Vec<Sweep>)> {
     let models = select(run.setup.network.n_models(), model)?;
     let name = prune_file(model, order);
-    run.dir.check_analysis_free(std::slice::from_ref(&name), force)?;
+    run.dir
+        .check_analysis_free(std::slice::from_ref(&name), force)?;
     let sweeps = prune_models(run, &models, order, seed)?;
     let n = run.setup.network.n_neurons();
     let path = run
@@ -272,7 +273,11 @@ pub fn analyze_run(
     }
     let names = run.setup.network.vector_names();
     let dir = &run.dir;
-    dir.write_analysis("neurons.csv", neurons_csv(names, &all_rows).as_bytes(), force)?;
+    dir.write_analysis(
+        "neurons.csv",
+        neurons_csv(names, &all_rows).as_bytes(),
+        force,
+    )?;
     dir.write_analysis(
         "spectra.csv",
         spectra_csv(p, names, &all_spectra).as_bytes(),
@@ -284,12 +289,16 @@ pub fn analyze_run(
     let n = run.setup.network.n_neurons();
     for order in ORDERS {
         let sweeps = prune_models(run, &models, order, 0)?;
-        run.dir
-            .write_analysis(&prune_file(None, order), prune_csv(n, &sweeps).as_bytes(), force)?;
+        run.dir.write_analysis(
+            &prune_file(None, order),
+            prune_csv(n, &sweeps).as_bytes(),
+            force,
+        )?;
     }
     let json = serde_json::to_string_pretty(&summaries)
         .map_err(|e| Error::json(run.dir.path().join("analysis/summary.json"), e))?;
-    run.dir.write_analysis("summary.json", json.as_bytes(), force)?;
+    run.dir
+        .write_analysis("summary.json", json.as_bytes(), force)?;
     Ok(summaries)
 }
 
@@ -332,7 +341,10 @@ mod tests {
         assert_eq!(select(3, Some(2)).unwrap(), vec![2]);
         assert!(matches!(
             select(3, Some(3)),
-            Err(Error::ModelIndex { index: 3, models: 3 })
+            Err(Error::ModelIndex {
+                index: 3,
+                models: 3
+            })
         ));
     }
 

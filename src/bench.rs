@@ -39,7 +39,10 @@ pub fn time_step(models: usize, steps: usize, subnormal: bool) -> Result<Timing>
     let mut fleet: Fleet = match s.network {
         Network::Mlp(f) => f,
         Network::Transformer(_) => {
-            return Err(Error::invalid("model.kind", "the step benchmark is the MLP's"))
+            return Err(Error::invalid(
+                "model.kind",
+                "the step benchmark is the MLP's",
+            ))
         }
     };
     for _ in 0..2 {

@@ -211,7 +211,12 @@ impl RunDir {
     pub fn write_checkpoint(&self, network: &Network, step: u64) -> Result<()> {
         let dir = self.path.join(CHECKPOINTS);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        write_file(&dir, &checkpoint_name(step), &network.save_all(step)?, false)
+        write_file(
+            &dir,
+            &checkpoint_name(step),
+            &network.save_all(step)?,
+            false,
+        )
     }
 
     /// Writes the metrics, the summary and the weights of a finished run.
@@ -223,10 +228,15 @@ impl RunDir {
         seconds: f64,
     ) -> Result<Summary> {
         write_file(&self.path, METRICS, metrics_csv(history).as_bytes(), false)?;
-        write_file(&self.path, IPR_HIST, ipr_hist_csv(history).as_bytes(), false)?;
+        write_file(
+            &self.path,
+            IPR_HIST,
+            ipr_hist_csv(history).as_bytes(),
+            false,
+        )?;
         let s = summary(cfg, setup, history, seconds);
-        let json =
-            serde_json::to_string_pretty(&s).map_err(|e| Error::json(self.path.join(SUMMARY), e))?;
+        let json = serde_json::to_string_pretty(&s)
+            .map_err(|e| Error::json(self.path.join(SUMMARY), e))?;
         write_file(&self.path, SUMMARY, json.as_bytes(), false)?;
         write_file(
             &self.path,
@@ -469,4 +479,3 @@ fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
     }
     s
 }
-

@@ -1,15 +1,16 @@
 //! Analysis: IPR properties, the analytic solution, fast pruning against pruning from
 //! scratch, rank correlation, dynamics, and reading a run directory back.
 
-use grokscope::analysis::analytic::{analytic_params, evaluate_analytic};
 use grokscope::analysis::dynamics::dynamics;
-use grokscope::analysis::ipr::Ipr;
 use grokscope::analysis::neurons::{analyze_neurons, spearman};
-use grokscope::analysis::prune::{prune_order, prune_sweep, zero_neuron, Order};
+use grokscope::analysis::prune::Order;
 use grokscope::config::{Axis, Config, Init};
+use grokscope::experiment::train_config;
 use grokscope::metrics::{accuracies, Record};
+use grokscope::model::analytic::{analytic_params, evaluate_analytic};
+use grokscope::model::ipr::Ipr;
 use grokscope::model::{Activation, Arch};
-use grokscope::train::run::{setup, train};
+use grokscope::train::Engine;
 
 #[test]
 fn ipr_is_invariant_to_scale_and_cyclic_shift() {
@@ -60,18 +61,21 @@ fn analytic_network_solves_addition() {
     cfg.model.width = 40;
     cfg.model.init = Init::Analytic;
     cfg.train.steps = Some(1);
-    let mut s = setup(&cfg).unwrap();
-    assert_eq!(s.fleet.models[0].params, analytic_params(&arch));
-    let (rows, _) = analyze_neurons(&arch, 0, &s.fleet.models[0]);
+    let mut s = cfg.check().unwrap().setup().unwrap();
+    assert_eq!(
+        s.network.as_mlp().unwrap().models[0].params,
+        analytic_params(&arch)
+    );
+    let (rows, _) = analyze_neurons(&s.network, 0);
     for r in &rows {
         assert_eq!(r.dominant_freq, 1 + r.neuron % 5);
         assert!((r.dominant_share.unwrap() - 1.0).abs() < 1e-6);
     }
     // As an initialisation it is already perfect on the whole table.
-    let out = s.fleet.evaluate();
+    let out = s.network.as_mlp_mut().unwrap().evaluate();
     let a = accuracies(
         11,
-        s.fleet.loss,
+        s.network.loss(),
         &s.split,
         &s.labels[0].labels,
         &s.labels[0].corrupted,
@@ -90,34 +94,33 @@ fn check_pruning(batchnorm: bool) {
     cfg.model.batchnorm = batchnorm;
     cfg.train.epochs = Some(150);
     cfg.eval.every = 0;
-    let out = train(&cfg, &mut |_| Ok(())).unwrap();
-    let arch = out.fleet.arch;
-    let model = &out.fleet.models[0];
+    let cfg = cfg.check().unwrap();
+    let mut out = train_config(&cfg, &mut |_| Ok(())).unwrap().setup;
+    let arch = out.network.as_mlp().unwrap().arch;
+    let model = out.network.as_mlp().unwrap().models[0].clone();
     for order in [Order::Ascending, Order::Descending, Order::Random] {
-        let ord = prune_order(&arch, &model.params, order, 3);
+        let ord = out.network.prune_order(0, order, 3);
         let mut sorted = ord.clone();
         sorted.sort();
         assert_eq!(sorted, (0..64).collect::<Vec<_>>(), "a permutation");
-        let sweep = prune_sweep(
-            &arch,
-            out.fleet.loss,
-            &out.split,
-            &out.labels[0],
-            model,
-            &ord,
-        );
+        let at = out.network.prune_levels(usize::MAX);
+        let sweep = out
+            .network
+            .prune_sweep(0, &out.split, &out.labels[0], &ord, &at)
+            .unwrap();
         assert_eq!(sweep.len(), 65);
-        let mut s = setup(&cfg).unwrap();
+        let mut s = cfg.setup().unwrap();
+        let fleet = s.network.as_mlp_mut().unwrap();
         for m in [0usize, 1, 7, 32, 50, 63, 64] {
-            s.fleet.models[0].params = model.params.clone();
-            s.fleet.models[0].running = model.running.clone();
+            fleet.models[0].params = model.params.clone();
+            fleet.models[0].running = model.running.clone();
             for &k in &ord[..m] {
-                zero_neuron(&arch, &mut s.fleet.models[0].params, k);
+                arch.zero_neuron(&mut fleet.models[0].params, k);
             }
-            let ev = s.fleet.evaluate();
+            let ev = fleet.evaluate();
             let a = accuracies(
                 arch.p,
-                s.fleet.loss,
+                fleet.loss,
                 &s.split,
                 &s.labels[0].labels,
                 &s.labels[0].corrupted,

@@ -4,6 +4,7 @@
 mod common;
 use common::grokscope;
 
+use grokscope::train::Engine;
 use std::path::Path;
 
 const SMALL: &[&str] = &[
@@ -200,7 +201,7 @@ fn presets_parse_and_validate() {
                 } else {
                     let cfg = grokscope::config::Config::from_toml(&text, &[])
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    cfg.validate()
+                    cfg.check()
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     n += 1;
                 }
@@ -245,12 +246,12 @@ fn analyze_and_prune_a_run() {
     let mut loaded = grokscope::rundir::load_run(&run).unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    let evals = loaded.setup.fleet.evaluate();
+    let evals = loaded.setup.network.eval_all().unwrap();
     let s = &loaded.setup;
     for (i, ev) in evals.iter().enumerate() {
         let a = grokscope::metrics::accuracies(
             13,
-            s.fleet.loss,
+            s.network.loss(),
             &s.split,
             &s.labels[i].labels,
             &s.labels[i].corrupted,

@@ -3,7 +3,6 @@
 use grokscope::config::{Axis, Config};
 use grokscope::model::Activation;
 use grokscope::train::loss::Loss;
-use grokscope::train::run::setup;
 
 fn tiny(loss: Loss, bn: bool, act: Activation, dropout: f64) -> Config {
     let mut c = Config::default();
@@ -22,23 +21,24 @@ fn tiny(loss: Loss, bn: bool, act: Activation, dropout: f64) -> Config {
 
 /// Checks every parameter's gradient; returns the largest relative error.
 fn check(cfg: &Config, eps: f32) -> f64 {
-    let mut s = setup(cfg).unwrap();
+    let mut s = cfg.clone().check().unwrap().setup().unwrap();
+    let fleet = s.network.as_mlp_mut().unwrap();
     // Move away from the init so BatchNorm's γ, β are not all 1, 0.
     for _ in 0..3 {
-        s.fleet.step_full();
+        fleet.step_full();
     }
-    let batch = s.fleet.full_batch();
-    let (_, grad) = s.fleet.gradients(&batch).remove(0);
+    let batch = fleet.full_batch();
+    let (_, grad) = fleet.gradients(&batch).remove(0);
     let scale = grad.iter().fold(0.0f64, |m, g| m.max(g.abs() as f64));
     assert!(scale > 0.0);
     let mut worst = 0.0f64;
     for (i, &g) in grad.iter().enumerate() {
-        let orig = s.fleet.models[0].params[i];
-        s.fleet.models[0].params[i] = orig + eps;
-        let lp = s.fleet.gradients(&batch)[0].0;
-        s.fleet.models[0].params[i] = orig - eps;
-        let lm = s.fleet.gradients(&batch)[0].0;
-        s.fleet.models[0].params[i] = orig;
+        let orig = fleet.models[0].params[i];
+        fleet.models[0].params[i] = orig + eps;
+        let lp = fleet.gradients(&batch)[0].0;
+        fleet.models[0].params[i] = orig - eps;
+        let lm = fleet.gradients(&batch)[0].0;
+        fleet.models[0].params[i] = orig;
         let fd = (lp - lm) / (2.0 * eps as f64);
         let err = (fd - g as f64).abs() / (scale * 1e-2 + (g as f64).abs());
         worst = worst.max(err);
@@ -102,9 +102,10 @@ fn dropout_with_fixed_mask() {
 fn a_wrong_gradient_is_caught() {
     // The checker itself must be able to fail: perturb one analytic entry.
     let cfg = tiny(Loss::Mse, false, Activation::Square, 0.0);
-    let mut s = setup(&cfg).unwrap();
-    let batch = s.fleet.full_batch();
-    let (_, grad) = s.fleet.gradients(&batch).remove(0);
+    let mut s = cfg.check().unwrap().setup().unwrap();
+    let fleet = s.network.as_mlp_mut().unwrap();
+    let batch = fleet.full_batch();
+    let (_, grad) = fleet.gradients(&batch).remove(0);
     let i = grad
         .iter()
         .enumerate()
@@ -112,11 +113,11 @@ fn a_wrong_gradient_is_caught() {
         .unwrap()
         .0;
     let eps = 1e-3;
-    let orig = s.fleet.models[0].params[i];
-    s.fleet.models[0].params[i] = orig + eps;
-    let lp = s.fleet.gradients(&batch)[0].0;
-    s.fleet.models[0].params[i] = orig - eps;
-    let lm = s.fleet.gradients(&batch)[0].0;
+    let orig = fleet.models[0].params[i];
+    fleet.models[0].params[i] = orig + eps;
+    let lp = fleet.gradients(&batch)[0].0;
+    fleet.models[0].params[i] = orig - eps;
+    let lm = fleet.gradients(&batch)[0].0;
     let fd = (lp - lm) / (2.0 * eps as f64);
     assert!((fd - grad[i] as f64).abs() < 1e-2 * grad[i].abs() as f64);
     assert!((fd - 1.1 * grad[i] as f64).abs() > 5e-2 * grad[i].abs() as f64);

@@ -2,22 +2,26 @@
 //! weight decay 0 → Coexistence, 5 → Partial Inversion, 15 → Full Inversion.
 //! About 30 s in a release build on 2 cores.
 
-use grokscope::analysis::phase::Phase;
 use grokscope::config::{Config, DEFAULT_CONFIG};
-use grokscope::train::kernels::init_threads;
-use grokscope::train::run::train;
+use grokscope::experiment::{train_config, Outcome};
+use grokscope::kernels::init_threads;
+use grokscope::metrics::Phase;
+
+fn train(cfg: Config) -> Outcome {
+    train_config(&cfg.check().unwrap(), &mut |_| Ok(())).unwrap()
+}
 
 #[test]
 fn default_experiment_reaches_the_papers_phases() {
     init_threads(0);
     let cfg = Config::from_toml(DEFAULT_CONFIG, &["eval.every=50".into()]).unwrap();
-    let out = train(&cfg, &mut |_| Ok(())).unwrap();
+    let out = train(cfg);
     let expected = [
         (0.0, Phase::Coexistence),
         (5.0, Phase::PartialInversion),
         (15.0, Phase::FullInversion),
     ];
-    for ((spec, hist), (wd, phase)) in out.specs.iter().zip(&out.history).zip(expected) {
+    for ((spec, hist), (wd, phase)) in out.setup.specs.iter().zip(&out.history).zip(expected) {
         let last = hist.last().unwrap();
         assert_eq!(spec.weight_decay, wd);
         assert_eq!(last.phase(0.9), phase, "wd {wd}: {last:?}");
@@ -41,7 +45,7 @@ fn default_experiment_reaches_the_papers_phases() {
 /// pruning the high-IPR neurons first destroys generalization. About 12 s.
 #[test]
 fn pruning_separates_memorization_from_generalization() {
-    use grokscope::analysis::prune::{prune_order, prune_sweep, Order};
+    use grokscope::analysis::prune::Order;
     init_threads(0);
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -49,21 +53,17 @@ fn pruning_separates_memorization_from_generalization() {
     ))
     .unwrap();
     let cfg = Config::from_toml(&text, &["eval.every=0".into()]).unwrap();
-    let out = train(&cfg, &mut |_| Ok(())).unwrap();
+    let out = train(cfg);
     let last = out.history[0].last().unwrap();
     assert_eq!(last.phase(0.9), Phase::Coexistence, "{last:?}");
-    let arch = out.fleet.arch;
-    let model = &out.fleet.models[0];
-    let sweep = |order| {
-        let ord = prune_order(&arch, &model.params, order, 0);
-        prune_sweep(
-            &arch,
-            out.fleet.loss,
-            &out.split,
-            &out.labels[0],
-            model,
-            &ord,
-        )
+    let mut s = out.setup;
+    let n = s.network.n_neurons();
+    let at = s.network.prune_levels(usize::MAX);
+    let mut sweep = |order| {
+        let ord = s.network.prune_order(0, order, 0);
+        s.network
+            .prune_sweep(0, &s.split, &s.labels[0], &ord, &at)
+            .unwrap()
     };
     let asc = sweep(Order::Ascending);
     assert!(
@@ -72,7 +72,6 @@ fn pruning_separates_memorization_from_generalization() {
         "no pruned fraction with A_mem ≤ 0.1 and test ≥ 0.95"
     );
     let desc = sweep(Order::Descending);
-    let n = arch.width;
     assert!(
         desc[..=3 * n / 10].iter().any(|pt| pt.acc.test_acc < 0.5),
         "descending pruning keeps test accuracy ≥ 0.5 over the first 30 %"

@@ -2,9 +2,9 @@
 //! run or sweep; report.html references only what it embeds or what sits beside it.
 
 use grokscope::config::{Axis, Config};
-use grokscope::output::{create_run_dir, write_config, write_results};
+use grokscope::experiment::train_into;
 use grokscope::report::report;
-use grokscope::train::run::train;
+use grokscope::rundir::RunDir;
 use std::path::Path;
 
 /// Width and height from a PNG's IHDR chunk (after checking the signature).
@@ -69,10 +69,10 @@ fn run_report_has_every_figure() {
     cfg.train.weight_decay = Axis::Many(vec![0.0, 1.0]);
     cfg.train.epochs = Some(60);
     let dir = tmp.path().join("run");
-    create_run_dir(&dir).unwrap();
-    write_config(&dir, &cfg).unwrap();
-    let out = train(&cfg, &mut |_| Ok(())).unwrap();
-    write_results(&dir, &cfg, &out).unwrap();
+    let run = RunDir::create(&dir).unwrap();
+    let cfg = cfg.check().unwrap();
+    run.write_config(&cfg).unwrap();
+    train_into(&cfg, cfg.setup().unwrap(), &run, &mut |_| Ok(())).unwrap();
     let html = report(&dir, false).unwrap();
     assert_eq!(html, dir.join("report/report.html"));
     let rep = dir.join("report");

@@ -1,10 +1,23 @@
 //! AdamW against a hand computation; end-to-end training; determinism; fleet independence.
 
-use grokscope::analysis::ipr::{mean_ipr, Ipr};
-use grokscope::analysis::phase::{classify, Phase};
-use grokscope::config::{Axis, Config};
+use grokscope::config::{Axis, Config, Setup};
+use grokscope::experiment::{train_config, Outcome};
+use grokscope::metrics::{classify, Phase};
+use grokscope::model::ipr::{mean_ipr, Ipr};
 use grokscope::train::adamw::{AdamWHyper, AdamWState};
-use grokscope::train::run::{setup, train};
+use grokscope::train::mlp::Fleet;
+
+fn train(cfg: &Config) -> Outcome {
+    train_config(&cfg.clone().check().unwrap(), &mut |_| Ok(())).unwrap()
+}
+
+fn setup(cfg: &Config) -> Setup {
+    cfg.clone().check().unwrap().setup().unwrap()
+}
+
+fn mlp(s: &Setup) -> &Fleet {
+    s.network.as_mlp().unwrap()
+}
 
 #[test]
 fn adamw_one_step_by_hand() {
@@ -58,7 +71,7 @@ fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {
 #[test]
 fn small_run_generalizes_without_corruption() {
     let cfg = small(23, vec![2.0], 400);
-    let out = train(&cfg, &mut |_| Ok(())).unwrap();
+    let out = train(&cfg);
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "test accuracy {}", last.test_acc);
     assert_eq!(last.train_acc, 1.0);
@@ -69,7 +82,7 @@ fn small_run_generalizes_without_corruption() {
     assert_eq!(last.phase(0.9), Phase::Generalization);
     // Without weight decay the same network only memorizes (SPEC §6).
     let cfg0 = small(23, vec![0.0], 400);
-    let out0 = train(&cfg0, &mut |_| Ok(())).unwrap();
+    let out0 = train(&cfg0);
     let l0 = out0.history[0].last().unwrap();
     assert!(l0.test_acc < 0.5 && l0.train_acc == 1.0);
     assert_eq!(l0.phase(0.9), Phase::Memorization);
@@ -82,14 +95,14 @@ fn same_config_gives_identical_metrics() {
     cfg.model.dropout = Axis::One(0.1);
     cfg.model.batchnorm = true;
     cfg.train.batch_size = Some(64);
-    let a = train(&cfg, &mut |_| Ok(())).unwrap();
-    let b = train(&cfg, &mut |_| Ok(())).unwrap();
+    let a = train(&cfg);
+    let b = train(&cfg);
     assert_eq!(a.history, b.history);
-    for (x, y) in a.fleet.models.iter().zip(&b.fleet.models) {
+    for (x, y) in mlp(&a.setup).models.iter().zip(&mlp(&b.setup).models) {
         assert_eq!(x.params, y.params);
     }
     cfg.model.init_seed = Axis::One(1);
-    let c = train(&cfg, &mut |_| Ok(())).unwrap();
+    let c = train(&cfg);
     assert_ne!(a.history, c.history);
 }
 
@@ -97,10 +110,13 @@ fn same_config_gives_identical_metrics() {
 fn a_model_trains_the_same_alone_or_in_a_fleet() {
     let mut cfg = small(23, vec![2.0], 30);
     cfg.data.corruption = Axis::One(0.2);
-    let alone = train(&cfg, &mut |_| Ok(())).unwrap();
+    let alone = train(&cfg);
     cfg.train.weight_decay = Axis::Many(vec![0.0, 2.0, 7.0]);
-    let fleet = train(&cfg, &mut |_| Ok(())).unwrap();
-    assert_eq!(alone.fleet.models[0].params, fleet.fleet.models[1].params);
+    let fleet = train(&cfg);
+    assert_eq!(
+        mlp(&alone.setup).models[0].params,
+        mlp(&fleet.setup).models[1].params
+    );
     assert_eq!(alone.history[0], fleet.history[1]);
 }
 
@@ -108,13 +124,13 @@ fn a_model_trains_the_same_alone_or_in_a_fleet() {
 fn batchnorm_running_stats_follow_pytorch() {
     let mut cfg = small(11, vec![0.0], 1);
     cfg.model.batchnorm = true;
-    let mut s = setup(&cfg).unwrap();
-    s.fleet.step_full();
+    let mut s = setup(&cfg);
+    s.network.as_mlp_mut().unwrap().step_full();
     // After one step from (0, 1): mean = 0.1·μ_batch, var = 0.9 + 0.1·var_unbiased, where the
     // batch statistics are those of z = φ(h) at the initial parameters.
-    let s0 = setup(&cfg).unwrap();
-    let arch = s0.fleet.arch;
-    let params = &s0.fleet.models[0].params;
+    let s0 = setup(&cfg);
+    let arch = mlp(&s0).arch;
+    let params = &mlp(&s0).models[0].params;
     let n = arch.width;
     let k = 3;
     let zs: Vec<f64> = s0
@@ -128,7 +144,7 @@ fn batchnorm_running_stats_follow_pytorch() {
         .collect();
     let mu = zs.iter().sum::<f64>() / zs.len() as f64;
     let var = zs.iter().map(|z| (z - mu).powi(2)).sum::<f64>() / (zs.len() - 1) as f64;
-    let rs = s.fleet.models[0].running.as_ref().unwrap();
+    let rs = mlp(&s).models[0].running.as_ref().unwrap();
     assert!((rs.mean[k] as f64 - 0.1 * mu).abs() < 1e-6);
     assert!((rs.var[k] as f64 - (0.9 + 0.1 * var)).abs() < 1e-6);
 }

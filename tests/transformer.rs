@@ -5,13 +5,23 @@ mod common;
 use common::grokscope;
 
 use candle_core::DType;
-use grokscope::config::{Axis, Config, ModelKind};
+use grokscope::config::{Axis, Config};
 use grokscope::data::Split;
+use grokscope::experiment::{train_config, Outcome};
 use grokscope::model::transformer::{TActivation, TInit, TransformerConfig};
 use grokscope::train::adamw::AdamWHyper;
-use grokscope::train::engine::ModelHyper;
 use grokscope::train::loss::Loss;
 use grokscope::train::transformer::TFleet;
+use grokscope::train::{Engine, ModelHyper};
+
+/// A config of the Transformer (everything else at its default).
+fn transformer_config() -> Config {
+    Config::from_toml("[model]\nkind = \"transformer\"", &[]).unwrap()
+}
+
+fn train(cfg: Config) -> Outcome {
+    train_config(&cfg.check().unwrap(), &mut |_| Ok(())).unwrap()
+}
 
 fn hyper(dropout: f32) -> ModelHyper {
     ModelHyper {
@@ -151,8 +161,7 @@ fn gradients_tied_standard_dropout() {
 
 #[test]
 fn small_transformer_generalizes_without_corruption() {
-    let mut cfg = Config::default();
-    cfg.model.kind = ModelKind::Transformer;
+    let mut cfg = transformer_config();
     cfg.model.transformer = TransformerConfig {
         d_model: 32,
         heads: 4,
@@ -165,8 +174,7 @@ fn small_transformer_generalizes_without_corruption() {
     cfg.train.weight_decay = Axis::One(2.0);
     cfg.train.epochs = Some(1000);
     cfg.eval.every = 100;
-    let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet()).unwrap();
-    let out = grokscope::train::run::train_setup(&cfg, s, &mut |_| Ok(())).unwrap();
+    let out = train(cfg);
     let last = out.history[0].last().unwrap();
     assert_eq!(last.test_acc, 1.0, "{last:?}");
 }
@@ -219,15 +227,15 @@ fn transformer_run_analyze_prune_report() {
     assert_eq!(st.tensor("tok_emb").unwrap().shape(), &[3, 11, 16]);
     assert_eq!(st.tensor("layers.0.mlp.fc1").unwrap().shape(), &[3, 64, 16]);
     // Reading the run back reproduces its final accuracies.
-    let loaded = grokscope::rundir::load_transformer_run(&run).unwrap();
+    let mut loaded = grokscope::rundir::load_run(&run).unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    let s = &loaded.setup;
+    let s = &mut loaded.setup;
     for i in 0..3 {
-        let ev = s.fleet.eval_model(i).unwrap();
+        let ev = s.network.eval_model(i).unwrap();
         let a = grokscope::metrics::accuracies(
             11,
-            s.fleet.loss,
+            s.network.loss(),
             &s.split,
             &s.labels[i].labels,
             &s.labels[i].corrupted,
@@ -281,9 +289,7 @@ fn transformer_run_analyze_prune_report() {
 #[test]
 fn transformer_pruning_starts_from_the_network_and_restores_it() {
     use grokscope::analysis::prune::Order;
-    use grokscope::analysis::transformer::{t_prune_order, t_prune_sweep};
-    let mut cfg = Config::default();
-    cfg.model.kind = ModelKind::Transformer;
+    let mut cfg = transformer_config();
     cfg.model.transformer = TransformerConfig {
         d_model: 16,
         heads: 2,
@@ -294,19 +300,23 @@ fn transformer_pruning_starts_from_the_network_and_restores_it() {
     cfg.train.loss = Loss::CrossEntropy;
     cfg.train.weight_decay = Axis::One(0.0);
     cfg.train.steps = Some(60);
-    let s = grokscope::train::run::setup_transformer(&cfg, cfg.fleet()).unwrap();
-    let mut out = grokscope::train::run::train_setup(&cfg, s, &mut |_| Ok(())).unwrap();
-    let before = out.fleet.eval_model(0).unwrap();
-    let neurons = out.fleet.mlp_neuron_spectra(0);
-    assert_eq!(neurons.len(), 64);
-    let ord = t_prune_order(&neurons, Order::Ascending, 0);
-    let ipr = |i: usize| neurons[ord[i]].ipr.unwrap();
+    let mut out = train(cfg).setup;
+    let before = out.network.eval_model(0).unwrap();
+    let iprs = out.network.weight_stats(0).neuron_iprs;
+    assert_eq!(iprs.len(), 64);
+    assert_eq!(out.network.n_neurons(), 64);
+    let ord = out.network.prune_order(0, Order::Ascending, 0);
+    let ipr = |i: usize| iprs[ord[i]].unwrap();
     assert!(ipr(0) <= ipr(30) && ipr(30) <= ipr(63), "ascending IPR");
-    let sweep = t_prune_sweep(&mut out.fleet, 0, &out.split, &out.labels[0], &ord).unwrap();
+    let at = out.network.prune_levels(101);
+    let sweep = out
+        .network
+        .prune_sweep(0, &out.split, &out.labels[0], &ord, &at)
+        .unwrap();
     assert_eq!(sweep.len(), 65);
     let a0 = grokscope::metrics::accuracies(
         13,
-        out.fleet.loss,
+        out.network.loss(),
         &out.split,
         &out.labels[0].labels,
         &out.labels[0].corrupted,
@@ -317,7 +327,7 @@ fn transformer_pruning_starts_from_the_network_and_restores_it() {
         sweep[64].acc.train_acc, a0.train_acc,
         "pruning every neuron changes it"
     );
-    let after = out.fleet.eval_model(0).unwrap();
+    let after = out.network.eval_model(0).unwrap();
     assert_eq!(after.preds, before.preds, "weights restored");
 }
 

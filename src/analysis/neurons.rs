@@ -5,7 +5,7 @@
 //! models `γ`, `β` and the effective output scale next to the IPR.
 
 use crate::model::ipr::{mean_of_vectors, Ipr};
-use crate::train::{NeuronView, Network};
+use crate::train::{Network, NeuronView};
 use serde::Serialize;
 
 /// One row of `neurons.csv`.
@@ -44,7 +44,11 @@ pub fn analyze_neurons(network: &Network, m: usize) -> (Vec<NeuronRow>, Vec<Neur
 
 fn analyze_neuron(calc: &mut Ipr, model: usize, view: &NeuronView) -> (NeuronRow, NeuronSpectra) {
     let p = calc.len();
-    let specs: NeuronSpectra = view.vectors.iter().map(|v| calc.spectrum(v, 0, 1)).collect();
+    let specs: NeuronSpectra = view
+        .vectors
+        .iter()
+        .map(|v| calc.spectrum(v, 0, 1))
+        .collect();
     let iprs: Vec<Option<f64>> = specs
         .iter()
         .map(|s| {

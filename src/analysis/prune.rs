@@ -140,7 +140,8 @@ fn mlp_prune_sweep(
     labels: &TrainLabels,
     order: &[usize],
 ) -> Vec<PrunePoint> {
-    let (arch, loss, model): (&Arch, Loss, &ModelState) = (&fleet.arch, fleet.loss, &fleet.models[m]);
+    let (arch, loss, model): (&Arch, Loss, &ModelState) =
+        (&fleet.arch, fleet.loss, &fleet.models[m]);
     let (p, n) = (arch.p, arch.width);
     let nt = split.n_train();
     let mut pairs = split.train_pairs.clone();
@@ -274,7 +275,14 @@ fn transformer_prune_sweep(
         out.push(PrunePoint {
             pruned: level,
             neuron: level.checked_sub(1).map(|i| order[i]),
-            acc: accuracies(fleet.p, fleet.loss, split, &labels.labels, &labels.corrupted, &ev),
+            acc: accuracies(
+                fleet.p,
+                fleet.loss,
+                split,
+                &labels.labels,
+                &labels.corrupted,
+                &ev,
+            ),
         });
     }
     fleet.zero_mlp_neurons(m, &saved, &[])?;

@@ -12,8 +12,8 @@
 //! phases `kφ_j` with `1 ≤ k ≤ 7`, and `Σ_j e^{ikφ_j} = 0` unless `m` divides `k`).
 //! The output layer is scaled by `2/N` so that the correct logit is about 1.
 
-use crate::error::{Error, Result};
 use super::{argmax, Activation, Arch};
+use crate::error::{Error, Result};
 use std::f64::consts::PI;
 
 /// Parameters of the analytic network in grokscope's layout (`Uᵀ`, `Vᵀ`, `W`, then γ = 1,

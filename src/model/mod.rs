@@ -58,7 +58,9 @@ impl Architecture {
     pub fn norm_names(&self) -> [&'static str; 3] {
         match self {
             Architecture::Mlp { .. } => ["‖U‖", "‖V‖", "‖W‖"],
-            Architecture::Transformer { .. } => ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"],
+            Architecture::Transformer { .. } => {
+                ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"]
+            }
         }
     }
 

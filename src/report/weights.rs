@@ -84,7 +84,11 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         for (j, v) in names.iter().enumerate() {
             let all: Vec<Vec<f64>> = order
                 .iter()
-                .map(|&k| spectra[k][j].clone().unwrap_or_else(|| vec![0.0; p / 2 + 1]))
+                .map(|&k| {
+                    spectra[k][j]
+                        .clone()
+                        .unwrap_or_else(|| vec![0.0; p / 2 + 1])
+                })
                 .collect();
             panels.push(heat(
                 format!("{name}: |û| of {v}, model {i}"),
@@ -120,7 +124,12 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
             .unwrap_or(0);
         let first = |v: &[Vec<f32>]| -> Vec<(f64, f64)> {
             v.first()
-                .map(|x| x.iter().enumerate().map(|(t, &y)| (t as f64, y as f64)).collect())
+                .map(|x| {
+                    x.iter()
+                        .enumerate()
+                        .map(|(t, &y)| (t as f64, y as f64))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let before_view = init.network.neurons(i);
@@ -130,7 +139,10 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         };
         let (before, after) = (first(&bv.vectors), first(&av.vectors));
         let ipr_of = |v: &[Vec<f32>], ipr: &mut Ipr| {
-            v.first().and_then(|x| ipr.of(x)).map(|s| s.ipr).unwrap_or(0.0)
+            v.first()
+                .and_then(|x| ipr.of(x))
+                .map(|s| s.ipr)
+                .unwrap_or(0.0)
         };
         let (ib, ia) = (ipr_of(&bv.vectors, &mut ipr), ipr_of(&av.vectors, &mut ipr));
         let y_desc = format!("{}[k, n]", names[0]);

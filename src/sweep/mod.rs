@@ -165,7 +165,8 @@ pub fn run(
         let m = f.specs.len() as u64;
         let setup = f.cfg.setup_specs(f.specs.clone())?;
         let total_steps = setup.total_steps;
-        let sink = |net: &crate::train::Network, step: u64| store.write_checkpoints(&f.runs, net, step);
+        let sink =
+            |net: &crate::train::Network, step: u64| store.write_checkpoints(&f.runs, net, step);
         let out = train(&f.cfg, setup, Some(&sink), &mut |p| {
             st.work_done = base + p.step * m;
             progress(&st);
@@ -223,8 +224,8 @@ pub fn write_tables(
     records: &BTreeMap<usize, RunRecord>,
 ) -> Result<()> {
     let grids = results::phase_grids(axes, records);
-    let tables = (!grids.is_empty())
-        .then(|| (results::grid_csv(&grids), results::grid_text(&grids)));
+    let tables =
+        (!grids.is_empty()).then(|| (results::grid_csv(&grids), results::grid_text(&grids)));
     store::write_tables(
         dir,
         &results::results_csv(axes, records),
@@ -249,13 +250,13 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
             return Err(Error::Sweep {
                 dir: d.to_path_buf(),
                 why: format!(
-                "holds a different plan ({}, hash {}) than {} ({}, hash {})",
-                p.name,
-                p.hash,
-                inputs[0].display(),
-                plans[0].name,
-                plans[0].hash
-            ),
+                    "holds a different plan ({}, hash {}) than {} ({}, hash {})",
+                    p.name,
+                    p.hash,
+                    inputs[0].display(),
+                    plans[0].name,
+                    plans[0].hash
+                ),
             });
         }
     }

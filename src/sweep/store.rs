@@ -153,7 +153,12 @@ impl Store {
         for (i, run) in runs.iter().enumerate() {
             let dir = self.dir.join(CHECKPOINTS).join(format!("run-{run:06}"));
             fs::create_dir_all(&dir).map_err(io(&dir))?;
-            write_file(&dir, &checkpoint_name(step), &network.save(step, &[i])?, true)?;
+            write_file(
+                &dir,
+                &checkpoint_name(step),
+                &network.save(step, &[i])?,
+                true,
+            )?;
         }
         Ok(())
     }

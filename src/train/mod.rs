@@ -90,7 +90,10 @@ pub struct BnNeuron {
 
 /// Frobenius norm of the entries of `v`, in f64.
 pub fn norm(v: &[f32]) -> f64 {
-    v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+    v.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// A safetensors file from `(name, shape, f32 data)` tensors and metadata.
@@ -123,11 +126,7 @@ pub fn write_safetensors(
 }
 
 /// The f32 tensor `name` of a safetensors file, checked against `shape`.
-pub fn read_tensor(
-    st: &safetensors::SafeTensors,
-    name: &str,
-    shape: &[usize],
-) -> Result<Vec<f32>> {
+pub fn read_tensor(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let t = st.tensor(name)?;
     if t.shape() != shape || t.dtype() != safetensors::Dtype::F32 {
         return Err(Error::Weights(format!(

@@ -145,6 +145,30 @@ impl Network {
         self.save(step, &all)
     }
 
+    /// The MLP fleet, if this is one.
+    pub fn as_mlp(&self) -> Option<&Fleet> {
+        match self {
+            Network::Mlp(f) => Some(f),
+            Network::Transformer(_) => None,
+        }
+    }
+
+    /// The MLP fleet, mutably, if this is one.
+    pub fn as_mlp_mut(&mut self) -> Option<&mut Fleet> {
+        match self {
+            Network::Mlp(f) => Some(f),
+            Network::Transformer(_) => None,
+        }
+    }
+
+    /// The Transformer fleet, if this is one.
+    pub fn as_transformer(&self) -> Option<&TFleet> {
+        match self {
+            Network::Transformer(f) => Some(f),
+            Network::Mlp(_) => None,
+        }
+    }
+
     /// Model `m`'s optimizer settings.
     pub fn adam(&self, m: usize) -> AdamWHyper {
         match self {

@@ -80,8 +80,7 @@ impl TFleet {
                         .to_dtype(DType::F32)?
                         .to_vec1::<f32>()
                 })
-                .collect::<CResult<Vec<_>>>()
-                ?;
+                .collect::<CResult<Vec<_>>>()?;
             let adam = host.iter().map(|h| AdamWState::new(h.len())).collect();
             let mut eval_labels = labels.clone();
             eval_labels.extend_from_slice(&split.test_labels);
@@ -100,8 +99,7 @@ impl TFleet {
         let eval_tokens = all
             .chunks(EVAL_ROWS)
             .map(tokens)
-            .collect::<CResult<Vec<_>>>()
-            ?;
+            .collect::<CResult<Vec<_>>>()?;
         Ok(TFleet {
             cfg: cfg.clone(),
             p,
@@ -186,15 +184,8 @@ impl TFleet {
                 Some(g) => g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>(),
                 None => Ok(vec![0.0; q.var.elem_count()]),
             })
-            .collect::<CResult<Vec<_>>>()
-            ?;
-        Ok((
-            loss.to_dtype(DType::F64)
-                ?
-                .to_scalar::<f64>()
-                ?,
-            g,
-        ))
+            .collect::<CResult<Vec<_>>>()?;
+        Ok((loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, g))
     }
 
     fn step_on(&mut self, batch: Option<&[u32]>) -> Result<()> {
@@ -208,8 +199,7 @@ impl TFleet {
                         .flatten_all()
                         .and_then(|g| g.to_dtype(DType::F32)?.to_vec1()),
                     None => Ok(vec![0.0; st.host[j].len()]),
-                }
-                ?;
+                }?;
                 let hyper = AdamWHyper {
                     weight_decay: if (self.decay)(&self.cfg, q.kind) {
                         st.hyper.adam.weight_decay
@@ -220,8 +210,7 @@ impl TFleet {
                 };
                 st.adam[j].step(&hyper, &mut st.host[j], &g);
                 let t = Tensor::from_slice(&st.host[j], q.var.shape(), &Device::Cpu)
-                    .and_then(|t| t.to_dtype(q.var.dtype()))
-                    ?;
+                    .and_then(|t| t.to_dtype(q.var.dtype()))?;
                 q.var.set(&t)?;
             }
         }
@@ -239,8 +228,7 @@ impl TFleet {
             let logits = st
                 .model
                 .forward(tok, None)
-                .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())
-                ?;
+                .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())?;
             for row in logits {
                 let r = preds.len();
                 preds.push(argmax(&row));
@@ -269,8 +257,7 @@ impl TFleet {
         st.host[j].copy_from_slice(values);
         let q = &st.model.params[j];
         let t = Tensor::from_slice(values, q.var.shape(), &Device::Cpu)
-            .and_then(|t| t.to_dtype(q.var.dtype()))
-            ?;
+            .and_then(|t| t.to_dtype(q.var.dtype()))?;
         Ok(q.var.set(&t)?)
     }
 
