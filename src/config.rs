@@ -175,7 +175,7 @@ impl Default for ModelConfig {
             init: Init::Normal,
             init_std: None,
             init_seed: Axis::One(0),
-            kind: ModelKind::Mlp,
+            kind: ModelKind::default(),
             transformer: TransformerConfig::default(),
         }
     }

@@ -95,13 +95,13 @@ impl Network {
     ) -> Result<Vec<PrunePoint>> {
         match self {
             Network::Mlp(f) => {
-                let all = mlp_prune_sweep(f, m, split, labels, order);
+                let all = mlp_prune_sweep(f, m, (split, labels), order);
                 Ok(at
                     .iter()
                     .filter_map(|&l| all.get(l.min(order.len())).cloned())
                     .collect())
             }
-            Network::Transformer(f) => transformer_prune_sweep(f, m, split, labels, order, at),
+            Network::Transformer(f) => transformer_prune_sweep(f, m, (split, labels), order, at),
         }
     }
 }
@@ -130,14 +130,16 @@ struct Tally {
 
 const PRUNE_BLOCK: usize = 64;
 
+/// The pairs and one model's training labels.
+type Data<'a> = (&'a Split, &'a TrainLabels);
+
 /// Prunes the neurons of MLP `m` in `order`, returning the metrics for `m = 0 … N`.
 ///
 /// Rows are independent, so blocks of rows run in parallel.
 fn mlp_prune_sweep(
     fleet: &Fleet,
     m: usize,
-    split: &Split,
-    labels: &TrainLabels,
+    (split, labels): Data,
     order: &[usize],
 ) -> Vec<PrunePoint> {
     let (arch, loss, model): (&Arch, Loss, &ModelState) =
@@ -246,8 +248,7 @@ fn mlp_prune_sweep(
 fn transformer_prune_sweep(
     fleet: &mut TFleet,
     m: usize,
-    split: &Split,
-    labels: &TrainLabels,
+    (split, labels): Data,
     order: &[usize],
     at: &[usize],
 ) -> Result<Vec<PrunePoint>> {

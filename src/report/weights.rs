@@ -3,8 +3,8 @@
 //! the highest IPR before and after training, BatchNorm scales against IPR (with BatchNorm),
 //! and pruning curves.
 
+use super::figure::{bin_rows, line, model_label, save_figure, FigureFile, Panel, PANEL};
 use super::plot::*;
-use super::{bin_rows, line, model_label, save_figure, FigureFile, Panel, PANEL};
 use crate::analysis::neurons::{analyze_neurons, NeuronRow};
 use crate::analysis::prune::{Order, PrunePoint};
 use crate::config::ModelSpec;

@@ -13,8 +13,8 @@
 //! `dh = dh' ⊙ mask/(1−q)`, and the scatter-adds `dUᵀ[a] += dh`, `dVᵀ[b] += dh`.
 
 use super::adamw::AdamWState;
+use super::engine::{self, BnNeuron, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::{argmax, Loss};
-use super::{BnNeuron, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use crate::data::{Pair, Split};
 use crate::error::Result;
 use crate::kernels::{flush_denormals, matmul, Mat};
@@ -369,7 +369,7 @@ impl Fleet {
     }
 }
 
-impl super::Engine for Fleet {
+impl engine::Engine for Fleet {
     fn n_models(&self) -> usize {
         self.models.len()
     }
@@ -391,9 +391,9 @@ impl super::Engine for Fleet {
         let (arch, params) = (&self.arch, &self.models[model].params);
         WeightStats {
             norms: [
-                super::norm(&params[arch.u_range()]),
-                super::norm(&params[arch.v_range()]),
-                super::norm(&params[arch.w_range()]),
+                engine::norm(&params[arch.u_range()]),
+                engine::norm(&params[arch.v_range()]),
+                engine::norm(&params[arch.w_range()]),
             ],
             neuron_iprs: neuron_iprs(
                 &params[arch.u_range()],
@@ -449,7 +449,7 @@ impl super::Engine for Fleet {
                 tensors.push((name.to_string(), vec![mm, n], data));
             }
         }
-        super::write_safetensors(
+        engine::write_safetensors(
             tensors,
             vec![
                 ("format", "grokscope-mlp".to_string()),
@@ -469,7 +469,7 @@ impl super::Engine for Fleet {
         let st = safetensors::SafeTensors::deserialize(bytes)?;
         let arch = self.arch;
         let (p, n, m) = (arch.p, arch.width, self.models.len());
-        let get = |name: &str, shape: &[usize]| super::read_tensor(&st, name, shape);
+        let get = |name: &str, shape: &[usize]| engine::read_tensor(&st, name, shape);
         let u = get("U", &[m, n, p])?;
         let v = get("V", &[m, n, p])?;
         let w = get("W", &[m, p, n])?;

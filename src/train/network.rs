@@ -3,10 +3,10 @@
 //! reports) calls its methods and never asks which model it holds.
 
 use super::adamw::AdamWHyper;
+use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::Loss;
 use super::mlp::Fleet;
 use super::transformer::TFleet;
-use super::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use crate::data::Split;
 use crate::error::Result;
 use crate::model::analytic::analytic_params;

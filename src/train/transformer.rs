@@ -3,8 +3,8 @@
 //! decay only on the matrices unless configured (SPEC §8).
 
 use super::adamw::{AdamWHyper, AdamWState};
+use super::engine::{self, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::{argmax, Loss};
-use super::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::model::ipr::{neuron_ipr, Ipr};
@@ -369,7 +369,7 @@ impl Engine for TFleet {
                 (q.name.clone(), shape, data)
             })
             .collect();
-        super::write_safetensors(
+        engine::write_safetensors(
             tensors,
             vec![
                 ("format", "grokscope-transformer".to_string()),
@@ -390,7 +390,7 @@ impl Engine for TFleet {
         for (j, name) in self.param_names().into_iter().enumerate() {
             let mut shape = vec![m];
             shape.extend_from_slice(self.models[0].model.params[j].var.dims());
-            let all = super::read_tensor(&st, &name, &shape)?;
+            let all = engine::read_tensor(&st, &name, &shape)?;
             let per = all.len() / m.max(1);
             for i in 0..m {
                 self.set_param(i, &name, &all[i * per..(i + 1) * per])?;

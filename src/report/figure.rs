@@ -1,0 +1,147 @@
+//! One figure: panels drawn side by side, saved as PNG and SVG, and the small helpers every
+//! report figure shares.
+
+use super::plot::*;
+use crate::config::ModelSpec;
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Models shown per figure at most (fleets can be large).
+pub const MAX_MODELS_SHOWN: usize = 8;
+/// Width and height of one panel in pixels.
+pub const PANEL: (u32, u32) = (560, 360);
+
+/// One panel of a figure.
+pub enum Panel<'a> {
+    Line(LineChart<'a>),
+    Bar(BarChart<'a>),
+    Heat(Heatmap<'a>),
+    Scatter(Scatter<'a>),
+    Phase(PhaseGrid<'a>),
+}
+
+impl Panel<'_> {
+    fn draw<DB: DrawingBackend>(&self, a: &DrawingArea<DB, Shift>) -> R {
+        match self {
+            Panel::Line(p) => p.draw(a),
+            Panel::Bar(p) => p.draw(a),
+            Panel::Heat(p) => p.draw(a),
+            Panel::Scatter(p) => p.draw(a),
+            Panel::Phase(p) => p.draw(a),
+        }
+    }
+}
+
+/// A figure written to `NAME.png` and `NAME.svg`.
+#[derive(Clone, Debug)]
+pub struct FigureFile {
+    pub name: String,
+    pub title: String,
+    pub caption: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn render<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel], cols: usize) -> R {
+    root.fill(&WHITE).map_err(pe)?;
+    let rows = panels.len().div_ceil(cols);
+    let areas = root.split_evenly((rows, cols));
+    for (a, p) in areas.iter().zip(panels) {
+        p.draw(a)?;
+    }
+    root.present().map_err(pe)
+}
+
+/// Draws `panels` (in rows of `cols`, each `panel` pixels) as `dir/name.png` and `.svg`.
+pub fn save_figure(
+    dir: &Path,
+    name: &str,
+    title: &str,
+    caption: &str,
+    panels: &[Panel],
+    cols: usize,
+    panel: (u32, u32),
+) -> Result<FigureFile> {
+    init_font();
+    let cols = cols.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(cols).max(1);
+    let size = (panel.0 * cols as u32, panel.1 * rows as u32);
+    let png = dir.join(format!("{name}.png"));
+    let svg = dir.join(format!("{name}.svg"));
+    let fail = |why: String| Error::Plot {
+        figure: name.to_string(),
+        why,
+    };
+    render(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        panels,
+        cols,
+    )
+    .map_err(fail)?;
+    render(
+        SVGBackend::new(&svg, size).into_drawing_area(),
+        panels,
+        cols,
+    )
+    .map_err(fail)?;
+    Ok(FigureFile {
+        name: name.to_string(),
+        title: title.to_string(),
+        caption: caption.to_string(),
+        width: size.0,
+        height: size.1,
+    })
+}
+
+pub fn model_label(specs: &[ModelSpec], i: usize) -> String {
+    let s = &specs[i];
+    let mut parts = vec![
+        format!("ξ={}", s.corruption),
+        format!("wd={}", s.weight_decay),
+    ];
+    if s.dropout > 0.0 {
+        parts.push(format!("q={}", s.dropout));
+    }
+    if specs.iter().any(|o| o.init_seed != s.init_seed) {
+        parts.push(format!("seed={}", s.init_seed));
+    }
+    if specs.iter().any(|o| o.lr != s.lr) {
+        parts.push(format!("lr={}", s.lr));
+    }
+    format!("model {i} ({})", parts.join(", "))
+}
+
+pub fn line(label: &str, color: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {
+    Line {
+        label: label.to_string(),
+        color: PALETTE[color % PALETTE.len()],
+        dashed,
+        points,
+    }
+}
+
+/// Averages consecutive rows into at most `max` rows; labels give the first row of each bin.
+pub fn bin_rows(rows: &[Vec<f64>], max: usize) -> (Vec<Vec<f64>>, Vec<String>) {
+    if rows.is_empty() {
+        return (vec![vec![0.0]], vec!["0".into()]);
+    }
+    let bins = rows.len().min(max);
+    let mut out = Vec::with_capacity(bins);
+    let mut labels = Vec::with_capacity(bins);
+    for b in 0..bins {
+        let (lo, hi) = (b * rows.len() / bins, (b + 1) * rows.len() / bins);
+        let w = rows[0].len();
+        let mut acc = vec![0.0; w];
+        for r in &rows[lo..hi] {
+            for (a, v) in acc.iter_mut().zip(r) {
+                *a += v;
+            }
+        }
+        acc.iter_mut().for_each(|a| *a /= (hi - lo) as f64);
+        out.push(acc);
+        labels.push(lo.to_string());
+    }
+    (out, labels)
+}

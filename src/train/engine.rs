@@ -1,0 +1,129 @@
+//! What a fleet engine is ([`Engine`]) and the types the engines, the loop and the analysis
+//! exchange: per-model settings, evaluation output, weight statistics, neuron views, and the
+//! safetensors helpers both engines store their weights with.
+
+use super::adamw::AdamWHyper;
+use super::loss::Loss;
+use crate::error::{Error, Result};
+
+/// What the training loop needs of a batched engine.
+pub trait Engine {
+    fn n_models(&self) -> usize;
+    fn loss(&self) -> Loss;
+    /// One optimizer step of every model on the training rows `batch`.
+    fn step_batch(&mut self, batch: &[u32]) -> Result<()>;
+    /// One optimizer step of every model on the full batch.
+    fn step_all(&mut self) -> Result<()>;
+    /// Predictions and row losses of every model on every pair (training, then test).
+    fn eval_all(&mut self) -> Result<Vec<EvalOutput>>;
+    /// Weight norms and per-neuron IPRs of one model.
+    fn weight_stats(&self, model: usize) -> WeightStats;
+    /// The parameters (and state such as BatchNorm statistics) of the models `models` as a
+    /// safetensors file, each tensor stacked over them (leading dimension `models.len()`).
+    fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>>;
+    /// Restores every model from a file written by [`Engine::save`] for the same fleet.
+    fn load(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+/// The per-model settings a fleet may vary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelHyper {
+    pub adam: AdamWHyper,
+    /// Dropout rate q, `0 ≤ q < 1`.
+    pub dropout: f32,
+    /// Seed of the dropout masks.
+    pub dropout_seed: u64,
+}
+
+/// The result of evaluating one model on every pair (training pairs, then test pairs).
+#[derive(Clone, Debug)]
+pub struct EvalOutput {
+    /// Predicted class (argmax of the logits) per pair.
+    pub preds: Vec<u32>,
+    /// Unnormalised loss per pair (see [`Loss::row_loss`]) against the training label for
+    /// training pairs and the true label for test pairs.
+    pub row_loss: Vec<f64>,
+}
+
+/// What the metrics need of a model's weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightStats {
+    /// Three Frobenius norms, named by `model::Architecture::norm_names` (MLP: ‖U‖, ‖V‖,
+    /// ‖W‖; Transformer: token embedding, MLP weights, output layer).
+    pub norms: [f64; 3],
+    /// Per-neuron IPR (`None`: dead neuron).
+    pub neuron_iprs: Vec<Option<f64>>,
+}
+
+/// One neuron as the analysis sees it: its weight vectors over the `p` tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NeuronView {
+    pub layer: usize,
+    pub neuron: usize,
+    /// In the order of [`Network::vector_names`].
+    pub vectors: Vec<Vec<f32>>,
+    /// The BatchNorm after the neuron (MLP with BatchNorm).
+    pub bn: Option<BnNeuron>,
+}
+
+/// One neuron's BatchNorm parameters and statistics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnNeuron {
+    pub gamma: f32,
+    pub beta: f32,
+    pub running_var: f32,
+    pub eps: f32,
+}
+
+/// Frobenius norm of the entries of `v`, in f64.
+pub fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// A safetensors file from `(name, shape, f32 data)` tensors and metadata.
+pub fn write_safetensors(
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    meta: Vec<(&str, String)>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, data)| {
+            (
+                name,
+                shape,
+                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|t| (name.clone(), t))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let meta = meta
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect::<std::collections::HashMap<_, _>>();
+    Ok(safetensors::serialize(views, Some(meta))?)
+}
+
+/// The f32 tensor `name` of a safetensors file, checked against `shape`.
+pub fn read_tensor(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let t = st.tensor(name)?;
+    if t.shape() != shape || t.dtype() != safetensors::Dtype::F32 {
+        return Err(Error::Weights(format!(
+            "{name} has shape {:?} ({:?}); the config implies {shape:?} (F32)",
+            t.shape(),
+            t.dtype()
+        )));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
