@@ -6,7 +6,7 @@ use crate::analysis::prune::{Order, PrunePoint};
 use crate::error::{Error, Result};
 use crate::metrics::{record, Phase};
 use crate::model::ipr::{Ipr, Spectral};
-use crate::rundir::LoadedRun;
+use crate::rundir::{AnalysisFile, LoadedRun};
 use crate::train::Engine;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -159,11 +159,8 @@ fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
     s
 }
 
-fn prune_file(model: Option<usize>, order: Order) -> String {
-    match model {
-        Some(i) => format!("prune-{}-model{i}.csv", order.name()),
-        None => format!("prune-{}.csv", order.name()),
-    }
+fn prune_file(model: Option<usize>, order: Order) -> AnalysisFile {
+    AnalysisFile::Prune { order, model }
 }
 
 /// The pruning sweep of each of `models` in `order`.
@@ -203,8 +200,22 @@ pub fn write_prune(
     let n = run.setup.network.n_neurons();
     let path = run
         .dir
-        .write_analysis(&name, prune_csv(n, &sweeps).as_bytes(), force)?;
+        .write_analysis(name, prune_csv(n, &sweeps).as_bytes(), force)?;
     Ok((path, sweeps))
+}
+
+/// The files `analyze` writes for `run`.
+pub fn analysis_files(run: &LoadedRun) -> Vec<AnalysisFile> {
+    let mut files = vec![
+        AnalysisFile::Neurons,
+        AnalysisFile::Spectra,
+        AnalysisFile::Summary,
+    ];
+    files.extend(ORDERS.iter().map(|&o| prune_file(None, o)));
+    if run.setup.network.embedding_columns(0).is_some() {
+        files.push(AnalysisFile::Embedding);
+    }
+    files
 }
 
 /// Everything `analyze` writes; returns the per-model summaries.
@@ -214,15 +225,8 @@ pub fn analyze_run(
     force: bool,
 ) -> Result<Vec<ModelAnalysis>> {
     let models = select(run.setup.network.n_models(), model)?;
-    let has_embedding = run.setup.network.embedding_columns(0).is_some();
-    let mut files: Vec<String> = ["neurons.csv", "spectra.csv", "summary.json"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(ORDERS.iter().map(|&o| prune_file(None, o)))
-        .collect();
-    if has_embedding {
-        files.push("embedding.csv".into());
-    }
+    let files = analysis_files(run);
+    let has_embedding = files.contains(&AnalysisFile::Embedding);
     run.dir.check_analysis_free(&files, force)?;
     let hi = run.cfg.eval.threshold;
     let p = run.setup.network.p();
@@ -274,31 +278,35 @@ pub fn analyze_run(
     let names = run.setup.network.vector_names();
     let dir = &run.dir;
     dir.write_analysis(
-        "neurons.csv",
+        AnalysisFile::Neurons,
         neurons_csv(names, &all_rows).as_bytes(),
         force,
     )?;
     dir.write_analysis(
-        "spectra.csv",
+        AnalysisFile::Spectra,
         spectra_csv(p, names, &all_spectra).as_bytes(),
         force,
     )?;
     if has_embedding {
-        dir.write_analysis("embedding.csv", embedding_csv(&embeds).as_bytes(), force)?;
+        dir.write_analysis(
+            AnalysisFile::Embedding,
+            embedding_csv(&embeds).as_bytes(),
+            force,
+        )?;
     }
     let n = run.setup.network.n_neurons();
     for order in ORDERS {
         let sweeps = prune_models(run, &models, order, 0)?;
         run.dir.write_analysis(
-            &prune_file(None, order),
+            prune_file(None, order),
             prune_csv(n, &sweeps).as_bytes(),
             force,
         )?;
     }
     let json = serde_json::to_string_pretty(&summaries)
-        .map_err(|e| Error::json(run.dir.path().join("analysis/summary.json"), e))?;
+        .map_err(|e| Error::json(run.dir.analysis_path(AnalysisFile::Summary), e))?;
     run.dir
-        .write_analysis("summary.json", json.as_bytes(), force)?;
+        .write_analysis(AnalysisFile::Summary, json.as_bytes(), force)?;
     Ok(summaries)
 }
 

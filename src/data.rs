@@ -80,7 +80,7 @@ fn pow_mod(mut base: u64, mut exp: u64, p: u64) -> u64 {
     acc
 }
 
-pub fn is_prime(p: u64) -> bool {
+fn is_prime(p: u64) -> bool {
     if p < 2 {
         return false;
     }
@@ -249,4 +249,16 @@ pub fn validate_table(p: usize, operation: Operation) -> Result<Vec<String>> {
         ));
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_prime;
+
+    #[test]
+    fn primes_by_hand() {
+        let primes: Vec<u64> = (0..40).filter(|&p| is_prime(p)).collect();
+        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
+        assert!(is_prime(65521) && !is_prime(65521 * 3) && !is_prime(97 * 89));
+    }
 }

@@ -305,8 +305,9 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
         outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
     );
     println!(
-        "Results in {}/ (config.toml, metrics.csv, ipr_hist.csv, summary.json, weights.safetensors)",
-        dir.display()
+        "Results in {}/ ({})",
+        dir.display(),
+        rundir::RESULT_FILES.join(", ")
     );
     if !a.no_report {
         let path = grokscope::report::report(dir, false)?;
@@ -425,13 +426,13 @@ fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
         }
     }
     println!(
-        "Written to {}/analysis/ (neurons.csv, spectra.csv, prune-*.csv, summary.json{})",
+        "Written to {}/analysis/ ({})",
         a.run_dir.display(),
-        if run.setup.network.embedding_columns(0).is_some() {
-            ", embedding.csv"
-        } else {
-            ""
-        }
+        grokscope::analyze::analysis_files(&run)
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -552,10 +553,11 @@ fn cmd_sweep(c: SweepCmd) -> Result<()> {
             bar.finish_and_clear();
             print_grids(&out)?;
             println!(
-                "{} runs in {} → {}/ (results.csv, phase_grid.txt, phase_grid.csv, runs/)",
+                "{} runs in {} → {}/ ({})",
                 records.len(),
                 hms(t0.elapsed().as_secs_f64()),
-                out.display()
+                out.display(),
+                sweep::store::TABLE_FILES.join(", ")
             );
             Ok(())
         }

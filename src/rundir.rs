@@ -15,6 +15,7 @@
 //! ```
 
 use crate::analysis::dynamics::{dynamics, Dynamics};
+use crate::analysis::prune::Order;
 use crate::config::{Checked, Config, ModelSpec, Setup};
 use crate::error::{Error, Result};
 use crate::metrics::{Phase, Record};
@@ -33,6 +34,40 @@ const CHECKPOINTS: &str = "checkpoints";
 const ANALYSIS: &str = "analysis";
 /// The directory reports go to, in a run directory and in a sweep directory.
 pub const REPORT: &str = "report";
+/// What a finished `grokscope train` leaves in its run directory (besides checkpoints and the
+/// report).
+pub const RESULT_FILES: [&str; 5] = [CONFIG, METRICS, IPR_HIST, SUMMARY, WEIGHTS];
+
+/// A file of a run's `analysis/` directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalysisFile {
+    /// `neurons.csv`: the per-neuron table.
+    Neurons,
+    /// `spectra.csv`: `|û|` of every neuron vector.
+    Spectra,
+    /// `embedding.csv`: the token embedding's columns (Transformer).
+    Embedding,
+    /// `summary.json`: per model, phase and IPR summary.
+    Summary,
+    /// `prune-<order>.csv`, or `prune-<order>-model<i>.csv` for one model.
+    Prune { order: Order, model: Option<usize> },
+}
+
+impl AnalysisFile {
+    pub fn name(self) -> String {
+        match self {
+            AnalysisFile::Neurons => "neurons.csv".into(),
+            AnalysisFile::Spectra => "spectra.csv".into(),
+            AnalysisFile::Embedding => "embedding.csv".into(),
+            AnalysisFile::Summary => SUMMARY.into(),
+            AnalysisFile::Prune { order, model: None } => format!("prune-{}.csv", order.name()),
+            AnalysisFile::Prune {
+                order,
+                model: Some(i),
+            } => format!("prune-{}-model{i}.csv", order.name()),
+        }
+    }
+}
 
 const METRICS_COLUMNS: &[&str] = &[
     "model",
@@ -272,11 +307,15 @@ impl RunDir {
         None
     }
 
-    /// Refuses to replace the analysis files `names` unless `force`.
-    pub fn check_analysis_free(&self, names: &[String], force: bool) -> Result<()> {
-        let dir = self.analysis_dir()?;
-        for n in names {
-            let p = dir.join(n);
+    /// The path of an analysis file.
+    pub fn analysis_path(&self, file: AnalysisFile) -> PathBuf {
+        self.path.join(ANALYSIS).join(file.name())
+    }
+
+    /// Refuses to replace the analysis files `files` unless `force`.
+    pub fn check_analysis_free(&self, files: &[AnalysisFile], force: bool) -> Result<()> {
+        for &f in files {
+            let p = self.analysis_path(f);
             if p.exists() && !force {
                 return Err(Error::FileExists(p));
             }
@@ -284,16 +323,11 @@ impl RunDir {
         Ok(())
     }
 
-    /// Writes `analysis/<name>` (replacing it only with `force`).
-    pub fn write_analysis(&self, name: &str, bytes: &[u8], force: bool) -> Result<PathBuf> {
+    /// Writes an analysis file (replacing it only with `force`).
+    pub fn write_analysis(&self, file: AnalysisFile, bytes: &[u8], force: bool) -> Result<PathBuf> {
         let dir = self.analysis_dir()?;
-        write_file(&dir, name, bytes, force)?;
-        Ok(dir.join(name))
-    }
-
-    /// Where the report goes.
-    pub fn report_dir(&self) -> PathBuf {
-        self.path.join(REPORT)
+        write_file(&dir, &file.name(), bytes, force)?;
+        Ok(self.analysis_path(file))
     }
 }
 
@@ -478,4 +512,55 @@ fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(step: u64, mem: Option<f64>) -> Record {
+        Record {
+            step,
+            epoch: step as f64 / 3.0,
+            train_loss: 0.125,
+            train_acc: 0.5,
+            test_loss: 1e-9,
+            test_acc: 1.0,
+            mem_acc: mem,
+            inv_acc: mem.map(|m| 1.0 - m),
+            clean_acc: Some(0.75),
+            norm_u: 3.5,
+            norm_v: 0.1,
+            norm_w: 2.0,
+            mean_ipr: None,
+            dead_neurons: 4,
+            ipr_hist: vec![1; crate::metrics::IPR_BINS],
+        }
+    }
+
+    #[test]
+    fn metrics_csv_reads_back_exactly() {
+        let history = vec![
+            vec![rec(0, None), rec(10, Some(0.3))],
+            vec![rec(0, Some(1.0))],
+        ];
+        let (m, h) = (metrics_csv(&history), ipr_hist_csv(&history));
+        let p = Path::new("x");
+        let back = read_metrics_csv(p, &m, p, Some(&h)).unwrap();
+        assert_eq!(back, history);
+    }
+
+    #[test]
+    fn a_malformed_metrics_file_names_its_line() {
+        let good = metrics_csv(&[vec![rec(0, None), rec(10, None)]]);
+        let bad = good.replacen("\n0,10,", "\n0,ten,", 1);
+        let err = read_metrics_csv(Path::new("m.csv"), &bad, Path::new("h"), None).unwrap_err();
+        assert!(matches!(err, Error::Csv { line: 3, .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("m.csv line 3: not a number"),
+            "{err}"
+        );
+        let err = read_metrics_csv(Path::new("m.csv"), "a,b\n", Path::new("h"), None).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
 }

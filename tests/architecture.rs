@@ -83,7 +83,7 @@ fn ident(s: &str) -> String {
 }
 
 /// The paths a file refers to: `crate::…`, `super::…` and `use child::…` (a module it
-/// declares), each item of a `{…}` group as its own path.
+/// declares), each item of a `{…}` group as its own path; unit tests left out.
 fn references(module: &[String], text: &str) -> Vec<Vec<String>> {
     let children: BTreeSet<String> = text
         .lines()
@@ -94,6 +94,8 @@ fn references(module: &[String], text: &str) -> Vec<Vec<String>> {
                 .map(|r| r.trim_end_matches(';').trim().to_string())
         })
         .collect();
+    // Unit tests (`#[cfg(test)] mod tests`, at the end of a file) are not part of the layering.
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
     let code: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))

@@ -151,3 +151,23 @@ pub fn ipr_histogram(iprs: &[Option<f64>]) -> Vec<u32> {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipr_histogram_by_hand() {
+        let h = ipr_histogram(&[
+            Some(0.0),
+            Some(0.04),
+            Some(0.05),
+            Some(0.5),
+            Some(1.0),
+            None,
+        ]);
+        assert_eq!(h.len(), IPR_BINS);
+        assert_eq!((h[0], h[1], h[10], h[19]), (2, 1, 1, 1), "{h:?}");
+        assert_eq!(h.iter().sum::<u32>(), 5, "the dead neuron is not counted");
+    }
+}

@@ -27,6 +27,8 @@ const CHECKPOINTS: &str = "checkpoints";
 const RESULTS: &str = "results.csv";
 const GRID_CSV: &str = "phase_grid.csv";
 const GRID_TXT: &str = "phase_grid.txt";
+/// What a sweep directory holds besides its plan and checkpoints.
+pub const TABLE_FILES: [&str; 4] = [RESULTS, GRID_TXT, GRID_CSV, "runs/"];
 
 /// Whether `path` is a sweep directory (it has a plan).
 pub fn is_sweep(path: &Path) -> bool {

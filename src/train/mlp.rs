@@ -539,7 +539,7 @@ fn grow_with<T>(v: &mut Vec<T>, n: usize, f: impl Fn() -> T) {
 }
 
 /// `n` rows cut into at most `c` contiguous, nearly equal, non-empty chunks.
-pub fn chunk_ranges(n: usize, c: usize) -> Vec<std::ops::Range<usize>> {
+fn chunk_ranges(n: usize, c: usize) -> Vec<std::ops::Range<usize>> {
     let c = c.clamp(1, n.max(1));
     (0..c).map(|i| (i * n / c)..((i + 1) * n / c)).collect()
 }
@@ -802,5 +802,32 @@ fn eval_chunk(
     for (row, &label) in ws.logits[..rows * p].chunks_exact(p).zip(labels) {
         ws.preds.push(argmax(row));
         ws.row_loss.push(loss.row_loss(row, label));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_ranges;
+
+    #[test]
+    fn chunks_cover_the_rows_in_order_without_empty_ones() {
+        for n in [1usize, 2, 3, 7, 100, 4704] {
+            for c in [1usize, 2, 3, 16] {
+                let r = chunk_ranges(n, c);
+                assert_eq!(r.len(), c.min(n), "n = {n}, c = {c}");
+                assert_eq!(r[0].start, 0);
+                assert_eq!(r.last().unwrap().end, n);
+                for w in r.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                }
+                assert!(r.iter().all(|x| !x.is_empty()));
+                let (min, max) = (
+                    r.iter().map(|x| x.len()).min().unwrap(),
+                    r.iter().map(|x| x.len()).max().unwrap(),
+                );
+                assert!(max - min <= 1, "nearly equal");
+            }
+        }
+        assert_eq!(chunk_ranges(0, 2), vec![0..0]);
     }
 }

@@ -161,14 +161,6 @@ impl Network {
         }
     }
 
-    /// The Transformer fleet, if this is one.
-    pub fn as_transformer(&self) -> Option<&TFleet> {
-        match self {
-            Network::Transformer(f) => Some(f),
-            Network::Mlp(_) => None,
-        }
-    }
-
     /// Model `m`'s optimizer settings.
     pub fn adam(&self, m: usize) -> AdamWHyper {
         match self {
