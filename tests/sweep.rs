@@ -314,3 +314,61 @@ fn bad_sweep_files_are_refused() {
         }
     }
 }
+
+/// Checkpoints are written by the library's training loop: a sweep writes one file per run
+/// and checkpoint step, and each holds exactly the weights the same model has at that step
+/// when trained alone into a run directory.
+#[test]
+fn sweep_checkpoints_hold_each_runs_weights() {
+    use grokscope::config::Config;
+    use grokscope::experiment::train_into;
+    use grokscope::rundir::RunDir;
+    let text = r#"
+name = "ckpt"
+[base]
+data.p = 11
+model.width = 16
+train.steps = 20
+eval.checkpoint_every = 10
+[axes]
+"data.corruption" = [0.1, 0.3]
+"train.weight_decay" = [0, 2]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = Plan::from_text(text).unwrap();
+    let dir = tmp.path().join("s");
+    grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    let read = |path: &Path, name: &str| -> (Vec<usize>, Vec<u8>) {
+        let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{}", path.display()));
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor(name).unwrap();
+        (t.shape().to_vec(), t.data().to_vec())
+    };
+    for run in 0..4 {
+        for step in [10, 20] {
+            let p = dir.join(format!(
+                "checkpoints/run-{run:06}/step-{step:08}.safetensors"
+            ));
+            assert_eq!(read(&p, "U").0, vec![1, 16, 11], "one model per file");
+        }
+    }
+    // Run 3 (ξ = 0.3, wd = 2) alone, through the library into a run directory.
+    let cfg = Config::from_toml(
+        "name = \"alone\"\n[data]\np = 11\ncorruption = 0.3\n[model]\nwidth = 16\n[train]\nsteps = 20\nweight_decay = 2\n[eval]\ncheckpoint_every = 10\n",
+        &[],
+    )
+    .unwrap()
+    .check()
+    .unwrap();
+    let run = RunDir::create(&tmp.path().join("alone")).unwrap();
+    run.write_config(&cfg).unwrap();
+    train_into(&cfg, cfg.setup().unwrap(), &run, &mut |_| Ok(())).unwrap();
+    for step in [10, 20] {
+        let name = format!("step-{step:08}.safetensors");
+        let alone = tmp.path().join("alone/checkpoints").join(&name);
+        let swept = dir.join("checkpoints/run-000003").join(&name);
+        for t in ["U", "V", "W"] {
+            assert_eq!(read(&alone, t), read(&swept, t), "{t} at step {step}");
+        }
+    }
+}
