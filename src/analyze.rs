@@ -97,23 +97,21 @@ fn neurons_csv(names: &[&str], rows: &[NeuronRow]) -> String {
     s
 }
 
-/// `spectra.csv`: `|û|` of every vector of every neuron.
-fn spectra_csv(p: usize, names: &[&str], spectra: &[(usize, Vec<NeuronSpectra>)]) -> String {
-    let mut s = String::from("model,neuron,vector");
+/// `spectra.csv`: `|û|` of every vector of every neuron (`rows` give their layer and index).
+fn spectra_csv(p: usize, names: &[&str], rows: &[NeuronRow], spectra: &[NeuronSpectra]) -> String {
+    let mut s = String::from("model,layer,neuron,vector");
     for f in 0..=p / 2 {
         s.push_str(&format!(",f{f}"));
     }
     s.push('\n');
-    for (m, sp) in spectra {
-        for (k, ns) in sp.iter().enumerate() {
-            for (name, v) in names.iter().zip(ns) {
-                s.push_str(&format!("{m},{k},{name}"));
-                match v {
-                    Some(v) => v.iter().for_each(|a| s.push_str(&format!(",{a}"))),
-                    None => (0..=p / 2).for_each(|_| s.push_str(",0")),
-                }
-                s.push('\n');
+    for (r, ns) in rows.iter().zip(spectra) {
+        for (name, v) in names.iter().zip(ns) {
+            s.push_str(&format!("{},{},{},{name}", r.model, r.layer, r.neuron));
+            match v {
+                Some(v) => v.iter().for_each(|a| s.push_str(&format!(",{a}"))),
+                None => (0..=p / 2).for_each(|_| s.push_str(",0")),
             }
+            s.push('\n');
         }
     }
     s
@@ -134,18 +132,22 @@ fn embedding_csv(rows: &[(usize, Vec<Option<Spectral>>)]) -> String {
     s
 }
 
-fn prune_csv(n: usize, sweeps: &[Sweep]) -> String {
+/// `prune-*.csv`; `id` gives a neuron's (layer, index in the layer).
+fn prune_csv(n: usize, id: &dyn Fn(usize) -> (usize, usize), sweeps: &[Sweep]) -> String {
     let mut s = String::from(
-        "model,pruned,fraction,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc\n",
+        "model,pruned,fraction,layer,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc\n",
     );
     for (m, pts) in sweeps {
         for pt in pts {
             let a = &pt.acc;
+            let (layer, neuron) = match pt.neuron.map(id) {
+                Some((l, k)) => (l.to_string(), k.to_string()),
+                None => (String::new(), String::new()),
+            };
             s.push_str(&format!(
-                "{m},{},{},{},{},{},{},{},{},{},{}\n",
+                "{m},{},{},{layer},{neuron},{},{},{},{},{},{},{}\n",
                 pt.pruned,
                 pt.pruned as f64 / n as f64,
-                pt.neuron.map(|k| k.to_string()).unwrap_or_default(),
                 a.train_loss,
                 a.train_acc,
                 a.test_loss,
@@ -197,10 +199,9 @@ pub fn write_prune(
     run.dir
         .check_analysis_free(std::slice::from_ref(&name), force)?;
     let sweeps = prune_models(run, &models, order, seed)?;
-    let n = run.setup.network.n_neurons();
-    let path = run
-        .dir
-        .write_analysis(name, prune_csv(n, &sweeps).as_bytes(), force)?;
+    let net = &run.setup.network;
+    let csv = prune_csv(net.n_neurons(), &|i| net.neuron_id(i), &sweeps);
+    let path = run.dir.write_analysis(name, csv.as_bytes(), force)?;
     Ok((path, sweeps))
 }
 
@@ -273,7 +274,7 @@ pub fn analyze_run(
             embeds.push((i, cols.iter().map(|c| calc.of(c)).collect()));
         }
         all_rows.extend(rows);
-        all_spectra.push((i, spectra));
+        all_spectra.extend(spectra);
     }
     let names = run.setup.network.vector_names();
     let dir = &run.dir;
@@ -284,7 +285,7 @@ pub fn analyze_run(
     )?;
     dir.write_analysis(
         AnalysisFile::Spectra,
-        spectra_csv(p, names, &all_spectra).as_bytes(),
+        spectra_csv(p, names, &all_rows, &all_spectra).as_bytes(),
         force,
     )?;
     if has_embedding {
@@ -294,17 +295,20 @@ pub fn analyze_run(
             force,
         )?;
     }
-    let n = run.setup.network.n_neurons();
     for order in ORDERS {
         let sweeps = prune_models(run, &models, order, 0)?;
-        run.dir.write_analysis(
-            prune_file(None, order),
-            prune_csv(n, &sweeps).as_bytes(),
-            force,
-        )?;
+        let net = &run.setup.network;
+        let csv = prune_csv(net.n_neurons(), &|i| net.neuron_id(i), &sweeps);
+        run.dir
+            .write_analysis(prune_file(None, order), csv.as_bytes(), force)?;
     }
-    let json = serde_json::to_string_pretty(&summaries)
-        .map_err(|e| Error::json(run.dir.analysis_path(AnalysisFile::Summary), e))?;
+    let json = serde_json::to_string_pretty(&summaries).map_err(|e| {
+        Error::json(
+            run.dir.analysis_path(AnalysisFile::Summary),
+            "cannot write the analysis summary",
+            e,
+        )
+    })?;
     run.dir
         .write_analysis(AnalysisFile::Summary, json.as_bytes(), force)?;
     Ok(summaries)

@@ -10,17 +10,21 @@ pub enum Error {
     /// The configuration text could not be read as a grokscope config.
     #[error("config: {0}")]
     Config(String),
-    #[error("{path}: {source}")]
+    /// A file or directory could not be read or written. (The OS error is part of the
+    /// message, not a separate cause, so that it is printed once.)
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("output directory {0} already exists; choose another --out or remove it (nothing was written)")]
     OutputExists(PathBuf),
     /// A file that would be replaced.
     #[error("{0} exists; pass --force to replace it")]
     FileExists(PathBuf),
+    /// A file grokscope wrote, read back, does not hold what it should.
+    #[error("{path}: {why}")]
+    BadFile { path: PathBuf, why: String },
     #[error("{dir} is not a grokscope run directory: {why}")]
     NotARun { dir: PathBuf, why: String },
     #[error("model index {index} is out of range: the run has {models} model(s), indices 0 to {last}", last = .models.saturating_sub(1))]
@@ -42,11 +46,11 @@ pub enum Error {
         why: String,
     },
     /// A JSON file could not be written or read back.
-    #[error("{path}: {source}")]
+    #[error("{path}: {what}: {error}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        what: &'static str,
+        error: serde_json::Error,
     },
     /// A figure could not be drawn.
     #[error("figure {figure}: {why}")]
@@ -64,17 +68,19 @@ impl Error {
         }
     }
 
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
-    pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Error {
+    /// A JSON error of the file `path`, which holds `what` (e.g. "a run record").
+    pub fn json(path: impl Into<PathBuf>, what: &'static str, error: serde_json::Error) -> Error {
         Error::Json {
             path: path.into(),
-            source,
+            what,
+            error,
         }
     }
 

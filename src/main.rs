@@ -305,9 +305,14 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
         outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
     );
     println!(
-        "Results in {}/ ({})",
+        "Results in {}/ ({}{})",
         dir.display(),
-        rundir::RESULT_FILES.join(", ")
+        rundir::RESULT_FILES.join(", "),
+        if cfg.eval.checkpoint_every > 0 {
+            ", checkpoints/"
+        } else {
+            ""
+        }
     );
     if !a.no_report {
         let path = grokscope::report::report(dir, false)?;

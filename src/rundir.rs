@@ -158,8 +158,11 @@ impl RunDir {
         let dir = RunDir {
             path: path.to_path_buf(),
         };
-        if !path.is_dir() {
+        if !path.exists() {
             return Err(dir.not_a_run("no such directory"));
+        }
+        if !path.is_dir() {
+            return Err(dir.not_a_run("it is a file, not a directory"));
         }
         if !path.join(CONFIG).is_file() {
             return Err(dir.not_a_run(format!("it has no {CONFIG}")));
@@ -217,23 +220,30 @@ impl RunDir {
             .map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
     }
 
+    fn bad_file(&self, name: &str, e: impl std::fmt::Display) -> Error {
+        Error::BadFile {
+            path: self.path.join(name),
+            why: e.to_string(),
+        }
+    }
+
     /// The run's config, checked.
     pub fn read_config(&self) -> Result<Checked> {
         Config::from_toml(&self.config_text()?, &[])
             .and_then(Config::check)
-            .map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
+            .map_err(|e| self.bad_file(CONFIG, e))
     }
 
     /// The config and the trained weights of the run.
     pub fn load(&self) -> Result<LoadedRun> {
         let cfg = self.read_config()?;
-        let mut setup = cfg.setup().map_err(|e| self.not_a_run(e))?;
+        let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
         let bytes = fs::read(self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
         setup
             .network
             .load(&bytes)
-            .map_err(|e| self.not_a_run(format!("{WEIGHTS}: {e}")))?;
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
         Ok(LoadedRun {
             dir: self.clone(),
             cfg,
@@ -271,7 +281,7 @@ impl RunDir {
         )?;
         let s = summary(cfg, setup, history, seconds);
         let json = serde_json::to_string_pretty(&s)
-            .map_err(|e| Error::json(self.path.join(SUMMARY), e))?;
+            .map_err(|e| Error::json(self.path.join(SUMMARY), "cannot write the summary", e))?;
         write_file(&self.path, SUMMARY, json.as_bytes(), false)?;
         write_file(
             &self.path,
@@ -282,13 +292,14 @@ impl RunDir {
         Ok(s)
     }
 
-    /// Every model's metrics history, from `metrics.csv` (and `ipr_hist.csv` if present).
-    pub fn read_history(&self) -> Result<Vec<Vec<Record>>> {
+    /// The metrics history of each of the `n_models` models of the run, from `metrics.csv`
+    /// (and `ipr_hist.csv` if present); every model has at least one row.
+    pub fn read_history(&self, n_models: usize) -> Result<Vec<Vec<Record>>> {
         let path = self.path.join(METRICS);
         let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let hist_path = self.path.join(IPR_HIST);
         let hist = fs::read_to_string(&hist_path).ok();
-        read_metrics_csv(&path, &text, &hist_path, hist.as_deref())
+        read_metrics_csv(&path, &text, n_models, &hist_path, hist.as_deref())
     }
 
     /// The analysis directory, created if needed.
@@ -426,6 +437,7 @@ fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) 
 fn read_metrics_csv(
     path: &Path,
     text: &str,
+    n_models: usize,
     hist_path: &Path,
     ipr_hist: Option<&str>,
 ) -> Result<Vec<Vec<Record>>> {
@@ -435,7 +447,7 @@ fn read_metrics_csv(
     if header != METRICS_COLUMNS {
         return Err(bad(1, "unexpected header"));
     }
-    let mut out: Vec<Vec<Record>> = Vec::new();
+    let mut out: Vec<Vec<Record>> = vec![Vec::new(); n_models];
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != METRICS_COLUMNS.len() {
@@ -443,6 +455,10 @@ fn read_metrics_csv(
         }
         let num =
             |j: usize| -> Result<f64> { f[j].parse().map_err(|_| bad(i + 2, "not a number")) };
+        let int = |j: usize| -> Result<u64> {
+            f[j].parse()
+                .map_err(|_| bad(i + 2, "not a non-negative integer"))
+        };
         let opt = |j: usize| -> Result<Option<f64>> {
             if f[j].is_empty() {
                 Ok(None)
@@ -450,12 +466,15 @@ fn read_metrics_csv(
                 num(j).map(Some)
             }
         };
-        let model = num(0)? as usize;
-        while out.len() <= model {
-            out.push(Vec::new());
-        }
-        out[model].push(Record {
-            step: num(1)? as u64,
+        let model = int(0)?;
+        let Some(h) = usize::try_from(model).ok().and_then(|m| out.get_mut(m)) else {
+            return Err(bad(
+                i + 2,
+                &format!("model {model}, but config.toml has {n_models} model(s)"),
+            ));
+        };
+        h.push(Record {
+            step: int(1)?,
             epoch: num(2)?,
             train_loss: num(3)?,
             train_acc: num(4)?,
@@ -468,16 +487,35 @@ fn read_metrics_csv(
             norm_v: num(11)?,
             norm_w: num(12)?,
             mean_ipr: opt(13)?,
-            dead_neurons: num(14)? as usize,
+            dead_neurons: int(14)? as usize,
             ipr_hist: Vec::new(),
         });
+    }
+    if let Some(m) = out.iter().position(|h| h.is_empty()) {
+        return Err(Error::csv(
+            path,
+            text.lines().count(),
+            format!("no rows for model {m} (did the run finish?)"),
+        ));
     }
     if let Some(h) = ipr_hist {
         for (i, line) in h.lines().skip(1).enumerate() {
             let f: Vec<&str> = line.split(',').collect();
-            let bad = || Error::csv(hist_path, i + 2, "malformed");
-            let model: usize = f.first().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-            let step: u64 = f.get(1).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let bad = || {
+                Error::csv(
+                    hist_path,
+                    i + 2,
+                    format!(
+                        "expected model, step and {} bin counts",
+                        crate::metrics::IPR_BINS
+                    ),
+                )
+            };
+            if f.len() != 2 + crate::metrics::IPR_BINS {
+                return Err(bad());
+            }
+            let model: usize = f[0].parse().map_err(|_| bad())?;
+            let step: u64 = f[1].parse().map_err(|_| bad())?;
             let counts: Vec<u32> = f[2..]
                 .iter()
                 .map(|x| x.parse().map_err(|_| bad()))
@@ -546,21 +584,34 @@ mod tests {
         ];
         let (m, h) = (metrics_csv(&history), ipr_hist_csv(&history));
         let p = Path::new("x");
-        let back = read_metrics_csv(p, &m, p, Some(&h)).unwrap();
+        let back = read_metrics_csv(p, &m, 2, p, Some(&h)).unwrap();
         assert_eq!(back, history);
+        let err = read_metrics_csv(p, &m, 1, p, None).unwrap_err().to_string();
+        assert!(
+            err.contains("model 1, but config.toml has 1 model"),
+            "{err}"
+        );
+        let err = read_metrics_csv(p, &m, 3, p, None).unwrap_err().to_string();
+        assert!(err.contains("no rows for model 2"), "{err}");
+        let header_only = metrics_csv(&[]);
+        assert!(read_metrics_csv(p, &header_only, 1, p, None).is_err());
+        let err = read_metrics_csv(p, &m, 2, p, Some("model,step\n0,0,1\n")).unwrap_err();
+        assert!(matches!(err, Error::Csv { line: 2, .. }), "{err}");
     }
 
     #[test]
     fn a_malformed_metrics_file_names_its_line() {
         let good = metrics_csv(&[vec![rec(0, None), rec(10, None)]]);
         let bad = good.replacen("\n0,10,", "\n0,ten,", 1);
-        let err = read_metrics_csv(Path::new("m.csv"), &bad, Path::new("h"), None).unwrap_err();
+        let err = read_metrics_csv(Path::new("m.csv"), &bad, 1, Path::new("h"), None).unwrap_err();
         assert!(matches!(err, Error::Csv { line: 3, .. }), "{err}");
         assert!(
-            err.to_string().starts_with("m.csv line 3: not a number"),
+            err.to_string()
+                .starts_with("m.csv line 3: not a non-negative integer"),
             "{err}"
         );
-        let err = read_metrics_csv(Path::new("m.csv"), "a,b\n", Path::new("h"), None).unwrap_err();
+        let err =
+            read_metrics_csv(Path::new("m.csv"), "a,b\n", 1, Path::new("h"), None).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
     }
 }

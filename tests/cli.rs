@@ -345,4 +345,25 @@ fn analysis_bad_inputs_are_refused() {
     let out = grokscope(&["analytic", "--p", "2"], tmp.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("p ≥ 3"));
+    // Weights of another network: an error naming the file, exit 2, nothing written.
+    let out = grokscope(
+        &small_args(&["--out", "wide", "--set", "model.width=24", "--no-report"]),
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    std::fs::copy(
+        tmp.path().join("wide/weights.safetensors"),
+        tmp.path().join("run/weights.safetensors"),
+    )
+    .unwrap();
+    for args in [vec!["analyze", "run"], vec!["prune", "run"]] {
+        let out = grokscope(&args, tmp.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("run/weights.safetensors") && err.contains("shape"),
+            "{err}"
+        );
+    }
+    assert!(!tmp.path().join("run/analysis").exists());
 }

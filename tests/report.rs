@@ -104,6 +104,30 @@ fn run_report_has_every_figure() {
     // Not a run.
     let err = report(tmp.path(), false).unwrap_err().to_string();
     assert!(err.contains("not a grokscope run directory"), "{err}");
+    // A report that fails (metrics.csv without rows) leaves the previous one intact.
+    let html_before = std::fs::read(dir.join("report/report.html")).unwrap();
+    std::fs::write(
+        dir.join("metrics.csv"),
+        std::fs::read_to_string(dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let err = report(&dir, true).unwrap_err().to_string();
+    assert!(
+        err.contains("metrics.csv") && err.contains("no rows"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("report/report.html")).unwrap(),
+        html_before
+    );
+    assert!(
+        !dir.join(".report.tmp").exists(),
+        "no half-written report left behind"
+    );
 }
 
 #[test]

@@ -371,4 +371,26 @@ eval.checkpoint_every = 10
             assert_eq!(read(&alone, t), read(&swept, t), "{t} at step {step}");
         }
     }
+    // Shards keep their runs' checkpoints, and a merge carries them over.
+    use grokscope::sweep::Shard;
+    let shards: Vec<_> = [1, 2]
+        .iter()
+        .map(|&i| {
+            let d = tmp.path().join(format!("shard{i}"));
+            let shard = Shard { index: i, count: 2 };
+            grokscope::sweep::run(&plan, &d, Some(shard), &mut |_| {}).unwrap();
+            d
+        })
+        .collect();
+    let merged = tmp.path().join("merged");
+    let refs: Vec<&Path> = shards.iter().map(|d| d.as_path()).collect();
+    grokscope::sweep::merge(&merged, &refs).unwrap();
+    for run in 0..4 {
+        let name = format!("checkpoints/run-{run:06}/step-00000020.safetensors");
+        assert_eq!(
+            read(&merged.join(&name), "W"),
+            read(&dir.join(&name), "W"),
+            "run {run}"
+        );
+    }
 }

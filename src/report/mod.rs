@@ -9,6 +9,9 @@ mod weights;
 
 pub use figure::{save_figure, FigureFile, Panel, MAX_MODELS_SHOWN};
 
+/// The report page in `report/`.
+const HTML: &str = "report.html";
+
 use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
@@ -51,29 +54,37 @@ pub fn classify(path: &Path) -> Result<Source> {
 }
 
 /// Writes the report of `path` into `<dir>/report/`; returns the path of `report.html`.
+///
+/// The report is drawn into a temporary directory beside it and renamed into place when
+/// complete, so a failed or killed `report` leaves the previous report (or none) intact.
 pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
-    match classify(path)? {
-        Source::Run(dir) => {
-            let out = prepare(&dir, force)?;
-            run_report(&dir, &out)
-        }
-        Source::Sweep(dir) => {
-            let out = prepare(&dir, force)?;
-            sweep_report(&dir, &out)
-        }
-    }
-}
-
-fn prepare(dir: &Path, force: bool) -> Result<PathBuf> {
+    let (dir, is_run) = match classify(path)? {
+        Source::Run(dir) => (dir, true),
+        Source::Sweep(dir) => (dir, false),
+    };
     let out = dir.join(REPORT);
+    if out.exists() && !force {
+        return Err(Error::FileExists(out));
+    }
+    let tmp = dir.join(format!(".{REPORT}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let made = if is_run {
+        run_report(&dir, &tmp)
+    } else {
+        sweep_report(&dir, &tmp)
+    };
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     if out.exists() {
-        if !force {
-            return Err(Error::FileExists(out));
-        }
         std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     }
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    Ok(out)
+    std::fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
+    Ok(out.join(HTML))
 }
 
 fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64)> {
@@ -87,7 +98,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     let run = RunDir::open(dir)?;
     let cfg = run.read_config()?;
     let specs = cfg.fleet();
-    let history = run.read_history()?;
+    let history = run.read_history(specs.len())?;
     let name = cfg.name.clone();
     let hi = cfg.eval.threshold;
     let shown: Vec<usize> = (0..specs.len().min(MAX_MODELS_SHOWN)).collect();
@@ -463,7 +474,7 @@ fn write_html(
         "<h2>Configuration</h2>\n<pre>{}</pre>\n<script>\nwindow.addEventListener('load', function () {{\n  var n = 0;\n  for (var i = 0; i < document.images.length; i++) {{ var im = document.images[i]; if (im.complete && im.naturalWidth > 0) n++; }}\n  document.body.setAttribute('data-figures-loaded', String(n));\n}});\n</script>\n</body></html>\n",
         esc(config)
     ));
-    let path = out.join("report.html");
+    let path = out.join(HTML);
     crate::rundir::atomic_write(&path, h.as_bytes())?;
     Ok(path)
 }

@@ -283,6 +283,14 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     for rec in all.values() {
         store.commit(rec)?;
     }
+    for d in inputs {
+        let runs: Vec<usize> = from
+            .iter()
+            .filter(|(_, src)| *src == d)
+            .map(|(&id, _)| id)
+            .collect();
+        store.copy_checkpoints(d, &runs)?;
+    }
     let spec = SweepSpec::parse(&plan.spec)?;
     write_tables(out, &axis_keys(&spec), &all)?;
     Ok(all)

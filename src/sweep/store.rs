@@ -126,8 +126,8 @@ impl Store {
         let runs = dir.join(RUNS);
         fs::create_dir_all(&runs).map_err(io(&runs))?;
         if !plan_path.exists() {
-            let text =
-                serde_json::to_string_pretty(plan).map_err(|e| Error::json(&plan_path, e))?;
+            let text = serde_json::to_string_pretty(plan)
+                .map_err(|e| Error::json(&plan_path, "cannot write the plan", e))?;
             atomic_write(&plan_path, text.as_bytes())?;
         }
         // Temporary files of runs in flight when a process died.
@@ -152,8 +152,8 @@ impl Store {
     /// (`runs[i]` is model `i` of `network`), one model per file. A fleet redone after a
     /// crash writes the same weights again, so existing files are replaced.
     pub fn write_checkpoints(&self, runs: &[usize], network: &Network, step: u64) -> Result<()> {
-        for (i, run) in runs.iter().enumerate() {
-            let dir = self.dir.join(CHECKPOINTS).join(format!("run-{run:06}"));
+        for (i, &run) in runs.iter().enumerate() {
+            let dir = self.checkpoint_dir(run);
             fs::create_dir_all(&dir).map_err(io(&dir))?;
             write_file(
                 &dir,
@@ -165,10 +165,42 @@ impl Store {
         Ok(())
     }
 
+    fn checkpoint_dir(&self, run: usize) -> PathBuf {
+        self.dir.join(CHECKPOINTS).join(format!("run-{run:06}"))
+    }
+
+    /// Copies the checkpoints of `runs` from the sweep directory `from` (a shard) into this
+    /// one; returns how many files were copied.
+    pub fn copy_checkpoints(&self, from: &Path, runs: &[usize]) -> Result<usize> {
+        let mut copied = 0;
+        for &run in runs {
+            let src = from.join(CHECKPOINTS).join(format!("run-{run:06}"));
+            if !src.is_dir() {
+                continue;
+            }
+            let dst = self.checkpoint_dir(run);
+            fs::create_dir_all(&dst).map_err(io(&dst))?;
+            for e in fs::read_dir(&src).map_err(io(&src))? {
+                let p = e.map_err(io(&src))?.path();
+                let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if p.is_file() && name.ends_with(".safetensors") {
+                    let tmp = dst.join(format!(".{name}.tmp"));
+                    fs::copy(&p, &tmp).map_err(io(&p))?;
+                    fs::rename(&tmp, dst.join(name)).map_err(io(&dst))?;
+                    copied += 1;
+                }
+            }
+        }
+        Ok(copied)
+    }
+
     /// Commits one finished run.
     pub fn commit(&self, rec: &RunRecord) -> Result<()> {
         let path = self.dir.join(RUNS).join(format!("{:06}.json", rec.run));
-        let text = serde_json::to_string_pretty(rec).map_err(|e| Error::json(&path, e))?;
+        let text = serde_json::to_string_pretty(rec)
+            .map_err(|e| Error::json(&path, "cannot write the run record", e))?;
         atomic_write(&path, text.as_bytes())
     }
 }
@@ -179,7 +211,7 @@ pub fn read_plan(dir: &Path) -> Result<PlanFile> {
         dir: dir.to_path_buf(),
         why: format!("it is not a sweep directory (no {PLAN})"),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::json(&p, e))
+    serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt sweep plan", e))
 }
 
 /// Reads every committed record of a sweep directory.
@@ -195,7 +227,8 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
             continue;
         }
         let text = fs::read_to_string(&p).map_err(io(&p))?;
-        let rec: RunRecord = serde_json::from_str(&text).map_err(|e| Error::json(&p, e))?;
+        let rec: RunRecord =
+            serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt run record", e))?;
         out.insert(rec.run, rec);
     }
     Ok(out)

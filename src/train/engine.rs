@@ -112,6 +112,20 @@ pub fn write_safetensors(
     Ok(safetensors::serialize(views, Some(meta))?)
 }
 
+/// Opens a safetensors file written by [`write_safetensors`] with `format` in its metadata (a
+/// file without the key is accepted).
+pub fn open_safetensors<'a>(bytes: &'a [u8], format: &str) -> Result<safetensors::SafeTensors<'a>> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
+    if let Some(found) = meta.metadata().as_ref().and_then(|m| m.get("format")) {
+        if found != format {
+            return Err(Error::Weights(format!(
+                "the file holds {found} weights, the config asks for {format}"
+            )));
+        }
+    }
+    Ok(safetensors::SafeTensors::deserialize(bytes)?)
+}
+
 /// The f32 tensor `name` of a safetensors file, checked against `shape`.
 pub fn read_tensor(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let t = st.tensor(name)?;

@@ -466,7 +466,7 @@ impl engine::Engine for Fleet {
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        let st = safetensors::SafeTensors::deserialize(bytes)?;
+        let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
         let (p, n, m) = (arch.p, arch.width, self.models.len());
         let get = |name: &str, shape: &[usize]| engine::read_tensor(&st, name, shape);

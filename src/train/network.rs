@@ -123,6 +123,17 @@ impl Network {
         }
     }
 
+    /// The (layer, neuron within the layer) of neuron `i` of [`Network::neurons`].
+    pub fn neuron_id(&self, i: usize) -> (usize, usize) {
+        match self {
+            Network::Mlp(_) => (0, i),
+            Network::Transformer(f) => {
+                let h = f.cfg.hidden().max(1);
+                (i / h, i % h)
+            }
+        }
+    }
+
     /// The columns of the token embedding of model `m` (`None`: the MLP has none).
     pub fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
         match self {

@@ -385,7 +385,7 @@ impl Engine for TFleet {
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        let st = safetensors::SafeTensors::deserialize(bytes)?;
+        let st = engine::open_safetensors(bytes, "grokscope-transformer")?;
         let m = self.models.len();
         for (j, name) in self.param_names().into_iter().enumerate() {
             let mut shape = vec![m];
