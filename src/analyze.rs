@@ -4,7 +4,7 @@
 use crate::analysis::neurons::{analyze_neurons, spearman, NeuronRow, NeuronSpectra};
 use crate::analysis::prune::{Order, PrunePoint};
 use crate::error::{Error, Result};
-use crate::metrics::{record, Phase};
+use crate::metrics::{record, Phase, Thresholds};
 use crate::model::ipr::{Ipr, Spectral};
 use crate::rundir::{AnalysisFile, LoadedRun};
 use crate::train::Engine;
@@ -229,7 +229,7 @@ pub fn analyze_run(
     let files = analysis_files(run);
     let has_embedding = files.contains(&AnalysisFile::Embedding);
     run.dir.check_analysis_free(&files, force)?;
-    let hi = run.cfg.eval.threshold;
+    let thresholds = Thresholds::from(&run.cfg.eval);
     let p = run.setup.network.p();
     let mut all_rows = Vec::new();
     let mut all_spectra = Vec::new();
@@ -258,7 +258,7 @@ pub fn analyze_run(
         };
         summaries.push(ModelAnalysis {
             model: i,
-            phase: rec.phase(hi),
+            phase: rec.phase(thresholds),
             test_acc: rec.test_acc,
             mem_acc: rec.mem_acc,
             inv_acc: rec.inv_acc,

@@ -97,7 +97,7 @@ pub fn peak_gflops(size: usize, threads: usize, reps: usize) -> f64 {
     2.0 * (size as f64).powi(3) / best / 1e9
 }
 
-/// The Transformer of the step benchmark: SPEC §8 defaults, cross-entropy.
+/// The Transformer of the step benchmark: SCIENCE.md §8 defaults, cross-entropy.
 const TRANSFORMER_BENCH: &str = r#"
 name = "bench"
 [model]
@@ -107,7 +107,7 @@ loss = "ce"
 steps = 1
 "#;
 
-/// Milliseconds per full-batch step of one Transformer (SPEC §8 defaults: d = 128, 4 heads,
+/// Milliseconds per full-batch step of one Transformer (SCIENCE.md §8 defaults: d = 128, 4 heads,
 /// 1 layer, p = 97, α = 0.5), after one warm-up step.
 pub fn time_transformer_step(steps: usize) -> Result<f64> {
     let mut net = Config::from_toml(TRANSFORMER_BENCH, &[])?

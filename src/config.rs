@@ -153,7 +153,7 @@ pub struct ModelConfig {
     pub batchnorm: bool,
     pub bn_momentum: f64,
     pub bn_eps: f64,
-    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SPEC §7).
+    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SCIENCE.md §7).
     pub init: Init,
     /// Standard deviation of the normal init; absent: the paper's 0.5 / (2N)^{1/3}.
     pub init_std: Option<f64>,
@@ -233,6 +233,8 @@ pub struct EvalConfig {
     pub every: u64,
     /// The threshold `hi` of the phase classification and the dynamics.
     pub threshold: f64,
+    /// The stricter threshold `full` that `A_inv` must reach for Full Inversion (SCIENCE.md §5).
+    pub full_threshold: f64,
     /// Save every model's weights every this many steps under `checkpoints/` (0: never).
     pub checkpoint_every: u64,
 }
@@ -242,6 +244,7 @@ impl Default for EvalConfig {
         EvalConfig {
             every: 10,
             threshold: 0.9,
+            full_threshold: 0.95,
             checkpoint_every: 0,
         }
     }
@@ -434,8 +437,21 @@ impl Config {
                 "must be at least 1 (omit it for full batch)",
             ));
         }
-        if !(self.eval.threshold > 0.0 && self.eval.threshold <= 1.0) {
-            return Err(Error::invalid("eval.threshold", "must lie in (0, 1]"));
+        let e = &self.eval;
+        if !(e.threshold > 0.0 && e.threshold <= 1.0) {
+            return Err(Error::invalid(
+                "eval.threshold",
+                format!("must lie in (0, 1], got {}", e.threshold),
+            ));
+        }
+        if !(e.full_threshold >= e.threshold && e.full_threshold <= 1.0) {
+            return Err(Error::invalid(
+                "eval.full_threshold",
+                format!(
+                    "must lie in [eval.threshold, 1] = [{}, 1], got {}",
+                    e.threshold, e.full_threshold
+                ),
+            ));
         }
         if self.name.is_empty()
             || self

@@ -1,4 +1,4 @@
-//! Data (SPEC §1): the operation table, the seeded train/test split, and label corruption.
+//! Data (SCIENCE.md §1): the operation table, the seeded train/test split, and label corruption.
 //!
 //! Every training example keeps its true label, the label it is trained on, and a flag that
 //! says whether the two differ because of corruption.
@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// The binary operations of SPEC §1, all modulo `p`.
+/// The binary operations of SCIENCE.md §1, all modulo `p`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
     #[serde(rename = "add")]
@@ -98,12 +98,19 @@ fn is_prime(p: u64) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CorruptionMode {
-    /// Uniform over the `p − 1` wrong labels (SPEC default).
+    /// Uniform over the `p − 1` wrong labels (the default).
     #[default]
     Wrong,
-    /// Uniform over all `p` labels, as the reference code does: about `1/p` of the
-    /// "corrupted" labels are then correct (and are not flagged as corrupted).
+    /// Uniform over all `p` labels; the picked examples whose draw is their true label are
+    /// not counted as corrupted (they are clean).
     Any,
+    /// The reference's MLP code: uniform over all `p` labels, and every picked example counts
+    /// as corrupted (in `C`, `A_mem`, `A_inv`), also where the draw is its true label.
+    Reference,
+    /// The reference's Transformer notebook: uniform over `0 … p−2` (label `p − 1` is never
+    /// drawn), every picked example counted as corrupted.
+    #[serde(rename = "reference-transformer")]
+    ReferenceTransformer,
 }
 
 /// One input pair `(a, b)`.
@@ -171,7 +178,7 @@ impl Split {
     }
 
     /// The training labels of one model: `⌊ξ · n_train⌋` examples chosen with `seed` get a
-    /// random label (SPEC §1).
+    /// random label (SCIENCE.md §1).
     pub fn corrupt(&self, xi: f64, mode: CorruptionMode, seed: u64) -> Result<TrainLabels> {
         if !(0.0..1.0).contains(&xi) {
             return Err(Error::invalid(
@@ -197,10 +204,14 @@ impl Split {
                         r
                     }
                 }
-                CorruptionMode::Any => rng.random_range(0..p),
+                CorruptionMode::Any | CorruptionMode::Reference => rng.random_range(0..p),
+                CorruptionMode::ReferenceTransformer => rng.random_range(0..(p - 1).max(1)),
             };
             labels[i] = new;
-            corrupted[i] = new != truth;
+            corrupted[i] = match mode {
+                CorruptionMode::Wrong | CorruptionMode::Any => new != truth,
+                CorruptionMode::Reference | CorruptionMode::ReferenceTransformer => true,
+            };
         }
         Ok(TrainLabels { labels, corrupted })
     }
@@ -210,7 +221,8 @@ impl Split {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrainLabels {
     pub labels: Vec<u32>,
-    /// `true` where the training label differs from the true label.
+    /// The examples of `C`: where the training label differs from the true label, and in the
+    /// reference modes every example picked for corruption (its draw may be the true label).
     pub corrupted: Vec<bool>,
 }
 

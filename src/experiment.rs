@@ -87,18 +87,23 @@ pub fn train(
     let every = cfg.eval.every;
     let ckpt = cfg.eval.checkpoint_every;
     for step in 1..=total_steps {
-        match minibatch {
+        let batch_losses = match minibatch {
             None => setup.network.step_all()?,
             Some(b) => {
                 let k = ((step - 1) % steps_per_epoch) as usize;
                 if k == 0 {
                     perm.shuffle(&mut rng);
                 }
-                setup.network.step_batch(&perm[k * b..(k + 1) * b])?;
+                setup.network.step_batch(&perm[k * b..(k + 1) * b])?
             }
-        }
+        };
         if (every > 0 && step % every == 0) || step == total_steps {
             evaluate(&mut setup, &mut history, step)?;
+            for (h, &l) in history.iter_mut().zip(&batch_losses) {
+                if let Some(r) = h.last_mut() {
+                    r.batch_loss = Some(l);
+                }
+            }
         }
         if let Some(sink) = checkpoints.filter(|_| ckpt > 0 && step % ckpt == 0) {
             sink(&setup.network, step)?;

@@ -25,7 +25,10 @@ const LONG_ABOUT: &str = "Memorization and generalization on corrupted modular a
 (Doshi et al., 'To grok or not to grok', ICLR 2024).\n\n\
 With no command, grokscope trains the built-in default experiment: the paper's \
 regularization study (p = 97, N = 500, α = 0.5, ξ = 0.35, weight decay 0, 5, 15, 500 epochs) \
-as one fleet, prints a table of the final accuracies and phases, and writes the run with its figures and report.html under runs/.";
+as one fleet, prints a table of the final accuracies and phases, and writes the run with its figures and report.html under runs/.\n\n\
+The science (data, model, metrics, the phase table with its thresholds eval.threshold and \
+eval.full_threshold): docs/SCIENCE.md; every config key: docs/CONFIG.md; every output file: \
+docs/OUTPUTS.md (arXiv 2310.13061).";
 
 #[derive(Parser)]
 #[command(name = "grokscope", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -50,7 +53,7 @@ enum Command {
     /// Prune a run's neurons in IPR order and report every accuracy after each removal;
     /// written to RUN_DIR/analysis/prune-<order>.csv.
     Prune(PruneArgs),
-    /// Build Gromov's analytic network for modular addition (SPEC §7) and evaluate it on the
+    /// Build Gromov's analytic network for modular addition (docs/SCIENCE.md §7) and evaluate it on the
     /// whole table.
     Analytic(AnalyticArgs),
     /// Phase diagrams: grids of runs over (α, ξ, regularization, seed) — plan, run, merge.
@@ -176,7 +179,7 @@ struct BenchArgs {
     /// Timed steps per case.
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Also time the Transformer of SPEC §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1).
+    /// Also time the Transformer of docs/SCIENCE.md §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1).
     #[arg(long)]
     transformer: bool,
 }

@@ -18,7 +18,7 @@ use crate::analysis::dynamics::{dynamics, Dynamics};
 use crate::analysis::prune::Order;
 use crate::config::{Checked, Config, ModelSpec, Setup};
 use crate::error::{Error, Result};
-use crate::metrics::{Phase, Record};
+use crate::metrics::{Phase, Record, Thresholds};
 use crate::train::{Engine, Network};
 use serde::Serialize;
 use std::fs;
@@ -85,6 +85,7 @@ const METRICS_COLUMNS: &[&str] = &[
     "norm_w",
     "mean_ipr",
     "dead_neurons",
+    "batch_loss",
 ];
 
 /// A run directory.
@@ -358,7 +359,7 @@ fn metrics_csv(history: &[Vec<Record>]) -> String {
     for (m, recs) in history.iter().enumerate() {
         for r in recs {
             s.push_str(&format!(
-                "{m},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{m},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.step,
                 r.epoch,
                 r.train_loss,
@@ -372,7 +373,8 @@ fn metrics_csv(history: &[Vec<Record>]) -> String {
                 r.norm_v,
                 r.norm_w,
                 opt(r.mean_ipr),
-                r.dead_neurons
+                r.dead_neurons,
+                opt(r.batch_loss)
             ));
         }
     }
@@ -398,18 +400,21 @@ pub struct Summary {
     pub steps: u64,
     pub seconds: f64,
     pub threshold: f64,
+    pub full_threshold: f64,
     pub n_train: usize,
     pub n_test: usize,
     pub models: Vec<ModelSummary>,
 }
 
 fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) -> Summary {
-    let hi = cfg.eval.threshold;
+    let t = Thresholds::from(&cfg.eval);
+    let hi = t.hi;
     Summary {
         name: cfg.name.clone(),
         steps: setup.total_steps,
         seconds,
         threshold: hi,
+        full_threshold: t.full,
         n_train: setup.split.n_train(),
         n_test: setup.split.n_test(),
         models: setup
@@ -423,7 +428,7 @@ fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) 
                     spec: spec.clone(),
                     lr_effective: cfg.effective_lr(spec.lr),
                     n_corrupted: labels.n_corrupted(),
-                    phase: last.phase(hi),
+                    phase: last.phase(t),
                     dynamics: dynamics(hist, hi),
                     last,
                 })
@@ -444,13 +449,17 @@ fn read_metrics_csv(
     let bad = |line: usize, why: &str| Error::csv(path, line, why);
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    if header != METRICS_COLUMNS {
+    // Runs written before `batch_loss` existed have the other columns only.
+    let ncols = header.len();
+    if header != METRICS_COLUMNS[..ncols.min(METRICS_COLUMNS.len())]
+        || ncols < METRICS_COLUMNS.len() - 1
+    {
         return Err(bad(1, "unexpected header"));
     }
     let mut out: Vec<Vec<Record>> = vec![Vec::new(); n_models];
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != METRICS_COLUMNS.len() {
+        if f.len() != ncols {
             return Err(bad(i + 2, "wrong number of fields"));
         }
         let num =
@@ -488,6 +497,7 @@ fn read_metrics_csv(
             norm_w: num(12)?,
             mean_ipr: opt(13)?,
             dead_neurons: int(14)? as usize,
+            batch_loss: if ncols > 15 { opt(15)? } else { None },
             ipr_hist: Vec::new(),
         });
     }
@@ -572,6 +582,7 @@ mod tests {
             norm_w: 2.0,
             mean_ipr: None,
             dead_neurons: 4,
+            batch_loss: mem.map(|m| m + 0.5),
             ipr_hist: vec![1; crate::metrics::IPR_BINS],
         }
     }

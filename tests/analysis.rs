@@ -173,6 +173,7 @@ fn rec(step: u64, train: f64, test: f64, mem: f64, inv: f64) -> Record {
         norm_w: 1.0,
         mean_ipr: None,
         dead_neurons: 0,
+        batch_loss: None,
         ipr_hist: vec![],
     }
 }

@@ -1,4 +1,4 @@
-//! Dataset counts and properties (SPEC §1).
+//! Dataset counts and properties (SCIENCE.md §1).
 
 use grokscope::data::{CorruptionMode, Operation, Split};
 use std::collections::HashSet;
@@ -106,4 +106,70 @@ fn bad_ranges_are_refused() {
     let s = Split::new(10, Operation::Add, 0.5, 0).unwrap();
     assert!(s.corrupt(1.0, CorruptionMode::Wrong, 0).is_err());
     assert!(s.corrupt(-0.1, CorruptionMode::Wrong, 0).is_err());
+}
+
+/// The reference's draw (SCIENCE.md §1): every picked example is in `C`, also where the draw is its
+/// true label; a network that predicts every training label then has
+/// `A_mem + A_inv = 1 + (share of C that kept its true label)`, exactly.
+#[test]
+fn reference_mode_counts_unchanged_draws_as_corrupted() {
+    use grokscope::metrics::accuracies;
+    use grokscope::train::loss::Loss;
+    use grokscope::train::EvalOutput;
+    // p = 5: a fifth of the draws hit the true label.
+    let s = Split::new(5, Operation::Add, 0.8, 2).unwrap();
+    let l = s.corrupt(0.75, CorruptionMode::Reference, 4).unwrap();
+    let picked = (0.75 * s.n_train() as f64).floor() as usize;
+    assert_eq!(l.n_corrupted(), picked, "every picked example is in C");
+    let kept = (0..s.n_train())
+        .filter(|&i| l.corrupted[i] && l.labels[i] == s.train_true[i])
+        .count();
+    assert!(
+        kept > 0,
+        "the dataset is built so that some draws hit the true label"
+    );
+    // The same seed in `any` mode draws the same labels but leaves the kept ones clean.
+    let any = s.corrupt(0.75, CorruptionMode::Any, 4).unwrap();
+    assert_eq!(any.labels, l.labels);
+    assert_eq!(any.n_corrupted(), picked - kept);
+    // Predict every training label (and the true test labels).
+    let mut preds = l.labels.clone();
+    preds.extend_from_slice(&s.test_labels);
+    let out = EvalOutput {
+        row_loss: vec![0.0; preds.len()],
+        preds,
+    };
+    let a = accuracies(5, Loss::Mse, &s, &l.labels, &l.corrupted, &out);
+    assert_eq!(a.mem_acc, Some(1.0));
+    let share = kept as f64 / picked as f64;
+    assert!((a.mem_acc.unwrap() + a.inv_acc.unwrap() - (1.0 + share)).abs() < 1e-12);
+    // In `wrong` mode the two always add up to at most 1.
+    let w = s.corrupt(0.75, CorruptionMode::Wrong, 4).unwrap();
+    let mut preds = w.labels.clone();
+    preds.extend_from_slice(&s.test_labels);
+    let out = EvalOutput {
+        row_loss: vec![0.0; preds.len()],
+        preds,
+    };
+    let a = accuracies(5, Loss::Mse, &s, &w.labels, &w.corrupted, &out);
+    assert_eq!((a.mem_acc, a.inv_acc), (Some(1.0), Some(0.0)));
+}
+
+/// The Transformer notebook draws from `0 … p−2`: label `p − 1` never comes out of a draw.
+#[test]
+fn reference_transformer_mode_never_draws_the_last_label() {
+    for p in [3usize, 7, 11] {
+        let s = Split::new(p, Operation::Add, 0.9, 1).unwrap();
+        let mut seen = HashSet::new();
+        for seed in 0..20 {
+            let l = s
+                .corrupt(0.9, CorruptionMode::ReferenceTransformer, seed)
+                .unwrap();
+            for i in (0..s.n_train()).filter(|&i| l.corrupted[i]) {
+                assert_ne!(l.labels[i] as usize, p - 1, "p = {p}, seed {seed}");
+                seen.insert(l.labels[i]);
+            }
+        }
+        assert_eq!(seen.len(), p - 1, "every other label is drawn");
+    }
 }

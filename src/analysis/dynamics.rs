@@ -1,4 +1,4 @@
-//! The two stages of the dynamics (SPEC §5): grokking (train and test accuracy rise, the
+//! The two stages of the dynamics (SCIENCE.md §5): grokking (train and test accuracy rise, the
 //! corrupted labels memorized), then unlearning of the memorized labels.
 
 use crate::metrics::Record;

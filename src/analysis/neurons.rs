@@ -1,4 +1,4 @@
-//! Per-neuron analysis of a trained model (SPEC §4, §6 "BatchNorm's mechanism"), the same for
+//! Per-neuron analysis of a trained model (SCIENCE.md §4, §6 "BatchNorm's mechanism"), the same for
 //! both networks: the IPR of each of a neuron's weight vectors (MLP: `U` row, `V` row, `W`
 //! column; Transformer MLP neuron: its input and output seen from the tokens), their mean, the
 //! dominant frequency and the share of Fourier power at it, the spectra, and for BatchNorm

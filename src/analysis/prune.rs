@@ -1,4 +1,4 @@
-//! Pruning by IPR (SPEC §4): remove neurons one at a time in a chosen order and measure every
+//! Pruning by IPR (SCIENCE.md §4): remove neurons one at a time in a chosen order and measure every
 //! accuracy after each removal, for either network ([`Network::prune_sweep`]).
 //!
 //! MLP: the logits are a sum over neurons, `logits(x) = Σ_k W[:, k] y_k(x)`, so the sweep computes

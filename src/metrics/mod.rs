@@ -1,9 +1,9 @@
-//! What is measured at an evaluation step (SPEC §4), and the phase it puts a network in
-//! (SPEC §5, [`phase`]).
+//! What is measured at an evaluation step (SCIENCE.md §4), and the phase it puts a network in
+//! (SCIENCE.md §5, [`phase`]).
 
 pub mod phase;
 
-pub use phase::{classify, Phase};
+pub use phase::{classify, Phase, Thresholds};
 
 use crate::data::Split;
 use crate::model::ipr::mean_ipr;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub struct Record {
     pub step: u64,
     pub epoch: f64,
+    /// Evaluation-mode loss on the whole training set after the step.
     pub train_loss: f64,
     pub train_acc: f64,
     pub test_loss: f64,
@@ -29,20 +30,38 @@ pub struct Record {
     pub norm_w: f64,
     pub mean_ipr: Option<f64>,
     pub dead_neurons: usize,
+    /// The reference's logged training loss: training mode (dropout, batch statistics), on the
+    /// batch of the step that led here, before that step's update (`None` at step 0). Absent
+    /// in records of older runs.
+    #[serde(default)]
+    pub batch_loss: Option<f64>,
     /// Per-neuron IPR histogram ([`IPR_BINS`] bins on [0, 1]); in `ipr_hist.csv`.
     #[serde(skip, default)]
     pub ipr_hist: Vec<u32>,
 }
 
 impl Record {
-    pub fn phase(&self, hi: f64) -> Phase {
-        classify(
-            self.test_acc,
-            self.mem_acc,
-            self.inv_acc,
-            self.clean_acc,
-            hi,
-        )
+    /// Whether every loss and weight norm is finite (else the model diverged).
+    pub fn is_finite(&self) -> bool {
+        [
+            self.train_loss,
+            self.test_loss,
+            self.norm_u,
+            self.norm_v,
+            self.norm_w,
+        ]
+        .iter()
+        .chain(self.batch_loss.as_ref())
+        .all(|x| x.is_finite())
+    }
+
+    /// The phase of SCIENCE.md §5: Diverged if a loss or the weights are not finite, else by the
+    /// accuracies.
+    pub fn phase(&self, t: Thresholds) -> Phase {
+        if !self.is_finite() {
+            return Phase::Diverged;
+        }
+        classify(self.test_acc, self.mem_acc, self.inv_acc, self.clean_acc, t)
     }
 }
 
@@ -50,7 +69,7 @@ fn frac(hits: usize, n: usize) -> Option<f64> {
     (n > 0).then(|| hits as f64 / n as f64)
 }
 
-/// Losses and accuracies of one model's predictions (SPEC §4).
+/// Losses and accuracies of one model's predictions (SCIENCE.md §4).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Accuracies {
     pub train_loss: f64,
@@ -135,6 +154,7 @@ pub fn record(
         norm_w: stats.norms[2],
         mean_ipr,
         dead_neurons,
+        batch_loss: None,
         ipr_hist: ipr_histogram(&stats.neuron_iprs),
     }
 }

@@ -1,4 +1,4 @@
-//! Gromov's analytic solution for modular addition (SPEC §7).
+//! Gromov's analytic solution for modular addition (SCIENCE.md §7).
 //!
 //! Neuron `k` gets a frequency `σ_k` and phases `φ_k, ψ_k`:
 //! `U[k,n] = cos(2πσ_k n/p + φ_k)`, `V[k,n] = cos(2πσ_k n/p + ψ_k)`,

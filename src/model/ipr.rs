@@ -1,4 +1,4 @@
-//! Inverse participation ratio of Fourier spectra (SPEC §4).
+//! Inverse participation ratio of Fourier spectra (SCIENCE.md §4).
 //!
 //! For a vector `u` of length `p`, `û = |rfft(u)|` (the `⌊p/2⌋ + 1` magnitudes of its real
 //! DFT) and `IPR_r(u) = Σ û^{2r} / (Σ û²)^r` with `r = 2`. Computed in f64 after dividing by

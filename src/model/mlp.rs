@@ -1,4 +1,4 @@
-//! The paper's two-layer MLP (SPEC §2): architecture, parameter layout and initialisation.
+//! The paper's two-layer MLP (SCIENCE.md §2): architecture, parameter layout and initialisation.
 //!
 //! All trainable parameters of one model live in one contiguous `Vec<f32>`:
 //!

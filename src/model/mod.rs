@@ -1,4 +1,4 @@
-//! The networks (SPEC §2, §7, §8) and what is a property of a network alone: parameter
+//! The networks (SCIENCE.md §2, §7, §8) and what is a property of a network alone: parameter
 //! layouts, initialisation, the forward passes, Gromov's analytic network and the Fourier IPR
 //! of weight vectors.
 //!
@@ -20,10 +20,10 @@ use transformer::TransformerConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// The paper's two-layer MLP (SPEC §2).
+    /// The paper's two-layer MLP (SCIENCE.md §2).
     #[default]
     Mlp,
-    /// The paper's Transformer (SPEC §8), configured under `[model.transformer]`.
+    /// The paper's Transformer (SCIENCE.md §8), configured under `[model.transformer]`.
     Transformer,
 }
 
@@ -34,7 +34,7 @@ pub enum Init {
     /// Every entry of U, V, W from Normal(0, init_std²).
     #[default]
     Normal,
-    /// Gromov's analytic solution for modular addition (SPEC §7), output layer scaled by 2/N.
+    /// Gromov's analytic solution for modular addition (SCIENCE.md §7), output layer scaled by 2/N.
     Analytic,
 }
 

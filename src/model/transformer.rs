@@ -1,4 +1,4 @@
-//! The paper's Transformer (SPEC §8) on candle tensors, differentiated by candle's autograd.
+//! The paper's Transformer (SCIENCE.md §8) on candle tensors, differentiated by candle's autograd.
 //!
 //! Tokens `[a, b]` → token embedding + learned position embedding → `layers` encoder blocks
 //! (multi-head self-attention without a mask, then an MLP of width `mlp_ratio·d`, both

@@ -15,7 +15,7 @@ const HTML: &str = "report.html";
 use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
-use crate::metrics::{Record, IPR_BINS};
+use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use crate::sweep::store;
@@ -170,6 +170,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             lines: vec![
                 line("train", 0, false, steps_line(h, |r| Some(r.train_loss))),
                 line("test", 1, false, steps_line(h, |r| Some(r.test_loss))),
+                line("train batch", 2, true, steps_line(h, |r| r.batch_loss)),
             ],
             log_y: true,
             y_range: None,
@@ -193,7 +194,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         out,
         "loss_norms",
         "Loss and weight norms",
-        &format!("Left: training loss (on the labels trained on) and test loss (log scale when they span more than a decade and a half). Right: Frobenius norms of the weights ({n0}, {n1}, {n2}).{more}"),
+        &format!("Left: training loss (evaluation mode, whole training set, on the labels trained on), test loss, and dashed the reference's logged loss (training mode, on the step's batch, before its update) — log scale when they span more than a decade and a half. Right: Frobenius norms of the weights ({n0}, {n1}, {n2}).{more}"),
         &panels,
         2,
         PANEL,
@@ -267,7 +268,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         cols,
     };
     weights::figures(&ctx, &mut figs)?;
-    let table = run_table(&specs, &history, hi);
+    let table = run_table(&specs, &history, Thresholds::from(&cfg.eval));
     let config = run.config_text()?;
     write_html(
         out,
@@ -289,7 +290,7 @@ fn fmt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
 }
 
-fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], hi: f64) -> String {
+fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], th: Thresholds) -> String {
     let mut t = String::from("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th></tr>\n");
     for (i, (spec, h)) in specs.iter().zip(history).enumerate() {
         let Some(r) = h.last() else { continue };
@@ -297,7 +298,7 @@ fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], hi: f64) -> String {
             "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             spec.corruption, spec.weight_decay, spec.dropout, spec.lr, spec.init_seed,
             r.train_acc, r.test_acc, fmt(r.mem_acc), fmt(r.inv_acc), fmt(r.clean_acc), fmt(r.mean_ipr),
-            esc(r.phase(hi).name())
+            esc(r.phase(th).name())
         ));
     }
     t.push_str("</table>");

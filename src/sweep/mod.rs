@@ -8,6 +8,7 @@ pub mod store;
 use crate::analysis::dynamics::dynamics;
 use crate::error::{Error, Result};
 use crate::experiment::train;
+use crate::metrics::Thresholds;
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -185,7 +186,7 @@ pub fn run(
                     .iter()
                     .map(|(k, v)| (k.clone(), toml_to_json(v)))
                     .collect(),
-                phase: last.phase(hi),
+                phase: last.phase(Thresholds::from(&f.cfg.eval)),
                 steps: total_steps,
                 dynamics: dynamics(&history[i], hi),
                 last,

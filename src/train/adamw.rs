@@ -1,4 +1,4 @@
-//! AdamW with PyTorch's semantics (SPEC §3): decoupled decay `θ ← θ(1 − lr·wd)`, then the Adam
+//! AdamW with PyTorch's semantics (SCIENCE.md §3): decoupled decay `θ ← θ(1 − lr·wd)`, then the Adam
 //! step with bias correction, computed as `torch.optim.AdamW` does.
 
 use serde::{Deserialize, Serialize};

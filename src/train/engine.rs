@@ -10,10 +10,12 @@ use crate::error::{Error, Result};
 pub trait Engine {
     fn n_models(&self) -> usize;
     fn loss(&self) -> Loss;
-    /// One optimizer step of every model on the training rows `batch`.
-    fn step_batch(&mut self, batch: &[u32]) -> Result<()>;
-    /// One optimizer step of every model on the full batch.
-    fn step_all(&mut self) -> Result<()>;
+    /// One optimizer step of every model on the training rows `batch`; returns each model's
+    /// mean loss on the batch before the update, in training mode (dropout, batch statistics).
+    fn step_batch(&mut self, batch: &[u32]) -> Result<Vec<f64>>;
+    /// One optimizer step of every model on the full batch; returns the losses as
+    /// [`Engine::step_batch`] does.
+    fn step_all(&mut self) -> Result<Vec<f64>>;
     /// Predictions and row losses of every model on every pair (training, then test).
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>>;
     /// Weight norms and per-neuron IPRs of one model.

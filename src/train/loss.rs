@@ -1,4 +1,4 @@
-//! Losses on the logits (SPEC §3): MSE against one-hot targets (PyTorch's `MSELoss`, mean over
+//! Losses on the logits (SCIENCE.md §3): MSE against one-hot targets (PyTorch's `MSELoss`, mean over
 //! all `n × p` entries) and cross-entropy (mean over examples).
 
 pub use crate::model::argmax;

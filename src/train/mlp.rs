@@ -376,13 +376,11 @@ impl engine::Engine for Fleet {
     fn loss(&self) -> Loss {
         self.loss
     }
-    fn step_batch(&mut self, batch: &[u32]) -> Result<()> {
-        self.step(batch);
-        Ok(())
+    fn step_batch(&mut self, batch: &[u32]) -> Result<Vec<f64>> {
+        Ok(self.step(batch))
     }
-    fn step_all(&mut self) -> Result<()> {
-        self.step_full();
-        Ok(())
+    fn step_all(&mut self) -> Result<Vec<f64>> {
+        Ok(self.step_full())
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
         Ok(self.evaluate())

@@ -1,4 +1,4 @@
-//! Training (SPEC §3): losses, AdamW, the two batched fleet engines and [`Network`], the one
+//! Training (SCIENCE.md §3): losses, AdamW, the two batched fleet engines and [`Network`], the one
 //! type the rest of the program sees.
 //!
 //! A fleet is M models that share the architecture and the training pairs and differ in

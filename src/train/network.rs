@@ -188,10 +188,10 @@ impl Engine for Network {
     fn loss(&self) -> Loss {
         self.engine().loss()
     }
-    fn step_batch(&mut self, batch: &[u32]) -> Result<()> {
+    fn step_batch(&mut self, batch: &[u32]) -> Result<Vec<f64>> {
         self.engine_mut().step_batch(batch)
     }
-    fn step_all(&mut self) -> Result<()> {
+    fn step_all(&mut self) -> Result<Vec<f64>> {
         self.engine_mut().step_all()
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {

@@ -1,6 +1,6 @@
 //! The Transformer fleet: M Transformers trained one after another with candle's autograd
 //! (candle's CPU matrix products use both cores), AdamW with PyTorch's semantics and weight
-//! decay only on the matrices unless configured (SPEC §8).
+//! decay only on the matrices unless configured (SCIENCE.md §8).
 
 use super::adamw::{AdamWHyper, AdamWState};
 use super::engine::{self, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
@@ -188,9 +188,12 @@ impl TFleet {
         Ok((loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, g))
     }
 
-    fn step_on(&mut self, batch: Option<&[u32]>) -> Result<()> {
+    /// One step of every model; returns each one's batch loss before the update.
+    fn step_on(&mut self, batch: Option<&[u32]>) -> Result<Vec<f64>> {
+        let mut losses = Vec::with_capacity(self.models.len());
         for m in 0..self.models.len() {
             let loss = self.batch_loss(m, batch)?;
+            losses.push(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?);
             let grads = loss.backward()?;
             let st = &mut self.models[m];
             for (j, q) in st.model.params.iter().enumerate() {
@@ -215,7 +218,7 @@ impl TFleet {
             }
         }
         self.step += 1;
-        Ok(())
+        Ok(losses)
     }
 
     /// Predictions and row losses of model `m` on every pair (training, then test), in
@@ -315,10 +318,10 @@ impl Engine for TFleet {
     fn loss(&self) -> Loss {
         self.loss
     }
-    fn step_batch(&mut self, batch: &[u32]) -> Result<()> {
+    fn step_batch(&mut self, batch: &[u32]) -> Result<Vec<f64>> {
         self.step_on(Some(batch))
     }
-    fn step_all(&mut self) -> Result<()> {
+    fn step_all(&mut self) -> Result<Vec<f64>> {
         self.step_on(None)
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
