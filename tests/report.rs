@@ -164,6 +164,8 @@ train.epochs = 40
         "Memorization",
         "Forgetting",
         "Confusion",
+        "Generalization",
+        "Diverged",
     ] {
         assert!(svg.contains(phase), "legend names {phase}");
     }
