@@ -4,7 +4,7 @@
 use crate::analysis::neurons::{analyze_neurons, spearman, NeuronRow, NeuronSpectra};
 use crate::analysis::prune::{Order, PrunePoint};
 use crate::error::{Error, Result};
-use crate::metrics::{record, Phase, Thresholds};
+use crate::metrics::{record, Phase, Record, Thresholds};
 use crate::model::ipr::{Ipr, Spectral};
 use crate::rundir::{AnalysisFile, LoadedRun};
 use crate::train::Engine;
@@ -230,6 +230,9 @@ pub fn analyze_run(
     let has_embedding = files.contains(&AnalysisFile::Embedding);
     run.dir.check_analysis_free(&files, force)?;
     let thresholds = Thresholds::from(&run.cfg.eval);
+    // The last training-mode batch loss is known only from the run's metrics; a model whose
+    // loss diverged there is Diverged here too (runs without metrics.csv: unknown).
+    let history = run.dir.read_history(run.setup.specs.len()).ok();
     let p = run.setup.network.p();
     let mut all_rows = Vec::new();
     let mut all_spectra = Vec::new();
@@ -249,6 +252,13 @@ pub fn analyze_run(
             &s.network.weight_stats(i),
             &ev,
         );
+        let rec = Record {
+            batch_loss: history
+                .as_ref()
+                .and_then(|h| h[i].last())
+                .and_then(|r| r.batch_loss),
+            ..rec
+        };
         let (rows, spectra) = analyze_neurons(&s.network, i);
         let (dominant, frac) = frequency_summary(&rows);
         let bn_corr = |f: &dyn Fn(&NeuronRow) -> Option<f64>| {

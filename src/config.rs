@@ -448,7 +448,7 @@ impl Config {
             return Err(Error::invalid(
                 "eval.full_threshold",
                 format!(
-                    "must lie in [eval.threshold, 1] = [{}, 1], got {}",
+                    "the Full Inversion threshold must lie in [eval.threshold, 1] = [{}, 1], got {} (its default is 0.95: raising eval.threshold above it needs eval.full_threshold too)",
                     e.threshold, e.full_threshold
                 ),
             ));

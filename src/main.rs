@@ -27,8 +27,8 @@ With no command, grokscope trains the built-in default experiment: the paper's \
 regularization study (p = 97, N = 500, α = 0.5, ξ = 0.35, weight decay 0, 5, 15, 500 epochs) \
 as one fleet, prints a table of the final accuracies and phases, and writes the run with its figures and report.html under runs/.\n\n\
 The science (data, model, metrics, the phase table with its thresholds eval.threshold and \
-eval.full_threshold): docs/SCIENCE.md; every config key: docs/CONFIG.md; every output file: \
-docs/OUTPUTS.md (arXiv 2310.13061).";
+eval.full_threshold): docs/SCIENCE.md, after the paper (arXiv 2310.13061); every config key: \
+docs/CONFIG.md; every output file: docs/OUTPUTS.md.";
 
 #[derive(Parser)]
 #[command(name = "grokscope", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -43,6 +43,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a fleet of models from a TOML config and write a run directory.
+    #[command(
+        after_help = "Config keys and their defaults: docs/CONFIG.md. What the metrics and phases mean (thresholds eval.threshold and eval.full_threshold, the corruption draws of data.corruption_mode): docs/SCIENCE.md. The files of a run directory: docs/OUTPUTS.md."
+    )]
     Train(TrainArgs),
     /// Time one training step (M = 1 and M = 8, normal and subnormal weights) against a
     /// 2048³ matrix product on all threads; with --transformer also the Transformer's step.
@@ -585,7 +588,16 @@ fn cmd_sweep(c: SweepCmd) -> Result<()> {
             Ok(())
         }
         SweepCmd::Show { dir } => {
-            sweep::store::read_plan(&dir)?;
+            let plan = sweep::store::read_plan(&dir)?;
+            let records = sweep::store::read_records(&dir)?;
+            if sweep::store::read_grid_text(&dir)?.is_none() {
+                println!(
+                    "{}: {} of {} runs finished; no phase grids yet (they are written when `sweep run` ends, and only for sweeps over both data.train_fraction and data.corruption)",
+                    plan.name,
+                    records.len(),
+                    plan.runs
+                );
+            }
             print_grids(&dir)
         }
     }

@@ -394,3 +394,48 @@ eval.checkpoint_every = 10
         );
     }
 }
+
+/// A run that diverges to NaN is a Diverged cell (`Dv`); its record (NaN written as the
+/// string "NaN", not `null`) reads back, so the sweep finishes, resumes and reports.
+#[test]
+fn a_diverging_run_is_a_diverged_cell() {
+    let text = r#"
+name = "div"
+[base]
+data.p = 11
+model.width = 16
+train.epochs = 30
+train.batch_size = 8
+[axes]
+"data.train_fraction" = [0.5, 0.7]
+"data.corruption" = [0.2]
+"train.lr" = [0.01, 1e6]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = Plan::from_text(text).unwrap();
+    let dir = tmp.path().join("s");
+    let recs = grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    use grokscope::metrics::Phase;
+    let diverged: Vec<usize> = recs
+        .values()
+        .filter(|r| r.phase == Phase::Diverged)
+        .map(|r| r.run)
+        .collect();
+    assert_eq!(diverged, vec![1, 3], "the lr = 1e6 runs");
+    assert!(!recs[&1].last.is_finite());
+    let record = std::fs::read_to_string(dir.join("runs/000001.json")).unwrap();
+    assert!(record.contains(r#""train_loss": "NaN""#), "{record}");
+    // Resuming reads the records back; the grid and the report show the cells.
+    let again = grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    let json = |r: &std::collections::BTreeMap<usize, grokscope::sweep::store::RunRecord>| {
+        serde_json::to_string(r).unwrap()
+    };
+    assert_eq!(
+        json(&again),
+        json(&recs),
+        "NaN compares unequal; the records are the same"
+    );
+    let grid = std::fs::read_to_string(dir.join("phase_grid.txt")).unwrap();
+    assert!(grid.contains("Dv"), "{grid}");
+    grokscope::report::report(&dir, false).unwrap();
+}

@@ -1,6 +1,7 @@
 //! What is measured at an evaluation step (SCIENCE.md §4), and the phase it puts a network in
 //! (SCIENCE.md §5, [`phase`]).
 
+pub mod nonfinite;
 pub mod phase;
 
 pub use phase::{classify, Phase, Thresholds};
@@ -12,28 +13,41 @@ use crate::train::{EvalOutput, WeightStats};
 use serde::{Deserialize, Serialize};
 
 /// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the
-/// set they are measured on is empty (no corrupted examples, or no clean ones).
+/// set they are measured on is empty (no corrupted examples, or no clean ones). In JSON a NaN
+/// or infinite value is written as a string ([`nonfinite`]), never as `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub step: u64,
+    #[serde(with = "nonfinite")]
     pub epoch: f64,
     /// Evaluation-mode loss on the whole training set after the step.
+    #[serde(with = "nonfinite")]
     pub train_loss: f64,
+    #[serde(with = "nonfinite")]
     pub train_acc: f64,
+    #[serde(with = "nonfinite")]
     pub test_loss: f64,
+    #[serde(with = "nonfinite")]
     pub test_acc: f64,
+    #[serde(default, with = "nonfinite::option")]
     pub mem_acc: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
     pub inv_acc: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
     pub clean_acc: Option<f64>,
+    #[serde(with = "nonfinite")]
     pub norm_u: f64,
+    #[serde(with = "nonfinite")]
     pub norm_v: f64,
+    #[serde(with = "nonfinite")]
     pub norm_w: f64,
+    #[serde(default, with = "nonfinite::option")]
     pub mean_ipr: Option<f64>,
     pub dead_neurons: usize,
     /// The reference's logged training loss: training mode (dropout, batch statistics), on the
     /// batch of the step that led here, before that step's update (`None` at step 0). Absent
     /// in records of older runs.
-    #[serde(default)]
+    #[serde(default, with = "nonfinite::option")]
     pub batch_loss: Option<f64>,
     /// Per-neuron IPR histogram ([`IPR_BINS`] bins on [0, 1]); in `ipr_hist.csv`.
     #[serde(skip, default)]

@@ -28,7 +28,7 @@ pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Str
         s.push(',');
         s.push_str(a);
     }
-    s.push_str(",phase,steps,train_acc,test_acc,mem_acc,inv_acc,clean_acc,train_loss,test_loss,mean_ipr,dead_neurons,first_train_acc_hi,first_test_acc_hi,first_inv_acc_hi,first_mem_acc_hi,last_mem_acc_drop,grokked,unlearned\n");
+    s.push_str(",phase,steps,train_acc,test_acc,mem_acc,inv_acc,clean_acc,train_loss,test_loss,batch_loss,mean_ipr,dead_neurons,first_train_acc_hi,first_test_acc_hi,first_inv_acc_hi,first_mem_acc_hi,last_mem_acc_drop,grokked,unlearned\n");
     for r in records.values() {
         s.push_str(&r.run.to_string());
         for a in axes {
@@ -38,7 +38,7 @@ pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Str
         let f = &r.last;
         let d = &r.dynamics;
         s.push_str(&format!(
-            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.phase,
             r.steps,
             f.train_acc,
@@ -48,6 +48,7 @@ pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Str
             opt(f.clean_acc),
             f.train_loss,
             f.test_loss,
+            opt(f.batch_loss),
             opt(f.mean_ipr),
             f.dead_neurons,
             opt(d.first_train_acc_hi),
