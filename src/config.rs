@@ -272,8 +272,31 @@ impl Config {
 
     /// Parses a config from TOML text, applying `key=value` overrides first.
     pub fn from_toml(text: &str, sets: &[String]) -> Result<Config> {
+        Config::from_toml_noted(text, sets).map(|(c, _)| c)
+    }
+
+    /// As [`Config::from_toml`], with notes on what the overrides replaced: `--set
+    /// train.steps=N` on a config that gives `train.epochs` replaces it (and the reverse),
+    /// unless the overrides give both.
+    pub fn from_toml_noted(text: &str, sets: &[String]) -> Result<(Config, Vec<String>)> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(format!("malformed TOML: {e}")))?;
+        let mut notes = Vec::new();
+        let set_keys: Vec<&str> = sets
+            .iter()
+            .filter_map(|s| s.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        for (given, other) in [("steps", "epochs"), ("epochs", "steps")] {
+            let (gk, ok) = (format!("train.{given}"), format!("train.{other}"));
+            if set_keys.contains(&gk.as_str()) && !set_keys.contains(&ok.as_str()) {
+                let train = table.get_mut("train").and_then(|t| t.as_table_mut());
+                if let Some(old) = train.and_then(|t| t.remove(other)) {
+                    notes.push(format!(
+                        "--set {gk} replaces the config's {ok} = {old} (give one length, not both)"
+                    ));
+                }
+            }
+        }
         for s in sets {
             apply_set(&mut table, s)?;
         }
@@ -283,7 +306,9 @@ impl Config {
         } else {
             toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?
         };
-        toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Config(e.to_string()))
+        let cfg =
+            toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
+        Ok((cfg, notes))
     }
 
     /// The config as TOML, every default filled in.

@@ -234,9 +234,12 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         ),
         None => (DEFAULT_CONFIG.to_string(), "built-in default".to_string()),
     };
-    let cfg = Config::from_toml(&text, &a.sets)
-        .and_then(Config::check)
-        .with_context(|| format!("in {source}"))?;
+    let (cfg, notes) =
+        Config::from_toml_noted(&text, &a.sets).with_context(|| format!("in {source}"))?;
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let cfg = cfg.check().with_context(|| format!("in {source}"))?;
     for w in cfg.warnings() {
         eprintln!("warning: {w}");
     }

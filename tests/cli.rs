@@ -367,3 +367,34 @@ fn analysis_bad_inputs_are_refused() {
     }
     assert!(!tmp.path().join("run/analysis").exists());
 }
+
+/// `--set train.steps=N` on a config that gives epochs (the built-in default) replaces them,
+/// with a note; giving both through `--set` stays an error.
+#[test]
+fn a_length_override_replaces_the_other_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "-q",
+        "--no-report",
+        "--set",
+        "data.p=11",
+        "--set",
+        "model.width=8",
+        "--set",
+        "train.steps=7",
+        "--out",
+        "run",
+    ];
+    let out = grokscope(&args, tmp.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replaces the config's train.epochs"));
+    let cfg = std::fs::read_to_string(tmp.path().join("run/config.toml")).unwrap();
+    assert!(cfg.contains("steps = 7") && !cfg.contains("epochs ="), "{cfg}");
+    let both = grokscope(
+        &["train", "--set", "train.steps=7", "--set", "train.epochs=2", "--out", "b"],
+        tmp.path(),
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert!(!tmp.path().join("b").exists());
+}
