@@ -237,6 +237,9 @@ pub struct EvalConfig {
     pub full_threshold: f64,
     /// Save every model's weights every this many steps under `checkpoints/` (0: never).
     pub checkpoint_every: u64,
+    /// Minutes of wall time between saves of the resumable state (`resume.safetensors`) of a
+    /// run directory; 0: only when interrupted.
+    pub autosave_minutes: f64,
 }
 
 impl Default for EvalConfig {
@@ -246,6 +249,7 @@ impl Default for EvalConfig {
             threshold: 0.9,
             full_threshold: 0.95,
             checkpoint_every: 0,
+            autosave_minutes: 5.0,
         }
     }
 }
@@ -463,6 +467,15 @@ impl Config {
             ));
         }
         let e = &self.eval;
+        if !(e.autosave_minutes >= 0.0 && e.autosave_minutes.is_finite()) {
+            return Err(Error::invalid(
+                "eval.autosave_minutes",
+                format!(
+                    "must be a finite number of minutes ≥ 0 (0: only on interrupt), got {}",
+                    e.autosave_minutes
+                ),
+            ));
+        }
         if !(e.threshold > 0.0 && e.threshold <= 1.0) {
             return Err(Error::invalid(
                 "eval.threshold",

@@ -1,22 +1,35 @@
 //! The training loop: trains a checked config's fleet, evaluates it on the schedule of
-//! `[eval]`, records the metrics of every model, and writes checkpoints every
-//! `eval.checkpoint_every` steps (wherever the caller keeps them: a run directory, a sweep).
+//! `[eval]`, records the metrics of every model, and tells its caller through [`Hooks`]
+//! (checkpoints every `eval.checkpoint_every` steps, streamed metrics, autosaves, stopping).
+//! [`train_into`] runs it in a run directory: interrupted runs resume to the same bytes.
 
 use crate::config::{Checked, ModelSpec, Setup};
 use crate::error::Result;
 use crate::metrics::{record, Record};
-use crate::rundir::{RunDir, Summary};
+use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A finished run: the trained setup and every model's records.
+/// A trained (or stopped) run: the setup with the trained network and every model's records.
 pub struct Outcome {
     pub setup: Setup,
     /// Per model, its records in step order (the last is the final one).
     pub history: Vec<Vec<Record>>,
+    /// Wall-clock seconds of this call.
     pub seconds: f64,
+    /// The last step trained: `total_steps`, or where a hook stopped the loop.
+    pub step: u64,
+    /// Per model, the first step whose training loss was NaN or infinite.
+    pub diverged_at: Vec<Option<u64>>,
+}
+
+impl Outcome {
+    pub fn finished(&self) -> bool {
+        self.step == self.setup.total_steps
+    }
 }
 
 /// What the progress callback sees.
@@ -25,6 +38,36 @@ pub struct Progress<'a> {
     pub total_steps: u64,
     /// The latest record of every model.
     pub latest: Vec<&'a Record>,
+}
+
+/// What the loop tells its caller as it goes, and asks it after each step.
+pub trait Hooks {
+    /// After every evaluation, with each model's new record.
+    fn evaluated(&mut self, _step: u64, _records: &[&Record]) -> Result<()> {
+        Ok(())
+    }
+    /// After every step (and its evaluation, if any): checkpoints, autosaves. Returning `true`
+    /// stops the loop after this step.
+    fn after_step(
+        &mut self,
+        _network: &Network,
+        _step: u64,
+        _diverged: &[Option<u64>],
+    ) -> Result<bool> {
+        Ok(false)
+    }
+    /// At step 0 and after every step.
+    fn progress(&mut self, _p: &Progress) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a resumed run starts: the step its network state was saved at, and the records up to
+/// it.
+pub struct Start {
+    pub step: u64,
+    pub history: Vec<Vec<Record>>,
+    pub diverged_at: Vec<Option<u64>>,
 }
 
 /// Builds and trains the fleet of `cfg` (no checkpoints), calling `progress` at step 0 and
@@ -47,15 +90,55 @@ pub fn train(
     checkpoints: Option<CheckpointSink>,
     progress: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Outcome> {
+    struct Simple<'a, 'b> {
+        every: u64,
+        checkpoints: Option<CheckpointSink<'a>>,
+        progress: &'b mut dyn FnMut(&Progress) -> Result<()>,
+    }
+    impl Hooks for Simple<'_, '_> {
+        fn after_step(&mut self, network: &Network, step: u64, _: &[Option<u64>]) -> Result<bool> {
+            if let Some(sink) = self
+                .checkpoints
+                .filter(|_| self.every > 0 && step.is_multiple_of(self.every))
+            {
+                sink(network, step)?;
+            }
+            Ok(false)
+        }
+        fn progress(&mut self, p: &Progress) -> Result<()> {
+            (self.progress)(p)
+        }
+    }
+    let mut hooks = Simple {
+        every: cfg.eval.checkpoint_every,
+        checkpoints,
+        progress,
+    };
+    run_loop(cfg, setup, None, &mut hooks)
+}
+
+/// The training loop: from step 0 (evaluating the initialisation) or from a resumed `start`,
+/// to `total_steps` or until a hook stops it.
+pub fn run_loop(
+    cfg: &Checked,
+    setup: Setup,
+    start: Option<Start>,
+    hooks: &mut dyn Hooks,
+) -> Result<Outcome> {
     let mut setup = setup;
-    let start = std::time::Instant::now();
+    let clock = std::time::Instant::now();
     let (total_steps, steps_per_epoch) = (setup.total_steps, setup.steps_per_epoch);
-    let mut history: Vec<Vec<Record>> = vec![Vec::new(); setup.specs.len()];
-    let evaluate = |s: &mut Setup, history: &mut Vec<Vec<Record>>, step: u64| -> Result<()> {
+    let m = setup.specs.len();
+    let evaluate = |s: &mut Setup,
+                    history: &mut Vec<Vec<Record>>,
+                    step: u64,
+                    batch_losses: Option<&[f64]>,
+                    hooks: &mut dyn Hooks|
+     -> Result<()> {
         let outs = s.network.eval_all()?;
         let epoch = step as f64 / steps_per_epoch as f64;
         for (i, out) in outs.iter().enumerate() {
-            history[i].push(record(
+            let mut r = record(
                 step,
                 epoch,
                 s.split.p,
@@ -65,70 +148,245 @@ pub fn train(
                 &s.labels[i].corrupted,
                 &s.network.weight_stats(i),
                 out,
-            ));
+            );
+            r.batch_loss = batch_losses.map(|l| l[i]);
+            history[i].push(r);
         }
-        Ok(())
+        let latest: Vec<&Record> = history.iter().filter_map(|h| h.last()).collect();
+        hooks.evaluated(step, &latest)
     };
-    let report = |history: &Vec<Vec<Record>>,
-                  step: u64,
-                  progress: &mut dyn FnMut(&Progress) -> Result<()>| {
-        progress(&Progress {
+    let report = |history: &Vec<Vec<Record>>, step: u64, hooks: &mut dyn Hooks| {
+        hooks.progress(&Progress {
             step,
             total_steps,
             latest: history.iter().filter_map(|h| h.last()).collect(),
         })
     };
-    evaluate(&mut setup, &mut history, 0)?;
-    report(&history, 0, progress)?;
     let n_train = setup.split.n_train();
     let minibatch = cfg.train.batch_size.filter(|&b| b < n_train);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.train.batch_seed);
     let mut perm: Vec<u32> = (0..n_train as u32).collect();
+    let shuffles = |step: u64| minibatch.is_some() && (step - 1).is_multiple_of(steps_per_epoch);
+    let (first, mut history, mut diverged_at) = match start {
+        None => {
+            let mut history = vec![Vec::new(); m];
+            evaluate(&mut setup, &mut history, 0, None, hooks)?;
+            (1, history, vec![None; m])
+        }
+        Some(s) => {
+            // The data order is a function of the step: replay the shuffles up to it.
+            for step in 1..=s.step {
+                if shuffles(step) {
+                    perm.shuffle(&mut rng);
+                }
+            }
+            (s.step + 1, s.history, s.diverged_at)
+        }
+    };
+    report(&history, first - 1, hooks)?;
     let every = cfg.eval.every;
-    let ckpt = cfg.eval.checkpoint_every;
-    for step in 1..=total_steps {
+    let mut last = first - 1;
+    for step in first..=total_steps {
         let batch_losses = match minibatch {
             None => setup.network.step_all()?,
             Some(b) => {
                 let k = ((step - 1) % steps_per_epoch) as usize;
-                if k == 0 {
+                if shuffles(step) {
                     perm.shuffle(&mut rng);
                 }
                 setup.network.step_batch(&perm[k * b..(k + 1) * b])?
             }
         };
-        if (every > 0 && step % every == 0) || step == total_steps {
-            evaluate(&mut setup, &mut history, step)?;
-            for (h, &l) in history.iter_mut().zip(&batch_losses) {
-                if let Some(r) = h.last_mut() {
-                    r.batch_loss = Some(l);
-                }
+        for (d, l) in diverged_at.iter_mut().zip(&batch_losses) {
+            if d.is_none() && !l.is_finite() {
+                *d = Some(step);
             }
         }
-        if let Some(sink) = checkpoints.filter(|_| ckpt > 0 && step % ckpt == 0) {
-            sink(&setup.network, step)?;
+        if (every > 0 && step % every == 0) || step == total_steps {
+            evaluate(&mut setup, &mut history, step, Some(&batch_losses), hooks)?;
         }
-        report(&history, step, progress)?;
+        last = step;
+        let stop = hooks.after_step(&setup.network, step, &diverged_at)?;
+        report(&history, step, hooks)?;
+        if stop {
+            break;
+        }
     }
     Ok(Outcome {
         setup,
         history,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.elapsed().as_secs_f64(),
+        step: last,
+        diverged_at,
     })
 }
 
-/// Trains `setup` of `cfg` into the new run directory `dir` (which holds the config):
-/// checkpoints as configured, then the metrics, the summary and the weights.
+/// How a run in a run directory may be interrupted and saved.
+#[derive(Clone, Copy, Default)]
+pub struct Control<'a> {
+    /// Set to a signal number (SIGINT 2, SIGTERM 15) to stop after the current step with a
+    /// resumable state.
+    pub stop: Option<&'a AtomicUsize>,
+    /// Seconds between autosaves of the resumable state (`None`: never).
+    pub autosave: Option<f64>,
+}
+
+/// How [`train_into`] ended.
+pub enum RunEnd {
+    Finished(Box<Outcome>, Summary),
+    /// Stopped by `signal` after `step`; `grokscope train --resume DIR` continues it.
+    Interrupted {
+        step: u64,
+        signal: usize,
+    },
+}
+
+/// The hooks of a run directory: streamed metrics, checkpoints, autosaves, stopping.
+struct DirHooks<'a, 'b> {
+    dir: &'a RunDir,
+    stream: MetricsStream,
+    state: RunState,
+    checkpoint_every: u64,
+    control: Control<'a>,
+    last_save: std::time::Instant,
+    seconds_before: f64,
+    clock: std::time::Instant,
+    stopped: Option<usize>,
+    progress: &'b mut dyn FnMut(&Progress) -> Result<()>,
+}
+
+impl DirHooks<'_, '_> {
+    fn save(
+        &mut self,
+        network: &Network,
+        step: u64,
+        status: Status,
+        diverged: &[Option<u64>],
+    ) -> Result<()> {
+        self.dir.write_resume(network)?;
+        self.state.status = status;
+        self.state.step = step;
+        self.state.resumable_step = Some(step);
+        self.state.seconds = self.seconds_before + self.clock.elapsed().as_secs_f64();
+        self.state.diverged_at = diverged.to_vec();
+        self.dir.write_state(&self.state)
+    }
+}
+
+impl Hooks for DirHooks<'_, '_> {
+    fn evaluated(&mut self, _step: u64, records: &[&Record]) -> Result<()> {
+        self.stream.append(records)
+    }
+    fn after_step(
+        &mut self,
+        network: &Network,
+        step: u64,
+        diverged: &[Option<u64>],
+    ) -> Result<bool> {
+        if self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every) {
+            self.dir.write_checkpoint(network, step)?;
+        }
+        if let Some(sig) = self
+            .control
+            .stop
+            .map(|s| s.load(Ordering::SeqCst))
+            .filter(|&s| s != 0)
+        {
+            self.save(network, step, Status::Interrupted, diverged)?;
+            self.stopped = Some(sig);
+            return Ok(true);
+        }
+        if let Some(every) = self.control.autosave {
+            if step < self.state.total_steps && self.last_save.elapsed().as_secs_f64() >= every {
+                self.save(network, step, Status::Running, diverged)?;
+                self.last_save = std::time::Instant::now();
+            }
+        }
+        Ok(false)
+    }
+    fn progress(&mut self, p: &Progress) -> Result<()> {
+        (self.progress)(p)
+    }
+}
+
+/// Trains `setup` of `cfg` in the run directory `dir` (which holds the config): streams the
+/// metrics, writes checkpoints as configured, autosaves a resumable state, stops when
+/// `control.stop` is set, and at the end writes the summary and the weights. With `resume`,
+/// continues from the state the directory holds (the setup must be the config's, untrained).
 pub fn train_into(
     cfg: &Checked,
     setup: Setup,
     dir: &RunDir,
+    resume: bool,
+    control: Control,
     progress: &mut dyn FnMut(&Progress) -> Result<()>,
-) -> Result<(Outcome, Summary)> {
-    let sink = |net: &Network, step: u64| dir.write_checkpoint(net, step);
-    let out = train(cfg, setup, Some(&sink), progress)?;
-    let summary = dir.write_results(cfg, &out.setup, &out.history, out.seconds)?;
-    Ok((out, summary))
+) -> Result<RunEnd> {
+    let mut setup = setup;
+    let m = setup.specs.len();
+    let (start, seconds_before, stream) = if resume {
+        let (state, step) = dir.resumable()?;
+        setup.network.load_state(&dir.read_resume()?)?;
+        let history = dir.read_history_upto(m, step)?;
+        let stream = dir.restart_metrics(&history)?;
+        let diverged_at = if state.diverged_at.len() == m {
+            state.diverged_at.clone()
+        } else {
+            vec![None; m]
+        };
+        (
+            Some(Start {
+                step,
+                history,
+                diverged_at,
+            }),
+            state.seconds,
+            stream,
+        )
+    } else {
+        (None, 0.0, dir.start_metrics()?)
+    };
+    let state = RunState {
+        status: Status::Running,
+        step: start.as_ref().map(|s| s.step).unwrap_or(0),
+        total_steps: setup.total_steps,
+        resumable_step: start.as_ref().map(|s| s.step),
+        seconds: seconds_before,
+        diverged_at: vec![None; m],
+    };
+    dir.write_state(&state)?;
+    let mut hooks = DirHooks {
+        dir,
+        stream,
+        state,
+        checkpoint_every: cfg.eval.checkpoint_every,
+        control,
+        last_save: std::time::Instant::now(),
+        seconds_before,
+        clock: std::time::Instant::now(),
+        stopped: None,
+        progress,
+    };
+    let out = run_loop(cfg, setup, start, &mut hooks)?;
+    if let Some(signal) = hooks.stopped {
+        return Ok(RunEnd::Interrupted {
+            step: out.step,
+            signal,
+        });
+    }
+    let summary = dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at)?;
+    let mut state = hooks.state;
+    state.status = if out.diverged_at.iter().all(|d| d.is_some()) {
+        Status::Diverged
+    } else {
+        Status::Finished
+    };
+    state.step = out.step;
+    state.resumable_step = None;
+    state.seconds = seconds_before + out.seconds;
+    state.diverged_at = out.diverged_at.clone();
+    dir.write_state(&state)?;
+    dir.remove_resume()?;
+    Ok(RunEnd::Finished(Box::new(out), summary))
 }
 
 /// Seconds per model-step and per model-evaluation of `specs` (at most two models) of `cfg`,

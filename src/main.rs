@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use grokscope::analysis::prune::Order;
 use grokscope::bench;
 use grokscope::config::{Checked, Config, Setup, DEFAULT_CONFIG};
-use grokscope::experiment::{train_into, Progress};
+use grokscope::experiment::{train_into, Control, Progress, RunEnd};
 use grokscope::kernels::init_threads;
 use grokscope::rundir::{self, RunDir};
 use grokscope::sweep::Shard;
@@ -175,6 +175,10 @@ struct TrainArgs {
     /// Do not write the figures and report.html at the end.
     #[arg(long)]
     no_report: bool,
+    /// Continue an interrupted run in DIR from its saved state (written on Ctrl-C/SIGTERM and
+    /// every eval.autosave_minutes); the results equal an uninterrupted run's to the byte.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "sets", "out"])]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -188,13 +192,22 @@ struct BenchArgs {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(2);
+    match run() {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
     }
 }
 
-fn run() -> Result<()> {
+/// The exit code of a run stopped by signal `sig` (128 + the signal, as shells report it).
+fn signal_exit(sig: usize) -> i32 {
+    128 + sig as i32
+}
+
+fn run() -> Result<i32> {
     let cli = Cli::parse();
     init_threads(cli.threads.unwrap_or(0));
     match cli.command {
@@ -203,11 +216,11 @@ fn run() -> Result<()> {
             ..Default::default()
         }),
         Some(Command::Train(a)) => cmd_train(a),
-        Some(Command::Bench(a)) => cmd_bench(a),
-        Some(Command::Analyze(a)) => cmd_analyze(a),
-        Some(Command::Prune(a)) => cmd_prune(a),
-        Some(Command::Analytic(a)) => cmd_analytic(a),
-        Some(Command::Sweep(c)) => cmd_sweep(c),
+        Some(Command::Bench(a)) => cmd_bench(a).map(|_| 0),
+        Some(Command::Analyze(a)) => cmd_analyze(a).map(|_| 0),
+        Some(Command::Prune(a)) => cmd_prune(a).map(|_| 0),
+        Some(Command::Analytic(a)) => cmd_analytic(a).map(|_| 0),
+        Some(Command::Sweep(c)) => cmd_sweep(c).map(|_| 0),
         Some(Command::Report { dir, force }) => {
             let t0 = std::time::Instant::now();
             let path = grokscope::report::report(&dir, force)?;
@@ -216,16 +229,29 @@ fn run() -> Result<()> {
                 path.display(),
                 t0.elapsed().as_secs_f64()
             );
-            Ok(())
+            Ok(0)
         }
         Some(Command::DefaultConfig) => {
             print!("{DEFAULT_CONFIG}");
-            Ok(())
+            Ok(0)
         }
     }
 }
 
-fn cmd_train(a: TrainArgs) -> Result<()> {
+fn cmd_train(a: TrainArgs) -> Result<i32> {
+    if let Some(dir) = &a.resume {
+        let run = RunDir::open(dir)?;
+        let cfg = run.read_config()?;
+        let (state, step) = run.resumable()?;
+        eprintln!(
+            "resuming {} at step {step} of {} ({})",
+            dir.display(),
+            state.total_steps,
+            state.status.name()
+        );
+        let setup = cfg.setup()?;
+        return train_run(&a, &cfg, run, setup, true);
+    }
     let (text, source) = match &a.config {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -249,13 +275,52 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     // Build everything that can fail before creating the directory.
     let setup = cfg.setup().with_context(|| format!("in {source}"))?;
-    train_run(&a, &cfg, &dir, setup)
+    let run = RunDir::create(&dir)?;
+    run.write_config(&cfg)?;
+    train_run(&a, &cfg, run, setup, false)
 }
 
-/// Trains a built fleet into a new run directory `dir`, with a progress bar; prints the table.
-fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) -> Result<()> {
-    let run = RunDir::create(dir)?;
-    run.write_config(cfg)?;
+/// One plain progress line (for logs: output that is not a terminal).
+fn progress_line(p: &Progress, elapsed: f64) -> String {
+    let eta = if p.step > 0 {
+        elapsed * (p.total_steps - p.step) as f64 / p.step as f64
+    } else {
+        0.0
+    };
+    let models: Vec<String> = p
+        .latest
+        .iter()
+        .enumerate()
+        .take(8)
+        .map(|(i, r)| {
+            format!(
+                "{i}: test {:.3} A_mem {}",
+                r.test_acc,
+                r.mem_acc
+                    .map(|x| format!("{x:.3}"))
+                    .unwrap_or_else(|| "—".into())
+            )
+        })
+        .collect();
+    format!(
+        "step {}/{} ({:.0} %), {} elapsed, eta {} | eval at step {}: {}",
+        p.step,
+        p.total_steps,
+        100.0 * p.step as f64 / p.total_steps.max(1) as f64,
+        hms(elapsed),
+        hms(eta),
+        p.latest.first().map(|r| r.step).unwrap_or(0),
+        models.join("; ")
+    )
+}
+
+/// Trains a built fleet in the run directory `run` (fresh or resumed), with a progress bar on
+/// a terminal and progress lines otherwise; Ctrl-C or SIGTERM stops it resumably.
+fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bool) -> Result<i32> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = run.path().to_path_buf();
     let n_models = setup.specs.len();
     eprintln!(
         "training {} ({} model{}) → {}",
@@ -264,7 +329,25 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
         if n_models == 1 { "" } else { "s" },
         dir.display()
     );
-    let bar = if a.quiet {
+    // SIGINT/SIGTERM: stop after the current step with a resumable state; a second SIGINT
+    // exits at once.
+    let stop = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let install = || -> std::io::Result<()> {
+            signal_hook::flag::register_conditional_shutdown(
+                sig,
+                signal_exit(sig as usize),
+                Arc::clone(&armed),
+            )?;
+            signal_hook::flag::register(sig, Arc::clone(&armed))?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)?;
+            Ok(())
+        };
+        install().context("cannot install the signal handler")?;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if a.quiet || !terminal {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(1)
@@ -277,6 +360,8 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
         .progress_chars("=> "),
     );
     let mut last_eval = u64::MAX;
+    let clock = std::time::Instant::now();
+    let mut last_line = (f64::NEG_INFINITY, 0u64);
     let mut progress = |p: &Progress| -> grokscope::Result<()> {
         bar.set_length(p.total_steps);
         bar.set_position(p.step);
@@ -299,10 +384,39 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
                 }
             ));
         }
+        if !terminal && !a.quiet {
+            // Every 30 s and every 10 % of the steps, and at the end.
+            let t = clock.elapsed().as_secs_f64();
+            let tenth = (p.total_steps / 10).max(1);
+            if t - last_line.0 >= 30.0
+                || p.step / tenth != last_line.1 / tenth
+                || p.step == p.total_steps
+            {
+                last_line = (t, p.step);
+                eprintln!("{}", progress_line(p, t));
+            }
+        }
         Ok(())
     };
-    let (outcome, summary) = train_into(cfg, setup, &run, &mut progress)?;
+    let minutes = cfg.eval.autosave_minutes;
+    let control = Control {
+        stop: Some(&stop),
+        autosave: (minutes > 0.0).then_some(minutes * 60.0),
+    };
+    let end = train_into(cfg, setup, &run, resume, control, &mut progress)?;
     bar.finish_and_clear();
+    let (outcome, summary) = match end {
+        RunEnd::Finished(o, s) => (o, s),
+        RunEnd::Interrupted { step, signal } => {
+            eprintln!(
+                "interrupted after step {step}: the run is saved in {} (metrics so far in metrics.csv). Continue it with:\n  grokscope train --resume {}",
+                dir.display(),
+                dir.display()
+            );
+            let _ = stop.load(Ordering::SeqCst);
+            return Ok(signal_exit(signal));
+        }
+    };
     print_table(&summary);
     let steps = outcome.setup.total_steps;
     println!(
@@ -324,10 +438,10 @@ fn train_run(a: &TrainArgs, cfg: &Checked, dir: &std::path::Path, setup: Setup) 
         }
     );
     if !a.no_report {
-        let path = grokscope::report::report(dir, false)?;
+        let path = grokscope::report::report(&dir, false)?;
         println!("Report: {}", path.display());
     }
-    Ok(())
+    Ok(0)
 }
 
 fn print_table(s: &rundir::Summary) {

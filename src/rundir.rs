@@ -9,6 +9,8 @@
 //! ipr_hist.csv           per-neuron IPR histogram per model and evaluation step
 //! summary.json           per model: settings, final metrics, phase, dynamics
 //! weights.safetensors    the trained fleet
+//! state.json             running | finished | interrupted | diverged, the step, the time
+//! resume.safetensors     while a run is unfinished: everything needed to continue it
 //! checkpoints/           step-XXXXXXXX.safetensors every eval.checkpoint_every steps
 //! analysis/              what `grokscope analyze` and `prune` write
 //! report/                figures and report.html
@@ -20,7 +22,7 @@ use crate::config::{Checked, Config, ModelSpec, Setup};
 use crate::error::{Error, Result};
 use crate::metrics::{Phase, Record, Thresholds};
 use crate::train::{Engine, Network};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ const METRICS: &str = "metrics.csv";
 const IPR_HIST: &str = "ipr_hist.csv";
 const SUMMARY: &str = "summary.json";
 const WEIGHTS: &str = "weights.safetensors";
+const STATE: &str = "state.json";
+const RESUME: &str = "resume.safetensors";
 const CHECKPOINTS: &str = "checkpoints";
 const ANALYSIS: &str = "analysis";
 /// The directory reports go to, in a run directory and in a sweep directory.
@@ -87,6 +91,44 @@ const METRICS_COLUMNS: &[&str] = &[
     "dead_neurons",
     "batch_loss",
 ];
+
+/// Where a training run stands (`state.json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Finished,
+    /// Stopped by a signal with a resumable state (`grokscope train --resume DIR`).
+    Interrupted,
+    /// Finished, and every model diverged.
+    Diverged,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Finished => "finished",
+            Status::Interrupted => "interrupted",
+            Status::Diverged => "diverged",
+        }
+    }
+}
+
+/// `state.json`: the run's status, rewritten at its start, at each autosave and at its end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    /// The last step trained when the state was written.
+    pub step: u64,
+    pub total_steps: u64,
+    /// The step of the state in `resume.safetensors` (`null`: none saved).
+    pub resumable_step: Option<u64>,
+    /// Wall-clock seconds of training, over all sessions of the run.
+    pub seconds: f64,
+    /// Per model, the first step whose training loss was NaN or infinite.
+    pub diverged_at: Vec<Option<u64>>,
+}
 
 /// A run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,22 +307,15 @@ impl RunDir {
         )
     }
 
-    /// Writes the metrics, the summary and the weights of a finished run.
+    /// Writes the summary and the weights of a finished run (its metrics were streamed).
     pub fn write_results(
         &self,
         cfg: &Checked,
         setup: &Setup,
         history: &[Vec<Record>],
-        seconds: f64,
+        diverged_at: &[Option<u64>],
     ) -> Result<Summary> {
-        write_file(&self.path, METRICS, metrics_csv(history).as_bytes(), false)?;
-        write_file(
-            &self.path,
-            IPR_HIST,
-            ipr_hist_csv(history).as_bytes(),
-            false,
-        )?;
-        let s = summary(cfg, setup, history, seconds);
+        let s = summary(cfg, setup, history, diverged_at);
         let json = serde_json::to_string_pretty(&s)
             .map_err(|e| Error::json(self.path.join(SUMMARY), "cannot write the summary", e))?;
         write_file(&self.path, SUMMARY, json.as_bytes(), false)?;
@@ -293,6 +328,99 @@ impl RunDir {
         Ok(s)
     }
 
+    /// Creates `metrics.csv` and `ipr_hist.csv` (headers only) for streaming.
+    pub fn start_metrics(&self) -> Result<MetricsStream> {
+        self.restart_metrics(&[])
+    }
+
+    /// Rewrites `metrics.csv` and `ipr_hist.csv` from `history` (a resumed run's records up
+    /// to its saved step, in the order they were streamed), then opens them for appending.
+    pub fn restart_metrics(&self, history: &[Vec<Record>]) -> Result<MetricsStream> {
+        let (mut m, mut h) = (metrics_header(), ipr_hist_header());
+        let evals = history.iter().map(|x| x.len()).max().unwrap_or(0);
+        for k in 0..evals {
+            let rows: Vec<(usize, &Record)> = history
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| Some((i, x.get(k)?)))
+                .collect();
+            m.push_str(&metrics_rows(&rows));
+            h.push_str(&ipr_hist_rows(&rows));
+        }
+        atomic_write(&self.path.join(METRICS), m.as_bytes())?;
+        atomic_write(&self.path.join(IPR_HIST), h.as_bytes())?;
+        let open = |name: &str| {
+            let p = self.path.join(name);
+            fs::OpenOptions::new()
+                .append(true)
+                .open(&p)
+                .map_err(|e| Error::io(&p, e))
+        };
+        Ok(MetricsStream {
+            metrics: (self.path.join(METRICS), open(METRICS)?),
+            hist: (self.path.join(IPR_HIST), open(IPR_HIST)?),
+        })
+    }
+
+    /// Writes `state.json`.
+    pub fn write_state(&self, state: &RunState) -> Result<()> {
+        let json = serde_json::to_string_pretty(state)
+            .map_err(|e| Error::json(self.path.join(STATE), "cannot write the run state", e))?;
+        atomic_write(&self.path.join(STATE), json.as_bytes())
+    }
+
+    /// The run's `state.json` (`None` for runs written before it existed).
+    pub fn read_state(&self) -> Result<Option<RunState>> {
+        let p = self.path.join(STATE);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::json(&p, "corrupt run state", e))
+    }
+
+    /// The state of a run that can be resumed, and the step its saved state is at.
+    pub fn resumable(&self) -> Result<(RunState, u64)> {
+        let refuse = |why: String| self.bad_file(STATE, why);
+        let state = self
+            .read_state()?
+            .ok_or_else(|| refuse("no run state: this run cannot be resumed".into()))?;
+        match (state.status, state.resumable_step) {
+            (Status::Finished | Status::Diverged, _) => {
+                Err(refuse(format!("the run is {} already", state.status.name())))
+            }
+            (_, None) => Err(refuse(
+                "no state was saved yet (it is saved on an interrupt and every eval.autosave_minutes)"
+                    .into(),
+            )),
+            (_, Some(step)) if !self.path.join(RESUME).is_file() => Err(refuse(format!(
+                "{RESUME} of step {step} is missing"
+            ))),
+            (_, Some(step)) => Ok((state, step)),
+        }
+    }
+
+    /// Writes `resume.safetensors`: the network's whole training state.
+    pub fn write_resume(&self, network: &Network) -> Result<()> {
+        atomic_write(&self.path.join(RESUME), &network.save_state()?)
+    }
+
+    pub fn read_resume(&self) -> Result<Vec<u8>> {
+        let p = self.path.join(RESUME);
+        fs::read(&p).map_err(|e| Error::io(&p, e))
+    }
+
+    /// Removes `resume.safetensors` (a finished run needs none).
+    pub fn remove_resume(&self) -> Result<()> {
+        let p = self.path.join(RESUME);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// The metrics history of each of the `n_models` models of the run, from `metrics.csv`
     /// (and `ipr_hist.csv` if present); every model has at least one row.
     pub fn read_history(&self, n_models: usize) -> Result<Vec<Vec<Record>>> {
@@ -301,6 +429,35 @@ impl RunDir {
         let hist_path = self.path.join(IPR_HIST);
         let hist = fs::read_to_string(&hist_path).ok();
         read_metrics_csv(&path, &text, n_models, &hist_path, hist.as_deref())
+    }
+
+    /// The records up to `step` of a run that stopped while streaming: a line cut short by a
+    /// kill (no newline at its end) and rows after `step` are left out.
+    pub fn read_history_upto(&self, n_models: usize, step: u64) -> Result<Vec<Vec<Record>>> {
+        fn whole_lines(text: String) -> String {
+            match text.rfind('\n') {
+                Some(i) => text[..=i].to_string(),
+                None => String::new(),
+            }
+        }
+        let path = self.path.join(METRICS);
+        let text = whole_lines(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
+        let hist_path = self.path.join(IPR_HIST);
+        let hist = fs::read_to_string(&hist_path).ok().map(whole_lines);
+        // Rows after `step` may belong to evaluations the kill cut short for some models.
+        let keep = |t: &str| -> String {
+            let mut out = String::new();
+            for (i, line) in t.lines().enumerate() {
+                let row_step = line.split(',').nth(1).and_then(|x| x.parse::<u64>().ok());
+                if i == 0 || row_step.is_some_and(|s| s <= step) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            out
+        };
+        let hist = hist.map(|h| keep(&h));
+        read_metrics_csv(&path, &keep(&text), n_models, &hist_path, hist.as_deref())
     }
 
     /// The analysis directory, created if needed.
@@ -352,33 +509,59 @@ fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v}")).unwrap_or_default()
 }
 
-/// `metrics.csv`: one row per model per evaluation step.
-fn metrics_csv(history: &[Vec<Record>]) -> String {
+fn metrics_header() -> String {
     let mut s = METRICS_COLUMNS.join(",");
     s.push('\n');
-    for (m, recs) in history.iter().enumerate() {
-        for r in recs {
-            s.push_str(&format!(
-                "{m},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                r.step,
-                r.epoch,
-                r.train_loss,
-                r.train_acc,
-                r.test_loss,
-                r.test_acc,
-                opt(r.mem_acc),
-                opt(r.inv_acc),
-                opt(r.clean_acc),
-                r.norm_u,
-                r.norm_v,
-                r.norm_w,
-                opt(r.mean_ipr),
-                r.dead_neurons,
-                opt(r.batch_loss)
-            ));
-        }
+    s
+}
+
+/// `metrics.csv` rows of one evaluation: `(model, record)`.
+fn metrics_rows(rows: &[(usize, &Record)]) -> String {
+    let mut s = String::new();
+    for (m, r) in rows {
+        s.push_str(&format!(
+            "{m},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.step,
+            r.epoch,
+            r.train_loss,
+            r.train_acc,
+            r.test_loss,
+            r.test_acc,
+            opt(r.mem_acc),
+            opt(r.inv_acc),
+            opt(r.clean_acc),
+            r.norm_u,
+            r.norm_v,
+            r.norm_w,
+            opt(r.mean_ipr),
+            r.dead_neurons,
+            opt(r.batch_loss)
+        ));
     }
     s
+}
+
+/// The open, streamed `metrics.csv` and `ipr_hist.csv` of a training run.
+pub struct MetricsStream {
+    metrics: (PathBuf, fs::File),
+    hist: (PathBuf, fs::File),
+}
+
+impl MetricsStream {
+    /// Appends one evaluation (each model's record) to both files and flushes them, so a
+    /// reader sees every evaluation so far.
+    pub fn append(&mut self, records: &[&Record]) -> Result<()> {
+        let rows: Vec<(usize, &Record)> = records.iter().copied().enumerate().collect();
+        for ((path, f), text) in [
+            (&mut self.metrics, metrics_rows(&rows)),
+            (&mut self.hist, ipr_hist_rows(&rows)),
+        ] {
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.flush())
+                .map_err(|e| Error::io(&*path, e))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -388,6 +571,8 @@ pub struct ModelSummary {
     pub lr_effective: f64,
     pub n_corrupted: usize,
     pub phase: Phase,
+    /// The first step whose training loss was NaN or infinite (`null`: never).
+    pub diverged_step: Option<u64>,
     #[serde(rename = "final")]
     pub last: Record,
     pub dynamics: Dynamics,
@@ -398,7 +583,6 @@ pub struct ModelSummary {
 pub struct Summary {
     pub name: String,
     pub steps: u64,
-    pub seconds: f64,
     pub threshold: f64,
     pub full_threshold: f64,
     pub n_train: usize,
@@ -406,13 +590,17 @@ pub struct Summary {
     pub models: Vec<ModelSummary>,
 }
 
-fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) -> Summary {
+fn summary(
+    cfg: &Checked,
+    setup: &Setup,
+    history: &[Vec<Record>],
+    diverged_at: &[Option<u64>],
+) -> Summary {
     let t = Thresholds::from(&cfg.eval);
     let hi = t.hi;
     Summary {
         name: cfg.name.clone(),
         steps: setup.total_steps,
-        seconds,
         threshold: hi,
         full_threshold: t.full,
         n_train: setup.split.n_train(),
@@ -422,13 +610,19 @@ fn summary(cfg: &Checked, setup: &Setup, history: &[Vec<Record>], seconds: f64) 
             .iter()
             .zip(history)
             .zip(&setup.labels)
-            .filter_map(|((spec, hist), labels)| {
+            .enumerate()
+            .filter_map(|(i, ((spec, hist), labels))| {
                 let last = hist.last()?.clone();
                 Some(ModelSummary {
                     spec: spec.clone(),
                     lr_effective: cfg.effective_lr(spec.lr),
                     n_corrupted: labels.n_corrupted(),
-                    phase: last.phase(t),
+                    phase: if diverged_at.get(i).copied().flatten().is_some() {
+                        Phase::Diverged
+                    } else {
+                        last.phase(t)
+                    },
+                    diverged_step: diverged_at.get(i).copied().flatten(),
                     dynamics: dynamics(hist, hi),
                     last,
                 })
@@ -541,23 +735,25 @@ fn read_metrics_csv(
     Ok(out)
 }
 
-/// `ipr_hist.csv`: per model and evaluation step, the number of living neurons whose IPR falls
-/// in each of the bins `[i/B, (i+1)/B)` (the last bin closed).
-fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
-    let bins = crate::metrics::IPR_BINS;
+fn ipr_hist_header() -> String {
     let mut s = String::from("model,step");
-    for i in 0..bins {
+    for i in 0..crate::metrics::IPR_BINS {
         s.push_str(&format!(",bin{:02}", i));
     }
     s.push('\n');
-    for (m, recs) in history.iter().enumerate() {
-        for r in recs {
-            s.push_str(&format!("{m},{}", r.step));
-            for c in &r.ipr_hist {
-                s.push_str(&format!(",{c}"));
-            }
-            s.push('\n');
+    s
+}
+
+/// `ipr_hist.csv` rows of one evaluation: per model, the number of living neurons whose IPR
+/// falls in each of the bins `[i/B, (i+1)/B)` (the last bin closed).
+fn ipr_hist_rows(rows: &[(usize, &Record)]) -> String {
+    let mut s = String::new();
+    for (m, r) in rows {
+        s.push_str(&format!("{m},{}", r.step));
+        for c in &r.ipr_hist {
+            s.push_str(&format!(",{c}"));
         }
+        s.push('\n');
     }
     s
 }
@@ -565,6 +761,24 @@ fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metrics_csv(history: &[Vec<Record>]) -> String {
+        let mut s = metrics_header();
+        for (m, recs) in history.iter().enumerate() {
+            recs.iter()
+                .for_each(|r| s.push_str(&metrics_rows(&[(m, r)])));
+        }
+        s
+    }
+
+    fn ipr_hist_csv(history: &[Vec<Record>]) -> String {
+        let mut s = ipr_hist_header();
+        for (m, recs) in history.iter().enumerate() {
+            recs.iter()
+                .for_each(|r| s.push_str(&ipr_hist_rows(&[(m, r)])));
+        }
+        s
+    }
 
     fn rec(step: u64, mem: Option<f64>) -> Record {
         Record {

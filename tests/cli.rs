@@ -387,12 +387,27 @@ fn a_length_override_replaces_the_other_length() {
         "run",
     ];
     let out = grokscope(&args, tmp.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("replaces the config's train.epochs"));
     let cfg = std::fs::read_to_string(tmp.path().join("run/config.toml")).unwrap();
-    assert!(cfg.contains("steps = 7") && !cfg.contains("epochs ="), "{cfg}");
+    assert!(
+        cfg.contains("steps = 7") && !cfg.contains("epochs ="),
+        "{cfg}"
+    );
     let both = grokscope(
-        &["train", "--set", "train.steps=7", "--set", "train.epochs=2", "--out", "b"],
+        &[
+            "train",
+            "--set",
+            "train.steps=7",
+            "--set",
+            "train.epochs=2",
+            "--out",
+            "b",
+        ],
         tmp.path(),
     );
     assert_eq!(both.status.code(), Some(2));

@@ -72,7 +72,15 @@ fn run_report_has_every_figure() {
     let run = RunDir::create(&dir).unwrap();
     let cfg = cfg.check().unwrap();
     run.write_config(&cfg).unwrap();
-    train_into(&cfg, cfg.setup().unwrap(), &run, &mut |_| Ok(())).unwrap();
+    train_into(
+        &cfg,
+        cfg.setup().unwrap(),
+        &run,
+        false,
+        Default::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     let html = report(&dir, false).unwrap();
     assert_eq!(html, dir.join("report/report.html"));
     let rep = dir.join("report");

@@ -362,7 +362,15 @@ eval.checkpoint_every = 10
     .unwrap();
     let run = RunDir::create(&tmp.path().join("alone")).unwrap();
     run.write_config(&cfg).unwrap();
-    train_into(&cfg, cfg.setup().unwrap(), &run, &mut |_| Ok(())).unwrap();
+    train_into(
+        &cfg,
+        cfg.setup().unwrap(),
+        &run,
+        false,
+        Default::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     for step in [10, 20] {
         let name = format!("step-{step:08}.safetensors");
         let alone = tmp.path().join("alone/checkpoints").join(&name);

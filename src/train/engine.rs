@@ -25,6 +25,12 @@ pub trait Engine {
     fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>>;
     /// Restores every model from a file written by [`Engine::save`] for the same fleet.
     fn load(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Everything training needs to continue to the same bits, as a safetensors file: the
+    /// parameters, the AdamW moments and step counts, BatchNorm running statistics, and the
+    /// fleet's step counter (which seeds the dropout masks).
+    fn save_state(&self) -> Result<Vec<u8>>;
+    /// Restores a state written by [`Engine::save_state`] for the same fleet.
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
 /// The per-model settings a fleet may vary.
@@ -107,18 +113,40 @@ pub fn write_safetensors(
                 .map(|t| (name.clone(), t))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let meta = meta
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect::<std::collections::HashMap<_, _>>();
+    // One metadata key holding a JSON object with sorted keys: safetensors keeps metadata in a
+    // HashMap, whose order changes from process to process, and files must be reproducible
+    // to the byte.
+    let info: std::collections::BTreeMap<&str, String> = meta.into_iter().collect();
+    let meta = std::collections::HashMap::from([(
+        META_KEY.to_string(),
+        serde_json::to_string(&info).unwrap_or_default(),
+    )]);
     Ok(safetensors::serialize(views, Some(meta))?)
 }
 
-/// Opens a safetensors file written by [`write_safetensors`] with `format` in its metadata (a
-/// file without the key is accepted).
-pub fn open_safetensors<'a>(bytes: &'a [u8], format: &str) -> Result<safetensors::SafeTensors<'a>> {
+/// The metadata key of grokscope's safetensors files: a JSON object (`format`, `p`, `models`,
+/// `step`, …).
+pub const META_KEY: &str = "grokscope";
+
+/// The metadata entry `key` of a safetensors file (from the JSON object under [`META_KEY`],
+/// or a top-level key as files before it had).
+pub fn read_meta(bytes: &[u8], key: &str) -> Result<Option<String>> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
-    if let Some(found) = meta.metadata().as_ref().and_then(|m| m.get("format")) {
+    let Some(m) = meta.metadata().as_ref() else {
+        return Ok(None);
+    };
+    if let Some(info) = m.get(META_KEY) {
+        let info: std::collections::BTreeMap<String, String> = serde_json::from_str(info)
+            .map_err(|e| Error::Weights(format!("metadata `{META_KEY}`: {e}")))?;
+        return Ok(info.get(key).cloned());
+    }
+    Ok(m.get(key).cloned())
+}
+
+/// Opens a safetensors file written by [`write_safetensors`] with `format` in its metadata (a
+/// file without one is accepted).
+pub fn open_safetensors<'a>(bytes: &'a [u8], format: &str) -> Result<safetensors::SafeTensors<'a>> {
+    if let Some(found) = read_meta(bytes, "format")? {
         if found != format {
             return Err(Error::Weights(format!(
                 "the file holds {found} weights, the config asks for {format}"
@@ -142,4 +170,27 @@ pub fn read_tensor(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+/// The optimizer step counts of a state file's metadata (`adam_t`: comma-separated).
+pub fn parse_counts(text: Option<String>, n: usize) -> Result<Vec<u64>> {
+    let text = text.ok_or_else(|| Error::Weights("state without AdamW step counts".into()))?;
+    let v: Vec<u64> = text
+        .split(',')
+        .map(|x| x.trim().parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Weights(format!("bad AdamW step counts {text:?}")))?;
+    if v.len() != n {
+        return Err(Error::Weights(format!(
+            "{} AdamW step counts for {n} parameter blocks",
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// The fleet step of a state file's metadata.
+pub fn parse_step(text: Option<String>) -> Result<u64> {
+    text.and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Weights("state without a valid step".into()))
 }

@@ -463,6 +463,14 @@ impl engine::Engine for Fleet {
         )
     }
 
+    fn save_state(&self) -> Result<Vec<u8>> {
+        self.state_impl()
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        self.load_state_impl(bytes)
+    }
+
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
@@ -503,6 +511,50 @@ impl engine::Engine for Fleet {
 }
 
 impl Fleet {
+    fn state_impl(&self) -> Result<Vec<u8>> {
+        let n = self.arch.n_params();
+        let mut tensors = Vec::new();
+        for (i, m) in self.models.iter().enumerate() {
+            tensors.push((format!("{i}.params"), vec![n], m.params.clone()));
+            tensors.push((format!("{i}.adam_m"), vec![n], m.adam.m.clone()));
+            tensors.push((format!("{i}.adam_v"), vec![n], m.adam.v.clone()));
+            if let Some(rs) = &m.running {
+                tensors.push((format!("{i}.bn_mean"), vec![rs.mean.len()], rs.mean.clone()));
+                tensors.push((format!("{i}.bn_var"), vec![rs.var.len()], rs.var.clone()));
+            }
+        }
+        let t: Vec<String> = self.models.iter().map(|m| m.adam.t.to_string()).collect();
+        engine::write_safetensors(
+            tensors,
+            vec![
+                ("format", "grokscope-mlp-state".to_string()),
+                ("models", self.models.len().to_string()),
+                ("step", self.step.to_string()),
+                ("adam_t", t.join(",")),
+            ],
+        )
+    }
+
+    fn load_state_impl(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = engine::open_safetensors(bytes, "grokscope-mlp-state")?;
+        let n = self.arch.n_params();
+        let w = self.arch.width;
+        let step = engine::parse_step(engine::read_meta(bytes, "step")?)?;
+        let t = engine::parse_counts(engine::read_meta(bytes, "adam_t")?, self.models.len())?;
+        for (i, m) in self.models.iter_mut().enumerate() {
+            m.params = engine::read_tensor(&st, &format!("{i}.params"), &[n])?;
+            m.adam.m = engine::read_tensor(&st, &format!("{i}.adam_m"), &[n])?;
+            m.adam.v = engine::read_tensor(&st, &format!("{i}.adam_v"), &[n])?;
+            m.adam.t = t[i];
+            if let Some(rs) = m.running.as_mut() {
+                rs.mean = engine::read_tensor(&st, &format!("{i}.bn_mean"), &[w])?;
+                rs.var = engine::read_tensor(&st, &format!("{i}.bn_var"), &[w])?;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+
     /// Every neuron of model `m`: its `U` row, `V` row and `W` column, and its BatchNorm.
     pub fn neurons(&self, m: usize) -> Vec<NeuronView> {
         let (arch, model) = (&self.arch, &self.models[m]);

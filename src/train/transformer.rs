@@ -387,6 +387,60 @@ impl Engine for TFleet {
         )
     }
 
+    fn save_state(&self) -> Result<Vec<u8>> {
+        let mut tensors = Vec::new();
+        let mut t = Vec::new();
+        for (i, st) in self.models.iter().enumerate() {
+            for (j, q) in st.model.params.iter().enumerate() {
+                let n = st.host[j].len();
+                tensors.push((format!("{i}.{}", q.name), vec![n], st.host[j].clone()));
+                tensors.push((
+                    format!("{i}.{}.adam_m", q.name),
+                    vec![n],
+                    st.adam[j].m.clone(),
+                ));
+                tensors.push((
+                    format!("{i}.{}.adam_v", q.name),
+                    vec![n],
+                    st.adam[j].v.clone(),
+                ));
+                t.push(st.adam[j].t.to_string());
+            }
+        }
+        engine::write_safetensors(
+            tensors,
+            vec![
+                ("format", "grokscope-transformer-state".to_string()),
+                ("models", self.models.len().to_string()),
+                ("step", self.step.to_string()),
+                ("adam_t", t.join(",")),
+            ],
+        )
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let st = engine::open_safetensors(bytes, "grokscope-transformer-state")?;
+        let step = engine::parse_step(engine::read_meta(bytes, "step")?)?;
+        let names = self.param_names();
+        let t = engine::parse_counts(
+            engine::read_meta(bytes, "adam_t")?,
+            self.models.len() * names.len(),
+        )?;
+        for i in 0..self.models.len() {
+            for (j, name) in names.iter().enumerate() {
+                let n = self.models[i].host[j].len();
+                let host = engine::read_tensor(&st, &format!("{i}.{name}"), &[n])?;
+                self.set_param(i, name, &host)?;
+                let adam = &mut self.models[i].adam[j];
+                adam.m = engine::read_tensor(&st, &format!("{i}.{name}.adam_m"), &[n])?;
+                adam.v = engine::read_tensor(&st, &format!("{i}.{name}.adam_v"), &[n])?;
+                adam.t = t[i * names.len() + j];
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-transformer")?;
         let m = self.models.len();

@@ -1,0 +1,292 @@
+//! Runs that are never lost: streamed metrics, interrupt (SIGINT) and resume, autosave and
+//! SIGKILL, progress lines in logs, a diverging model in a fleet.
+
+mod common;
+use common::grokscope;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OUTPUTS: [&str; 4] = [
+    "metrics.csv",
+    "ipr_hist.csv",
+    "summary.json",
+    "weights.safetensors",
+];
+
+/// An MLP fleet with dropout, minibatches and BatchNorm: a few seconds of training.
+fn mlp_args(out: &str) -> Vec<String> {
+    [
+        "train",
+        "--no-report",
+        "--set",
+        "data.p=31",
+        "--set",
+        "model.width=64",
+        "--set",
+        "model.batchnorm=true",
+        "--set",
+        "model.dropout=[0.0, 0.1]",
+        "--set",
+        "data.corruption=0.2",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.steps=6000",
+        "--set",
+        "eval.every=50",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A small Transformer with dropout.
+fn transformer_args(out: &str) -> Vec<String> {
+    [
+        "train",
+        "--no-report",
+        "--set",
+        "model.kind=transformer",
+        "--set",
+        "data.p=13",
+        "--set",
+        "data.corruption=0.2",
+        "--set",
+        "model.transformer.d_model=16",
+        "--set",
+        "model.transformer.heads=2",
+        "--set",
+        "model.dropout=0.1",
+        "--set",
+        "train.loss=ce",
+        "--set",
+        "train.steps=400",
+        "--set",
+        "eval.every=20",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn spawn(args: &[String], cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs")
+}
+
+/// Waits until `metrics.csv` in `dir` has more than `rows` lines (the run is under way).
+fn wait_for_rows(dir: &Path, rows: usize) {
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(dir.join("metrics.csv"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n > rows {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never got going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for f in OUTPUTS {
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        assert!(
+            x == y,
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+fn resume(dir: &str, cwd: &Path) {
+    let out = grokscope(&["train", "--resume", dir, "--no-report"], cwd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn interrupted_run_resumes_to_the_same_bytes(args: fn(&str) -> Vec<String>, wait_rows: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let full = grokscope(
+        &args("full").iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        t,
+    );
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let mut child = spawn(&args("part"), t);
+    wait_for_rows(&t.join("part"), wait_rows);
+    // Mid-run, metrics.csv holds every evaluation so far: whole rows of 16 fields.
+    let mid = std::fs::read_to_string(t.join("part/metrics.csv")).unwrap();
+    assert!(mid.lines().all(|l| l.split(',').count() == 16), "{mid}");
+    signal(&child, "-INT");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut err)
+        .ok();
+    assert_eq!(status.code(), Some(130), "exit 128 + SIGINT");
+    let state = std::fs::read_to_string(t.join("part/state.json")).unwrap();
+    assert!(state.contains("\"interrupted\""), "{state}");
+    assert!(
+        !t.join("part/summary.json").exists(),
+        "a run interrupted early is unfinished"
+    );
+    resume("part", t);
+    assert_same_outputs(&t.join("full"), &t.join("part"));
+    assert!(!t.join("part/resume.safetensors").exists());
+    // A finished run is not resumed again.
+    let again = grokscope(&["train", "--resume", "part"], t);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("finished"));
+}
+
+#[test]
+fn an_mlp_interrupted_with_sigint_resumes_to_the_same_bytes() {
+    interrupted_run_resumes_to_the_same_bytes(mlp_args, 20);
+}
+
+#[test]
+fn a_transformer_interrupted_with_sigint_resumes_to_the_same_bytes() {
+    interrupted_run_resumes_to_the_same_bytes(transformer_args, 4);
+}
+
+/// SIGKILL gives no chance to save: the run resumes from its last autosave and still ends
+/// identical to an uninterrupted run.
+#[test]
+fn a_killed_run_resumes_from_its_autosave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let with_autosave = |out: &str| {
+        let mut a = mlp_args(out);
+        a.extend(["--set".into(), "eval.autosave_minutes=0.002".into()]);
+        a
+    };
+    let full = grokscope(
+        &with_autosave("full")
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+        t,
+    );
+    assert!(full.status.success());
+    let mut child = spawn(&with_autosave("part"), t);
+    // Wait for an autosave, then kill without warning.
+    let t0 = Instant::now();
+    while !t.join("part/resume.safetensors").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no autosave");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_rows(&t.join("part"), 30);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let state = std::fs::read_to_string(t.join("part/state.json")).unwrap();
+    if state.contains("\"finished\"") {
+        // The machine was fast enough to finish before the kill: nothing to resume.
+        return;
+    }
+    assert!(state.contains("\"running\""), "{state}");
+    resume("part", t);
+    assert_same_outputs(&t.join("full"), &t.join("part"));
+}
+
+/// Without a terminal, progress lines appear in the log while the run trains.
+#[test]
+fn progress_lines_appear_before_the_run_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn(&mlp_args("run"), tmp.path());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen_while_running = false;
+    while let Some(Ok(line)) = lines.next() {
+        if line.starts_with("step ") {
+            seen_while_running |= child.try_wait().unwrap().is_none();
+            assert!(line.contains("eta") && line.contains("test"), "{line}");
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(seen_while_running, "a progress line before the end");
+}
+
+/// One model of a fleet diverges: the run finishes (exit 0), that model is Diverged at a
+/// recorded step, and the other trains exactly as it does alone.
+#[test]
+fn a_diverging_model_does_not_disturb_its_fleet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = [
+        "train",
+        "-q",
+        "--no-report",
+        "--set",
+        "data.p=11",
+        "--set",
+        "model.width=16",
+        "--set",
+        "data.corruption=0.2",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.steps=200",
+    ];
+    let run = |lr: &str, out: &str| {
+        let mut a = base.to_vec();
+        a.extend(["--set", lr, "--out", out]);
+        let o = grokscope(&a, tmp.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("train.lr=[1e6, 0.01]", "fleet");
+    run("train.lr=0.01", "alone");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("fleet/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let m0 = &summary["models"][0];
+    assert_eq!(m0["phase"], "Diverged");
+    let at = m0["diverged_step"].as_u64().expect("the step it diverged");
+    assert!((1..=200).contains(&at));
+    assert!(summary["models"][1]["diverged_step"].is_null());
+    let rows = |dir: &str, model: &str| -> Vec<String> {
+        std::fs::read_to_string(tmp.path().join(dir).join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(&format!("{model},")))
+            .map(|l| l.split_once(',').unwrap().1.to_string())
+            .collect()
+    };
+    assert_eq!(rows("fleet", "1"), rows("alone", "0"));
+}
