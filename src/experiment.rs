@@ -263,19 +263,24 @@ impl DirHooks<'_, '_> {
         status: Status,
         diverged: &[Option<u64>],
     ) -> Result<()> {
+        let t = std::time::Instant::now();
         self.dir.write_resume(network)?;
         self.state.status = status;
         self.state.step = step;
         self.state.resumable_step = Some(step);
         self.state.seconds = self.seconds_before + self.clock.elapsed().as_secs_f64();
         self.state.diverged_at = diverged.to_vec();
+        self.state.io_seconds += t.elapsed().as_secs_f64();
         self.dir.write_state(&self.state)
     }
 }
 
 impl Hooks for DirHooks<'_, '_> {
     fn evaluated(&mut self, _step: u64, records: &[&Record]) -> Result<()> {
-        self.stream.append(records)
+        let t = std::time::Instant::now();
+        self.stream.append(records)?;
+        self.state.io_seconds += t.elapsed().as_secs_f64();
+        Ok(())
     }
     fn after_step(
         &mut self,
@@ -351,6 +356,7 @@ pub fn train_into(
         total_steps: setup.total_steps,
         resumable_step: start.as_ref().map(|s| s.step),
         seconds: seconds_before,
+        io_seconds: 0.0,
         diverged_at: vec![None; m],
     };
     dir.write_state(&state)?;

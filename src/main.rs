@@ -465,7 +465,10 @@ fn print_table(s: &rundir::Summary) {
             f(m.last.mem_acc),
             f(m.last.inv_acc),
             f(m.last.clean_acc),
-            m.phase
+            match m.diverged_step {
+                Some(step) => format!("{} (loss not finite from step {step})", m.phase),
+                None => m.phase.to_string(),
+            }
         );
     }
 }

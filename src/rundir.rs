@@ -126,6 +126,9 @@ pub struct RunState {
     pub resumable_step: Option<u64>,
     /// Wall-clock seconds of training, over all sessions of the run.
     pub seconds: f64,
+    /// Of those, seconds spent writing metrics, state and autosaves.
+    #[serde(default)]
+    pub io_seconds: f64,
     /// Per model, the first step whose training loss was NaN or infinite.
     pub diverged_at: Vec<Option<u64>>,
 }

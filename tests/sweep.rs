@@ -431,6 +431,13 @@ train.batch_size = 8
         .collect();
     assert_eq!(diverged, vec![1, 3], "the lr = 1e6 runs");
     assert!(!recs[&1].last.is_finite());
+    // NaN weights are not dead neurons: the mean IPR is NaN, no neuron counts as dead.
+    assert!(
+        recs[&1].last.norm_u.is_nan(),
+        "this run reaches NaN weights"
+    );
+    assert_eq!(recs[&1].last.dead_neurons, 0);
+    assert!(recs[&1].last.mean_ipr.is_some_and(f64::is_nan));
     let record = std::fs::read_to_string(dir.join("runs/000001.json")).unwrap();
     assert!(record.contains(r#""train_loss": "NaN""#), "{record}");
     // Resuming reads the records back; the grid and the report show the cells.

@@ -179,7 +179,7 @@ pub const IPR_BINS: usize = 20;
 
 pub fn ipr_histogram(iprs: &[Option<f64>]) -> Vec<u32> {
     let mut h = vec![0u32; IPR_BINS];
-    for x in iprs.iter().flatten() {
+    for x in iprs.iter().flatten().filter(|x| x.is_finite()) {
         let b = ((x * IPR_BINS as f64) as usize).min(IPR_BINS - 1);
         h[b] += 1;
     }

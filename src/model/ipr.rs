@@ -3,7 +3,8 @@
 //! For a vector `u` of length `p`, `û = |rfft(u)|` (the `⌊p/2⌋ + 1` magnitudes of its real
 //! DFT) and `IPR_r(u) = Σ û^{2r} / (Σ û²)^r` with `r = 2`. Computed in f64 after dividing by
 //! the largest magnitude, so strongly decayed weights do not underflow. An all-zero vector has
-//! no IPR.
+//! no IPR (its neuron may be dead); a vector with a NaN or infinite entry has IPR NaN (its
+//! model diverged; its neuron is not dead).
 
 use realfft::{RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -52,10 +53,16 @@ impl Ipr {
 
     fn load(&mut self, x: &[f32], offset: usize, stride: usize) -> Option<()> {
         let p = self.input.len();
+        if (0..p).any(|i| !x[offset + i * stride].is_finite()) {
+            // A diverged vector is not a dead one: its spectrum and IPR are NaN.
+            let nan = realfft::num_complex::Complex::new(f64::NAN, f64::NAN);
+            self.spectrum.iter_mut().for_each(|c| *c = nan);
+            return Some(());
+        }
         let max = (0..p)
             .map(|i| (x[offset + i * stride] as f64).abs())
             .fold(0.0, f64::max);
-        if max == 0.0 || !max.is_finite() {
+        if max == 0.0 {
             return None;
         }
         for i in 0..p {
