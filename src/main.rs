@@ -223,7 +223,9 @@ fn run() -> Result<i32> {
         Some(Command::Sweep(c)) => cmd_sweep(c).map(|_| 0),
         Some(Command::Report { dir, force }) => {
             let t0 = std::time::Instant::now();
-            let path = grokscope::report::report(&dir, force)?;
+            let path = busy("drawing the report", || {
+                grokscope::report::report(&dir, force)
+            })?;
             println!(
                 "report: {} ({:.1} s)",
                 path.display(),
@@ -278,6 +280,32 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     let run = RunDir::create(&dir)?;
     run.write_config(&cfg)?;
     train_run(&a, &cfg, run, setup, false)
+}
+
+/// Runs `f` with a spinner and the elapsed time on a terminal, and with a line when it ends
+/// (after more than two seconds) otherwise.
+fn busy<T>(what: &str, f: impl FnOnce() -> grokscope::Result<T>) -> grokscope::Result<T> {
+    use std::io::IsTerminal;
+    let t0 = std::time::Instant::now();
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = ProgressBar::new_spinner();
+        s.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+        );
+        s.set_message(what.to_string());
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+        s
+    } else {
+        eprintln!("{what} …");
+        ProgressBar::hidden()
+    };
+    let out = f();
+    spinner.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    if secs > 2.0 {
+        eprintln!("{what}: {secs:.1} s");
+    }
+    out
 }
 
 /// One plain progress line (for logs: output that is not a terminal).
@@ -372,17 +400,36 @@ fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bo
             let mean = |f: &dyn Fn(&grokscope::metrics::Record) -> f64| {
                 p.latest.iter().map(|r| f(r)).sum::<f64>() / k
             };
-            bar.set_message(format!(
-                "loss {:.3e} train {:.3} test {:.3}{}",
-                mean(&|r| r.train_loss),
-                mean(&|r| r.train_acc),
-                mean(&|r| r.test_acc),
-                if p.latest.len() > 1 {
-                    " (fleet mean)"
-                } else {
-                    ""
-                }
-            ));
+            // One model: its loss and accuracies; a fleet: each model's test / A_mem.
+            let msg = if p.latest.len() == 1 {
+                format!(
+                    "loss {:.3e} train {:.3} test {:.3}",
+                    mean(&|r| r.train_loss),
+                    mean(&|r| r.train_acc),
+                    mean(&|r| r.test_acc)
+                )
+            } else {
+                let per: Vec<String> = p
+                    .latest
+                    .iter()
+                    .take(6)
+                    .map(|r| {
+                        format!(
+                            "{:.2}/{}",
+                            r.test_acc,
+                            r.mem_acc
+                                .map(|x| format!("{x:.2}"))
+                                .unwrap_or_else(|| "—".into())
+                        )
+                    })
+                    .collect();
+                format!(
+                    "test/A_mem {}{}",
+                    per.join(" "),
+                    if p.latest.len() > 6 { " …" } else { "" }
+                )
+            };
+            bar.set_message(msg);
         }
         if !terminal && !a.quiet {
             // Every 30 s and every 10 % of the steps, and at the end.
@@ -528,7 +575,9 @@ fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
         a.run_dir.display(),
         if m == 1 { "" } else { "s" }
     );
-    let summaries = grokscope::analyze::analyze_run(&mut run, a.model, a.force)?;
+    let summaries = busy("per-neuron analysis and three pruning sweeps", || {
+        grokscope::analyze::analyze_run(&mut run, a.model, a.force)
+    })?;
     for m in &summaries {
         let freqs: Vec<String> = m
             .dominant_frequencies
@@ -570,8 +619,9 @@ fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
 
 fn cmd_prune(a: PruneArgs) -> Result<()> {
     let mut run = rundir::load_run(&a.run_dir)?;
-    let (path, sweeps) =
-        grokscope::analyze::write_prune(&mut run, a.model, a.order, a.seed, a.force)?;
+    let (path, sweeps) = busy("pruning", || {
+        grokscope::analyze::write_prune(&mut run, a.model, a.order, a.seed, a.force)
+    })?;
     let n = run.setup.network.n_neurons();
     for (m, pts) in &sweeps {
         println!("model {m}, {} order:", a.order.name());
