@@ -315,6 +315,12 @@ impl Config {
         Ok((cfg, notes))
     }
 
+    /// A fingerprint of the resolved config (FNV-1a of its TOML): what a saved state or a
+    /// sweep plan belongs to.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.to_toml())
+    }
+
     /// The config as TOML, every default filled in.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config always serializes")
@@ -694,6 +700,16 @@ impl Checked {
             network,
         })
     }
+}
+
+/// FNV-1a (64 bits, hex) of `text`: a stable fingerprint, the same on every machine.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// `batch_size`: a positive integer or `"full"` (= absent).

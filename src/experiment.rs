@@ -4,7 +4,7 @@
 //! [`train_into`] runs it in a run directory: interrupted runs resume to the same bytes.
 
 use crate::config::{Checked, ModelSpec, Setup};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics::{record, Record};
 use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
 use crate::train::{Engine, Network};
@@ -243,6 +243,7 @@ pub enum RunEnd {
 
 /// The hooks of a run directory: streamed metrics, checkpoints, autosaves, stopping.
 struct DirHooks<'a, 'b> {
+    cfg: &'a Checked,
     dir: &'a RunDir,
     stream: MetricsStream,
     state: RunState,
@@ -264,12 +265,14 @@ impl DirHooks<'_, '_> {
         diverged: &[Option<u64>],
     ) -> Result<()> {
         let t = std::time::Instant::now();
-        self.dir.write_resume(network)?;
         self.state.status = status;
         self.state.step = step;
         self.state.resumable_step = Some(step);
         self.state.seconds = self.seconds_before + self.clock.elapsed().as_secs_f64();
         self.state.diverged_at = diverged.to_vec();
+        // The saved state carries its own step and bookkeeping: state.json, written after
+        // it, only reports.
+        self.dir.write_resume(self.cfg, network, &self.state)?;
         self.state.io_seconds += t.elapsed().as_secs_f64();
         self.dir.write_state(&self.state)
     }
@@ -328,27 +331,29 @@ pub fn train_into(
 ) -> Result<RunEnd> {
     let mut setup = setup;
     let m = setup.specs.len();
-    let (start, seconds_before, stream) = if resume {
-        let (state, step) = dir.resumable()?;
-        setup.network.load_state(&dir.read_resume()?)?;
-        let history = dir.read_history_upto(m, step)?;
-        let stream = dir.restart_metrics(&history)?;
-        let diverged_at = if state.diverged_at.len() == m {
-            state.diverged_at.clone()
-        } else {
-            vec![None; m]
-        };
+    let lock = dir.lock()?;
+    let (start, seconds_before, io_before, stream) = if resume {
+        let point = dir.resume_point(cfg, m, setup.total_steps)?;
+        setup
+            .network
+            .load_state(&point.bytes)
+            .map_err(|e| Error::BadFile {
+                path: dir.path().join("resume.safetensors"),
+                why: e.to_string(),
+            })?;
+        let stream = dir.restart_metrics(&point.history)?;
         (
             Some(Start {
-                step,
-                history,
-                diverged_at,
+                step: point.step,
+                history: point.history,
+                diverged_at: point.diverged_at,
             }),
-            state.seconds,
+            point.seconds,
+            point.io_seconds,
             stream,
         )
     } else {
-        (None, 0.0, dir.start_metrics()?)
+        (None, 0.0, 0.0, dir.start_metrics()?)
     };
     let state = RunState {
         status: Status::Running,
@@ -356,11 +361,12 @@ pub fn train_into(
         total_steps: setup.total_steps,
         resumable_step: start.as_ref().map(|s| s.step),
         seconds: seconds_before,
-        io_seconds: 0.0,
+        io_seconds: io_before,
         diverged_at: vec![None; m],
     };
     dir.write_state(&state)?;
     let mut hooks = DirHooks {
+        cfg,
         dir,
         stream,
         state,
@@ -374,6 +380,7 @@ pub fn train_into(
     };
     let out = run_loop(cfg, setup, start, &mut hooks)?;
     if let Some(signal) = hooks.stopped {
+        drop(lock);
         return Ok(RunEnd::Interrupted {
             step: out.step,
             signal,
@@ -392,6 +399,7 @@ pub fn train_into(
     state.diverged_at = out.diverged_at.clone();
     dir.write_state(&state)?;
     dir.remove_resume()?;
+    drop(lock);
     Ok(RunEnd::Finished(Box::new(out), summary))
 }
 

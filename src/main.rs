@@ -177,7 +177,7 @@ struct TrainArgs {
     no_report: bool,
     /// Continue an interrupted run in DIR from its saved state (written on Ctrl-C/SIGTERM and
     /// every eval.autosave_minutes); the results equal an uninterrupted run's to the byte.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "sets", "out"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "sets", "out", "runs_dir"])]
     resume: Option<PathBuf>,
 }
 
@@ -240,19 +240,58 @@ fn run() -> Result<i32> {
     }
 }
 
+/// Installs the SIGINT/SIGTERM handlers: the first signal sets the returned flag (to its
+/// number), so the run stops after its current step with a resumable state; a second SIGINT
+/// or SIGTERM exits at once.
+fn install_stop() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let install = || -> std::io::Result<()> {
+            signal_hook::flag::register_conditional_shutdown(
+                sig,
+                signal_exit(sig as usize),
+                Arc::clone(&armed),
+            )?;
+            signal_hook::flag::register(sig, Arc::clone(&armed))?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)?;
+            Ok(())
+        };
+        install().context("cannot install the signal handler")?;
+    }
+    Ok(stop)
+}
+
 fn cmd_train(a: TrainArgs) -> Result<i32> {
+    use std::sync::atomic::Ordering;
+    // First of all, so that no signal is lost while the config is read and the data built.
+    let stop = install_stop()?;
+    let stopped_early = || {
+        let sig = stop.load(Ordering::SeqCst);
+        (sig != 0).then(|| {
+            eprintln!("interrupted before training started; nothing was written");
+            signal_exit(sig)
+        })
+    };
     if let Some(dir) = &a.resume {
         let run = RunDir::open(dir)?;
         let cfg = run.read_config()?;
-        let (state, step) = run.resumable()?;
-        eprintln!(
-            "resuming {} at step {step} of {} ({})",
-            dir.display(),
-            state.total_steps,
-            state.status.name()
-        );
         let setup = cfg.setup()?;
-        return train_run(&a, &cfg, run, setup, true);
+        // Check everything before anything changes.
+        let point = run.resume_point(&cfg, setup.specs.len(), setup.total_steps)?;
+        eprintln!(
+            "resuming {} at step {} of {} ({})",
+            dir.display(),
+            point.step,
+            setup.total_steps,
+            point.state.status.name()
+        );
+        if let Some(code) = stopped_early() {
+            return Ok(code);
+        }
+        return train_run(&a, &cfg, run, setup, true, &stop);
     }
     let (text, source) = match &a.config {
         Some(path) => (
@@ -277,9 +316,12 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     };
     // Build everything that can fail before creating the directory.
     let setup = cfg.setup().with_context(|| format!("in {source}"))?;
+    if let Some(code) = stopped_early() {
+        return Ok(code);
+    }
     let run = RunDir::create(&dir)?;
     run.write_config(&cfg)?;
-    train_run(&a, &cfg, run, setup, false)
+    train_run(&a, &cfg, run, setup, false, &stop)
 }
 
 /// Runs `f` with a spinner and the elapsed time on a terminal, and with a line when it ends
@@ -344,10 +386,15 @@ fn progress_line(p: &Progress, elapsed: f64) -> String {
 
 /// Trains a built fleet in the run directory `run` (fresh or resumed), with a progress bar on
 /// a terminal and progress lines otherwise; Ctrl-C or SIGTERM stops it resumably.
-fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bool) -> Result<i32> {
+fn train_run(
+    a: &TrainArgs,
+    cfg: &Checked,
+    run: RunDir,
+    setup: Setup,
+    resume: bool,
+    stop: &std::sync::atomic::AtomicUsize,
+) -> Result<i32> {
     use std::io::IsTerminal;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     let dir = run.path().to_path_buf();
     let n_models = setup.specs.len();
     eprintln!(
@@ -357,23 +404,6 @@ fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bo
         if n_models == 1 { "" } else { "s" },
         dir.display()
     );
-    // SIGINT/SIGTERM: stop after the current step with a resumable state; a second SIGINT
-    // exits at once.
-    let stop = Arc::new(AtomicUsize::new(0));
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let install = || -> std::io::Result<()> {
-            signal_hook::flag::register_conditional_shutdown(
-                sig,
-                signal_exit(sig as usize),
-                Arc::clone(&armed),
-            )?;
-            signal_hook::flag::register(sig, Arc::clone(&armed))?;
-            signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)?;
-            Ok(())
-        };
-        install().context("cannot install the signal handler")?;
-    }
     let terminal = std::io::stderr().is_terminal();
     let bar = if a.quiet || !terminal {
         ProgressBar::hidden()
@@ -447,7 +477,7 @@ fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bo
     };
     let minutes = cfg.eval.autosave_minutes;
     let control = Control {
-        stop: Some(&stop),
+        stop: Some(stop),
         autosave: (minutes > 0.0).then_some(minutes * 60.0),
     };
     let end = train_into(cfg, setup, &run, resume, control, &mut progress)?;
@@ -460,20 +490,29 @@ fn train_run(a: &TrainArgs, cfg: &Checked, run: RunDir, setup: Setup, resume: bo
                 dir.display(),
                 dir.display()
             );
-            let _ = stop.load(Ordering::SeqCst);
             return Ok(signal_exit(signal));
         }
     };
     print_table(&summary);
     let steps = outcome.setup.total_steps;
-    println!(
-        "\n{} steps × {} model{} in {:.1} s ({:.2} ms per model-step).",
-        steps,
-        n_models,
-        if n_models == 1 { "" } else { "s" },
-        outcome.seconds,
-        outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
-    );
+    if resume {
+        println!(
+            "\n{} steps × {} model{} (resumed; this session: {:.1} s).",
+            steps,
+            n_models,
+            if n_models == 1 { "" } else { "s" },
+            outcome.seconds
+        );
+    } else {
+        println!(
+            "\n{} steps × {} model{} in {:.1} s ({:.2} ms per model-step).",
+            steps,
+            n_models,
+            if n_models == 1 { "" } else { "s" },
+            outcome.seconds,
+            outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
+        );
+    }
     println!(
         "Results in {}/ ({}{})",
         dir.display(),

@@ -34,6 +34,7 @@ const SUMMARY: &str = "summary.json";
 const WEIGHTS: &str = "weights.safetensors";
 const STATE: &str = "state.json";
 const RESUME: &str = "resume.safetensors";
+const LOCK: &str = ".lock";
 const CHECKPOINTS: &str = "checkpoints";
 const ANALYSIS: &str = "analysis";
 /// The directory reports go to, in a run directory and in a sweep directory.
@@ -131,6 +132,30 @@ pub struct RunState {
     pub io_seconds: f64,
     /// Per model, the first step whose training loss was NaN or infinite.
     pub diverged_at: Vec<Option<u64>>,
+}
+
+/// Where an unfinished run continues (see [`RunDir::resume_point`]).
+pub struct ResumePoint {
+    pub state: RunState,
+    /// `resume.safetensors`, for `Engine::load_state`.
+    pub bytes: Vec<u8>,
+    pub step: u64,
+    pub seconds: f64,
+    pub io_seconds: f64,
+    pub diverged_at: Vec<Option<u64>>,
+    /// Every model's records up to `step`.
+    pub history: Vec<Vec<Record>>,
+}
+
+/// A run directory held by this process; dropping it releases the run.
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// A run directory.
@@ -384,30 +409,157 @@ impl RunDir {
             .map_err(|e| Error::json(&p, "corrupt run state", e))
     }
 
-    /// The state of a run that can be resumed, and the step its saved state is at.
-    pub fn resumable(&self) -> Result<(RunState, u64)> {
-        let refuse = |why: String| self.bad_file(STATE, why);
+    /// Where an unfinished run of `cfg` can continue: its saved state (`resume.safetensors`,
+    /// which alone decides the step: it is written first and atomically) and its records up
+    /// to that step, checked against each other. Refuses a finished run, a state saved for
+    /// another config, and metrics that do not reach the saved step.
+    pub fn resume_point(
+        &self,
+        cfg: &Checked,
+        n_models: usize,
+        total_steps: u64,
+    ) -> Result<ResumePoint> {
+        self.check_not_in_use()?;
         let state = self
             .read_state()?
-            .ok_or_else(|| refuse("no run state: this run cannot be resumed".into()))?;
-        match (state.status, state.resumable_step) {
-            (Status::Finished | Status::Diverged, _) => {
-                Err(refuse(format!("the run is {} already", state.status.name())))
-            }
-            (_, None) => Err(refuse(
-                "no state was saved yet (it is saved on an interrupt and every eval.autosave_minutes)"
-                    .into(),
-            )),
-            (_, Some(step)) if !self.path.join(RESUME).is_file() => Err(refuse(format!(
-                "{RESUME} of step {step} is missing"
-            ))),
-            (_, Some(step)) => Ok((state, step)),
+            .ok_or_else(|| self.bad_file(STATE, "no run state: this run cannot be resumed"))?;
+        if matches!(state.status, Status::Finished | Status::Diverged) {
+            return Err(self.bad_file(STATE, format!("the run is {} already", state.status.name())));
         }
+        let path = self.path.join(RESUME);
+        if !path.is_file() {
+            return Err(self.bad_file(
+                RESUME,
+                "missing: no state was saved yet (it is saved on Ctrl-C/SIGTERM and every eval.autosave_minutes)",
+            ));
+        }
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bad = |why: String| self.bad_file(RESUME, why);
+        let meta = |key: &str| -> Result<String> {
+            crate::train::engine::read_meta(&bytes, key)
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad(format!("no `{key}` in its metadata")))
+        };
+        if meta("config")? != cfg.fingerprint() {
+            return Err(bad(format!(
+                "it was saved by a run of another config than {CONFIG}"
+            )));
+        }
+        let step: u64 = meta("step")?
+            .parse()
+            .map_err(|_| bad("a bad `step` in its metadata".into()))?;
+        if step == 0 || step >= total_steps {
+            return Err(bad(format!("its step {step} is not inside the run")));
+        }
+        let num = |key: &str| -> Result<f64> {
+            meta(key)?
+                .parse()
+                .map_err(|_| bad(format!("a bad `{key}` in its metadata")))
+        };
+        let (seconds, io_seconds) = (num("seconds")?, num("io_seconds")?);
+        let diverged_at: Vec<Option<u64>> = serde_json::from_str(&meta("diverged_at")?)
+            .map_err(|_| bad("a bad `diverged_at` in its metadata".into()))?;
+        if diverged_at.len() != n_models {
+            return Err(bad(format!(
+                "{} models, the config has {n_models}",
+                diverged_at.len()
+            )));
+        }
+        // The streamed records must hold exactly the evaluations up to the saved step.
+        let history = self.read_history_upto(n_models, step)?;
+        let every = cfg.eval.every;
+        let expected: Vec<u64> = std::iter::once(0)
+            .chain(
+                (1..)
+                    .map(|k| k * every)
+                    .take_while(|&s| every > 0 && s <= step),
+            )
+            .collect();
+        for (m, h) in history.iter().enumerate() {
+            let steps: Vec<u64> = h.iter().map(|r| r.step).collect();
+            if steps != expected {
+                return Err(self.bad_file(
+                    METRICS,
+                    format!(
+                        "model {m} has evaluations up to step {}, the saved state is at step {step} (expected {} evaluations): the files do not belong together",
+                        steps.last().copied().unwrap_or(0),
+                        expected.len()
+                    ),
+                ));
+            }
+            if h.iter()
+                .any(|r| r.ipr_hist.len() != crate::metrics::IPR_BINS)
+            {
+                return Err(
+                    self.bad_file(IPR_HIST, format!("missing or incomplete up to step {step}"))
+                );
+            }
+        }
+        Ok(ResumePoint {
+            state,
+            bytes,
+            step,
+            seconds,
+            io_seconds,
+            diverged_at,
+            history,
+        })
     }
 
-    /// Writes `resume.safetensors`: the network's whole training state.
-    pub fn write_resume(&self, network: &Network) -> Result<()> {
-        atomic_write(&self.path.join(RESUME), &network.save_state()?)
+    /// Writes `resume.safetensors` (atomically): the network's whole training state, with the
+    /// run's bookkeeping in its metadata.
+    pub fn write_resume(&self, cfg: &Checked, network: &Network, info: &RunState) -> Result<()> {
+        let extra = vec![
+            ("config", cfg.fingerprint()),
+            ("seconds", info.seconds.to_string()),
+            ("io_seconds", info.io_seconds.to_string()),
+            (
+                "diverged_at",
+                serde_json::to_string(&info.diverged_at).unwrap_or_default(),
+            ),
+        ];
+        atomic_write(&self.path.join(RESUME), &network.save_state(extra)?)
+    }
+
+    /// Refuses a run that another live process holds (its `.lock`).
+    pub fn check_not_in_use(&self) -> Result<()> {
+        let path = self.path.join(LOCK);
+        let pid = fs::read_to_string(&path).unwrap_or_default();
+        let pid = pid.trim();
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if alive && pid != std::process::id().to_string() {
+            return Err(self.bad_file(
+                LOCK,
+                format!("the run is in use by process {pid} (remove this file if that process is not grokscope)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes the run for this process (`.lock` with its pid); refuses while another live
+    /// process holds it. Released when the guard is dropped.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.path.join(LOCK);
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(|e| Error::io(&path, e))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    self.check_not_in_use()?;
+                    // A lock left by a process that died: take it over.
+                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Err(self.bad_file(LOCK, "cannot take the lock"))
     }
 
     pub fn read_resume(&self) -> Result<Vec<u8>> {

@@ -290,3 +290,94 @@ fn a_diverging_model_does_not_disturb_its_fleet() {
     };
     assert_eq!(rows("fleet", "1"), rows("alone", "0"));
 }
+
+/// The saved state alone decides where a run continues (state.json only reports), and it is
+/// checked: a state saved by another config, or metrics that stop short of its step, are
+/// refused with exit 2 and nothing changed; a run held by a live process is refused too.
+#[test]
+fn resume_checks_what_it_continues_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let interrupted = |out: &str, extra: &[&str]| {
+        let mut args = mlp_args(out);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = spawn(&args, t);
+        wait_for_rows(&t.join(out), 20);
+        signal(&child, "-INT");
+        assert_eq!(child.wait().unwrap().code(), Some(130));
+    };
+    interrupted("a", &[]);
+    interrupted("b", &["--set", "data.corruption=0.3"]);
+    let snapshot = |d: &str| -> Vec<Vec<u8>> {
+        [
+            "metrics.csv",
+            "ipr_hist.csv",
+            "state.json",
+            "resume.safetensors",
+        ]
+        .iter()
+        .map(|f| std::fs::read(t.join(d).join(f)).unwrap())
+        .collect()
+    };
+    // A state of another config.
+    std::fs::copy(
+        t.join("b/resume.safetensors"),
+        t.join("a/resume.safetensors"),
+    )
+    .unwrap();
+    let before = snapshot("a");
+    let out = grokscope(&["train", "--resume", "a"], t);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resume.safetensors") && err.contains("another config"),
+        "{err}"
+    );
+    assert_eq!(snapshot("a"), before, "nothing changed");
+    // Metrics cut short of the saved step.
+    let m = std::fs::read_to_string(t.join("b/metrics.csv")).unwrap();
+    let short: String = m.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(t.join("b/metrics.csv"), short).unwrap();
+    let out = grokscope(&["train", "--resume", "b"], t);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metrics.csv"));
+    // A state.json older than the saved state (a kill between the two writes) is harmless.
+    let full = grokscope(
+        &mlp_args("full")
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+        t,
+    );
+    assert!(full.status.success());
+    interrupted("c", &[]);
+    let state = std::fs::read_to_string(t.join("c/state.json")).unwrap();
+    let stale = state.replace("\"status\": \"interrupted\"", "\"status\": \"running\"");
+    let stale = regex_free_replace_step(&stale);
+    std::fs::write(t.join("c/state.json"), stale).unwrap();
+    resume("c", t);
+    assert_same_outputs(&t.join("full"), &t.join("c"));
+    // A run in use by a live process.
+    let mut child = spawn(&mlp_args("d"), t);
+    wait_for_rows(&t.join("d"), 2);
+    let out = grokscope(&["train", "--resume", "d"], t);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `"resumable_step": N` → `"resumable_step": 1` (an older step than the saved state's).
+fn regex_free_replace_step(state: &str) -> String {
+    state
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("\"resumable_step\"") {
+                "  \"resumable_step\": 1,".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

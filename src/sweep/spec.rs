@@ -110,12 +110,7 @@ impl SweepSpec {
 
     /// A short hash of [`canonical`](Self::canonical) (FNV-1a, 64 bits).
     pub fn plan_hash(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.canonical().bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        crate::config::fingerprint(&self.canonical())
     }
 
     pub fn n_runs(&self) -> usize {

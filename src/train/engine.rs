@@ -28,7 +28,8 @@ pub trait Engine {
     /// Everything training needs to continue to the same bits, as a safetensors file: the
     /// parameters, the AdamW moments and step counts, BatchNorm running statistics, and the
     /// fleet's step counter (which seeds the dropout masks).
-    fn save_state(&self) -> Result<Vec<u8>>;
+    /// `extra` entries go into the file's metadata (the caller's bookkeeping).
+    fn save_state(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>>;
     /// Restores a state written by [`Engine::save_state`] for the same fleet.
     fn load_state(&mut self, bytes: &[u8]) -> Result<()>;
 }

@@ -463,8 +463,8 @@ impl engine::Engine for Fleet {
         )
     }
 
-    fn save_state(&self) -> Result<Vec<u8>> {
-        self.state_impl()
+    fn save_state(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>> {
+        self.state_impl(extra)
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
@@ -511,7 +511,7 @@ impl engine::Engine for Fleet {
 }
 
 impl Fleet {
-    fn state_impl(&self) -> Result<Vec<u8>> {
+    fn state_impl(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>> {
         let n = self.arch.n_params();
         let mut tensors = Vec::new();
         for (i, m) in self.models.iter().enumerate() {
@@ -524,15 +524,14 @@ impl Fleet {
             }
         }
         let t: Vec<String> = self.models.iter().map(|m| m.adam.t.to_string()).collect();
-        engine::write_safetensors(
-            tensors,
-            vec![
-                ("format", "grokscope-mlp-state".to_string()),
-                ("models", self.models.len().to_string()),
-                ("step", self.step.to_string()),
-                ("adam_t", t.join(",")),
-            ],
-        )
+        let mut meta = vec![
+            ("format", "grokscope-mlp-state".to_string()),
+            ("models", self.models.len().to_string()),
+            ("step", self.step.to_string()),
+            ("adam_t", t.join(",")),
+        ];
+        meta.extend(extra);
+        engine::write_safetensors(tensors, meta)
     }
 
     fn load_state_impl(&mut self, bytes: &[u8]) -> Result<()> {

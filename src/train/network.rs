@@ -206,8 +206,8 @@ impl Engine for Network {
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         self.engine_mut().load(bytes)
     }
-    fn save_state(&self) -> Result<Vec<u8>> {
-        self.engine().save_state()
+    fn save_state(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>> {
+        self.engine().save_state(extra)
     }
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         self.engine_mut().load_state(bytes)

@@ -387,7 +387,7 @@ impl Engine for TFleet {
         )
     }
 
-    fn save_state(&self) -> Result<Vec<u8>> {
+    fn save_state(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>> {
         let mut tensors = Vec::new();
         let mut t = Vec::new();
         for (i, st) in self.models.iter().enumerate() {
@@ -407,15 +407,14 @@ impl Engine for TFleet {
                 t.push(st.adam[j].t.to_string());
             }
         }
-        engine::write_safetensors(
-            tensors,
-            vec![
-                ("format", "grokscope-transformer-state".to_string()),
-                ("models", self.models.len().to_string()),
-                ("step", self.step.to_string()),
-                ("adam_t", t.join(",")),
-            ],
-        )
+        let mut meta = vec![
+            ("format", "grokscope-transformer-state".to_string()),
+            ("models", self.models.len().to_string()),
+            ("step", self.step.to_string()),
+            ("adam_t", t.join(",")),
+        ];
+        meta.extend(extra);
+        engine::write_safetensors(tensors, meta)
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
