@@ -318,7 +318,10 @@ impl Config {
     /// A fingerprint of the resolved config (FNV-1a of its TOML): what a saved state or a
     /// sweep plan belongs to.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.to_toml())
+        // How often the state is saved does not change what is trained.
+        let mut c = self.clone();
+        c.eval.autosave_minutes = 0.0;
+        fingerprint(&c.to_toml())
     }
 
     /// The config as TOML, every default filled in.

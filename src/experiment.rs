@@ -386,7 +386,7 @@ pub fn train_into(
             signal,
         });
     }
-    let summary = dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at)?;
+    let summary = dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at, resume)?;
     let mut state = hooks.state;
     state.status = if out.diverged_at.iter().all(|d| d.is_some()) {
         Status::Diverged

@@ -335,23 +335,27 @@ impl RunDir {
         )
     }
 
-    /// Writes the summary and the weights of a finished run (its metrics were streamed).
+    /// Writes the summary and the weights of a finished run (its metrics were streamed);
+    /// `resumed`: replacing those of an attempt killed while finishing.
     pub fn write_results(
         &self,
         cfg: &Checked,
         setup: &Setup,
         history: &[Vec<Record>],
         diverged_at: &[Option<u64>],
+        resumed: bool,
     ) -> Result<Summary> {
+        // A resumed run replaces what an earlier attempt, killed while finishing, wrote: the
+        // same deterministic run writes the same bytes.
         let s = summary(cfg, setup, history, diverged_at);
         let json = serde_json::to_string_pretty(&s)
             .map_err(|e| Error::json(self.path.join(SUMMARY), "cannot write the summary", e))?;
-        write_file(&self.path, SUMMARY, json.as_bytes(), false)?;
+        write_file(&self.path, SUMMARY, json.as_bytes(), resumed)?;
         write_file(
             &self.path,
             WEIGHTS,
             &setup.network.save_all(setup.total_steps)?,
-            false,
+            resumed,
         )?;
         Ok(s)
     }

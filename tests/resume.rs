@@ -355,6 +355,8 @@ fn resume_checks_what_it_continues_from() {
     let stale = state.replace("\"status\": \"interrupted\"", "\"status\": \"running\"");
     let stale = regex_free_replace_step(&stale);
     std::fs::write(t.join("c/state.json"), stale).unwrap();
+    // What an attempt killed while finishing leaves is replaced.
+    std::fs::write(t.join("c/summary.json"), "{ half").unwrap();
     resume("c", t);
     assert_same_outputs(&t.join("full"), &t.join("c"));
     // A run in use by a live process.
