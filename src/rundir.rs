@@ -305,6 +305,11 @@ impl RunDir {
             .map_err(|e| self.bad_file(CONFIG, e))
     }
 
+    /// Whether the run has its final weights (it finished).
+    pub fn has_weights(&self) -> bool {
+        self.path.join(WEIGHTS).is_file()
+    }
+
     /// The config and the trained weights of the run.
     pub fn load(&self) -> Result<LoadedRun> {
         let cfg = self.read_config()?;

@@ -267,7 +267,11 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         shown: &shown,
         cols,
     };
-    weights::figures(&ctx, &mut figs)?;
+    // A run still training (or interrupted) has its streamed metrics but no final weights yet:
+    // its report shows the metrics figures.
+    if run.has_weights() {
+        weights::figures(&ctx, &mut figs)?;
+    }
     let table = run_table(&specs, &history, Thresholds::from(&cfg.eval));
     let config = run.config_text()?;
     write_html(
