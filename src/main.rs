@@ -362,15 +362,7 @@ fn progress_line(p: &Progress, elapsed: f64) -> String {
         .iter()
         .enumerate()
         .take(8)
-        .map(|(i, r)| {
-            format!(
-                "{i}: test {:.3} A_mem {}",
-                r.test_acc,
-                r.mem_acc
-                    .map(|x| format!("{x:.3}"))
-                    .unwrap_or_else(|| "—".into())
-            )
-        })
+        .map(|(i, r)| format!("{i}: test {:.3} A_mem {}", r.test_acc, fmt_opt(r.mem_acc)))
         .collect();
     format!(
         "step {}/{} ({:.0} %), {} elapsed, eta {} | eval at step {}: {}",
@@ -443,15 +435,7 @@ fn train_run(
                     .latest
                     .iter()
                     .take(6)
-                    .map(|r| {
-                        format!(
-                            "{:.2}/{}",
-                            r.test_acc,
-                            r.mem_acc
-                                .map(|x| format!("{x:.2}"))
-                                .unwrap_or_else(|| "—".into())
-                        )
-                    })
+                    .map(|r| format!("{:.3}/{}", r.test_acc, fmt_opt(r.mem_acc)))
                     .collect();
                 format!(
                     "test/A_mem {}{}",

@@ -173,8 +173,42 @@ pub fn read_tensor(st: &safetensors::SafeTensors, name: &str, shape: &[usize]) -
         .collect())
 }
 
+/// A state file ([`Engine::save_state`]): `tensors`, with the fleet's step and the AdamW step
+/// counts of every parameter block (and the caller's `extra`) in its metadata.
+/// `head` is (format, models, step).
+pub fn write_state(
+    head: (&str, usize, u64),
+    adam_t: &[u64],
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    extra: Vec<(&str, String)>,
+) -> Result<Vec<u8>> {
+    let (format, models, step) = head;
+    let t: Vec<String> = adam_t.iter().map(|t| t.to_string()).collect();
+    let mut meta = vec![
+        ("format", format.to_string()),
+        ("models", models.to_string()),
+        ("step", step.to_string()),
+        ("adam_t", t.join(",")),
+    ];
+    meta.extend(extra);
+    write_safetensors(tensors, meta)
+}
+
+/// Opens a state file written by [`write_state`]: its tensors, the fleet's step and the `n`
+/// AdamW step counts.
+pub fn read_state<'a>(
+    bytes: &'a [u8],
+    format: &str,
+    n: usize,
+) -> Result<(safetensors::SafeTensors<'a>, u64, Vec<u64>)> {
+    let st = open_safetensors(bytes, format)?;
+    let step = parse_step(read_meta(bytes, "step")?)?;
+    let t = parse_counts(read_meta(bytes, "adam_t")?, n)?;
+    Ok((st, step, t))
+}
+
 /// The optimizer step counts of a state file's metadata (`adam_t`: comma-separated).
-pub fn parse_counts(text: Option<String>, n: usize) -> Result<Vec<u64>> {
+fn parse_counts(text: Option<String>, n: usize) -> Result<Vec<u64>> {
     let text = text.ok_or_else(|| Error::Weights("state without AdamW step counts".into()))?;
     let v: Vec<u64> = text
         .split(',')
@@ -191,7 +225,7 @@ pub fn parse_counts(text: Option<String>, n: usize) -> Result<Vec<u64>> {
 }
 
 /// The fleet step of a state file's metadata.
-pub fn parse_step(text: Option<String>) -> Result<u64> {
+fn parse_step(text: Option<String>) -> Result<u64> {
     text.and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::Weights("state without a valid step".into()))
 }

@@ -523,23 +523,15 @@ impl Fleet {
                 tensors.push((format!("{i}.bn_var"), vec![rs.var.len()], rs.var.clone()));
             }
         }
-        let t: Vec<String> = self.models.iter().map(|m| m.adam.t.to_string()).collect();
-        let mut meta = vec![
-            ("format", "grokscope-mlp-state".to_string()),
-            ("models", self.models.len().to_string()),
-            ("step", self.step.to_string()),
-            ("adam_t", t.join(",")),
-        ];
-        meta.extend(extra);
-        engine::write_safetensors(tensors, meta)
+        let t: Vec<u64> = self.models.iter().map(|m| m.adam.t).collect();
+        let head = ("grokscope-mlp-state", self.models.len(), self.step);
+        engine::write_state(head, &t, tensors, extra)
     }
 
     fn load_state_impl(&mut self, bytes: &[u8]) -> Result<()> {
-        let st = engine::open_safetensors(bytes, "grokscope-mlp-state")?;
+        let (st, step, t) = engine::read_state(bytes, "grokscope-mlp-state", self.models.len())?;
         let n = self.arch.n_params();
         let w = self.arch.width;
-        let step = engine::parse_step(engine::read_meta(bytes, "step")?)?;
-        let t = engine::parse_counts(engine::read_meta(bytes, "adam_t")?, self.models.len())?;
         for (i, m) in self.models.iter_mut().enumerate() {
             m.params = engine::read_tensor(&st, &format!("{i}.params"), &[n])?;
             m.adam.m = engine::read_tensor(&st, &format!("{i}.adam_m"), &[n])?;

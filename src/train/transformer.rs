@@ -404,25 +404,18 @@ impl Engine for TFleet {
                     vec![n],
                     st.adam[j].v.clone(),
                 ));
-                t.push(st.adam[j].t.to_string());
+                t.push(st.adam[j].t);
             }
         }
-        let mut meta = vec![
-            ("format", "grokscope-transformer-state".to_string()),
-            ("models", self.models.len().to_string()),
-            ("step", self.step.to_string()),
-            ("adam_t", t.join(",")),
-        ];
-        meta.extend(extra);
-        engine::write_safetensors(tensors, meta)
+        let head = ("grokscope-transformer-state", self.models.len(), self.step);
+        engine::write_state(head, &t, tensors, extra)
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
-        let st = engine::open_safetensors(bytes, "grokscope-transformer-state")?;
-        let step = engine::parse_step(engine::read_meta(bytes, "step")?)?;
         let names = self.param_names();
-        let t = engine::parse_counts(
-            engine::read_meta(bytes, "adam_t")?,
+        let (st, step, t) = engine::read_state(
+            bytes,
+            "grokscope-transformer-state",
             self.models.len() * names.len(),
         )?;
         for i in 0..self.models.len() {
