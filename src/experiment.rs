@@ -26,12 +26,6 @@ pub struct Outcome {
     pub diverged_at: Vec<Option<u64>>,
 }
 
-impl Outcome {
-    pub fn finished(&self) -> bool {
-        self.step == self.setup.total_steps
-    }
-}
-
 /// What the progress callback sees.
 pub struct Progress<'a> {
     pub step: u64,

@@ -571,11 +571,6 @@ impl RunDir {
         Err(self.bad_file(LOCK, "cannot take the lock"))
     }
 
-    pub fn read_resume(&self) -> Result<Vec<u8>> {
-        let p = self.path.join(RESUME);
-        fs::read(&p).map_err(|e| Error::io(&p, e))
-    }
-
     /// Removes `resume.safetensors` (a finished run needs none).
     pub fn remove_resume(&self) -> Result<()> {
         let p = self.path.join(RESUME);

@@ -2,7 +2,6 @@
 //! [`Architecture`]; everything after training (metrics, analysis, pruning, weights I/O,
 //! reports) calls its methods and never asks which model it holds.
 
-use super::adamw::AdamWHyper;
 use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::Loss;
 use super::mlp::Fleet;
@@ -169,14 +168,6 @@ impl Network {
         match self {
             Network::Mlp(f) => Some(f),
             Network::Transformer(_) => None,
-        }
-    }
-
-    /// Model `m`'s optimizer settings.
-    pub fn adam(&self, m: usize) -> AdamWHyper {
-        match self {
-            Network::Mlp(f) => f.models[m].hyper.adam,
-            Network::Transformer(f) => f.models[m].hyper.adam,
         }
     }
 }
