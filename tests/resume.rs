@@ -104,13 +104,18 @@ fn wait_for_rows(dir: &Path, rows: usize) {
     }
 }
 
+/// Sends `sig` ("-INT", "-TERM", "-KILL") to the child (through libc: a minimal system may
+/// have no `kill` program).
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
+    let number = match sig {
+        "-INT" => libc::SIGINT,
+        "-TERM" => libc::SIGTERM,
+        "-KILL" => libc::SIGKILL,
+        other => panic!("unknown signal {other}"),
+    };
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet waited for.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, number) };
+    assert_eq!(rc, 0, "kill {sig}");
 }
 
 fn assert_same_outputs(a: &Path, b: &Path) {
