@@ -9,7 +9,8 @@
 //! network, Fourier IPR) → [`train`] (losses, AdamW, the two fleet engines, [`train::Network`])
 //! → [`config`] (TOML → a checked config → the network it asks for) → [`metrics`]
 //! (accuracies, phases) → [`analysis`] (dynamics, per-neuron table, pruning) → [`rundir`]
-//! (every file of a run directory) → [`experiment`] (the training loop) → [`analyze`] (a
+//! (every file of a run directory) → [`experiment`] (the training loop), [`progress`] (what
+//! a person watching it sees) → [`analyze`] (a
 //! run's analysis files) → [`sweep`] (grids, the crash-safe store, shards) → [`report`]
 //! (figures, report.html) → [`bench`]; the binary is a thin shell over them.
 
@@ -27,6 +28,7 @@ pub mod analysis;
 pub mod rundir;
 
 pub mod experiment;
+pub mod progress;
 
 pub mod analyze;
 pub mod sweep;

@@ -7,6 +7,7 @@ use grokscope::bench;
 use grokscope::config::{Checked, Config, Setup, DEFAULT_CONFIG};
 use grokscope::experiment::{train_into, Control, Progress, RunEnd};
 use grokscope::kernels::init_threads;
+use grokscope::progress::{busy, hms, Reporter};
 use grokscope::rundir::{self, RunDir};
 use grokscope::sweep::Shard;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -324,58 +325,6 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     train_run(&a, &cfg, run, setup, false, &stop)
 }
 
-/// Runs `f` with a spinner and the elapsed time on a terminal, and with a line when it ends
-/// (after more than two seconds) otherwise.
-fn busy<T>(what: &str, f: impl FnOnce() -> grokscope::Result<T>) -> grokscope::Result<T> {
-    use std::io::IsTerminal;
-    let t0 = std::time::Instant::now();
-    let spinner = if std::io::stderr().is_terminal() {
-        let s = ProgressBar::new_spinner();
-        s.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-        );
-        s.set_message(what.to_string());
-        s.enable_steady_tick(std::time::Duration::from_millis(200));
-        s
-    } else {
-        eprintln!("{what} …");
-        ProgressBar::hidden()
-    };
-    let out = f();
-    spinner.finish_and_clear();
-    let secs = t0.elapsed().as_secs_f64();
-    if secs > 2.0 {
-        eprintln!("{what}: {secs:.1} s");
-    }
-    out
-}
-
-/// One plain progress line (for logs: output that is not a terminal).
-fn progress_line(p: &Progress, elapsed: f64) -> String {
-    let eta = if p.step > 0 {
-        elapsed * (p.total_steps - p.step) as f64 / p.step as f64
-    } else {
-        0.0
-    };
-    let models: Vec<String> = p
-        .latest
-        .iter()
-        .enumerate()
-        .take(8)
-        .map(|(i, r)| format!("{i}: test {:.3} A_mem {}", r.test_acc, fmt_opt(r.mem_acc)))
-        .collect();
-    format!(
-        "step {}/{} ({:.0} %), {} elapsed, eta {} | eval at step {}: {}",
-        p.step,
-        p.total_steps,
-        100.0 * p.step as f64 / p.total_steps.max(1) as f64,
-        hms(elapsed),
-        hms(eta),
-        p.latest.first().map(|r| r.step).unwrap_or(0),
-        models.join("; ")
-    )
-}
-
 /// Trains a built fleet in the run directory `run` (fresh or resumed), with a progress bar on
 /// a terminal and progress lines otherwise; Ctrl-C or SIGTERM stops it resumably.
 fn train_run(
@@ -386,7 +335,6 @@ fn train_run(
     resume: bool,
     stop: &std::sync::atomic::AtomicUsize,
 ) -> Result<i32> {
-    use std::io::IsTerminal;
     let dir = run.path().to_path_buf();
     let n_models = setup.specs.len();
     eprintln!(
@@ -396,76 +344,17 @@ fn train_run(
         if n_models == 1 { "" } else { "s" },
         dir.display()
     );
-    let terminal = std::io::stderr().is_terminal();
-    let bar = if a.quiet || !terminal {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let mut last_eval = u64::MAX;
-    let clock = std::time::Instant::now();
-    let mut last_line = (f64::NEG_INFINITY, 0u64);
-    let mut progress = |p: &Progress| -> grokscope::Result<()> {
-        bar.set_length(p.total_steps);
-        bar.set_position(p.step);
-        let step = p.latest.first().map(|r| r.step).unwrap_or(0);
-        if step != last_eval {
-            last_eval = step;
-            let k = p.latest.len().max(1) as f64;
-            let mean = |f: &dyn Fn(&grokscope::metrics::Record) -> f64| {
-                p.latest.iter().map(|r| f(r)).sum::<f64>() / k
-            };
-            // One model: its loss and accuracies; a fleet: each model's test / A_mem.
-            let msg = if p.latest.len() == 1 {
-                format!(
-                    "loss {:.3e} train {:.3} test {:.3}",
-                    mean(&|r| r.train_loss),
-                    mean(&|r| r.train_acc),
-                    mean(&|r| r.test_acc)
-                )
-            } else {
-                let per: Vec<String> = p
-                    .latest
-                    .iter()
-                    .take(6)
-                    .map(|r| format!("{:.3}/{}", r.test_acc, fmt_opt(r.mem_acc)))
-                    .collect();
-                format!(
-                    "test/A_mem {}{}",
-                    per.join(" "),
-                    if p.latest.len() > 6 { " …" } else { "" }
-                )
-            };
-            bar.set_message(msg);
-        }
-        if !terminal && !a.quiet {
-            // Every 30 s and every 10 % of the steps, and at the end.
-            let t = clock.elapsed().as_secs_f64();
-            let tenth = (p.total_steps / 10).max(1);
-            if t - last_line.0 >= 30.0
-                || p.step / tenth != last_line.1 / tenth
-                || p.step == p.total_steps
-            {
-                last_line = (t, p.step);
-                eprintln!("{}", progress_line(p, t));
-            }
-        }
-        Ok(())
-    };
+    let mut reporter = Reporter::new(a.quiet);
     let minutes = cfg.eval.autosave_minutes;
     let control = Control {
         stop: Some(stop),
         autosave: (minutes > 0.0).then_some(minutes * 60.0),
     };
-    let end = train_into(cfg, setup, &run, resume, control, &mut progress)?;
-    bar.finish_and_clear();
+    let end = train_into(cfg, setup, &run, resume, control, &mut |p: &Progress| {
+        reporter.update(p);
+        Ok(())
+    })?;
+    reporter.finish();
     let (outcome, summary) = match end {
         RunEnd::Finished(o, s) => (o, s),
         RunEnd::Interrupted { step, signal } => {
@@ -586,9 +475,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn fmt_opt(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
-}
+use grokscope::progress::fmt_opt;
 
 fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
     let mut run = rundir::load_run(&a.run_dir)?;
@@ -688,11 +575,6 @@ fn read_plan_file(file: &std::path::Path) -> Result<grokscope::sweep::Plan> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read sweep file {}", file.display()))?;
     grokscope::sweep::Plan::from_text(&text).with_context(|| format!("in {}", file.display()))
-}
-
-fn hms(secs: f64) -> String {
-    let s = secs.round() as u64;
-    format!("{}h {:02}m {:02}s", s / 3600, (s / 60) % 60, s % 60)
 }
 
 fn cmd_sweep(c: SweepCmd) -> Result<()> {

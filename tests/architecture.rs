@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "analysis",
     "rundir",
     "experiment",
+    "progress",
     "analyze",
     "sweep",
     "report",
