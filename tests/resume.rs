@@ -34,7 +34,7 @@ fn mlp_args(out: &str) -> Vec<String> {
         "--set",
         "train.batch_size=32",
         "--set",
-        "train.steps=6000",
+        "train.steps=12000",
         "--set",
         "eval.every=50",
         "--out",
