@@ -238,6 +238,7 @@ pub enum RunEnd {
 /// The hooks of a run directory: streamed metrics, checkpoints, autosaves, stopping.
 struct DirHooks<'a, 'b> {
     cfg: &'a Checked,
+    resumed: bool,
     dir: &'a RunDir,
     stream: MetricsStream,
     state: RunState,
@@ -286,7 +287,7 @@ impl Hooks for DirHooks<'_, '_> {
         diverged: &[Option<u64>],
     ) -> Result<bool> {
         if self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every) {
-            self.dir.write_checkpoint(network, step)?;
+            self.dir.write_checkpoint(network, step, self.resumed)?;
         }
         if let Some(sig) = self
             .control
@@ -361,6 +362,7 @@ pub fn train_into(
     dir.write_state(&state)?;
     let mut hooks = DirHooks {
         cfg,
+        resumed: resume,
         dir,
         stream,
         state,

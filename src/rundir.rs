@@ -329,14 +329,16 @@ impl RunDir {
 
     /// Writes `checkpoints/step-XXXXXXXX.safetensors`, every model, in the layout of
     /// `weights.safetensors`.
-    pub fn write_checkpoint(&self, network: &Network, step: u64) -> Result<()> {
+    /// `resumed`: a resumed run may write again a checkpoint its killed attempt wrote (the
+    /// same bytes).
+    pub fn write_checkpoint(&self, network: &Network, step: u64, resumed: bool) -> Result<()> {
         let dir = self.path.join(CHECKPOINTS);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_file(
             &dir,
             &checkpoint_name(step),
             &network.save_all(step)?,
-            false,
+            resumed,
         )
     }
 

@@ -199,7 +199,12 @@ fn a_killed_run_resumes_from_its_autosave() {
     let t = tmp.path();
     let with_autosave = |out: &str| {
         let mut a = mlp_args(out);
-        a.extend(["--set".into(), "eval.autosave_minutes=0.002".into()]);
+        a.extend([
+            "--set".into(),
+            "eval.autosave_minutes=0.002".into(),
+            "--set".into(),
+            "eval.checkpoint_every=100".into(),
+        ]);
         a
     };
     let full = grokscope(
@@ -228,6 +233,16 @@ fn a_killed_run_resumes_from_its_autosave() {
     assert!(state.contains("\"running\""), "{state}");
     resume("part", t);
     assert_same_outputs(&t.join("full"), &t.join("part"));
+    // Checkpoints the killed attempt wrote after its last autosave are written again, alike.
+    for step in [100, 5000, 12000] {
+        let name = format!("checkpoints/step-{step:08}.safetensors");
+        let (a, b) = (t.join("full").join(&name), t.join("part").join(&name));
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{name}"
+        );
+    }
 }
 
 /// Without a terminal, progress lines appear in the log while the run trains.
