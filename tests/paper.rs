@@ -11,6 +11,13 @@ fn train(cfg: Config) -> Outcome {
     train_config(&cfg.check().unwrap(), &mut |_| Ok(())).unwrap()
 }
 
+/// Trains the paper preset `configs/paper/<name>.toml`, evaluating at the end only.
+fn train_preset(name: &str) -> Outcome {
+    let path = format!("{}/configs/paper/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    train(Config::from_toml(&text, &["eval.every=0".into()]).unwrap())
+}
+
 #[test]
 fn default_experiment_reaches_the_papers_phases() {
     init_threads(0);
@@ -51,13 +58,7 @@ fn default_experiment_reaches_the_papers_phases() {
 fn pruning_separates_memorization_from_generalization() {
     use grokscope::analysis::prune::Order;
     init_threads(0);
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/paper/pruning.toml"
-    ))
-    .unwrap();
-    let cfg = Config::from_toml(&text, &["eval.every=0".into()]).unwrap();
-    let out = train(cfg);
+    let out = train_preset("pruning");
     let last = out.history[0].last().unwrap();
     assert_eq!(
         last.phase(Thresholds::default()),
@@ -96,13 +97,7 @@ fn minibatch_inverts_partially_and_batchnorm_fully() {
         ("minibatch", Phase::PartialInversion),
         ("batchnorm", Phase::FullInversion),
     ] {
-        let text = std::fs::read_to_string(format!(
-            "{}/configs/paper/{preset}.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let cfg = Config::from_toml(&text, &["eval.every=0".into()]).unwrap();
-        let out = train(cfg);
+        let out = train_preset(preset);
         let last = out.history[0].last().unwrap();
         assert_eq!(
             last.phase(Thresholds::default()),
