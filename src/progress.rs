@@ -148,3 +148,73 @@ pub fn busy<T, E>(what: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> 
     }
     out
 }
+
+/// Shows a sweep worker's progress: a bar on a terminal, or (in logs, or with `log`) a line
+/// every 30 s and at every tenth of the work; nothing when quiet.
+pub struct SweepReporter {
+    bar: ProgressBar,
+    lines: bool,
+    clock: Instant,
+    last_line: (f64, u64),
+    first: Option<(f64, u64)>,
+}
+
+impl SweepReporter {
+    pub fn new(quiet: bool, log: bool) -> SweepReporter {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if quiet || log || !terminal {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(1)
+        };
+        if let Ok(style) = ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent:>3}% (eta {eta}) {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        SweepReporter {
+            bar,
+            lines: !quiet && (log || !terminal),
+            clock: Instant::now(),
+            last_line: (f64::NEG_INFINITY, u64::MAX),
+            first: None,
+        }
+    }
+
+    /// `work` in model-steps (all workers' finished runs plus this worker's unit in flight);
+    /// `note` says what this worker does.
+    pub fn update(&mut self, runs: (usize, usize), work: (u64, u64), note: &str) {
+        let (done, total) = work;
+        self.bar.set_length(total.max(1));
+        self.bar.set_position(done);
+        self.bar
+            .set_message(format!("runs {}/{} · {note}", runs.0, runs.1));
+        if !self.lines {
+            return;
+        }
+        let t = self.clock.elapsed().as_secs_f64();
+        let (t0, w0) = *self.first.get_or_insert((t, done));
+        let tenth = (total / 10).max(1);
+        if t - self.last_line.0 >= 30.0 || done / tenth != self.last_line.1 / tenth || done >= total
+        {
+            self.last_line = (t, done);
+            let rate = (done.saturating_sub(w0)) as f64 / (t - t0).max(1e-9);
+            let eta = if rate > 0.0 {
+                hms(total.saturating_sub(done) as f64 / rate)
+            } else {
+                "unknown".into()
+            };
+            eprintln!(
+                "sweep: runs {}/{} ({:.0} % of the work), {} elapsed, eta {eta} | {note}",
+                runs.0,
+                runs.1,
+                100.0 * done as f64 / total.max(1) as f64,
+                hms(t)
+            );
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -702,6 +702,22 @@ fn metrics_rows(rows: &[(usize, &Record)]) -> String {
     s
 }
 
+/// One model's records in the format of `metrics.csv` (its `model` column 0): a sweep
+/// keeps each run's curves this way.
+pub fn curve_csv(records: &[Record]) -> String {
+    let mut s = metrics_header();
+    for r in records {
+        s.push_str(&metrics_rows(&[(0, r)]));
+    }
+    s
+}
+
+/// Reads a file written by [`curve_csv`] (`path` names it in errors).
+pub fn read_curve_csv(path: &Path, text: &str) -> Result<Vec<Record>> {
+    let mut h = read_metrics_csv(path, text, 1, path, None)?;
+    Ok(h.pop().unwrap_or_default())
+}
+
 /// The open, streamed `metrics.csv` and `ipr_hist.csv` of a training run.
 pub struct MetricsStream {
     metrics: (PathBuf, fs::File),

@@ -155,7 +155,7 @@ train.epochs = 40
 "#;
     let plan = grokscope::sweep::Plan::from_text(text).unwrap();
     let dir = tmp.path().join("sweep");
-    grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
     report(&dir, false).unwrap();
     let rep = dir.join("report");
     let figures = ["phase_grid", "test_acc_grid", "mem_acc_grid"];

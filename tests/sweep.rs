@@ -337,7 +337,7 @@ eval.checkpoint_every = 10
     let tmp = tempfile::tempdir().unwrap();
     let plan = Plan::from_text(text).unwrap();
     let dir = tmp.path().join("s");
-    grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
     let read = |path: &Path, name: &str| -> (Vec<usize>, Vec<u8>) {
         let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{}", path.display()));
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -386,7 +386,7 @@ eval.checkpoint_every = 10
         .map(|&i| {
             let d = tmp.path().join(format!("shard{i}"));
             let shard = Shard { index: i, count: 2 };
-            grokscope::sweep::run(&plan, &d, Some(shard), &mut |_| {}).unwrap();
+            grokscope::sweep::run_all(&plan, &d, Some(shard), &mut |_| {}).unwrap();
             d
         })
         .collect();
@@ -422,7 +422,7 @@ train.batch_size = 8
     let tmp = tempfile::tempdir().unwrap();
     let plan = Plan::from_text(text).unwrap();
     let dir = tmp.path().join("s");
-    let recs = grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    let recs = grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
     use grokscope::metrics::Phase;
     let diverged: Vec<usize> = recs
         .values()
@@ -441,7 +441,7 @@ train.batch_size = 8
     let record = std::fs::read_to_string(dir.join("runs/000001.json")).unwrap();
     assert!(record.contains(r#""train_loss": "NaN""#), "{record}");
     // Resuming reads the records back; the grid and the report show the cells.
-    let again = grokscope::sweep::run(&plan, &dir, None, &mut |_| {}).unwrap();
+    let again = grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
     let json = |r: &std::collections::BTreeMap<usize, grokscope::sweep::store::RunRecord>| {
         serde_json::to_string(r).unwrap()
     };

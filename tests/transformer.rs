@@ -348,7 +348,7 @@ train.steps = 10
 "#;
     let tmp = tempfile::tempdir().unwrap();
     let plan = grokscope::sweep::Plan::from_text(text).unwrap();
-    let recs = grokscope::sweep::run(&plan, &tmp.path().join("s"), None, &mut |_| {}).unwrap();
+    let recs = grokscope::sweep::run_all(&plan, &tmp.path().join("s"), None, &mut |_| {}).unwrap();
     assert_eq!(recs.len(), 4);
     assert!(recs
         .values()

@@ -1,17 +1,25 @@
 //! Sweeps (phase diagrams): a grid of runs, grouped into fleets, trained into a crash-safe
 //! store, sharded over processes and merged back.
 
+pub mod claims;
+pub mod fsio;
 pub mod results;
+pub mod slurm;
 pub mod spec;
+pub mod status;
 pub mod store;
 
 use crate::analysis::dynamics::dynamics;
+use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::experiment::train;
 use crate::metrics::Thresholds;
+use claims::{Attempt, Claims, Me, Pulse, WorkerState};
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use store::{PlanFile, RunRecord, Store};
 
 /// `i/n`: this process runs the runs with `id % n == i − 1`.
@@ -74,6 +82,7 @@ impl Plan {
             runs: self.points.len(),
             shard: shard.map(|s| s.to_string()),
             spec: self.spec.canonical(),
+            max_fleet: self.spec.max_fleet,
         }
     }
 
@@ -128,78 +137,437 @@ pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// What a sweep run reports as it goes.
-pub struct SweepProgress {
-    pub runs_done: usize,
-    pub runs_total: usize,
-    pub work_done: u64,
-    pub work_total: u64,
+/// How a worker joins a sweep directory.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The worker's name (default: the Slurm array task, else `<host>-<pid>`).
+    pub name: Option<String>,
+    /// Seconds without a heartbeat after which another worker takes over a claimed unit.
+    pub lease: f64,
+    /// When nothing is left to claim but other workers still train: wait for them (and take
+    /// over the units of any that dies) instead of leaving.
+    pub wait: bool,
+    /// Seconds between looks at the directory while waiting.
+    pub poll: f64,
 }
 
-/// Runs the (shard of the) sweep into `dir`, resuming what is there. Returns the records of
-/// the directory when done.
+impl Default for WorkerOptions {
+    fn default() -> WorkerOptions {
+        WorkerOptions {
+            name: None,
+            lease: 120.0,
+            wait: true,
+            poll: 2.0,
+        }
+    }
+}
+
+/// What a sweep worker reports as it goes.
+pub struct SweepProgress {
+    /// Finished runs in the directory (all workers).
+    pub runs_done: usize,
+    pub runs_total: usize,
+    /// Model-steps of the finished runs plus this worker's unit in flight.
+    pub work_done: u64,
+    pub work_total: u64,
+    /// The unit this worker trains, if any.
+    pub unit: Option<usize>,
+    /// Units other workers are training.
+    pub elsewhere: usize,
+}
+
+/// How a worker's part of a sweep ended.
+#[derive(Debug)]
+pub enum SweepEnd {
+    /// Every run of the plan (shard) is finished and the tables are written.
+    Complete(BTreeMap<usize, RunRecord>),
+    /// Nothing left to claim, but other workers still train `units` units (without `wait`).
+    Left { units: usize },
+    /// Stopped by signal `signal`; the unit in training was given back.
+    Interrupted { signal: usize },
+}
+
+/// What a worker did.
+#[derive(Debug)]
+pub struct WorkerOutcome {
+    pub end: SweepEnd,
+    pub worker: String,
+    /// The runs this worker trained to completion and committed.
+    pub trained: Vec<usize>,
+}
+
+impl Plan {
+    /// The plan held by the sweep directory `dir` (to join it without the sweep file), and
+    /// its shard.
+    pub fn from_dir(dir: &Path) -> Result<(Plan, Option<Shard>)> {
+        let pf = store::read_plan(dir)?;
+        let bad = |why: String| Error::BadFile {
+            path: dir.join("plan.json"),
+            why,
+        };
+        let mut plan = Plan::from_text(&pf.spec).map_err(|e| bad(format!("its spec: {e}")))?;
+        plan.spec.max_fleet = pf.max_fleet.max(1);
+        if plan.spec.plan_hash() != pf.hash {
+            return Err(bad(format!(
+                "its spec hashes to {}, not to its hash {} (was it edited?)",
+                plan.spec.plan_hash(),
+                pf.hash
+            )));
+        }
+        let shard = match &pf.shard {
+            Some(s) => Some(s.parse::<Shard>().map_err(bad)?),
+            None => None,
+        };
+        Ok((plan, shard))
+    }
+}
+
+/// The units of a plan (shard): its runs grouped into fleets, the same for every worker.
+fn units(plan: &Plan, shard: Option<Shard>, max_fleet: usize) -> Vec<FleetPlan> {
+    let pts: Vec<&RunPoint> = plan
+        .points
+        .iter()
+        .filter(|p| shard.is_none_or(|s| s.contains(p.id)))
+        .collect();
+    group_fleets(&pts, max_fleet.max(1))
+}
+
+/// The part of a unit whose runs are in `left`.
+fn subset(f: &FleetPlan, left: &[usize]) -> FleetPlan {
+    let (runs, specs): (Vec<usize>, Vec<ModelSpec>) = f
+        .runs
+        .iter()
+        .zip(&f.specs)
+        .filter(|(r, _)| left.contains(r))
+        .enumerate()
+        .map(|(i, (r, s))| {
+            (
+                *r,
+                ModelSpec {
+                    index: i,
+                    ..s.clone()
+                },
+            )
+        })
+        .unzip();
+    FleetPlan {
+        cfg: f.cfg.clone(),
+        runs,
+        specs,
+    }
+}
+
+/// Why a unit's training stopped early.
+enum Halt {
+    Lost,
+    Signal(usize),
+}
+
+/// Runs the (shard of the) sweep into `dir` as one worker among any number: creates the
+/// directory or joins it (same plan), claims unit after unit, trains and commits them, and,
+/// when every run is finished, writes the tables. `stop` (a signal number, 0 for none) stops
+/// it between steps; the unit in training is given back.
 pub fn run(
+    plan: &Plan,
+    dir: &Path,
+    shard: Option<Shard>,
+    opts: &WorkerOptions,
+    stop: &AtomicUsize,
+    progress: &mut dyn FnMut(&SweepProgress),
+) -> Result<WorkerOutcome> {
+    let store = Store::open(dir, &plan.plan_file(shard), opts.lease)?;
+    let claims = Arc::new(Claims::open(dir, opts.lease)?);
+    let me = Me::new(opts.name.as_deref());
+    let units = units(plan, shard, store.plan.max_fleet);
+    let mut run_work: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut unit_steps = Vec::with_capacity(units.len());
+    for u in &units {
+        let steps = u.cfg.total_steps(n_train(&u.cfg)?);
+        unit_steps.push(steps);
+        for &r in &u.runs {
+            run_work.insert(r, steps);
+        }
+    }
+    let work_total: u64 = run_work.values().sum();
+    if let Some(h) = claims.heartbeat(&me.name) {
+        let alive = h.host == me.host
+            && h.pid != me.pid
+            && std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
+            && !matches!(h.state, WorkerState::Finished | WorkerState::Stopped);
+        if alive {
+            return Err(Error::Sweep {
+                dir: dir.to_path_buf(),
+                why: format!(
+                    "a worker named {} is already running on this host (pid {}); give each worker its own --worker name",
+                    me.name, h.pid
+                ),
+            });
+        }
+    }
+    let pulse = Pulse::start(Arc::clone(&claims), &me)?;
+    claims.log(&me, "start", &format!("plan {}", store.plan.hash))?;
+    let mut trained = Vec::new();
+    let w = Worker {
+        plan,
+        store: &store,
+        claims: &claims,
+        me: &me,
+        pulse: &pulse,
+        units: &units,
+        unit_steps: &unit_steps,
+        run_work: &run_work,
+        work_total,
+        opts,
+        stop,
+    };
+    let end = w.work(&mut trained, progress);
+    let state = match &end {
+        Ok(SweepEnd::Interrupted { .. }) | Err(_) => WorkerState::Stopped,
+        Ok(_) => WorkerState::Finished,
+    };
+    let detail = match &end {
+        Ok(SweepEnd::Complete(_)) => "complete".to_string(),
+        Ok(SweepEnd::Left { units }) => format!("left ({units} units with other workers)"),
+        Ok(SweepEnd::Interrupted { signal }) => format!("interrupted by signal {signal}"),
+        Err(e) => format!("error: {e}"),
+    };
+    let _ = claims.log(&me, "end", &detail);
+    pulse.finish(&claims, state)?;
+    Ok(WorkerOutcome {
+        end: end?,
+        worker: me.name,
+        trained,
+    })
+}
+
+/// Runs the whole (shard of the) sweep in this process as one worker (joining any others on
+/// the directory and waiting for them), and returns every record.
+pub fn run_all(
     plan: &Plan,
     dir: &Path,
     shard: Option<Shard>,
     progress: &mut dyn FnMut(&SweepProgress),
 ) -> Result<BTreeMap<usize, RunRecord>> {
-    let store = Store::open(dir, &plan.plan_file(shard))?;
-    let done = store.records()?;
-    let in_shard = |id: usize| shard.is_none_or(|s| s.contains(id));
-    let runs_total = plan.points.iter().filter(|p| in_shard(p.id)).count();
-    let fleets = plan.fleets(|id| in_shard(id) && !done.contains_key(&id));
-    let mut works = Vec::with_capacity(fleets.len());
-    for f in &fleets {
-        works.push(fleet_work(f, n_train(&f.cfg)?));
+    let never = AtomicUsize::new(0);
+    match run(
+        plan,
+        dir,
+        shard,
+        &WorkerOptions::default(),
+        &never,
+        progress,
+    )?
+    .end
+    {
+        SweepEnd::Complete(records) => Ok(records),
+        other => Err(Error::Sweep {
+            dir: dir.to_path_buf(),
+            why: format!("the sweep did not complete: {other:?}"),
+        }),
     }
-    let mut st = SweepProgress {
-        runs_done: done.keys().filter(|&&id| in_shard(id)).count(),
-        runs_total,
-        work_done: 0,
-        work_total: works.iter().sum(),
-    };
-    progress(&st);
-    for (f, work) in fleets.iter().zip(works) {
-        let hi = f.cfg.eval.threshold;
-        let base = st.work_done;
-        let m = f.specs.len() as u64;
-        let setup = f.cfg.setup_specs(f.specs.clone())?;
-        let total_steps = setup.total_steps;
-        let sink =
-            |net: &crate::train::Network, step: u64| store.write_checkpoints(&f.runs, net, step);
-        let out = train(&f.cfg, setup, Some(&sink), &mut |p| {
-            st.work_done = base + p.step * m;
-            progress(&st);
-            Ok(())
-        })?;
-        let history = out.history;
-        for (i, &run) in f.runs.iter().enumerate() {
-            let pt = &plan.points[run];
-            let Some(last) = history[i].last().cloned() else {
+}
+
+/// One worker's view of the sweep.
+struct Worker<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    claims: &'a Claims,
+    me: &'a Me,
+    pulse: &'a Pulse,
+    units: &'a [FleetPlan],
+    unit_steps: &'a [u64],
+    /// Model-steps of each run of the plan (shard).
+    run_work: &'a BTreeMap<usize, u64>,
+    work_total: u64,
+    opts: &'a WorkerOptions,
+    stop: &'a AtomicUsize,
+}
+
+impl Worker<'_> {
+    fn work(
+        &self,
+        trained: &mut Vec<usize>,
+        progress: &mut dyn FnMut(&SweepProgress),
+    ) -> Result<SweepEnd> {
+        let Worker {
+            plan,
+            store,
+            claims,
+            me,
+            pulse,
+            units,
+            unit_steps,
+            run_work,
+            work_total,
+            opts,
+            stop,
+        } = *self;
+        let mut work_done_here = 0u64;
+        loop {
+            let sig = stop.load(Ordering::SeqCst);
+            if sig != 0 {
+                return Ok(SweepEnd::Interrupted { signal: sig });
+            }
+            let done = store.done_ids()?;
+            let done_work: u64 = done.iter().filter_map(|r| run_work.get(r)).sum();
+            let runs_done = done.iter().filter(|r| run_work.contains_key(r)).count();
+            let mut held = 0;
+            let mut won = None;
+            for (u, unit) in units.iter().enumerate() {
+                if unit.runs.iter().all(|r| done.contains(r)) {
+                    continue;
+                }
+                match claims.try_claim(u, me)? {
+                    Attempt::Won(gen) => {
+                        won = Some((u, gen));
+                        break;
+                    }
+                    Attempt::Held { .. } => held += 1,
+                }
+            }
+            let mut st = SweepProgress {
+                runs_done,
+                runs_total: run_work.len(),
+                work_done: done_work,
+                work_total,
+                unit: None,
+                elsewhere: held,
+            };
+            let Some((u, gen)) = won else {
+                if held == 0 {
+                    let records = store.records()?;
+                    write_tables(&store.dir, &plan.axes(), &records)?;
+                    progress(&st);
+                    return Ok(SweepEnd::Complete(records));
+                }
+                if !opts.wait {
+                    return Ok(SweepEnd::Left { units: held });
+                }
+                progress(&st);
+                pulse.update_now(claims, |hb, g| {
+                    if hb.state != WorkerState::Waiting {
+                        hb.state = WorkerState::Waiting;
+                        hb.unit = None;
+                        hb.runs.clear();
+                        *g = None;
+                    }
+                })?;
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_secs_f64(opts.poll);
+                while std::time::Instant::now() < until && stop.load(Ordering::SeqCst) == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 continue;
             };
-            let rec = RunRecord {
-                run,
-                coords: pt
-                    .coords
-                    .iter()
-                    .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                    .collect(),
-                phase: last.phase(Thresholds::from(&f.cfg.eval)),
-                steps: total_steps,
-                dynamics: dynamics(&history[i], hi),
-                last,
+            // Runs of the unit another worker finished meanwhile are not trained again.
+            let done = store.done_ids()?;
+            let left: Vec<usize> = units[u]
+                .runs
+                .iter()
+                .copied()
+                .filter(|r| !done.contains(r))
+                .collect();
+            if left.is_empty() {
+                claims.release(u, gen, me)?;
+                continue;
+            }
+            let f = subset(&units[u], &left);
+            let steps = unit_steps[u];
+            claims.log(me, "claim", &format!("unit {u} g{gen} runs {left:?}"))?;
+            pulse.lost.store(false, Ordering::SeqCst);
+            pulse.update_now(claims, |hb, g| {
+                hb.state = WorkerState::Training;
+                hb.unit = Some(u);
+                hb.runs = left.clone();
+                hb.step = 0;
+                hb.total_steps = steps;
+                *g = Some(gen);
+            })?;
+            st.unit = Some(u);
+            st.work_done = done.iter().filter_map(|r| run_work.get(r)).sum();
+            st.runs_done = done.iter().filter(|r| run_work.contains_key(r)).count();
+            let base = st.work_done;
+            let m = f.specs.len() as u64;
+            let hi = f.cfg.eval.threshold;
+            let setup = f.cfg.setup_specs(f.specs.clone())?;
+            let sink = |net: &crate::train::Network, step: u64| {
+                store.write_checkpoints(&f.runs, net, step)
             };
-            store.commit(&rec)?;
-            st.runs_done += 1;
+            let mut halt = None;
+            let out = train(&f.cfg, setup, Some(&sink), &mut |p| {
+                let sig = stop.load(Ordering::SeqCst);
+                if sig != 0 {
+                    halt = Some(Halt::Signal(sig));
+                } else if pulse.lost.load(Ordering::SeqCst) {
+                    halt = Some(Halt::Lost);
+                }
+                if halt.is_some() {
+                    return Err(Error::Sweep {
+                        dir: store.dir.clone(),
+                        why: "stopped".into(),
+                    });
+                }
+                st.work_done = base + p.step * m;
+                pulse.update(|hb, _| {
+                    hb.step = p.step;
+                    hb.work_done = work_done_here + p.step * m;
+                });
+                progress(&st);
+                Ok(())
+            });
+            let out = match (out, halt) {
+                (Ok(out), _) => out,
+                (Err(_), Some(Halt::Lost)) => {
+                    claims.log(me, "lost", &format!("unit {u} g{gen}: taken over"))?;
+                    continue;
+                }
+                (Err(_), Some(Halt::Signal(sig))) => {
+                    claims.release(u, gen, me)?;
+                    claims.log(me, "release", &format!("unit {u} g{gen} (signal {sig})"))?;
+                    return Ok(SweepEnd::Interrupted { signal: sig });
+                }
+                (Err(e), None) => {
+                    let _ = claims.release(u, gen, me);
+                    return Err(e);
+                }
+            };
+            work_done_here += steps * m;
+            claims.log(me, "trained", &format!("unit {u} runs {left:?}"))?;
+            if !claims.holds(u, gen) {
+                claims.log(
+                    me,
+                    "lost",
+                    &format!("unit {u} g{gen}: taken over before commit"),
+                )?;
+                continue;
+            }
+            let history = out.history;
+            for (i, &run) in f.runs.iter().enumerate() {
+                let Some(last) = history[i].last().cloned() else {
+                    continue;
+                };
+                let rec = RunRecord {
+                    run,
+                    coords: plan.points[run]
+                        .coords
+                        .iter()
+                        .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                        .collect(),
+                    phase: last.phase(Thresholds::from(&f.cfg.eval)),
+                    steps,
+                    dynamics: dynamics(&history[i], hi),
+                    last,
+                };
+                store.commit(&rec, &history[i])?;
+                trained.push(run);
+            }
+            claims.log(me, "commit", &format!("unit {u} runs {left:?}"))?;
+            pulse.update(|hb, _| {
+                hb.runs_done += left.len();
+                hb.work_done = work_done_here;
+            });
         }
-        st.work_done = base + work;
-        progress(&st);
     }
-    let records = store.records()?;
-    write_tables(dir, &plan.axes(), &records)?;
-    Ok(records)
 }
 
 fn axis_keys(spec: &SweepSpec) -> Vec<String> {
@@ -280,9 +648,12 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     }
     let mut plan = plans[0].clone();
     plan.shard = None;
-    let store = Store::open(out, &plan)?;
-    for rec in all.values() {
-        store.commit(rec)?;
+    let store = Store::open(out, &plan, f64::INFINITY)?;
+    for (id, rec) in &all {
+        if let Some(src) = from.get(id) {
+            store.copy_curve(src, *id)?;
+        }
+        store.commit_record(rec)?;
     }
     for d in inputs {
         let runs: Vec<usize> = from

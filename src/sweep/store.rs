@@ -1,20 +1,24 @@
-//! The crash-safe result store of a sweep directory.
+//! The crash-safe result store of a sweep directory, shared by any number of workers.
 //!
 //! ```text
-//! DIR/plan.json          the plan: canonical spec, its hash, the shard, the run count
-//! DIR/runs/<id>.json     one record per finished run, written to a temporary file,
-//!                        flushed to disk and renamed into place (atomic on POSIX)
-//! DIR/results.csv …      derived tables, rewritten from the records
+//! DIR/plan.json          the plan: canonical spec, its hash, the shard, the run count and
+//!                        max_fleet; created exclusively (the first worker's plan wins)
+//! DIR/runs/<id>.json     one record per finished run (final metrics, phase, dynamics)
+//! DIR/curves/<id>.csv    the run's metrics at every evaluation (metrics.csv's columns)
+//! DIR/claims/, workers/  who trains what, and heartbeats (`claims`)
+//! DIR/results.csv …      derived tables, written when every run is finished
 //! ```
 //!
-//! A process killed at any moment leaves whole records or none: a run is either committed
-//! or redone on resume. Leftover temporary files are removed when the directory is opened.
+//! Every file is written whole through a temporary name unique to its writer and renamed
+//! into place (`fsio`), the curve before the record, so a committed record always has its
+//! curve. A process killed at any moment leaves whole files or none: a run is either committed
+//! or redone.
 
+use super::fsio;
 use crate::analysis::dynamics::Dynamics;
 use crate::error::{Error, Result};
 use crate::metrics::{Phase, Record};
-pub use crate::rundir::atomic_write;
-use crate::rundir::{checkpoint_name, write_file};
+use crate::rundir::{checkpoint_name, curve_csv, read_curve_csv};
 use crate::train::{Engine, Network};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,12 +27,13 @@ use std::path::{Path, PathBuf};
 
 const PLAN: &str = "plan.json";
 const RUNS: &str = "runs";
+const CURVES: &str = "curves";
 const CHECKPOINTS: &str = "checkpoints";
 const RESULTS: &str = "results.csv";
 const GRID_CSV: &str = "phase_grid.csv";
 const GRID_TXT: &str = "phase_grid.txt";
 /// What a sweep directory holds besides its plan and checkpoints.
-pub const TABLE_FILES: [&str; 4] = [RESULTS, GRID_TXT, GRID_CSV, "runs/"];
+pub const TABLE_FILES: [&str; 5] = [RESULTS, GRID_TXT, GRID_CSV, "runs/", "curves/"];
 
 /// Whether `path` is a sweep directory (it has a plan).
 pub fn is_sweep(path: &Path) -> bool {
@@ -49,10 +54,10 @@ pub fn read_grid_text(dir: &Path) -> Result<Option<String>> {
 /// Writes the derived tables: `results.csv`, and with phase grids `phase_grid.csv` and
 /// `phase_grid.txt` (each replaced atomically).
 pub fn write_tables(dir: &Path, results: &str, grids: Option<(&str, &str)>) -> Result<()> {
-    atomic_write(&dir.join(RESULTS), results.as_bytes())?;
+    fsio::write_atomic(&dir.join(RESULTS), results.as_bytes())?;
     if let Some((csv, txt)) = grids {
-        atomic_write(&dir.join(GRID_CSV), csv.as_bytes())?;
-        atomic_write(&dir.join(GRID_TXT), txt.as_bytes())?;
+        fsio::write_atomic(&dir.join(GRID_CSV), csv.as_bytes())?;
+        fsio::write_atomic(&dir.join(GRID_TXT), txt.as_bytes())?;
     }
     Ok(())
 }
@@ -65,8 +70,29 @@ pub struct PlanFile {
     pub runs: usize,
     /// `"i/n"`, or absent for the whole sweep.
     pub shard: Option<String>,
-    /// The canonical spec, for reference.
+    /// The canonical spec: workers joining the directory without a sweep file run this.
     pub spec: String,
+    /// Fleet size of the plan's units: every worker groups the runs the same way.
+    #[serde(default = "default_max_fleet")]
+    pub max_fleet: usize,
+}
+
+fn default_max_fleet() -> usize {
+    64
+}
+
+impl PlanFile {
+    fn describe(&self) -> String {
+        format!(
+            "{}{}, hash {}",
+            self.name,
+            self.shard
+                .as_deref()
+                .map(|s| format!(", shard {s}"))
+                .unwrap_or_default(),
+            self.hash
+        )
+    }
 }
 
 /// One finished run.
@@ -92,55 +118,75 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl Store {
-    /// Opens `dir` for `plan`: creates it if needed; refuses a directory that holds another
-    /// plan or other files.
-    pub fn open(dir: &Path, plan: &PlanFile) -> Result<Store> {
+    /// Opens `dir` for `plan`, creating it if needed. Of several processes creating one
+    /// directory at once, exactly one plan wins; a different plan, or a non-empty directory
+    /// that is not a sweep, is refused. Temporary files of writers killed more than `stale`
+    /// seconds ago are removed.
+    pub fn open(dir: &Path, plan: &PlanFile, stale: f64) -> Result<Store> {
         let plan_path = dir.join(PLAN);
         let refuse = |why: String| Error::Sweep {
             dir: dir.to_path_buf(),
             why,
         };
-        if dir.exists() {
-            if !dir.is_dir() {
-                return Err(refuse("it is not a directory".into()));
-            }
-            if plan_path.exists() {
-                let found = read_plan(dir)?;
-                if found.hash != plan.hash || found.shard != plan.shard {
-                    return Err(refuse(format!(
-                        "it holds a different plan ({}{}, hash {}) than this one ({}{}, hash {}); use another --out",
-                        found.name,
-                        found.shard.as_deref().map(|s| format!(", shard {s}")).unwrap_or_default(),
-                        found.hash,
-                        plan.name,
-                        plan.shard.as_deref().map(|s| format!(", shard {s}")).unwrap_or_default(),
-                        plan.hash
-                    )));
-                }
-            } else if fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+        if dir.exists() && !dir.is_dir() {
+            return Err(refuse("it is not a directory".into()));
+        }
+        fsio::create_dir_all(dir)?;
+        if !plan_path.exists() {
+            // Only the temporary files of a plan being created (or of a creator killed
+            // before it finished) may be there.
+            let other = fs::read_dir(dir)
+                .map_err(io(dir))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| !(n.starts_with(".plan.json.") && fsio::is_temp(n)));
+            if let Some(name) = other {
                 return Err(refuse(format!(
-                    "it exists and is not a sweep directory (no {PLAN}); use another --out"
+                    "it exists and is not a sweep directory (no {PLAN}, but {name}); use another --out"
                 )));
             }
-        }
-        let runs = dir.join(RUNS);
-        fs::create_dir_all(&runs).map_err(io(&runs))?;
-        if !plan_path.exists() {
             let text = serde_json::to_string_pretty(plan)
                 .map_err(|e| Error::json(&plan_path, "cannot write the plan", e))?;
-            atomic_write(&plan_path, text.as_bytes())?;
+            fsio::create_exclusive(&plan_path, text.as_bytes())?;
         }
-        // Temporary files of runs in flight when a process died.
-        for e in fs::read_dir(&runs).map_err(io(&runs))? {
-            let p = e.map_err(io(&runs))?.path();
-            if p.extension().is_some_and(|x| x == "tmp") {
-                fs::remove_file(&p).map_err(io(&p))?;
-            }
+        let found = read_plan(dir)?;
+        if found.hash != plan.hash || found.shard != plan.shard {
+            return Err(refuse(format!(
+                "it holds a different plan ({}) than this one ({}); use another --out (or join the directory's plan: `sweep run --out DIR` with no sweep file)",
+                found.describe(),
+                plan.describe()
+            )));
         }
+        Store::at(dir, found, stale)
+    }
+
+    /// Opens an existing sweep directory with the plan it holds.
+    pub fn join(dir: &Path, stale: f64) -> Result<Store> {
+        let plan = read_plan(dir)?;
+        Store::at(dir, plan, stale)
+    }
+
+    fn at(dir: &Path, plan: PlanFile, stale: f64) -> Result<Store> {
+        for sub in [RUNS, CURVES] {
+            let p = dir.join(sub);
+            fsio::create_dir_all(&p)?;
+            fsio::remove_stale_temps(&p, stale)?;
+        }
+        fsio::remove_stale_temps(dir, stale)?;
         Ok(Store {
             dir: dir.to_path_buf(),
-            plan: plan.clone(),
+            plan,
         })
+    }
+
+    /// The ids of the committed runs (from the file names; cheap).
+    pub fn done_ids(&self) -> Result<std::collections::BTreeSet<usize>> {
+        done_ids(&self.dir)
+    }
+
+    /// The curve of a committed run.
+    pub fn curve(&self, run: usize) -> Result<Vec<Record>> {
+        read_curve(&self.dir, run)
     }
 
     /// The committed records, by run id.
@@ -154,13 +200,8 @@ impl Store {
     pub fn write_checkpoints(&self, runs: &[usize], network: &Network, step: u64) -> Result<()> {
         for (i, &run) in runs.iter().enumerate() {
             let dir = self.checkpoint_dir(run);
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            write_file(
-                &dir,
-                &checkpoint_name(step),
-                &network.save(step, &[i])?,
-                true,
-            )?;
+            fsio::create_dir_all(&dir)?;
+            fsio::write_atomic(&dir.join(checkpoint_name(step)), &network.save(step, &[i])?)?;
         }
         Ok(())
     }
@@ -179,16 +220,14 @@ impl Store {
                 continue;
             }
             let dst = self.checkpoint_dir(run);
-            fs::create_dir_all(&dst).map_err(io(&dst))?;
+            fsio::create_dir_all(&dst)?;
             for e in fs::read_dir(&src).map_err(io(&src))? {
                 let p = e.map_err(io(&src))?.path();
                 let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
                     continue;
                 };
-                if p.is_file() && name.ends_with(".safetensors") {
-                    let tmp = dst.join(format!(".{name}.tmp"));
-                    fs::copy(&p, &tmp).map_err(io(&p))?;
-                    fs::rename(&tmp, dst.join(name)).map_err(io(&dst))?;
+                if p.is_file() && name.ends_with(".safetensors") && !name.starts_with('.') {
+                    fsio::copy_atomic(&p, &dst.join(name))?;
                     copied += 1;
                 }
             }
@@ -196,12 +235,29 @@ impl Store {
         Ok(copied)
     }
 
-    /// Commits one finished run.
-    pub fn commit(&self, rec: &RunRecord) -> Result<()> {
+    /// Commits one finished run: its curve, then its record (the record marks it done).
+    pub fn commit(&self, rec: &RunRecord, curve: &[Record]) -> Result<()> {
+        let cpath = self.dir.join(CURVES).join(format!("{:06}.csv", rec.run));
+        fsio::write_atomic(&cpath, curve_csv(curve).as_bytes())?;
+        self.commit_record(rec)
+    }
+
+    /// Writes a run's record (its curve must be in place first).
+    pub fn commit_record(&self, rec: &RunRecord) -> Result<()> {
         let path = self.dir.join(RUNS).join(format!("{:06}.json", rec.run));
         let text = serde_json::to_string_pretty(rec)
             .map_err(|e| Error::json(&path, "cannot write the run record", e))?;
-        atomic_write(&path, text.as_bytes())
+        fsio::write_atomic(&path, text.as_bytes())
+    }
+
+    /// Copies the curve of `run` from the sweep directory `from` (a merge).
+    pub fn copy_curve(&self, from: &Path, run: usize) -> Result<()> {
+        let name = format!("{run:06}.csv");
+        let src = from.join(CURVES).join(&name);
+        if src.is_file() {
+            fsio::copy_atomic(&src, &self.dir.join(CURVES).join(name))?;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +270,34 @@ pub fn read_plan(dir: &Path) -> Result<PlanFile> {
     serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt sweep plan", e))
 }
 
+/// The ids of the committed runs of a sweep directory (from the record file names).
+pub fn done_ids(dir: &Path) -> Result<std::collections::BTreeSet<usize>> {
+    let runs = dir.join(RUNS);
+    let mut out = std::collections::BTreeSet::new();
+    if !runs.exists() {
+        return Ok(out);
+    }
+    for e in fs::read_dir(&runs).map_err(io(&runs))? {
+        let name = e.map_err(io(&runs))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(id) = name
+            .strip_suffix(".json")
+            .filter(|s| !s.starts_with('.'))
+            .and_then(|s| s.parse().ok())
+        {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
+/// The curve of a committed run (its metrics at every evaluation).
+pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
+    let p = dir.join(CURVES).join(format!("{run:06}.csv"));
+    let text = fs::read_to_string(&p).map_err(io(&p))?;
+    read_curve_csv(&p, &text)
+}
+
 /// Reads every committed record of a sweep directory.
 pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
     let runs = dir.join(RUNS);
@@ -223,7 +307,10 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
     }
     for e in fs::read_dir(&runs).map_err(io(&runs))? {
         let p = e.map_err(io(&runs))?.path();
-        if p.extension().is_none_or(|x| x != "json") {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden || p.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let text = fs::read_to_string(&p).map_err(io(&p))?;

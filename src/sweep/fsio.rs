@@ -1,0 +1,207 @@
+//! The file operations of a sweep directory, safe for many writers on a shared file system.
+//!
+//! - [`write_atomic`]: a flushed temporary file with a name unique to the writer, renamed into
+//!   place. Readers see the old file or the new one; two writers never share a temporary.
+//! - [`create_exclusive`]: a whole file created only if the name is free, by writing a unique
+//!   temporary and hard-linking it to the name. `link` fails when the name exists, atomically,
+//!   on local file systems, NFS (v2 and later: the classic NFS-safe lock file) and Lustre —
+//!   no `flock`, no `O_EXCL` (unreliable on old NFS), and a reader never sees the file half
+//!   written.
+//!
+//! **Fault injection (a test hook).** With `GROKSCOPE_SWEEP_FAULT=N` in the environment the
+//! process aborts (like `kill -9`: no clean-up, no destructors) just before its N-th sweep
+//! file operation (each create, write, flush, rename, link, remove and directory creation
+//! counts), so a test can stop a sweep at every file operation and check that the directory
+//! it leaves resumes. `GROKSCOPE_SWEEP_FAULT_LOG=FILE` appends `N op path` for each operation.
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+static OPS: AtomicU64 = AtomicU64::new(0);
+
+struct Hook {
+    fault_at: Option<u64>,
+    log: Option<PathBuf>,
+}
+
+fn hook() -> &'static Hook {
+    static HOOK: OnceLock<Hook> = OnceLock::new();
+    HOOK.get_or_init(|| Hook {
+        fault_at: std::env::var("GROKSCOPE_SWEEP_FAULT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        log: std::env::var_os("GROKSCOPE_SWEEP_FAULT_LOG").map(PathBuf::from),
+    })
+}
+
+/// Counts one file operation; aborts the process at the injected fault.
+fn op(what: &str, path: &Path) {
+    let h = hook();
+    if h.fault_at.is_none() && h.log.is_none() {
+        return;
+    }
+    let n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(log) = &h.log {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{n} {what} {}", path.display());
+        }
+    }
+    if h.fault_at == Some(n) {
+        std::process::abort();
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// A name for a temporary file beside `path`, unique to this process and call.
+fn temp_name(path: &Path) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{name}.{}.{}.{}.tmp",
+        host_tag(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// This machine's short host name (for temporary names and worker records).
+pub fn host_tag() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".into());
+        let short = raw.trim().split('.').next().unwrap_or("host").to_string();
+        sanitize(&short)
+    })
+}
+
+/// Keeps `[A-Za-z0-9_-]`, replacing anything else by `_` (file-name safe everywhere).
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "_".into()
+    } else {
+        out
+    }
+}
+
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = temp_name(path);
+    op("create", &tmp);
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    op("write", &tmp);
+    f.write_all(bytes).map_err(io(&tmp))?;
+    op("fsync", &tmp);
+    f.sync_all().map_err(io(&tmp))?;
+    Ok(tmp)
+}
+
+/// Replaces `path` with `bytes` atomically (a unique temporary, flushed, renamed into place).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    op("rename", path);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Creates `path` holding `bytes` if no file has that name; `Ok(false)` if one has. The file
+/// appears whole or not at all.
+pub fn create_exclusive(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = write_temp(path, bytes)?;
+    op("link", path);
+    let linked = fs::hard_link(&tmp, path);
+    op("remove", &tmp);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// `mkdir -p`.
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    op("mkdir", path);
+    fs::create_dir_all(path).map_err(io(path))
+}
+
+/// Removes a file; a missing one is fine.
+pub fn remove_file(path: &Path) -> Result<()> {
+    op("remove", path);
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Copies `from` to `to` through a unique temporary renamed into place.
+pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let tmp = temp_name(to);
+    op("copy", &tmp);
+    fs::copy(from, &tmp).map_err(io(from))?;
+    op("rename", to);
+    fs::rename(&tmp, to).map_err(io(to))
+}
+
+/// Whether `name` is one of this module's temporary files.
+pub fn is_temp(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Removes temporary files in `dir` older than `age` seconds (left by killed writers; younger
+/// ones may belong to a writer still at work).
+pub fn remove_stale_temps(dir: &Path, age: f64) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !is_temp(&name) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d.as_secs_f64() > age);
+        if old {
+            remove_file(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
