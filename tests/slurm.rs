@@ -36,7 +36,12 @@ fn results_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             }
         }
     }
-    for f in ["plan.json", "results.csv", "phase_grid.txt", "phase_grid.csv"] {
+    for f in [
+        "plan.json",
+        "results.csv",
+        "phase_grid.txt",
+        "phase_grid.csv",
+    ] {
         out.insert(f.into(), std::fs::read(dir.join(f)).unwrap_or_default());
     }
     out
@@ -73,7 +78,9 @@ fn wait_for(jobs: &[String], limit: Duration) {
         let pending = q.lines().any(|l| {
             jobs.iter().any(|j| {
                 l.split_whitespace().any(|w| {
-                    w == j || w.strip_prefix(j.as_str()).is_some_and(|r| r.starts_with('_'))
+                    w == j
+                        || w.strip_prefix(j.as_str())
+                            .is_some_and(|r| r.starts_with('_'))
                 })
             })
         });
@@ -142,7 +149,15 @@ fn sweeps_on_a_real_slurm() {
     assert!(local.status.success());
     let out = grokscope(
         &[
-            "sweep", "slurm", "quick.toml", "--out", "onslurm", "--tasks", "3", "--lease", "10",
+            "sweep",
+            "slurm",
+            "quick.toml",
+            "--out",
+            "onslurm",
+            "--tasks",
+            "3",
+            "--lease",
+            "10",
             "--submit",
         ],
         t,
@@ -166,7 +181,10 @@ fn sweeps_on_a_real_slurm() {
         "{:?}",
         trained_counts(&dir)
     );
-    assert!(dir.join("report/report.html").is_file(), "the finishing job wrote the report");
+    assert!(
+        dir.join("report/report.html").is_file(),
+        "the finishing job wrote the report"
+    );
 
     // One task cancelled while it trains, then resubmitted: the sweep completes, identical to a
     // local run, with no run trained twice to completion.
@@ -175,7 +193,15 @@ fn sweeps_on_a_real_slurm() {
     assert!(local.status.success());
     let out = grokscope(
         &[
-            "sweep", "slurm", "longer.toml", "--out", "cancel", "--tasks", "2", "--lease", "10",
+            "sweep",
+            "slurm",
+            "longer.toml",
+            "--out",
+            "cancel",
+            "--tasks",
+            "2",
+            "--lease",
+            "10",
             "--submit",
         ],
         t,
@@ -191,7 +217,10 @@ fn sweeps_on_a_real_slurm() {
         if hb.is_ok_and(|h| h.contains("\"training\"")) {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "task 2 never trained");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "task 2 never trained"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -210,7 +239,10 @@ fn sweeps_on_a_real_slurm() {
     wait_for(&[array, finish, again], Duration::from_secs(300));
     assert_eq!(results_tree(&t.join("local2")), results_tree(&dir));
     let log = std::fs::read_to_string(dir.join(format!("workers/{victim}.log"))).unwrap();
-    assert!(log.contains("release unit"), "the cancelled task gave its unit back: {log}");
+    assert!(
+        log.contains("release unit"),
+        "the cancelled task gave its unit back: {log}"
+    );
     let counts = trained_counts(&dir);
     assert!(
         counts.len() == 4 && counts.values().all(|&c| c == 1),

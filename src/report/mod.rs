@@ -3,6 +3,7 @@
 //! Everything goes to `DIR/report/`; `report.html` embeds its PNGs as data URIs and links
 //! the SVGs beside it.
 
+mod explore;
 mod figure;
 pub mod plot;
 mod weights;
@@ -435,6 +436,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     if !grid_text.is_empty() {
         table.push_str(&format!("<pre>{}</pre>", esc(&grid_text)));
     }
+    table.push_str(&explore::explorer(dir, &axes, &records)?);
     write_html(
         out,
         &format!("grokscope sweep report: {name}"),

@@ -344,7 +344,7 @@ pub struct Pulse {
 
 impl Pulse {
     /// Writes the first heartbeat and starts the thread (one beat every `lease / 6` seconds,
-    /// at least every 0.2 s and at most every 20 s).
+    /// at least every 0.2 s and at most every 10 s).
     pub fn start(claims: Arc<Claims>, me: &Me) -> Result<Pulse> {
         let t = now();
         let hb = Heartbeat {
@@ -365,7 +365,7 @@ impl Pulse {
         let state = Arc::new(Mutex::new((hb, None)));
         let lost = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let every = std::time::Duration::from_secs_f64((claims.lease / 6.0).clamp(0.2, 20.0));
+        let every = std::time::Duration::from_secs_f64((claims.lease / 6.0).clamp(0.2, 10.0));
         let (st, lo) = (Arc::clone(&state), Arc::clone(&lost));
         let thread = std::thread::Builder::new()
             .name("grokscope-heartbeat".into())
