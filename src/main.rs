@@ -842,6 +842,7 @@ fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                 exe: std::env::current_exe().context("cannot find the grokscope executable")?,
             };
             o.check()?;
+            sweep::slurm::check_dir(&std::path::absolute(&out)?)?;
             // Create (or join) the directory now, so the plan is fixed before any task runs.
             sweep::store::Store::open(&out, &plan.plan_file(None), lease)?;
             let s = sweep::slurm::write_scripts(&out, &plan.spec.name, &o)?;

@@ -106,7 +106,7 @@ pub fn explorer(
 }
 
 const SCRIPT: &str = r##"(function () {
-  const S = SWEEP, NS = "http://www.w3.org/2000/svg";
+  const S = SWEEP;
   const picks = document.getElementById("pickers"), svg = document.getElementById("curves");
   const info = document.getElementById("runinfo"), logx = document.getElementById("logx");
   const sel = S.axes.map((a, i) => {
@@ -119,9 +119,20 @@ const SCRIPT: &str = r##"(function () {
   logx.onchange = draw;
   const SER = [["train", "train", "#0072B2", ""], ["test", "test", "#D55E00", ""],
     ["mem", "A_mem", "#009E73", "6 3"], ["inv", "A_inv", "#CC79A7", "2 3"], ["clean", "A_clean", "#7f7f7f", "8 3 2 3"]];
-  function el(n, a, p) { const e = document.createElementNS(NS, n); for (const k in a) e.setAttribute(k, a[k]); (p || svg).appendChild(e); return e; }
+  // SVG markup, set as the inline <svg>'s innerHTML (parsed as SVG by the browser).
+  let out = [];
+  const esc = v => String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
+  function el(n, a) {
+    const e = {n: n, a: a, t: null, textContent: null};
+    out.push(e); return e;
+  }
+  function flush() {
+    svg.innerHTML = out.map(e => "<" + e.n + Object.keys(e.a).map(k => " " + k + "=\"" + esc(e.a[k]) + "\"").join("") +
+      ">" + (e.textContent === null ? "" : esc(e.textContent)) + "</" + e.n + ">").join("");
+    out = [];
+  }
   function draw() {
-    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    out = []; svg.innerHTML = "";
     const want = sel.map(s => s.value);
     const r = S.runs.find(x => x.coords.every((c, i) => c === want[i]));
     if (!r) { info.textContent = "no finished run at this cell"; return; }
@@ -154,6 +165,7 @@ const SCRIPT: &str = r##"(function () {
       el("text", {x: L + W + 56, y: ly + 4, "font-size": 13}).textContent = name;
       ly += 20;
     });
+    flush();
   }
   draw();
 })();"##;

@@ -59,6 +59,25 @@ impl Me {
     }
 }
 
+/// Checks a worker name given by the user: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting
+/// with a dot (it names files).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "--worker",
+            format!("{name:?}: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"),
+        ))
+    }
+}
+
 /// One claim file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClaimFile {
@@ -449,5 +468,83 @@ impl Pulse {
 impl Drop for Pulse {
     fn drop(&mut self) {
         self.halt();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(name: &str, host: &str, pid: u32) -> Me {
+        Me {
+            name: name.into(),
+            host: host.into(),
+            pid,
+        }
+    }
+
+    /// A claim of a worker on another machine is taken over only after its lease; one whose
+    /// heartbeat keeps beating is not; exactly one of two racing workers wins a generation.
+    #[test]
+    fn leases_and_generations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Claims::open(tmp.path(), 60.0).unwrap();
+        let far = me("far", "elsewhere", 4242);
+        assert_eq!(c.try_claim(7, &far).unwrap(), Attempt::Won(0));
+        // Its heartbeat is fresh: held.
+        let beat = |t: f64| Heartbeat {
+            worker: "far".into(),
+            host: "elsewhere".into(),
+            pid: 4242,
+            started: t,
+            beat: t,
+            state: WorkerState::Training,
+            unit: Some(7),
+            runs: vec![1],
+            step: 0,
+            total_steps: 10,
+            work_done: 0,
+            runs_done: 0,
+        };
+        c.beat(&beat(now())).unwrap();
+        let local = me("local", "here", std::process::id());
+        assert!(matches!(
+            c.try_claim(7, &local).unwrap(),
+            Attempt::Held { ref worker, .. } if worker == "far"
+        ));
+        // Its heartbeat (and claim) are older than the lease: taken over, generation 1.
+        let old = now() - 120.0;
+        c.beat(&beat(old)).unwrap();
+        let path = unit_file(&c.claims, 7, 0);
+        let mut claim: ClaimFile =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        claim.time = old;
+        fs::write(&path, serde_json::to_vec(&claim).unwrap()).unwrap();
+        assert_eq!(c.try_claim(7, &local).unwrap(), Attempt::Won(1));
+        assert!(!c.holds(7, 0), "the old holder has lost it");
+        assert!(c.holds(7, 1));
+        // A release frees it at once; the same name (a requeued task) takes it back at once.
+        c.release(7, 1, &local).unwrap();
+        let other = me("other", "here", 1);
+        assert_eq!(c.try_claim(7, &other).unwrap(), Attempt::Won(3));
+        let again = me("other", "there", 2);
+        assert_eq!(c.try_claim(7, &again).unwrap(), Attempt::Won(4));
+        // Racing threads: each generation has one winner.
+        let c = std::sync::Arc::new(c);
+        let wins: Vec<bool> = (0..8)
+            .map(|i| {
+                let c = std::sync::Arc::clone(&c);
+                std::thread::spawn(move || {
+                    matches!(
+                        c.try_claim(9, &me(&format!("w{i}"), "here", std::process::id())),
+                        Ok(Attempt::Won(_))
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     }
 }

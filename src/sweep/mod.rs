@@ -275,6 +275,9 @@ pub fn run(
     stop: &AtomicUsize,
     progress: &mut dyn FnMut(&SweepProgress),
 ) -> Result<WorkerOutcome> {
+    if let Some(n) = &opts.name {
+        claims::check_name(n)?;
+    }
     let store = Store::open(dir, &plan.plan_file(shard), opts.lease)?;
     let claims = Arc::new(Claims::open(dir, opts.lease)?);
     let me = Me::new(opts.name.as_deref());
@@ -290,16 +293,21 @@ pub fn run(
     }
     let work_total: u64 = run_work.values().sum();
     if let Some(h) = claims.heartbeat(&me.name) {
-        let alive = h.host == me.host
+        let running = !matches!(h.state, WorkerState::Finished | WorkerState::Stopped);
+        let here = h.host == me.host
             && h.pid != me.pid
-            && std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
-            && !matches!(h.state, WorkerState::Finished | WorkerState::Stopped);
+            && std::path::Path::new(&format!("/proc/{}", h.pid)).exists();
+        // A name given by the user, alive on another host (a Slurm task requeued elsewhere
+        // keeps its default name and continues).
+        let elsewhere =
+            opts.name.is_some() && h.host != me.host && fsio::now() - h.beat < opts.lease;
+        let alive = running && (here || elsewhere);
         if alive {
             return Err(Error::Sweep {
                 dir: dir.to_path_buf(),
                 why: format!(
-                    "a worker named {} is already running on this host (pid {}); give each worker its own --worker name",
-                    me.name, h.pid
+                    "a worker named {} is already running (host {}, pid {}); give each worker its own --worker name",
+                    me.name, h.host, h.pid
                 ),
             });
         }

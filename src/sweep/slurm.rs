@@ -123,6 +123,22 @@ impl SlurmOptions {
     }
 }
 
+/// Whether the sweep directory's path fits an `#SBATCH --output` line (checked before
+/// anything is written).
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let s = dir.to_string_lossy();
+    if s.contains(char::is_whitespace) || s.contains('%') || dir.to_str().is_none() {
+        return Err(bad(
+            "--out",
+            format!(
+                "{}: Slurm's #SBATCH --output cannot hold spaces, % signs or non-UTF-8 names; use another directory",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `DIR/slurm/worker.sbatch` and `DIR/slurm/finish.sbatch` for the sweep directory
 /// `dir` (which must hold its plan already).
 pub fn write_scripts(dir: &Path, name: &str, o: &SlurmOptions) -> Result<Scripts> {
@@ -135,16 +151,8 @@ pub fn write_scripts(dir: &Path, name: &str, o: &SlurmOptions) -> Result<Scripts
     let job = format!("gs-{}", fsio::sanitize(name));
     // Slurm expands %A (array job), %a (task), %j (job) in --output; the path itself must
     // not contain other % signs or spaces to stay one #SBATCH word.
+    check_dir(&dir)?;
     let logs_s = logs.to_str().unwrap_or_default();
-    if logs_s.contains(char::is_whitespace) || logs_s.contains('%') {
-        return Err(bad(
-            "--out",
-            format!(
-                "{}: Slurm's #SBATCH --output cannot hold spaces or % signs; use another directory",
-                dir.display()
-            ),
-        ));
-    }
     let lease = o.lease;
     let mut worker = o.header(&job, &format!("{logs_s}/worker-%A_%a.out"));
     worker.push_str(&format!("#SBATCH --array=1-{}\n", o.tasks));

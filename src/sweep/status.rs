@@ -48,10 +48,11 @@ pub fn status(dir: &Path, lease: f64) -> Result<Status> {
     let units = units(&plan, shard, pf.max_fleet);
     let records = read_records(dir)?;
     let claims = Claims::open_read(dir, lease);
+    // An observer on this host: a dead worker of this host counts as dead at once.
     let observer = Me {
         name: "\u{0}status".into(),
-        host: String::new(),
-        pid: 0,
+        host: super::fsio::host_tag().to_string(),
+        pid: std::process::id(),
     };
     let mut phases = BTreeMap::new();
     for r in records.values() {

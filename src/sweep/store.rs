@@ -139,7 +139,13 @@ impl Store {
                 .map_err(io(dir))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
-                .find(|n| !(n.starts_with(".plan.json.") && fsio::is_temp(n)));
+                .find(|n| {
+                    let temp = n.starts_with(".plan.json") && fsio::is_temp(n);
+                    // An empty runs/ of a creation killed by an earlier grokscope.
+                    let empty_runs = n == RUNS
+                        && fs::read_dir(dir.join(n)).is_ok_and(|mut d| d.next().is_none());
+                    !(temp || empty_runs)
+                });
             if let Some(name) = other {
                 return Err(refuse(format!(
                     "it exists and is not a sweep directory (no {PLAN}, but {name}); use another --out"
@@ -316,6 +322,19 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         let text = fs::read_to_string(&p).map_err(io(&p))?;
         let rec: RunRecord =
             serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt run record", e))?;
+        let named: Option<usize> = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok());
+        if named != Some(rec.run) {
+            return Err(Error::BadFile {
+                path: p.clone(),
+                why: format!(
+                    "holds run {}, but its name says another run (delete it to have the run trained again)",
+                    rec.run
+                ),
+            });
+        }
         out.insert(rec.run, rec);
     }
     Ok(out)
