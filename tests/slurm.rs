@@ -3,7 +3,7 @@
 //! a missing Slurm fails the test instead of skipping it).
 
 mod common;
-use common::grokscope;
+use common::{grokscope, trained_counts};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,25 +43,6 @@ fn results_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         "phase_grid.csv",
     ] {
         out.insert(f.into(), std::fs::read(dir.join(f)).unwrap_or_default());
-    }
-    out
-}
-
-fn trained_counts(dir: &Path) -> BTreeMap<usize, usize> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join("workers")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "log") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines() {
-            if let Some(rest) = line.split(" trained unit ").nth(1) {
-                let runs = rest.split_once("runs [").unwrap().1.trim_end_matches(']');
-                for r in runs.split(',') {
-                    *out.entry(r.trim().parse::<usize>().unwrap()).or_default() += 1;
-                }
-            }
-        }
     }
     out
 }

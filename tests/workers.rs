@@ -2,7 +2,7 @@
 //! unit, kills at every file operation, diverged runs as results.
 
 mod common;
-use common::grokscope;
+use common::{grokscope, trained_counts};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,26 +51,6 @@ fn assert_same_results(a: &Path, b: &Path) {
     for (k, v) in &ta {
         assert!(tb[k] == *v, "{k} differs between {a:?} and {b:?}");
     }
-}
-
-/// Per run, how many times a worker trained it to completion (from the workers' logs).
-fn trained_counts(dir: &Path) -> BTreeMap<usize, usize> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join("workers")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "log") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines() {
-            if let Some(rest) = line.split(" trained unit ").nth(1) {
-                let runs = rest.split_once("runs [").unwrap().1.trim_end_matches(']');
-                for r in runs.split(',') {
-                    *out.entry(r.trim().parse::<usize>().unwrap()).or_default() += 1;
-                }
-            }
-        }
-    }
-    out
 }
 
 fn run_ok(args: &[&str], cwd: &Path) {

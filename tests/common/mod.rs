@@ -11,3 +11,24 @@ pub fn grokscope(args: &[&str], cwd: &Path) -> Output {
         .output()
         .expect("binary runs")
 }
+
+/// Per run, how many times a sweep worker trained it to completion (from the workers' logs).
+#[allow(dead_code)]
+pub fn trained_counts(dir: &Path) -> std::collections::BTreeMap<usize, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir.join("workers")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "log") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            if let Some(rest) = line.split(" trained unit ").nth(1) {
+                let runs = rest.split_once("runs [").unwrap().1.trim_end_matches(']');
+                for r in runs.split(',') {
+                    *out.entry(r.trim().parse::<usize>().unwrap()).or_default() += 1;
+                }
+            }
+        }
+    }
+    out
+}
