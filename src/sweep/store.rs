@@ -146,7 +146,9 @@ impl Store {
                         && fs::read_dir(dir.join(n)).is_ok_and(|mut d| d.next().is_none());
                     !(temp || empty_runs)
                 });
-            if let Some(name) = other {
+            // Another creator may have won between the check above and the listing:
+            // then its plan.json (and its runs/, curves/) are there, and that is fine.
+            if let Some(name) = other.filter(|_| !plan_path.exists()) {
                 return Err(refuse(format!(
                     "it exists and is not a sweep directory (no {PLAN}, but {name}); use another --out"
                 )));
