@@ -286,31 +286,24 @@ pub fn analyze_run(
         all_rows.extend(rows);
         all_spectra.extend(spectra);
     }
+    // Everything is computed before anything is written; the files then replace the old
+    // analysis together (a killed or failed analyze leaves the old one complete).
     let names = run.setup.network.vector_names();
-    let dir = &run.dir;
-    dir.write_analysis(
-        AnalysisFile::Neurons,
-        neurons_csv(names, &all_rows).as_bytes(),
-        force,
-    )?;
-    dir.write_analysis(
-        AnalysisFile::Spectra,
-        spectra_csv(p, names, &all_rows, &all_spectra).as_bytes(),
-        force,
-    )?;
+    let mut out = vec![
+        (AnalysisFile::Neurons, neurons_csv(names, &all_rows)),
+        (
+            AnalysisFile::Spectra,
+            spectra_csv(p, names, &all_rows, &all_spectra),
+        ),
+    ];
     if has_embedding {
-        dir.write_analysis(
-            AnalysisFile::Embedding,
-            embedding_csv(&embeds).as_bytes(),
-            force,
-        )?;
+        out.push((AnalysisFile::Embedding, embedding_csv(&embeds)));
     }
     for order in ORDERS {
         let sweeps = prune_models(run, &models, order, 0)?;
         let net = &run.setup.network;
         let csv = prune_csv(net.n_neurons(), &|i| net.neuron_id(i), &sweeps);
-        run.dir
-            .write_analysis(prune_file(None, order), csv.as_bytes(), force)?;
+        out.push((prune_file(None, order), csv));
     }
     let json = serde_json::to_string_pretty(&summaries).map_err(|e| {
         Error::json(
@@ -319,8 +312,8 @@ pub fn analyze_run(
             e,
         )
     })?;
-    run.dir
-        .write_analysis(AnalysisFile::Summary, json.as_bytes(), force)?;
+    out.push((AnalysisFile::Summary, json));
+    run.dir.replace_analysis(&out, force)?;
     Ok(summaries)
 }
 

@@ -11,6 +11,7 @@ use crate::model::transformer::TransformerConfig;
 use crate::model::{Activation, Arch, Architecture};
 use crate::train::adamw::AdamWHyper;
 use crate::train::loss::Loss;
+use crate::train::memory;
 use crate::train::network::{ModelInit, Network};
 use crate::train::ModelHyper;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,17 @@ pub use crate::model::{Init, ModelKind};
 
 /// The built-in default experiment (the regularization study at 500 epochs).
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.toml");
+
+/// The largest hidden width N (and Transformer width d · mlp_ratio).
+pub const MAX_WIDTH: usize = 1 << 24;
+/// The most models one fleet trains together (the product of the fleet axes' lengths).
+pub const MAX_FLEET: usize = 1 << 16;
+/// The longest run, in optimizer steps (about 2 weeks at a microsecond per step).
+pub const MAX_STEPS: u64 = 1 << 40;
+/// The Transformer's largest `d_model`, `layers` and `mlp_ratio`.
+pub const MAX_D_MODEL: usize = 1 << 16;
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_MLP_RATIO: usize = 64;
 
 /// One value, or a list of values that the fleet sweeps over.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,6 +80,18 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Axis<T> {
 }
 
 impl<T: Clone> Axis<T> {
+    /// How many values the axis has.
+    pub fn len(&self) -> usize {
+        match self {
+            Axis::One(_) => 1,
+            Axis::Many(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn values(&self) -> Vec<T> {
         match self {
             Axis::One(x) => vec![x.clone()],
@@ -268,10 +292,12 @@ pub struct ModelSpec {
 }
 
 impl Config {
-    /// A config from a TOML table (errors point at the offending line).
+    /// A config from a TOML table.
     pub fn from_table(table: &toml::Table) -> Result<Config> {
-        let text = toml::to_string(table).map_err(|e| Error::Config(e.to_string()))?;
-        toml::from_str(&text).map_err(|e: toml::de::Error| Error::Config(e.to_string()))
+        table
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.message().to_string()))
     }
 
     /// Parses a config from TOML text, applying `key=value` overrides first.
@@ -282,9 +308,15 @@ impl Config {
     /// As [`Config::from_toml`], with notes on what the overrides replaced: `--set
     /// train.steps=N` on a config that gives `train.epochs` replaces it (and the reverse),
     /// unless the overrides give both.
+    ///
+    /// Errors name the line and column of `text`, or the `--set` as typed.
     pub fn from_toml_noted(text: &str, sets: &[String]) -> Result<(Config, Vec<String>)> {
         let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| Error::Config(format!("malformed TOML: {e}")))?;
+            toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
+        if sets.is_empty() {
+            let cfg = toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
+            return Ok((cfg, Vec::new()));
+        }
         let mut notes = Vec::new();
         let set_keys: Vec<&str> = sets
             .iter()
@@ -301,18 +333,29 @@ impl Config {
                 }
             }
         }
+        let base = table.clone();
         for s in sets {
             apply_set(&mut table, s)?;
         }
-        // Re-read the merged table as text so that errors point at the offending line.
-        let merged = if sets.is_empty() {
-            text.to_string()
-        } else {
-            toml::to_string(&table).map_err(|e| Error::Config(e.to_string()))?
-        };
-        let cfg =
-            toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
-        Ok((cfg, notes))
+        match Config::from_table(&table) {
+            Ok(cfg) => Ok((cfg, notes)),
+            Err(merged) => {
+                // Whose error is it: the file's, or the first `--set` after which the
+                // config no longer reads?
+                toml::from_str::<Config>(text).map_err(|e| Error::Config(located(text, &e)))?;
+                let mut t = base;
+                for s in sets {
+                    apply_set(&mut t, s)?;
+                    if let Err(Error::Config(why)) = Config::from_table(&t) {
+                        return Err(Error::Set {
+                            set: s.clone(),
+                            why,
+                        });
+                    }
+                }
+                Err(merged)
+            }
+        }
     }
 
     /// A fingerprint of the resolved config (FNV-1a of its TOML): what a saved state or a
@@ -333,6 +376,7 @@ impl Config {
     /// the network the config asks for.
     pub fn check(self) -> Result<Checked> {
         let warnings = self.validate()?;
+        let models = self.fleet_len()?;
         let m = &self.model;
         let architecture = match m.kind {
             ModelKind::Mlp => {
@@ -358,11 +402,61 @@ impl Config {
                 }
             }
         };
-        Ok(Checked {
+        let checked = Checked {
             cfg: self,
             warnings,
             architecture,
-        })
+        };
+        checked.check_size(models)?;
+        Ok(checked)
+    }
+
+    /// The number of models of the fleet (the product of the fleet axes' lengths), refused
+    /// above [`MAX_FLEET`].
+    pub fn fleet_len(&self) -> Result<usize> {
+        let lens = [
+            ("data.corruption", self.data.corruption.len()),
+            ("data.corruption_seed", self.data.corruption_seed.len()),
+            ("model.init_seed", self.model.init_seed.len()),
+            ("train.weight_decay", self.train.weight_decay.len()),
+            ("model.dropout", self.model.dropout.len()),
+            ("train.lr", self.train.lr.len()),
+        ];
+        let mut n: usize = 1;
+        for (_, len) in lens {
+            n = n.saturating_mul(len);
+        }
+        if n > MAX_FLEET {
+            let many: Vec<String> = lens
+                .iter()
+                .filter(|l| l.1 > 1)
+                .map(|l| format!("{} {}", l.1, l.0))
+                .collect();
+            return Err(Error::invalid(
+                "fleet",
+                format!(
+                    "the fleet axes ask for {} models ({}), more than the {MAX_FLEET} one fleet may train; use fewer values, or a sweep (docs/SWEEPS.md)",
+                    if n == usize::MAX { "over 10^19".to_string() } else { n.to_string() },
+                    many.join(" × ")
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The number of pairs of the table (`p²`, or `p(p − 1)` for `div`) and of training pairs
+    /// (`⌊α · table⌋`), as [`Split::new`] draws them.
+    pub fn table_sizes(&self) -> (usize, usize) {
+        let p = self.data.p;
+        let table = if self.data.operation == Operation::Div {
+            p.saturating_mul(p.saturating_sub(1))
+        } else {
+            p.saturating_mul(p)
+        };
+        (
+            table,
+            (self.data.train_fraction * table as f64).floor() as usize,
+        )
     }
 
     /// Checks every value but the Transformer's; returns warnings that do not stop a run.
@@ -385,10 +479,10 @@ impl Config {
         }
         nonempty(&d.corruption_seed, "data.corruption_seed")?;
         let m = &self.model;
-        if m.width == 0 {
+        if m.width == 0 || m.width > MAX_WIDTH {
             return Err(Error::invalid(
                 "model.width",
-                "the width N must be at least 1",
+                format!("the width N must lie in [1, {MAX_WIDTH}], got {}", m.width),
             ));
         }
         for &q in nonempty(&m.dropout, "model.dropout")?.iter() {
@@ -439,14 +533,24 @@ impl Config {
                     format!("must be ≥ 0, got {wd}"),
                 ));
             }
-            for &lr in t.lr.values().iter() {
-                if lr * wd >= 1.0 {
-                    warnings.push(format!(
-                        "lr·wd = {} ≥ 1: the decoupled decay factor 1 − lr·wd is not positive",
-                        lr * wd
-                    ));
-                }
-            }
+        }
+        let lrs = t.lr.values();
+        let over: Vec<(f64, f64)> = t
+            .weight_decay
+            .values()
+            .iter()
+            .flat_map(|&wd| lrs.iter().map(move |&lr| (lr, wd)))
+            .filter(|(lr, wd)| lr * wd >= 1.0)
+            .collect();
+        if let Some(&(lr, wd)) = over.first() {
+            let more = match over.len() {
+                1 => String::new(),
+                k => format!(" (and {} more of the fleet's lr, wd pairs)", k - 1),
+            };
+            warnings.push(format!(
+                "lr·wd = {lr}·{wd} = {} ≥ 1{more}: the decoupled decay factor 1 − lr·wd is not positive",
+                lr * wd
+            ));
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err(Error::invalid("train.beta1/beta2", "must lie in [0, 1)"));
@@ -557,8 +661,8 @@ impl Config {
     pub fn total_steps(&self, n_train: usize) -> u64 {
         match (self.train.steps, self.train.epochs) {
             (Some(s), _) => s,
-            (None, Some(e)) => e * self.steps_per_epoch(n_train),
-            (None, None) => 1000 * self.steps_per_epoch(n_train),
+            (None, Some(e)) => e.saturating_mul(self.steps_per_epoch(n_train)),
+            (None, None) => 1000u64.saturating_mul(self.steps_per_epoch(n_train)),
         }
     }
 
@@ -574,11 +678,18 @@ impl Config {
 /// The Transformer's settings (`model.kind = "transformer"`).
 fn validate_transformer(m: &ModelConfig) -> Result<()> {
     let t = &m.transformer;
-    if t.d_model == 0 || t.heads == 0 || t.layers == 0 || t.mlp_ratio == 0 {
-        return Err(Error::invalid(
-            "model.transformer",
-            "d_model, heads, layers and mlp_ratio must be at least 1",
-        ));
+    for (key, value, max) in [
+        ("d_model", t.d_model, MAX_D_MODEL),
+        ("heads", t.heads, MAX_D_MODEL),
+        ("layers", t.layers, MAX_LAYERS),
+        ("mlp_ratio", t.mlp_ratio, MAX_MLP_RATIO),
+    ] {
+        if value == 0 || value > max {
+            return Err(Error::invalid(
+                format!("model.transformer.{key}"),
+                format!("must lie in [1, {max}], got {value}"),
+            ));
+        }
     }
     if !t.d_model.is_multiple_of(t.heads) {
         return Err(Error::invalid(
@@ -639,6 +750,55 @@ pub fn dropout_seed(init_seed: u64) -> u64 {
 }
 
 impl Checked {
+    /// Refuses a run longer than [`MAX_STEPS`] or a fleet of `models` models that needs more
+    /// memory than this machine allows, before anything is allocated.
+    pub fn check_size(&self, models: usize) -> Result<()> {
+        let (_, n) = self.table_sizes();
+        let per_epoch = self.steps_per_epoch(n);
+        let steps = match (self.train.steps, self.train.epochs) {
+            (Some(s), _) => Some(s),
+            (None, e) => e.unwrap_or(1000).checked_mul(per_epoch),
+        };
+        match steps {
+            Some(s) if s <= MAX_STEPS => {}
+            _ => {
+                let (key, given) = match (self.train.steps, self.train.epochs) {
+                    (Some(s), _) => ("train.steps", s.to_string()),
+                    (None, e) => (
+                        "train.epochs",
+                        format!("{} epochs of {per_epoch} steps", e.unwrap_or(1000)),
+                    ),
+                };
+                return Err(Error::invalid(
+                    key,
+                    format!("{given} is more than the {MAX_STEPS} optimizer steps a run may take"),
+                ));
+            }
+        }
+        let steps = steps.unwrap_or(0) as f64;
+        let every = self.eval.every;
+        let evals = if every == 0 {
+            2.0
+        } else {
+            steps / every as f64 + 2.0
+        };
+        let est = memory::estimate(memory::Shape {
+            architecture: &self.architecture,
+            p: self.data.p,
+            n_train: n,
+            batch: self.train.batch_size.unwrap_or(n).min(n),
+            models,
+            evals,
+        });
+        let fleet = if models > 1 {
+            format!(" or the fleet ({models} models)")
+        } else {
+            String::new()
+        };
+        memory::ensure(&est, "this experiment", &fleet)?;
+        Ok(())
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -661,6 +821,13 @@ impl Checked {
     /// As [`Checked::setup`], with the models given explicitly (their fleet-axis values
     /// replace the config's; sweeps group arbitrary runs into fleets).
     pub fn setup_specs(&self, specs: Vec<ModelSpec>) -> Result<Setup> {
+        if specs.len() > MAX_FLEET {
+            return Err(Error::invalid(
+                "max_fleet",
+                format!("{} models in one fleet, more than {MAX_FLEET}", specs.len()),
+            ));
+        }
+        self.check_size(specs.len())?;
         let d = &self.data;
         let split = Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
         let n = split.n_train();
@@ -763,16 +930,18 @@ fn nonempty<T: Clone>(axis: &Axis<T>, key: &str) -> Result<Vec<T>> {
 pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
     let parts: Vec<&str> = key.split('.').map(str::trim).collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::Config(format!("empty part in key {key:?}")));
+        return Err(Error::Config(format!("empty part in key `{key}`")));
     }
     let mut cur = table;
     for part in &parts[..parts.len() - 1] {
         let entry = cur
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| Error::Config(format!("{key:?}: `{part}` is not a table")))?;
+        cur = entry.as_table_mut().ok_or_else(|| {
+            Error::Config(format!(
+                "`{part}` of `{key}` is a value, not a table of keys"
+            ))
+        })?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
@@ -781,18 +950,36 @@ pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Resul
 /// Applies `a.b.c=value` to a TOML table; `value` is read as TOML (`5`, `[0, 5]`, `true`,
 /// `"add"`) and, failing that, as a bare string.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
-    let (key, raw) = set.split_once('=').ok_or_else(|| {
-        Error::Config(format!(
-            "--set {set:?}: expected KEY=VALUE, e.g. train.weight_decay=5"
-        ))
-    })?;
+    let bad = |why: String| Error::Set {
+        set: set.to_string(),
+        why,
+    };
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| bad("expected KEY=VALUE, e.g. train.weight_decay=5".into()))?;
     let key = key.trim();
     if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
-        return Err(Error::Config(format!("--set {set:?}: empty key")));
+        return Err(bad("empty key (or an empty part between dots)".into()));
     }
     let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed key v"),
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(String::new())),
         Err(_) => toml::Value::String(raw.trim().to_string()),
     };
-    set_path(table, key, value).map_err(|e| Error::Config(format!("--set {set:?}: {e}")))
+    set_path(table, key, value).map_err(|e| match e {
+        Error::Config(why) => bad(why),
+        e => e,
+    })
+}
+
+/// A TOML error as `line L, column C: message` (one line; the position in `text`).
+pub fn located(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
 }

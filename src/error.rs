@@ -8,8 +8,11 @@ pub enum Error {
     #[error("invalid `{key}`: {message}")]
     Invalid { key: String, message: String },
     /// The configuration text could not be read as a grokscope config.
-    #[error("config: {0}")]
+    #[error("{0}")]
     Config(String),
+    /// A `--set KEY=VALUE` override (as typed) that cannot be applied.
+    #[error("--set {set}: {why}")]
+    Set { set: String, why: String },
     /// A file or directory could not be read or written. (The OS error is part of the
     /// message, not a separate cause, so that it is printed once.)
     #[error("{path}: {error}")]

@@ -360,12 +360,26 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
         ),
         None => (DEFAULT_CONFIG.to_string(), "built-in default".to_string()),
     };
-    let (cfg, notes) =
-        Config::from_toml_noted(&text, &a.sets).with_context(|| format!("in {source}"))?;
+    // An error names where the bad value came from: a --set as typed, or the config file.
+    let whose = |e: grokscope::Error| -> anyhow::Error {
+        let set = match &e {
+            grokscope::Error::Set { .. } => return e.into(),
+            grokscope::Error::Invalid { key, .. } => a.sets.iter().rev().find(|s| {
+                s.split_once('=')
+                    .is_some_and(|(k, _)| k.trim() == key.as_str())
+            }),
+            _ => None,
+        };
+        match set {
+            Some(s) => anyhow::Error::new(e).context(format!("--set {s}")),
+            None => anyhow::Error::new(e).context(format!("in {source}")),
+        }
+    };
+    let (cfg, notes) = Config::from_toml_noted(&text, &a.sets).map_err(whose)?;
     for n in &notes {
         eprintln!("note: {n}");
     }
-    let cfg = cfg.check().with_context(|| format!("in {source}"))?;
+    let cfg = cfg.check().map_err(whose)?;
     for w in cfg.warnings() {
         eprintln!("warning: {w}");
     }
@@ -374,7 +388,7 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
         None => RunDir::default_path(&a.runs_dir, &cfg.name),
     };
     // Build everything that can fail before creating the directory.
-    let setup = cfg.setup().with_context(|| format!("in {source}"))?;
+    let setup = cfg.setup().map_err(whose)?;
     if let Some(code) = stopped_early() {
         return Ok(code);
     }
@@ -618,6 +632,8 @@ fn cmd_prune(a: PruneArgs) -> Result<()> {
 }
 
 fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
+    use grokscope::train::memory;
+    memory::ensure(&memory::analytic(a.p, a.n), "the analytic network", "")?;
     let r = grokscope::model::analytic::evaluate_analytic(a.p, a.n)?;
     for w in &r.warnings {
         eprintln!("warning: {w}");

@@ -27,6 +27,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod swap;
+
 const CONFIG: &str = "config.toml";
 const METRICS: &str = "metrics.csv";
 const IPR_HIST: &str = "ipr_hist.csv";
@@ -177,6 +179,15 @@ pub fn load_run(path: &Path) -> Result<LoadedRun> {
     RunDir::open(path)?.load()
 }
 
+/// Test hook: with `GROKSCOPE_FAULT=NAME`, the process aborts (as if killed) at the fault
+/// point `NAME` (`swap`, `remove-old`, `between-renames`: the steps of [`swap::swap_in`]).
+/// `GROKSCOPE_FAULT=no-exchange` makes swaps use the two-rename path.
+pub fn fault_point(name: &str) {
+    if std::env::var("GROKSCOPE_FAULT").is_ok_and(|f| f == name) {
+        std::process::abort();
+    }
+}
+
 /// Writes `bytes` to `dir/name` through a temporary file renamed into place; refuses to
 /// replace an existing file unless `replace`.
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8], replace: bool) -> Result<()> {
@@ -210,6 +221,15 @@ impl RunDir {
             return Err(Error::OutputExists(path.to_path_buf()));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(file) = parent.ancestors().find(|a| a.exists() && !a.is_dir()) {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other(format!(
+                        "cannot create it: {} is a file, not a directory",
+                        file.display()
+                    )),
+                ));
+            }
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         fs::create_dir(path).map_err(|e| {
@@ -624,6 +644,7 @@ impl RunDir {
     /// The analysis directory, created if needed.
     pub fn analysis_dir(&self) -> Result<PathBuf> {
         let d = self.path.join(ANALYSIS);
+        swap::recover(&d)?;
         fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         Ok(d)
     }
@@ -651,6 +672,32 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+
+    /// Writes the analysis files `files` together: the new analysis/ is staged beside the old
+    /// one (keeping the old files that `files` does not replace) and swapped in whole.
+    pub fn replace_analysis(&self, files: &[(AnalysisFile, String)], force: bool) -> Result<()> {
+        let dest = self.path.join(ANALYSIS);
+        swap::recover(&dest)?;
+        let which: Vec<AnalysisFile> = files.iter().map(|f| f.0).collect();
+        self.check_analysis_free(&which, force)?;
+        let staged = swap::stage(&dest)?;
+        let names: Vec<String> = which.iter().map(|f| f.name()).collect();
+        let built = swap::keep_others(&dest, &staged, &|n| names.iter().any(|m| m == n))
+            .and_then(|_| {
+                files.iter().try_for_each(|(f, text)| {
+                    let path = staged.join(f.name());
+                    let mut file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                    file.write_all(text.as_bytes())
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| Error::io(&path, e))
+                })
+            })
+            .and_then(|_| swap::swap_in(&staged, &dest));
+        if built.is_err() {
+            swap::discard(&staged);
+        }
+        built
     }
 
     /// Writes an analysis file (replacing it only with `force`).

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::metrics::{accuracies, Accuracies};
 use crate::model::Arch;
 use crate::train::loss::{argmax, Loss};
+use crate::train::memory;
 use crate::train::mlp::{Fleet, ModelState};
 use crate::train::transformer::TFleet;
 use crate::train::{Engine, Network};
@@ -95,6 +96,26 @@ impl Network {
     ) -> Result<Vec<PrunePoint>> {
         match self {
             Network::Mlp(f) => {
+                let (pairs, n) = (
+                    (split.n_train() + split.n_test()) as f64,
+                    f.arch.width as f64,
+                );
+                let est = memory::Estimate {
+                    parts: vec![
+                        (
+                            "the hidden layer on every pair",
+                            "model.width",
+                            4.0 * pairs * n,
+                        ),
+                        (
+                            "the tallies of every level",
+                            "model.width",
+                            (pairs / PRUNE_BLOCK as f64).ceil() * (n + 1.0) * 56.0,
+                        ),
+                        ("the pairs", "data.p", 8.0 * pairs),
+                    ],
+                };
+                memory::ensure(&est, "pruning", "")?;
                 let all = mlp_prune_sweep(f, m, (split, labels), order);
                 Ok(at
                     .iter()

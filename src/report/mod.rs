@@ -17,7 +17,7 @@ use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds, IPR_BINS};
-use crate::rundir::{RunDir, REPORT};
+use crate::rundir::{swap, RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use crate::sweep::store;
 use base64::Engine;
@@ -56,35 +56,30 @@ pub fn classify(path: &Path) -> Result<Source> {
 
 /// Writes the report of `path` into `<dir>/report/`; returns the path of `report.html`.
 ///
-/// The report is drawn into a temporary directory beside it and renamed into place when
-/// complete, so a failed or killed `report` leaves the previous report (or none) intact.
+/// The report is drawn into a staging directory beside it and swapped into place when
+/// complete ([`swap`]), so a failed or killed `report` leaves the previous report (or none)
+/// intact.
 pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
     let (dir, is_run) = match classify(path)? {
         Source::Run(dir) => (dir, true),
         Source::Sweep(dir) => (dir, false),
     };
     let out = dir.join(REPORT);
+    swap::recover(&out)?;
     if out.exists() && !force {
         return Err(Error::FileExists(out));
     }
-    let tmp = dir.join(format!(".{REPORT}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let tmp = swap::stage(&out)?;
     let made = if is_run {
         run_report(&dir, &tmp)
     } else {
         sweep_report(&dir, &tmp)
     };
     if let Err(e) = made {
-        let _ = std::fs::remove_dir_all(&tmp);
+        swap::discard(&tmp);
         return Err(e);
     }
-    if out.exists() {
-        std::fs::remove_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    }
-    std::fs::rename(&tmp, &out).map_err(|e| Error::io(&out, e))?;
+    swap::swap_in(&tmp, &out)?;
     Ok(out.join(HTML))
 }
 

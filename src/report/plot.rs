@@ -8,8 +8,9 @@ use std::sync::Once;
 
 pub type R = std::result::Result<(), String>;
 
-pub fn pe<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+/// A drawing error as one line (plotters' `Display`, never a `Debug` dump).
+pub fn pe<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
 }
 
 static FONT: Once = Once::new();

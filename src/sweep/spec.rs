@@ -15,9 +15,12 @@
 //! "train.batch_size,train.steps" = [[8, 64000], [64, 8000], ["full", 2000]]
 //! ```
 
-use crate::config::{set_path, Checked, Config, ModelSpec};
+use crate::config::{set_path, Checked, Config, ModelSpec, MAX_FLEET};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+
+/// The most runs one sweep may have (the paper's four phase diagrams are 4 × 1156).
+pub const MAX_RUNS: usize = 100_000;
 
 /// Keys that count as seeds: phase grids take the majority over them.
 pub const SEED_KEYS: [&str; 5] = [
@@ -78,9 +81,12 @@ pub struct FleetPlan {
 impl SweepSpec {
     pub fn parse(text: &str) -> Result<SweepSpec> {
         let f: SpecFile = toml::from_str(text)
-            .map_err(|e: toml::de::Error| Error::Config(format!("sweep: {e}")))?;
-        if f.max_fleet == 0 {
-            return Err(Error::invalid("max_fleet", "must be at least 1"));
+            .map_err(|e: toml::de::Error| Error::Config(crate::config::located(text, &e)))?;
+        if f.max_fleet == 0 || f.max_fleet > MAX_FLEET {
+            return Err(Error::invalid(
+                "max_fleet",
+                format!("must lie in [1, {MAX_FLEET}], got {}", f.max_fleet),
+            ));
         }
         let mut axes = Vec::new();
         flatten_axes(&f.axes, "", &mut axes)?;
@@ -113,13 +119,32 @@ impl SweepSpec {
         crate::config::fingerprint(&self.canonical())
     }
 
-    pub fn n_runs(&self) -> usize {
-        self.axes.iter().map(|(_, v)| v.len()).product()
+    /// The number of grid points, refused above [`MAX_RUNS`].
+    pub fn n_runs(&self) -> Result<usize> {
+        let n = self
+            .axes
+            .iter()
+            .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()));
+        match n {
+            Some(n) if n <= MAX_RUNS => Ok(n),
+            _ => Err(Error::invalid(
+                "axes",
+                format!(
+                    "the axes give {} runs ({}), more than the {MAX_RUNS} one sweep may have; split it into several sweeps",
+                    n.map_or("over 10^19".to_string(), |n| n.to_string()),
+                    self.axes
+                        .iter()
+                        .map(|(k, v)| format!("{} {k}", v.len()))
+                        .collect::<Vec<_>>()
+                        .join(" × ")
+                ),
+            )),
+        }
     }
 
     /// Every grid point with its validated config, the last axis varying fastest.
     pub fn expand(&self) -> Result<Vec<RunPoint>> {
-        let n = self.n_runs();
+        let n = self.n_runs()?;
         let mut out = Vec::with_capacity(n);
         for id in 0..n {
             let mut rem = id;
@@ -236,9 +261,16 @@ fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
     };
     let (from, to) = (num("from")?, num("to")?);
     let count = match t.get("count") {
-        Some(toml::Value::Integer(c)) if *c >= 1 => *c as usize,
-        _ => return Err(bad("a range needs an integer `count` ≥ 1")),
+        Some(toml::Value::Integer(c)) if (1..=MAX_RUNS as i64).contains(c) => *c as usize,
+        _ => {
+            return Err(bad(&format!(
+                "a range needs an integer `count` in [1, {MAX_RUNS}]"
+            )))
+        }
     };
+    if !(from.is_finite() && to.is_finite()) {
+        return Err(bad("`from` and `to` must be finite numbers"));
+    }
     Ok((0..count)
         .map(|i| {
             let x = if count == 1 {

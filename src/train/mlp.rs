@@ -326,26 +326,34 @@ impl Fleet {
         ce += ce % 2;
         let chunks = chunk_ranges(n_eval, ce);
         let c = chunks.len();
-        let per_wave = (WAVE_TASKS / c).max(1);
-        let n_models = range.len();
+        // Tasks (model, chunk) in order, at most WAVE_TASKS at once: memory does not grow
+        // with the table (each row's numbers do not depend on the others).
+        let tasks: Vec<(usize, usize)> = range
+            .clone()
+            .flat_map(|m| (0..c).map(move |ci| (m, ci)))
+            .collect();
         grow_with(
             &mut self.pool,
-            per_wave.min(n_models) * c,
+            WAVE_TASKS.min(tasks.len()),
             Workspace::default,
         );
         let arch = self.arch;
         let loss_kind = self.loss;
-        let mut out = Vec::with_capacity(n_models);
-        for first in range.clone().step_by(per_wave) {
-            let wm = &self.models[first..(first + per_wave).min(range.end)];
-            let ntask = wm.len() * c;
-            let pairs = &self.eval_pairs;
-            self.pool[..ntask]
+        let mut out: Vec<EvalOutput> = range
+            .clone()
+            .map(|_| EvalOutput {
+                preds: Vec::with_capacity(n_eval),
+                row_loss: Vec::with_capacity(n_eval),
+            })
+            .collect();
+        for wave in tasks.chunks(WAVE_TASKS) {
+            let (models, pairs) = (&self.models, &self.eval_pairs);
+            self.pool[..wave.len()]
                 .par_iter_mut()
-                .enumerate()
-                .for_each(|(t, ws)| {
-                    let m = &wm[t / c];
-                    let r = chunks[t % c].clone();
+                .zip(wave)
+                .for_each(|(ws, &(m, ci))| {
+                    let m = &models[m];
+                    let r = chunks[ci].clone();
                     eval_chunk(
                         &arch,
                         loss_kind,
@@ -355,14 +363,10 @@ impl Fleet {
                         ws,
                     );
                 });
-            for lm in 0..wm.len() {
-                let mut preds = Vec::with_capacity(n_eval);
-                let mut row_loss = Vec::with_capacity(n_eval);
-                for ws in &self.pool[lm * c..(lm + 1) * c] {
-                    preds.extend_from_slice(&ws.preds);
-                    row_loss.extend_from_slice(&ws.row_loss);
-                }
-                out.push(EvalOutput { preds, row_loss });
+            for (ws, &(m, _)) in self.pool.iter().zip(wave) {
+                let o = &mut out[m - range.start];
+                o.preds.extend_from_slice(&ws.preds);
+                o.row_loss.extend_from_slice(&ws.row_loss);
             }
         }
         out

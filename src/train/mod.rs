@@ -10,6 +10,7 @@
 pub mod adamw;
 pub mod engine;
 pub mod loss;
+pub mod memory;
 pub mod mlp;
 pub mod network;
 pub mod transformer;

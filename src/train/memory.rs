@@ -1,0 +1,305 @@
+//! How much memory a fleet needs, estimated before anything is allocated, and how much this
+//! machine allows. A config whose estimate exceeds the limit is refused when it is checked
+//! (with the estimate, the limit and the key to change) instead of dying in the allocator.
+//!
+//! The estimate is an upper bound calibrated against measured peak resident sizes (see
+//! docs/DECISIONS.md "Size limits"); all arithmetic is in `f64`, so no size can overflow.
+
+use crate::error::{Error, Result};
+use crate::model::Architecture;
+
+/// The parts of an estimate, in bytes, each with the config key that drives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    pub parts: Vec<(&'static str, &'static str, f64)>,
+}
+
+impl Estimate {
+    pub fn total(&self) -> f64 {
+        self.parts.iter().map(|p| p.2).sum()
+    }
+
+    /// The part that needs the most memory: `(what, key)`.
+    pub fn largest(&self) -> (&'static str, &'static str) {
+        self.parts
+            .iter()
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map_or(("", ""), |p| (p.0, p.1))
+    }
+
+    /// `data 1.2 GB, models 3.4 GB, …` (the parts over 1 % of the total).
+    pub fn breakdown(&self) -> String {
+        let total = self.total();
+        self.parts
+            .iter()
+            .filter(|p| p.2 >= total / 100.0)
+            .map(|p| format!("{} {}", p.0, bytes(p.2)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What a fleet is: its network, its data and how long it records.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape<'a> {
+    pub architecture: &'a Architecture,
+    pub p: usize,
+    pub n_train: usize,
+    /// Rows of one training step (the batch size, or `n_train` for full batch).
+    pub batch: usize,
+    pub models: usize,
+    /// Evaluations kept in memory per model (the metric history).
+    pub evals: f64,
+}
+
+/// Bytes of one record of the metric history (with its IPR histogram).
+const RECORD_BYTES: f64 = 400.0;
+/// Tasks that hold a workspace at once in the MLP engine (`mlp::WAVE_TASKS`).
+const TASKS: f64 = 16.0;
+/// Fixed overhead of the process (code, thread stacks, allocator, candle).
+const BASE: f64 = 64e6;
+
+/// The memory a fleet needs at its peak, by part.
+pub fn estimate(s: Shape) -> Estimate {
+    let p = s.p as f64;
+    let table = p * p;
+    let n = s.n_train as f64;
+    let m = s.models as f64;
+    let rows = s.batch as f64;
+    let mut parts = vec![
+        ("process", "", BASE),
+        // The table, the split's pair and label lists and the engine's copies of them.
+        ("data", "data.p", 48.0 * table),
+        // Labels (three copies of the training labels, the evaluation labels) and one
+        // evaluation's predictions and row losses per model.
+        (
+            "labels and evaluations",
+            "data.p",
+            m * (16.0 * n + 16.0 * table),
+        ),
+        (
+            "metric history",
+            "eval.every",
+            m * s.evals.max(2.0) * RECORD_BYTES,
+        ),
+    ];
+    match s.architecture {
+        Architecture::Mlp { arch, .. } => {
+            let width = arch.width as f64;
+            let params = 3.0 * p * width + 2.0 * width;
+            // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
+            // or the resumable state are written, their copies and serialized bytes (24).
+            parts.push(("models", "model.width", m * 36.0 * params));
+            parts.push((
+                "gradients",
+                "model.width",
+                TASKS.min(2.0 * m) * 4.0 * params,
+            ));
+            // A task's workspace: a BatchNorm training task holds half the batch, the
+            // others a block of 256 rows; evaluation tasks hold 2048 rows.
+            let task_rows = if arch.batchnorm {
+                (rows / 2.0).ceil().max(2048.0)
+            } else {
+                2048.0
+            };
+            parts.push((
+                "activations",
+                "model.width",
+                TASKS * task_rows * (12.0 * width + 4.0 * p + 16.0),
+            ));
+        }
+        Architecture::Transformer { cfg, .. } => {
+            let d = cfg.d_model as f64;
+            let hidden = cfg.hidden() as f64;
+            let layers = cfg.layers as f64;
+            let heads = cfg.heads as f64;
+            let params = layers * (4.0 * d * d + 2.0 * hidden * d + hidden + 9.0 * d)
+                + 2.0 * p * d
+                + 4.0 * d;
+            // Host copy, candle variable, AdamW's moments, the gradient, and the copies of a
+            // save of the resumable state.
+            parts.push(("models", "model.transformer.d_model", m * 44.0 * params));
+            // One model's forward and backward graph (the models step one after another):
+            // per layer and token the residual stream, attention and MLP activations, kept
+            // for autograd and matched by their gradients, plus the logits.
+            let step_rows = rows.max(2048.0);
+            let per_row =
+                layers * (2.0 * (24.0 * d + 4.0 * hidden) + 16.0 * heads) + 2.0 * 8.0 * d + 6.0 * p;
+            parts.push((
+                "activations",
+                "model.transformer.d_model",
+                4.0 * 2.0 * step_rows * per_row,
+            ));
+        }
+    }
+    Estimate { parts }
+}
+
+/// Refuses `est` if it exceeds this machine's limit: an [`Error::Invalid`] of the key that
+/// drives its largest part, with the estimate, its parts, the limit and where it comes from.
+/// `also` names what else could be made smaller (e.g. the fleet).
+pub fn ensure(est: &Estimate, doing: &str, also: &str) -> Result<()> {
+    let limit = machine_limit().map_err(Error::Config)?;
+    if est.total() <= limit.bytes {
+        return Ok(());
+    }
+    let (what, key) = est.largest();
+    Err(Error::invalid(
+        key,
+        format!(
+            "{doing} needs about {} of memory ({}), more than the {} allowed ({}; set {LIMIT_VAR} to change the limit); the most goes to {what}: make {key} smaller{also}",
+            bytes(est.total()),
+            est.breakdown(),
+            bytes(limit.bytes),
+            limit.source,
+        ),
+    ))
+}
+
+/// The memory of `grokscope analytic` (model::analytic::evaluate_analytic): the parameters,
+/// one row of hidden activations per `a` and its `p × p` logits.
+pub fn analytic(p: usize, width: usize) -> Estimate {
+    let (p, n) = (p as f64, width as f64);
+    Estimate {
+        parts: vec![
+            ("process", "", BASE),
+            ("the network", "-n", 16.0 * p * n),
+            ("the logits of a row of the table", "--p", 4.0 * p * p),
+        ],
+    }
+}
+
+/// Where the memory limit comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limit {
+    pub bytes: f64,
+    pub source: String,
+}
+
+/// The environment variable that sets the memory limit (bytes, or with a suffix K, M, G, T).
+pub const LIMIT_VAR: &str = "GROKSCOPE_MEMORY_LIMIT";
+
+/// The memory this process may use: `GROKSCOPE_MEMORY_LIMIT` if set, else the smaller of the
+/// memory available now (`MemAvailable` of /proc/meminfo) and what the control group allows
+/// (Slurm and containers set it); 16 GB where neither can be read.
+pub fn machine_limit() -> std::result::Result<Limit, String> {
+    if let Ok(v) = std::env::var(LIMIT_VAR) {
+        let bytes = parse_bytes(&v).ok_or_else(|| {
+            format!("{LIMIT_VAR}={v:?} is not a size: give bytes or a number with K, M, G or T (e.g. 8G)")
+        })?;
+        return Ok(Limit {
+            bytes,
+            source: format!("{LIMIT_VAR}={v}"),
+        });
+    }
+    let mut best: Option<Limit> = None;
+    let mut consider = |bytes: f64, source: &str| {
+        if best.as_ref().is_none_or(|b| bytes < b.bytes) {
+            best = Some(Limit {
+                bytes,
+                source: source.to_string(),
+            });
+        }
+    };
+    if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("MemAvailable:") {
+                let kb = rest.trim().trim_end_matches("kB").trim();
+                if let Ok(kb) = kb.parse::<f64>() {
+                    consider(kb * 1024.0, "the memory available now");
+                }
+            }
+        }
+    }
+    if let Some(bytes) = cgroup_room() {
+        consider(bytes, "the control group's memory limit");
+    }
+    Ok(best.unwrap_or(Limit {
+        bytes: 16e9,
+        source: "an assumed 16 GB (this system's memory cannot be read)".into(),
+    }))
+}
+
+/// What the cgroup v2 (or v1) limit of this process leaves: limit − usage.
+fn cgroup_room() -> Option<f64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let cg = read("/proc/self/cgroup")?;
+    for line in cg.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        let (max, cur) = if ctrl.is_empty() {
+            let base = format!("/sys/fs/cgroup{path}");
+            (
+                read(&format!("{base}/memory.max")),
+                read(&format!("{base}/memory.current")),
+            )
+        } else if ctrl.split(',').any(|c| c == "memory") {
+            let base = format!("/sys/fs/cgroup/memory{path}");
+            (
+                read(&format!("{base}/memory.limit_in_bytes")),
+                read(&format!("{base}/memory.usage_in_bytes")),
+            )
+        } else {
+            continue;
+        };
+        let max: f64 = max?.trim().parse().ok()?; // "max" (no limit) does not parse
+        let cur: f64 = cur.and_then(|c| c.trim().parse().ok()).unwrap_or(0.0);
+        if max < 1e18 {
+            return Some((max - cur).max(0.0));
+        }
+    }
+    None
+}
+
+/// `8G`, `512M`, `1.5T`, `1000000` → bytes (powers of 1024 for the suffixes).
+pub fn parse_bytes(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1024f64,
+                'M' => 1024f64.powi(2),
+                'G' => 1024f64.powi(3),
+                'T' => 1024f64.powi(4),
+                _ => return None,
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1.0),
+    };
+    let x: f64 = num.trim().parse().ok()?;
+    (x.is_finite() && x > 0.0).then_some(x * mult)
+}
+
+/// `1.2 GB` (decimal units).
+pub fn bytes(b: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut x = b;
+    let mut u = 0;
+    while x >= 1000.0 && u + 1 < units.len() {
+        x /= 1000.0;
+        u += 1;
+    }
+    if u + 1 == units.len() && x >= 1000.0 {
+        return format!("{b:.1e} B");
+    }
+    format!("{x:.1} {}", units[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_bytes("8G"), Some(8.0 * 1024f64.powi(3)));
+        assert_eq!(parse_bytes("1000"), Some(1000.0));
+        assert_eq!(parse_bytes("1.5k"), Some(1536.0));
+        for bad in ["", "G", "-1G", "8X", "nan", "0"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+        assert_eq!(bytes(51_516_017_292.0), "51.5 GB");
+        assert_eq!(bytes(999.0), "999.0 B");
+        assert_eq!(bytes(1e30), "1.0e30 B");
+    }
+}
