@@ -367,6 +367,15 @@ impl Config {
         fingerprint(&c.to_toml())
     }
 
+    /// A fingerprint of what is trained: the data, model and train sections (not the name or
+    /// the evaluation settings, which may change after training).
+    pub fn training_fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.name = String::new();
+        c.eval = EvalConfig::default();
+        fingerprint(&c.to_toml())
+    }
+
     /// The config as TOML, every default filled in.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config always serializes")

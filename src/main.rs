@@ -633,6 +633,7 @@ fn cmd_prune(a: PruneArgs) -> Result<()> {
 
 fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
     use grokscope::train::memory;
+    grokscope::model::analytic::limits(a.p, a.n)?;
     memory::ensure(&memory::analytic(a.p, a.n), "the analytic network", "")?;
     let r = grokscope::model::analytic::evaluate_analytic(a.p, a.n)?;
     for w in &r.warnings {

@@ -181,7 +181,8 @@ pub fn load_run(path: &Path) -> Result<LoadedRun> {
 
 /// Test hook: with `GROKSCOPE_FAULT=NAME`, the process aborts (as if killed) at the fault
 /// point `NAME` (`swap`, `remove-old`, `between-renames`: the steps of [`swap::swap_in`]).
-/// `GROKSCOPE_FAULT=no-exchange` makes swaps use the two-rename path.
+/// `GROKSCOPE_NO_EXCHANGE=1` makes swaps use the two-rename path of file systems that cannot
+/// exchange two names.
 pub fn fault_point(name: &str) {
     if std::env::var("GROKSCOPE_FAULT").is_ok_and(|f| f == name) {
         std::process::abort();
@@ -336,6 +337,26 @@ impl RunDir {
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
         let bytes = fs::read(self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
+        // The weights belong to the config they were trained under (summary.json records it).
+        let summary = fs::read_to_string(self.path.join(SUMMARY)).map_err(|e| {
+            self.bad_file(
+                SUMMARY,
+                format!("cannot be read ({e}); it is written with {WEIGHTS}"),
+            )
+        })?;
+        let summary: serde_json::Value = serde_json::from_str(&summary)
+            .map_err(|e| self.bad_file(SUMMARY, format!("not valid JSON: {e}")))?;
+        if let Some(trained) = summary.get("trained_config") {
+            let now = cfg.training_fingerprint();
+            if trained.as_str() != Some(now.as_str()) {
+                return Err(self.bad_file(
+                    CONFIG,
+                    format!(
+                        "its data, model or train settings were changed after the run wrote {WEIGHTS} (trained under {trained}, now {now}); the weights belong to the original settings: restore them, or train again (eval settings may change)"
+                    ),
+                ));
+            }
+        }
         setup
             .network
             .load(&bytes)
@@ -806,6 +827,9 @@ pub struct ModelSummary {
 #[derive(Serialize)]
 pub struct Summary {
     pub name: String,
+    /// The fingerprint of what was trained (config.toml's data, model and train sections):
+    /// loading the weights under an edited config.toml is refused.
+    pub trained_config: String,
     pub steps: u64,
     pub threshold: f64,
     pub full_threshold: f64,
@@ -824,6 +848,7 @@ fn summary(
     let hi = t.hi;
     Summary {
         name: cfg.name.clone(),
+        trained_config: cfg.training_fingerprint(),
         steps: setup.total_steps,
         threshold: hi,
         full_threshold: t.full,

@@ -134,8 +134,12 @@ fn bad_inputs_are_refused() {
         "not both",
     );
     refused(&["--set", "nonsense"], None, "KEY=VALUE");
-    refused(&[], Some("[data\np = 13"), "malformed TOML");
-    refused(&[], Some("[data]\np = \"many\""), "p = \"many\"");
+    refused(&[], Some("[data\np = 13"), "c.toml: line 1, column 6");
+    refused(
+        &[],
+        Some("[data]\np = \"many\""),
+        "c.toml: line 2, column 5: invalid type: string \"many\"",
+    );
     refused(
         &["--set", "train.weight_decay=[\"a\"]"],
         None,

@@ -44,6 +44,29 @@ pub fn analytic_params(arch: &Arch) -> Vec<f32> {
 /// The smallest number of neurons per frequency for exact cancellation.
 pub const MIN_NEURONS_PER_FREQUENCY: usize = 8;
 
+/// Refuses a `p` or `N` the evaluation of [`evaluate_analytic`] cannot do in an hour.
+pub fn limits(p: usize, width: usize) -> Result<()> {
+    check(p, width)?;
+    crate::data::validate_table(p, crate::data::Operation::Add)
+        .map_err(|_| Error::invalid("--p", format!("must lie in [3, 65521], got {p}")))?;
+    if width > 1 << 24 {
+        return Err(Error::invalid(
+            "-n",
+            format!("the width must lie in [1, {}], got {width}", 1 << 24),
+        ));
+    }
+    let work = (p as f64).powi(3) * width as f64;
+    if work > MAX_ANALYTIC_WORK {
+        return Err(Error::invalid(
+            "--p",
+            format!(
+                "evaluating the analytic network on all {p}² pairs with N = {width} takes p³·N = {work:.2e} multiply-adds, more than the {MAX_ANALYTIC_WORK:.0e} (about an hour) allowed; use a smaller --p or -n"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The most multiply-adds `grokscope analytic` may do (p³·N).
 pub const MAX_ANALYTIC_WORK: f64 = 1e13;
 
@@ -85,23 +108,7 @@ pub fn check(p: usize, width: usize) -> Result<Vec<String>> {
 /// `N` above 2²⁴ or more than [`MAX_ANALYTIC_WORK`] multiply-adds (about an hour) are refused.
 pub fn evaluate_analytic(p: usize, width: usize) -> Result<AnalyticReport> {
     let warnings = check(p, width)?;
-    crate::data::validate_table(p, crate::data::Operation::Add)
-        .map_err(|_| Error::invalid("--p", format!("must lie in [3, 65521], got {p}")))?;
-    if width > 1 << 24 {
-        return Err(Error::invalid(
-            "-n",
-            format!("the width must lie in [1, {}], got {width}", 1 << 24),
-        ));
-    }
-    let work = (p as f64).powi(3) * width as f64;
-    if work > MAX_ANALYTIC_WORK {
-        return Err(Error::invalid(
-            "--p",
-            format!(
-                "evaluating the analytic network on all {p}² pairs with N = {width} takes p³·N = {work:.2e} multiply-adds, more than the {MAX_ANALYTIC_WORK:.0e} (about an hour) allowed; use a smaller --p or -n"
-            ),
-        ));
-    }
+    limits(p, width)?;
     let arch = Arch {
         p,
         width,

@@ -117,7 +117,7 @@ pub fn swap_in(staged: &Path, dest: &Path) -> Result<()> {
     if !dest.exists() {
         return fs::rename(staged, dest).map_err(io(dest));
     }
-    if !fault_is("no-exchange") && exchange(staged, dest) {
+    if std::env::var_os("GROKSCOPE_NO_EXCHANGE").is_none() && exchange(staged, dest) {
         // `staged` now holds the old directory.
         crate::rundir::fault_point("remove-old");
         return fs::remove_dir_all(staged).map_err(io(staged));
@@ -128,10 +128,6 @@ pub fn swap_in(staged: &Path, dest: &Path) -> Result<()> {
     crate::rundir::fault_point("between-renames");
     fs::rename(staged, dest).map_err(io(dest))?;
     fs::remove_dir_all(&old).map_err(io(&old))
-}
-
-fn fault_is(name: &str) -> bool {
-    std::env::var("GROKSCOPE_FAULT").is_ok_and(|f| f == name)
 }
 
 /// Exchanges two paths atomically; false where the system or file system cannot.

@@ -144,6 +144,22 @@ pub fn read_meta(bytes: &[u8], key: &str) -> Result<Option<String>> {
     Ok(m.get(key).cloned())
 }
 
+/// Checks the metadata a weights or state file records (e.g. `activation`, `width`) against
+/// the network it is loaded into: a file written for another network is refused, naming the
+/// disagreement. Keys the file does not record are not checked.
+pub fn check_meta(bytes: &[u8], expected: &[(&str, String)]) -> Result<()> {
+    for (key, want) in expected {
+        if let Some(found) = read_meta(bytes, key)? {
+            if &found != want {
+                return Err(Error::Weights(format!(
+                    "the file was written for {key} = {found}, but the config gives {key} = {want}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens a safetensors file written by [`write_safetensors`] with `format` in its metadata (a
 /// file without one is accepted).
 pub fn open_safetensors<'a>(bytes: &'a [u8], format: &str) -> Result<safetensors::SafeTensors<'a>> {

@@ -459,10 +459,7 @@ impl engine::Engine for Fleet {
                 ("width", n.to_string()),
                 ("models", mm.to_string()),
                 ("step", step.to_string()),
-                (
-                    "activation",
-                    format!("{:?}", arch.activation).to_lowercase(),
-                ),
+                ("activation", self.meta()[3].1.clone()),
             ],
         )
     }
@@ -479,6 +476,7 @@ impl engine::Engine for Fleet {
         let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
         let (p, n, m) = (arch.p, arch.width, self.models.len());
+        engine::check_meta(bytes, &self.meta())?;
         let get = |name: &str, shape: &[usize]| engine::read_tensor(&st, name, shape);
         let u = get("U", &[m, n, p])?;
         let v = get("V", &[m, n, p])?;
@@ -515,6 +513,20 @@ impl engine::Engine for Fleet {
 }
 
 impl Fleet {
+    /// What a weights file of this fleet records about it: `p`, `width`, `models`,
+    /// `activation`.
+    fn meta(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("p", self.arch.p.to_string()),
+            ("width", self.arch.width.to_string()),
+            ("models", self.models.len().to_string()),
+            (
+                "activation",
+                format!("{:?}", self.arch.activation).to_lowercase(),
+            ),
+        ]
+    }
+
     fn state_impl(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>> {
         let n = self.arch.n_params();
         let mut tensors = Vec::new();

@@ -436,6 +436,17 @@ impl Engine for TFleet {
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-transformer")?;
         let m = self.models.len();
+        engine::check_meta(
+            bytes,
+            &[
+                ("p", self.p.to_string()),
+                ("models", m.to_string()),
+                (
+                    "config",
+                    serde_json::to_string(&self.cfg).unwrap_or_default(),
+                ),
+            ],
+        )?;
         for (j, name) in self.param_names().into_iter().enumerate() {
             let mut shape = vec![m];
             shape.extend_from_slice(self.models[0].model.params[j].var.dims());

@@ -1,0 +1,510 @@
+//! Every bad input of issue 14 gets exit 2 and a one-paragraph message naming what is
+//! wrong: no panic (101), no abort (134), no hang, and nothing written or deleted.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs grokscope with a 60 s limit (a hang fails the test) and an 8 GB memory limit (so the
+/// size checks do not depend on this machine).
+fn run(args: &[&str], cwd: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GROKSCOPE_MEMORY_LIMIT", "8G")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{args:?} hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A listing of every file under `dir` with its bytes: what must not change.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts exit 2, a message containing every one of `expect` in a single `error:` line, and
+/// no change under `cwd`.
+#[track_caller]
+fn refused(args: &[&str], cwd: &Path, expect: &[&str]) -> String {
+    let before = snapshot(cwd);
+    let out = run(args, cwd);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("warning:") && !l.starts_with("note:"))
+        .filter(|l| !l.contains('…') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one paragraph, got {err}");
+    assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{args:?}: expected {e:?} in {err}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("{ "), "{err}");
+    assert!(before == snapshot(cwd), "{args:?} changed files");
+    err
+}
+
+fn train(sets: &[&str]) -> Vec<String> {
+    let mut v = vec!["train", "-q", "--no-report", "--out", "x"];
+    for s in sets {
+        v.extend_from_slice(&["--set", s]);
+    }
+    v.into_iter().map(String::from).collect()
+}
+
+fn refused_train(cwd: &Path, sets: &[&str], expect: &[&str]) {
+    let args = train(sets);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&a, cwd, expect);
+}
+
+#[test]
+fn sizes_beyond_the_machine_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    refused_train(
+        t,
+        &["data.p=65521"],
+        &["data.p", "needs about", "GB of memory", "8.6 GB allowed"],
+    );
+    refused_train(t, &["model.width=1000000000"], &["model.width", "16777216"]);
+    refused_train(
+        t,
+        &["model.width=4611686018427387904"],
+        &["model.width", "4611686018427387904"],
+    );
+    refused_train(
+        t,
+        &["model.width=200000"],
+        &["model.width", "needs about", "memory"],
+    );
+    let tf = "model.kind=transformer";
+    refused_train(t, &[tf, "model.transformer.d_model=400000"], &["d_model"]);
+    refused_train(
+        t,
+        &[tf, "model.transformer.mlp_ratio=400000"],
+        &["mlp_ratio"],
+    );
+    refused_train(t, &[tf, "model.transformer.layers=400000"], &["layers"]);
+    refused_train(
+        t,
+        &[
+            tf,
+            "model.transformer.d_model=8192",
+            "model.transformer.heads=4",
+        ],
+        &["model.transformer.d_model", "memory"],
+    );
+    let hundred = format!(
+        "[{}]",
+        (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let fleet: Vec<String> = [
+        "data.corruption_seed",
+        "model.init_seed",
+        "train.lr",
+        "train.weight_decay",
+    ]
+    .iter()
+    .map(|k| {
+        if *k == "train.lr" {
+            format!(
+                "{k}=[{}]",
+                (1..=100)
+                    .map(|i| format!("{}e-4", i))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        } else {
+            format!("{k}={hundred}")
+        }
+    })
+    .collect();
+    let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    refused_train(t, &fleet, &["100000000 models", "65536"]);
+    refused_train(
+        t,
+        &["train.epochs=4611686018427387904", "train.batch_size=64"],
+        &["train.epochs", "optimizer steps"],
+    );
+    refused(&["analytic", "--p", "100003"], t, &["--p", "100003"]);
+    refused(
+        &["analytic", "--p", "3000", "-n", "100000"],
+        t,
+        &["multiply-adds"],
+    );
+}
+
+#[test]
+fn oversized_sweeps_are_refused_with_their_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for (count, expect) in [("2147483648", "count"), ("9223372036854775807", "count")] {
+        std::fs::write(
+            t.join("s.toml"),
+            format!("[base]\ndata.p = 11\n[axes]\n\"data.corruption\" = {{ from = 0.0, to = 0.5, count = {count} }}\n"),
+        )
+        .unwrap();
+        refused(&["sweep", "plan", "s.toml"], t, &[expect, "100000"]);
+        refused(&["sweep", "run", "s.toml", "--out", "o"], t, &[expect]);
+    }
+    // Four 65536-value axes (2^64 runs: the product overflows) with an invalid value and an
+    // unknown key: refused for its size, never planned as 0 runs.
+    std::fs::write(
+        t.join("s.toml"),
+        "[base]\ndata.p = 11\ntrain.bogus = 1\n[axes]\n\"data.corruption\" = { from = 0.0, to = 2.0, count = 65536 }\n\"train.weight_decay\" = { from = 0, to = 1, count = 65536 }\n\"model.init_seed\" = { from = 0, to = 1, count = 65536 }\n\"train.lr\" = { from = 0.1, to = 1, count = 65536 }\n",
+    )
+    .unwrap();
+    refused(&["sweep", "plan", "s.toml"], t, &["over 10^19 runs"]);
+    refused(&["sweep", "run", "s.toml", "--out", "o"], t, &["runs"]);
+    std::fs::write(
+        t.join("s.toml"),
+        "max_fleet = 100000000\n[axes]\n\"data.corruption\" = [0.1]\n",
+    )
+    .unwrap();
+    refused(&["sweep", "plan", "s.toml"], t, &["max_fleet"]);
+}
+
+#[test]
+fn messages_quote_the_input_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // The --set as typed, not a line of an internal re-serialization.
+    let e = refused(
+        &["train", "--set", "model.width=abc", "--out", "x"],
+        t,
+        &[
+            "--set model.width=abc",
+            "invalid type: string \"abc\", expected usize",
+        ],
+    );
+    assert!(!e.contains("line"), "{e}");
+    refused(
+        &["train", "--set", "model.width=0", "--out", "x"],
+        t,
+        &["--set model.width=0", "invalid `model.width`"],
+    );
+    // A file's error: its name, line and column.
+    std::fs::write(t.join("c.toml"), "[data]\np = 11\n\n[model]\nwidth = -3\n").unwrap();
+    refused(
+        &["train", "-c", "c.toml", "--out", "x"],
+        t,
+        &["c.toml", "line 5, column 9", "invalid value"],
+    );
+    // An I/O error prints its cause once.
+    let e = refused(
+        &["train", "-c", "missing.toml", "--out", "x"],
+        t,
+        &["missing.toml"],
+    );
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    let e = refused(&["analyze", "nothing-here"], t, &["nothing-here"]);
+    assert!(!e.contains("os error 2): No such"), "{e}");
+    // An output path under a file.
+    std::fs::write(t.join("afile"), "").unwrap();
+    refused(
+        &["train", "--set", "data.p=11", "--out", "afile/sub"],
+        t,
+        &["afile is a file, not a directory"],
+    );
+}
+
+/// A small finished run with its report and analysis.
+fn small_run(t: &Path) -> std::path::PathBuf {
+    let out = run(
+        &[
+            "train",
+            "-q",
+            "--set",
+            "data.p=11",
+            "--set",
+            "model.width=8",
+            "--set",
+            "train.steps=20",
+            "--set",
+            "train.weight_decay=[0, 1]",
+            "--out",
+            "run",
+        ],
+        t,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["analyze", "run"], t);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.join("run")
+}
+
+#[test]
+fn corrupt_run_files_are_errors_and_the_old_report_survives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = small_run(t);
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let header = metrics.lines().next().unwrap().to_string();
+    let model0: String = metrics
+        .lines()
+        .filter(|l| l.starts_with("0,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("metrics.csv", format!("{header}\n"), "no rows for model 0"),
+        (
+            "metrics.csv",
+            format!("{header}\n{model0}"),
+            "no rows for model 1",
+        ),
+        (
+            "metrics.csv",
+            metrics.replacen("\n0,", "\n7,", 1),
+            "model 7, but config.toml has 2",
+        ),
+        ("metrics.csv", metrics.replacen(",0,", ",x,", 1), "not a"),
+        ("metrics.csv", String::new(), "metrics.csv"),
+    ];
+    for (file, text, expect) in &cases {
+        let saved = std::fs::read(dir.join(file)).unwrap();
+        std::fs::write(dir.join(file), text).unwrap();
+        refused(&["report", "run", "--force"], t, &[file, expect]);
+        std::fs::write(dir.join(file), saved).unwrap();
+    }
+    // An edited config.toml next to the weights: refused by analyze, prune and report.
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let edits = [
+        (
+            cfg.replace("activation = \"square\"", "activation = \"relu\""),
+            "config.toml",
+        ),
+        (cfg.replace("width = 8", "width = 9"), "config.toml"),
+        (
+            cfg.replace("corruption = 0.35", "corruption = 0.1"),
+            "changed after the run",
+        ),
+    ];
+    for (edited, expect) in &edits {
+        assert_ne!(&cfg, edited);
+        std::fs::write(dir.join("config.toml"), edited).unwrap();
+        refused(&["analyze", "run", "--force"], t, &[expect]);
+        refused(&["prune", "run", "--force"], t, &[expect]);
+        std::fs::write(dir.join("config.toml"), &cfg).unwrap();
+    }
+    // Weights whose metadata contradicts the config (same shapes, other activation).
+    let w = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let needle = b"activation\\\":\\\"square";
+    let at = w
+        .windows(needle.len())
+        .position(|x| x == needle)
+        .expect("the weights record their activation");
+    let mut bad = w.clone();
+    bad[at + needle.len() - 6..at + needle.len()].copy_from_slice(b"relu__");
+    std::fs::write(dir.join("weights.safetensors"), &bad).unwrap();
+    refused(
+        &["analyze", "run", "--force"],
+        t,
+        &[
+            "weights.safetensors",
+            "activation = relu__",
+            "activation = square",
+        ],
+    );
+    std::fs::write(dir.join("weights.safetensors"), &w).unwrap();
+    // A bad model index.
+    refused(
+        &["prune", "run", "--model", "9"],
+        t,
+        &["model index 9", "2 model"],
+    );
+}
+
+#[test]
+fn two_identical_runs_write_byte_identical_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for kind in ["mlp", "transformer"] {
+        let mut weights = Vec::new();
+        for i in 0..2 {
+            let out = format!("{kind}{i}");
+            let kind_set = format!("model.kind={kind}");
+            let o = run(
+                &[
+                    "train",
+                    "-q",
+                    "--no-report",
+                    "--set",
+                    "data.p=7",
+                    "--set",
+                    "model.width=8",
+                    "--set",
+                    &kind_set,
+                    "--set",
+                    "model.transformer.d_model=8",
+                    "--set",
+                    "model.transformer.heads=2",
+                    "--set",
+                    "train.steps=3",
+                    "--out",
+                    &out,
+                ],
+                t,
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            weights.push(std::fs::read(t.join(&out).join("weights.safetensors")).unwrap());
+        }
+        assert!(weights[0] == weights[1], "{kind}: the weights files differ");
+    }
+}
+
+/// Whether `dir/sub` is complete: exactly the files of `names`, none empty, and text files
+/// ending in a newline (or a closing tag).
+fn complete(dir: &Path, names: &[String]) -> bool {
+    let now: Vec<String> = snapshot(dir).into_iter().map(|(n, _)| n).collect();
+    now == names
+        && snapshot(dir).iter().all(|(n, b)| {
+            !b.is_empty()
+                && (!(n.ends_with(".csv") || n.ends_with(".json") || n.ends_with(".html"))
+                    || b.ends_with(b"\n")
+                    || b.ends_with(b">")
+                    || b.ends_with(b"]")
+                    || b.ends_with(b"}"))
+        })
+}
+
+#[test]
+fn report_and_analyze_killed_at_any_moment_leave_a_complete_old_or_new_one() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = run(
+        &[
+            "train",
+            "-q",
+            "--set",
+            "data.p=23",
+            "--set",
+            "model.width=48",
+            "--set",
+            "train.steps=40",
+            "--set",
+            "train.weight_decay=[0, 1, 2]",
+            "--out",
+            "run",
+        ],
+        t,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run(&["analyze", "run"], t).status.success());
+    let dir = t.join("run");
+    let names = |sub: &str| -> Vec<String> {
+        snapshot(&dir.join(sub))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    let (report, analysis) = (names("report"), names("analysis"));
+    assert!(report.len() > 10 && analysis.len() >= 6);
+    let check = |what: &str| {
+        assert!(
+            complete(&dir.join("report"), &report),
+            "{what}: report/ incomplete"
+        );
+        assert!(
+            complete(&dir.join("analysis"), &analysis),
+            "{what}: analysis/ incomplete"
+        );
+        // Debris is hidden (dot names), never taken for a result.
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            assert!(
+                n.starts_with('.')
+                    || [
+                        "analysis",
+                        "report",
+                        "config.toml",
+                        "metrics.csv",
+                        "ipr_hist.csv",
+                        "summary.json",
+                        "weights.safetensors",
+                        "state.json"
+                    ]
+                    .contains(&n.as_str()),
+                "{what}: {n}"
+            );
+        }
+    };
+    // Killed at each step of the swap (on both the exchange and the two-rename path): the
+    // next command finds the complete old or new directory.
+    for fault in ["swap", "remove-old", "between-renames"] {
+        for cmd in ["report", "analyze"] {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_grokscope"));
+            c.args([cmd, "run", "--force"])
+                .current_dir(t)
+                .env("GROKSCOPE_FAULT", fault);
+            if fault == "between-renames" {
+                c.env("GROKSCOPE_NO_EXCHANGE", "1");
+            }
+            let o = c.output().unwrap();
+            assert_eq!(o.status.code(), None, "{cmd} with fault {fault}: killed");
+            // The next command (even one that only refuses) puts things back.
+            let again = run(&[cmd, "run"], t);
+            assert_eq!(again.status.code(), Some(2), "{cmd} without --force");
+            check(&format!("{cmd} killed at {fault}"));
+        }
+    }
+    // Killed at random moments.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    for trial in 0..24 {
+        let cmd = ["report", "analyze"][trial % 2];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grokscope"))
+            .args([cmd, "run", "--force"])
+            .current_dir(t)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let again = run(&[cmd, "run"], t);
+        assert_eq!(again.status.code(), Some(2), "{cmd} without --force");
+        check(&format!("trial {trial}: {cmd}"));
+    }
+}
