@@ -368,7 +368,8 @@ fn analysis_bad_inputs_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("run/weights.safetensors") && err.contains("shape"),
+            err.contains("run/weights.safetensors")
+                && err.contains("written for width = 24, but the config gives width = 16"),
             "{err}"
         );
     }

@@ -508,3 +508,80 @@ fn report_and_analyze_killed_at_any_moment_leave_a_complete_old_or_new_one() {
         check(&format!("trial {trial}: {cmd}"));
     }
 }
+
+#[test]
+fn tampered_sweep_directories_are_errors_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(
+        t.join("s.toml"),
+        "name = \"h\"\nmax_fleet = 2\n[base]\ndata.p = 11\nmodel.width = 8\ntrain.steps = 10\n[axes]\n\"train.weight_decay\" = [0, 1, 2]\n",
+    )
+    .unwrap();
+    let ok = |args: &[&str]| {
+        let o = run(args, t);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ok(&["sweep", "run", "s.toml", "--out", "sw", "-q"]);
+    let d = t.join("sw");
+    let plan = std::fs::read_to_string(d.join("plan.json")).unwrap();
+    let rec = std::fs::read_to_string(d.join("runs/000001.json")).unwrap();
+    // plan.json edited by hand: every command that reads the directory refuses it.
+    std::fs::write(
+        d.join("plan.json"),
+        plan.replace("\"runs\": 3", "\"runs\": 4"),
+    )
+    .unwrap();
+    for args in [
+        &["sweep", "show", "sw"][..],
+        &["sweep", "status", "sw"],
+        &["report", "sw", "--force"],
+        &["sweep", "merge", "--out", "m", "sw"],
+    ] {
+        refused(args, t, &["plan.json", "it says 4 runs, its spec has 3"]);
+    }
+    std::fs::write(d.join("plan.json"), plan.replace("[0, 1, 2]", "[0, 1, 3]")).unwrap();
+    refused(&["sweep", "show", "sw"], t, &["plan.json", "hashes to"]);
+    std::fs::write(d.join("plan.json"), &plan).unwrap();
+    // A record of another plan, and one of a run the plan does not have.
+    let hash = serde_json::from_str::<serde_json::Value>(&plan).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        d.join("runs/000001.json"),
+        rec.replace(&hash, "0123456789abcdef"),
+    )
+    .unwrap();
+    refused(
+        &["report", "sw", "--force"],
+        t,
+        &["000001.json", "belongs to plan 0123456789abcdef"],
+    );
+    std::fs::write(d.join("runs/000001.json"), &rec).unwrap();
+    std::fs::write(
+        d.join("runs/000007.json"),
+        rec.replace("\"run\": 1", "\"run\": 7"),
+    )
+    .unwrap();
+    refused(
+        &["sweep", "show", "sw"],
+        t,
+        &["000007.json", "run 7 is not a run"],
+    );
+    std::fs::remove_file(d.join("runs/000007.json")).unwrap();
+    // A deleted curve: the run is trained again (same bytes), not reported without it.
+    let curve = std::fs::read(d.join("curves/000002.csv")).unwrap();
+    std::fs::remove_file(d.join("curves/000002.csv")).unwrap();
+    let o = run(&["sweep", "run", "--out", "sw", "-q"], t);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(d.join("curves/000002.csv")).unwrap(), curve);
+    // A merge that fails leaves no directory behind.
+    std::fs::write(d.join("runs/000001.json"), "{").unwrap();
+    refused(&["sweep", "merge", "--out", "m", "sw"], t, &["000001.json"]);
+    assert!(!t.join("m").exists());
+}

@@ -295,7 +295,7 @@ fn bad_sweep_files_are_refused() {
             "[base]\ntrain.weight_decay = [0, 5]\n[axes]\n\"data.corruption\" = [0.1]\n",
             "under [axes]",
         ),
-        ("[axes\n", "sweep"),
+        ("[axes\n", "bad.toml: line 1, column 6"),
     ] {
         std::fs::write(t.join("bad.toml"), text).unwrap();
         for cmd in ["plan", "run"] {

@@ -556,6 +556,7 @@ impl Worker<'_> {
                 };
                 let rec = RunRecord {
                     run,
+                    plan: plan.spec.plan_hash(),
                     coords: plan.points[run]
                         .coords
                         .iter()
@@ -610,6 +611,34 @@ pub fn write_tables(
     )
 }
 
+fn merge_into(
+    out: &Path,
+    plan: &PlanFile,
+    all: &BTreeMap<usize, RunRecord>,
+    from: &BTreeMap<usize, &Path>,
+    inputs: &[&Path],
+) -> Result<()> {
+    let mut plan = plan.clone();
+    plan.shard = None;
+    let store = Store::open(out, &plan, f64::INFINITY)?;
+    for (id, rec) in all {
+        if let Some(src) = from.get(id) {
+            store.copy_curve(src, *id)?;
+        }
+        store.commit_record(rec)?;
+    }
+    for d in inputs {
+        let runs: Vec<usize> = from
+            .iter()
+            .filter(|(_, src)| *src == d)
+            .map(|(&id, _)| id)
+            .collect();
+        store.copy_checkpoints(d, &runs)?;
+    }
+    let spec = SweepSpec::parse(&plan.spec)?;
+    write_tables(out, &axis_keys(&spec), all)
+}
+
 /// Joins shard directories into `out`: they must share one plan and no run.
 pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>> {
     if inputs.is_empty() {
@@ -654,24 +683,17 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     if out.exists() {
         return Err(Error::OutputExists(out.to_path_buf()));
     }
-    let mut plan = plans[0].clone();
-    plan.shard = None;
-    let store = Store::open(out, &plan, f64::INFINITY)?;
-    for (id, rec) in &all {
-        if let Some(src) = from.get(id) {
-            store.copy_curve(src, *id)?;
-        }
-        store.commit_record(rec)?;
+    // Built under a staging name and renamed into place complete: a merge killed or failed
+    // halfway leaves no directory that looks like a (partial) sweep.
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsio::create_dir_all(parent)?;
     }
-    for d in inputs {
-        let runs: Vec<usize> = from
-            .iter()
-            .filter(|(_, src)| *src == d)
-            .map(|(&id, _)| id)
-            .collect();
-        store.copy_checkpoints(d, &runs)?;
+    let staged = crate::rundir::swap::stage(out)?;
+    let built = merge_into(&staged, &plans[0], &all, &from, inputs)
+        .and_then(|_| crate::rundir::swap::swap_in(&staged, out));
+    if built.is_err() {
+        crate::rundir::swap::discard(&staged);
     }
-    let spec = SweepSpec::parse(&plan.spec)?;
-    write_tables(out, &axis_keys(&spec), &all)?;
+    built?;
     Ok(all)
 }

@@ -99,6 +99,8 @@ impl PlanFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run: usize,
+    /// The hash of the plan the run belongs to (plan.json's `hash`).
+    pub plan: String,
     /// Axis values of this run, by dotted key.
     pub coords: BTreeMap<String, serde_json::Value>,
     pub phase: Phase,
@@ -269,16 +271,52 @@ impl Store {
     }
 }
 
+/// Reads and checks `plan.json`: its spec parses and hashes to its hash, and its run count and
+/// `max_fleet` agree with the spec.
 pub fn read_plan(dir: &Path) -> Result<PlanFile> {
     let p = dir.join(PLAN);
     let text = fs::read_to_string(&p).map_err(|_| Error::Sweep {
         dir: dir.to_path_buf(),
         why: format!("it is not a sweep directory (no {PLAN})"),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt sweep plan", e))
+    let pf: PlanFile =
+        serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt sweep plan", e))?;
+    let bad = |why: String| Error::BadFile {
+        path: p.clone(),
+        why: format!("{why} (was it edited? plan.json is written once, by the first worker)"),
+    };
+    let spec =
+        super::spec::SweepSpec::parse(&pf.spec).map_err(|e| bad(format!("its spec: {e}")))?;
+    if spec.plan_hash() != pf.hash {
+        return Err(bad(format!(
+            "its spec hashes to {}, not to its hash {}",
+            spec.plan_hash(),
+            pf.hash
+        )));
+    }
+    let runs = spec.n_runs().map_err(|e| bad(format!("its spec: {e}")))?;
+    if runs != pf.runs {
+        return Err(bad(format!(
+            "it says {} runs, its spec has {runs}",
+            pf.runs
+        )));
+    }
+    if pf.max_fleet == 0 || pf.max_fleet > crate::config::MAX_FLEET {
+        return Err(bad(format!(
+            "max_fleet = {} is outside [1, {}]",
+            pf.max_fleet,
+            crate::config::MAX_FLEET
+        )));
+    }
+    if let Some(s) = &pf.shard {
+        s.parse::<super::Shard>()
+            .map_err(|e| bad(format!("its shard: {e}")))?;
+    }
+    Ok(pf)
 }
 
-/// The ids of the committed runs of a sweep directory (from the record file names).
+/// The ids of the committed runs of a sweep directory (from the record file names): runs
+/// whose record and curve are both there (a run whose curve was deleted is trained again).
 pub fn done_ids(dir: &Path) -> Result<std::collections::BTreeSet<usize>> {
     let runs = dir.join(RUNS);
     let mut out = std::collections::BTreeSet::new();
@@ -291,9 +329,11 @@ pub fn done_ids(dir: &Path) -> Result<std::collections::BTreeSet<usize>> {
         if let Some(id) = name
             .strip_suffix(".json")
             .filter(|s| !s.starts_with('.'))
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| s.parse::<usize>().ok())
         {
-            out.insert(id);
+            if dir.join(CURVES).join(format!("{id:06}.csv")).is_file() {
+                out.insert(id);
+            }
         }
     }
     Ok(out)
@@ -306,8 +346,14 @@ pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
     read_curve_csv(&p, &text)
 }
 
-/// Reads every committed record of a sweep directory.
+/// Reads every committed record of a sweep directory, each checked against the plan: its
+/// plan hash, a run id of the plan (and of its shard), the name of its file.
 pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
+    let plan = read_plan(dir)?;
+    let shard = plan
+        .shard
+        .as_deref()
+        .and_then(|s| s.parse::<super::Shard>().ok());
     let runs = dir.join(RUNS);
     let mut out = BTreeMap::new();
     if !runs.exists() {
@@ -336,6 +382,27 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
                     rec.run
                 ),
             });
+        }
+        let bad = |why: String| Error::BadFile {
+            path: p.clone(),
+            why,
+        };
+        if rec.plan != plan.hash {
+            return Err(bad(format!(
+                "belongs to plan {}, the directory's plan is {} (delete it to have the run trained again)",
+                rec.plan, plan.hash
+            )));
+        }
+        if rec.run >= plan.runs || shard.is_some_and(|s| !s.contains(rec.run)) {
+            return Err(bad(format!(
+                "run {} is not a run of this directory's plan ({} runs{})",
+                rec.run,
+                plan.runs,
+                plan.shard
+                    .as_deref()
+                    .map(|s| format!(", shard {s}"))
+                    .unwrap_or_default()
+            )));
         }
         out.insert(rec.run, rec);
     }
