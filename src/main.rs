@@ -716,6 +716,8 @@ fn cmd_sweep(c: SweepCmd) -> Result<i32> {
     match c {
         SweepCmd::Plan { file, shard } => {
             let plan = read_plan_file(&file)?;
+            sweep::check_units(&plan, shard, plan.spec.max_fleet)
+                .with_context(|| format!("in {}", file.display()))?;
             let fleets = plan.fleets(|id| shard.is_none_or(|s| s.contains(id)));
             let runs: usize = fleets.iter().map(|f| f.runs.len()).sum();
             println!(

@@ -57,7 +57,7 @@ fn refused(args: &[&str], cwd: &Path, expect: &[&str]) -> String {
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| !l.starts_with("warning:") && !l.starts_with("note:"))
-        .filter(|l| !l.contains('…') && !l.trim().is_empty())
+        .filter(|l| !l.trim_end().ends_with('…') && !l.trim().is_empty())
         .collect();
     assert_eq!(lines.len(), 1, "{args:?}: one paragraph, got {err}");
     assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
@@ -191,6 +191,22 @@ fn oversized_sweeps_are_refused_with_their_size() {
     )
     .unwrap();
     refused(&["sweep", "plan", "s.toml"], t, &["max_fleet"]);
+    // Every run fits in memory alone, but not 64 of them in one fleet.
+    let wds: Vec<String> = (0..64).map(|i| i.to_string()).collect();
+    std::fs::write(
+        t.join("s.toml"),
+        format!(
+            "max_fleet = 64\n[base]\nmodel.width = 16000\n[axes]\n\"train.weight_decay\" = [{}]\n",
+            wds.join(", ")
+        ),
+    )
+    .unwrap();
+    for cmd in [
+        &["sweep", "plan", "s.toml"][..],
+        &["sweep", "run", "s.toml", "--out", "o"],
+    ] {
+        refused(cmd, t, &["the 64 runs 0 … 63", "max_fleet = 64", "memory"]);
+    }
 }
 
 #[test]

@@ -222,6 +222,25 @@ impl Plan {
     }
 }
 
+/// Refuses a plan one of whose units (fleets of at most `max_fleet` runs) needs more memory
+/// than this machine allows (or is otherwise too large).
+pub fn check_units(plan: &Plan, shard: Option<Shard>, max_fleet: usize) -> Result<()> {
+    for u in units(plan, shard, max_fleet) {
+        u.cfg.check_size(u.specs.len()).map_err(|e| {
+            let runs = match u.runs.as_slice() {
+                [one] => format!("run {one}"),
+                [first, .., last] => format!(
+                    "the {} runs {first} … {last} (one fleet; max_fleet = {max_fleet})",
+                    u.runs.len()
+                ),
+                [] => "no run".into(),
+            };
+            Error::Config(format!("sweep {runs}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 /// The units of a plan (shard): its runs grouped into fleets, the same for every worker.
 fn units(plan: &Plan, shard: Option<Shard>, max_fleet: usize) -> Vec<FleetPlan> {
     let pts: Vec<&RunPoint> = plan
@@ -278,6 +297,12 @@ pub fn run(
     if let Some(n) = &opts.name {
         claims::check_name(n)?;
     }
+    // Every unit fits this machine's memory, before anything is written.
+    let max_fleet = match store::read_plan(dir) {
+        Ok(pf) if pf.hash == plan.spec.plan_hash() => pf.max_fleet,
+        _ => plan.spec.max_fleet,
+    };
+    check_units(plan, shard, max_fleet)?;
     let store = Store::open(dir, &plan.plan_file(shard), opts.lease)?;
     let claims = Arc::new(Claims::open(dir, opts.lease)?);
     let me = Me::new(opts.name.as_deref());

@@ -275,9 +275,17 @@ impl Store {
 /// `max_fleet` agree with the spec.
 pub fn read_plan(dir: &Path) -> Result<PlanFile> {
     let p = dir.join(PLAN);
-    let text = fs::read_to_string(&p).map_err(|_| Error::Sweep {
+    let text = fs::read_to_string(&p).map_err(|e| Error::Sweep {
         dir: dir.to_path_buf(),
-        why: format!("it is not a sweep directory (no {PLAN})"),
+        why: if !dir.exists() {
+            "no such directory".to_string()
+        } else if !dir.is_dir() {
+            "it is a file, not a sweep directory".to_string()
+        } else if p.exists() {
+            format!("cannot read {PLAN}: {e}")
+        } else {
+            format!("it has no {PLAN}: not a sweep directory")
+        },
     })?;
     let pf: PlanFile =
         serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt sweep plan", e))?;
