@@ -297,7 +297,7 @@ impl Config {
         table
             .clone()
             .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(e.message().to_string()))
+            .map_err(|e: toml::de::Error| Error::Config(plain(e.message())))
     }
 
     /// Parses a config from TOML text, applying `key=value` overrides first.
@@ -574,10 +574,16 @@ impl Config {
                     "give either `epochs` or `steps`, not both",
                 ))
             }
-            (Some(0), _) | (_, Some(0)) => {
+            (Some(0), _) => {
+                return Err(Error::invalid(
+                    "train.epochs",
+                    "the training length must be at least 1 epoch",
+                ))
+            }
+            (_, Some(0)) => {
                 return Err(Error::invalid(
                     "train.steps",
-                    "the training length must be at least 1",
+                    "the training length must be at least 1 step",
                 ))
             }
             _ => {}
@@ -960,7 +966,7 @@ pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Resul
 /// `"add"`) and, failing that, as a bare string.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     let bad = |why: String| Error::Set {
-        set: set.to_string(),
+        set: set.replace('\n', "\\n").replace('\r', "\\r"),
         why,
     };
     let (key, raw) = set
@@ -970,14 +976,50 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
         return Err(bad("empty key (or an empty part between dots)".into()));
     }
+    if raw.contains(['\n', '\r']) {
+        return Err(bad("a value is one line (one --set per key)".into()));
+    }
     let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(String::new())),
+        Ok(t) if t.len() == 1 && t.contains_key("v") => t["v"].clone(),
+        Ok(_) => return Err(bad("one value per --set".into())),
+        Err(_) if looks_numeric(raw) => {
+            return Err(bad(format!(
+                "{} is not a number TOML can hold (integers are 64-bit, up to 9223372036854775807; floats up to about 1.8e308)",
+                raw.trim()
+            )))
+        }
         Err(_) => toml::Value::String(raw.trim().to_string()),
     };
     set_path(table, key, value).map_err(|e| match e {
         Error::Config(why) => bad(why),
         e => e,
     })
+}
+
+/// Whether `raw` is meant as a number: digits with an optional sign, point and exponent.
+fn looks_numeric(raw: &str) -> bool {
+    let t = raw.trim().trim_start_matches(['-', '+']);
+    !t.is_empty()
+        && t.starts_with(|c: char| c.is_ascii_digit())
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || "._eE+-".contains(c))
+}
+
+/// A serde message in the words of the config file: sections, not Rust types.
+fn plain(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, toml) in [
+        ("struct DataConfig", "the table [data]"),
+        ("struct ModelConfig", "the table [model]"),
+        ("struct TrainConfig", "the table [train]"),
+        ("struct EvalConfig", "the table [eval]"),
+        ("struct TransformerConfig", "the table [model.transformer]"),
+        ("struct Config", "a config"),
+        ("unit variant", "a value"),
+    ] {
+        m = m.replace(rust, toml);
+    }
+    m
 }
 
 /// A TOML error as `line L, column C: message` (one line; the position in `text`).
@@ -987,8 +1029,8 @@ pub fn located(text: &str, e: &toml::de::Error) -> String {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {}", e.message())
+            format!("line {line}, column {column}: {}", plain(e.message()))
         }
-        None => e.message().to_string(),
+        None => plain(e.message()),
     }
 }

@@ -10,6 +10,9 @@ pub enum Error {
     /// The configuration text could not be read as a grokscope config.
     #[error("{0}")]
     Config(String),
+    /// An experiment that needs more memory than this machine allows.
+    #[error("{0}")]
+    Memory(String),
     /// A `--set KEY=VALUE` override (as typed) that cannot be applied.
     #[error("--set {set}: {why}")]
     Set { set: String, why: String },

@@ -33,8 +33,8 @@ docs/CONFIG.md; every output file: docs/OUTPUTS.md.";
 #[derive(Parser)]
 #[command(name = "grokscope", version, about = ABOUT, long_about = LONG_ABOUT)]
 struct Cli {
-    /// Worker threads (default: one per core). Results do not depend on it.
-    #[arg(long, global = true, value_name = "N")]
+    /// Worker threads, 1 to 1024 (default: one per core). Results do not depend on it.
+    #[arg(long, global = true, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -301,7 +301,7 @@ fn run() -> Result<i32> {
 
 /// Installs the SIGINT/SIGTERM handlers: the first signal sets the returned flag (to its
 /// number), so the run stops after its current step with a resumable state; a second SIGINT
-/// or SIGTERM exits at once.
+/// or SIGTERM more than 2 s later exits at once.
 fn install_stop() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::Arc;
@@ -314,11 +314,24 @@ fn install_stop() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
                 signal_exit(sig as usize),
                 Arc::clone(&armed),
             )?;
-            signal_hook::flag::register(sig, Arc::clone(&armed))?;
             signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)?;
             Ok(())
         };
         install().context("cannot install the signal handler")?;
+    }
+    // A second signal exits at once only if it comes more than 2 s after the first: tools
+    // like `timeout` send one SIGTERM to the process and another to its group at once, and
+    // those two must not skip the save.
+    {
+        let (stop, armed) = (Arc::clone(&stop), Arc::clone(&armed));
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            while stop.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            armed.store(true, Ordering::SeqCst);
+        });
     }
     Ok(stop)
 }
@@ -363,7 +376,7 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     // An error names where the bad value came from: a --set as typed, or the config file.
     let whose = |e: grokscope::Error| -> anyhow::Error {
         let set = match &e {
-            grokscope::Error::Set { .. } => return e.into(),
+            grokscope::Error::Set { .. } | grokscope::Error::Memory(_) => return e.into(),
             grokscope::Error::Invalid { key, .. } => a.sets.iter().rev().find(|s| {
                 s.split_once('=')
                     .is_some_and(|(k, _)| k.trim() == key.as_str())
@@ -469,7 +482,13 @@ fn train_run(
         }
     );
     if !a.no_report {
-        let path = grokscope::report::report(&dir, false)?;
+        let path = grokscope::report::report(&dir, false).with_context(|| {
+            format!(
+                "the run is complete in {}, but its report could not be written (retry with `grokscope report {}`)",
+                dir.display(),
+                dir.display()
+            )
+        })?;
         println!("Report: {}", path.display());
     }
     Ok(0)
@@ -650,6 +669,13 @@ fn read_plan_file(file: &std::path::Path) -> Result<grokscope::sweep::Plan> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read sweep file {}", file.display()))?;
     grokscope::sweep::Plan::from_text(&text).with_context(|| format!("in {}", file.display()))
+}
+
+fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: a number of threads from 1 to 1024")),
+    }
 }
 
 fn parse_lease(s: &str) -> std::result::Result<f64, String> {

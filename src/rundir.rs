@@ -179,6 +179,23 @@ pub fn load_run(path: &Path) -> Result<LoadedRun> {
     RunDir::open(path)?.load()
 }
 
+/// Whether process `pid` of this machine is alive: it exists and is not a zombie (a killed
+/// process whose parent has not reaped it holds nothing). True where it cannot be known
+/// (no /proc).
+pub fn process_alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses (which may hold spaces).
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_none_or(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
+}
+
 /// Test hook: with `GROKSCOPE_FAULT=NAME`, the process aborts (as if killed) at the fault
 /// point `NAME` (`swap`, `remove-old`, `between-renames`: the steps of [`swap::swap_in`]).
 /// `GROKSCOPE_NO_EXCHANGE=1` makes swaps use the two-rename path of file systems that cannot
@@ -319,11 +336,81 @@ impl RunDir {
         }
     }
 
-    /// The run's config, checked.
+    /// The run's config, checked, and checked against `summary.json` if the run finished.
     pub fn read_config(&self) -> Result<Checked> {
-        Config::from_toml(&self.config_text()?, &[])
+        let cfg = Config::from_toml(&self.config_text()?, &[])
             .and_then(Config::check)
-            .map_err(|e| self.bad_file(CONFIG, e))
+            .map_err(|e| self.bad_file(CONFIG, e))?;
+        self.check_summary(&cfg)?;
+        Ok(cfg)
+    }
+
+    /// `summary.json` of a finished run belongs to `cfg`: it was trained under config.toml's data,
+    /// model and train settings (`trained_config`), with its steps, split sizes and models.
+    fn check_summary(&self, cfg: &Checked) -> Result<()> {
+        #[derive(Deserialize)]
+        struct ModelCheck {
+            index: usize,
+            #[allow(dead_code)]
+            phase: Phase,
+        }
+        #[derive(Deserialize)]
+        struct SummaryCheck {
+            trained_config: String,
+            steps: u64,
+            n_train: usize,
+            n_test: usize,
+            models: Vec<ModelCheck>,
+        }
+        // Only a finished run's summary counts: one without weights is what an attempt killed
+        // while finishing left, and its resumption replaces it.
+        if !self.has_weights() {
+            return Ok(());
+        }
+        let path = self.path.join(SUMMARY);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.bad_file(
+                    SUMMARY,
+                    format!("missing, but {WEIGHTS} is there: the run's results are incomplete"),
+                ))
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let s: SummaryCheck =
+            serde_json::from_str(&text).map_err(|e| Error::json(&path, "not a run summary", e))?;
+        let now = cfg.training_fingerprint();
+        if s.trained_config != now {
+            return Err(self.bad_file(
+                CONFIG,
+                format!(
+                    "its data, model or train settings were changed after the run finished (summary.json: trained under {}, config.toml now {now}); the results belong to the original settings: restore them, or train again (the eval section may change)",
+                    s.trained_config
+                ),
+            ));
+        }
+        let (table, n_train) = cfg.table_sizes();
+        let expected = (
+            cfg.total_steps(n_train),
+            n_train,
+            table - n_train,
+            cfg.fleet_len()?,
+        );
+        let found = (s.steps, s.n_train, s.n_test, s.models.len());
+        if found != expected {
+            return Err(self.bad_file(
+                SUMMARY,
+                format!(
+                    "it says {} steps, {} training and {} test pairs, {} models; config.toml gives {}, {}, {}, {}",
+                    found.0, found.1, found.2, found.3, expected.0, expected.1, expected.2, expected.3
+                ),
+            ));
+        }
+        if let Some((i, m)) = s.models.iter().enumerate().find(|(i, m)| m.index != *i) {
+            return Err(self.bad_file(SUMMARY, format!("model {i} has index {}", m.index)));
+        }
+        Ok(())
     }
 
     /// Whether the run has its final weights (it finished).
@@ -337,25 +424,13 @@ impl RunDir {
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
         let bytes = fs::read(self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
-        // The weights belong to the config they were trained under (summary.json records it).
-        let summary = fs::read_to_string(self.path.join(SUMMARY)).map_err(|e| {
-            self.bad_file(
+        // The weights are written after summary.json: weights without it were not written
+        // by a run that finished.
+        if !self.path.join(SUMMARY).is_file() {
+            return Err(self.bad_file(
                 SUMMARY,
-                format!("cannot be read ({e}); it is written with {WEIGHTS}"),
-            )
-        })?;
-        let summary: serde_json::Value = serde_json::from_str(&summary)
-            .map_err(|e| self.bad_file(SUMMARY, format!("not valid JSON: {e}")))?;
-        if let Some(trained) = summary.get("trained_config") {
-            let now = cfg.training_fingerprint();
-            if trained.as_str() != Some(now.as_str()) {
-                return Err(self.bad_file(
-                    CONFIG,
-                    format!(
-                        "its data, model or train settings were changed after the run wrote {WEIGHTS} (trained under {trained}, now {now}); the weights belong to the original settings: restore them, or train again (eval settings may change)"
-                    ),
-                ));
-            }
+                format!("missing, but {WEIGHTS} is there: the run's results are incomplete"),
+            ));
         }
         setup
             .network
@@ -509,12 +584,32 @@ impl RunDir {
                 .map_err(|_| bad(format!("a bad `{key}` in its metadata")))
         };
         let (seconds, io_seconds) = (num("seconds")?, num("io_seconds")?);
+        if !(seconds >= 0.0 && io_seconds >= 0.0 && seconds.is_finite() && io_seconds.is_finite()) {
+            return Err(bad("bad `seconds` or `io_seconds` in its metadata".into()));
+        }
         let diverged_at: Vec<Option<u64>> = serde_json::from_str(&meta("diverged_at")?)
             .map_err(|_| bad("a bad `diverged_at` in its metadata".into()))?;
-        if diverged_at.len() != n_models {
+        if diverged_at.len() != n_models || meta("models")? != n_models.to_string() {
             return Err(bad(format!(
-                "{} models, the config has {n_models}",
+                "{} models ({} in `diverged_at`), the config has {n_models}",
+                meta("models")?,
                 diverged_at.len()
+            )));
+        }
+        if let Some(s) = diverged_at.iter().flatten().find(|&&s| s > step) {
+            return Err(bad(format!(
+                "a model diverged at step {s}, after the state's step {step}"
+            )));
+        }
+        // Every model and parameter block took one AdamW step per training step.
+        let adam_t = meta("adam_t")?;
+        if adam_t
+            .split(',')
+            .any(|t| t.trim().parse::<u64>().ok() != Some(step))
+        {
+            return Err(bad(format!(
+                "its AdamW step counts ({}) disagree with its step {step}",
+                adam_t.chars().take(40).collect::<String>()
             )));
         }
         // The streamed records must hold exactly the evaluations up to the saved step.
@@ -578,7 +673,7 @@ impl RunDir {
         let path = self.path.join(LOCK);
         let pid = fs::read_to_string(&path).unwrap_or_default();
         let pid = pid.trim();
-        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        let alive = pid.parse::<u32>().is_ok_and(process_alive);
         if alive && pid != std::process::id().to_string() {
             return Err(self.bad_file(
                 LOCK,
@@ -629,8 +724,22 @@ impl RunDir {
         let path = self.path.join(METRICS);
         let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let hist_path = self.path.join(IPR_HIST);
-        let hist = fs::read_to_string(&hist_path).ok();
-        read_metrics_csv(&path, &text, n_models, &hist_path, hist.as_deref())
+        let complete = self.has_weights();
+        let hist = match fs::read_to_string(&hist_path) {
+            Ok(h) => Some(h),
+            Err(e) if complete || e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&hist_path, e))
+            }
+            Err(_) => None,
+        };
+        read_metrics_csv(
+            &path,
+            &text,
+            n_models,
+            &hist_path,
+            hist.as_deref(),
+            complete,
+        )
     }
 
     /// The records up to `step` of a run that stopped while streaming: a line cut short by a
@@ -659,7 +768,14 @@ impl RunDir {
             out
         };
         let hist = hist.map(|h| keep(&h));
-        read_metrics_csv(&path, &keep(&text), n_models, &hist_path, hist.as_deref())
+        read_metrics_csv(
+            &path,
+            &keep(&text),
+            n_models,
+            &hist_path,
+            hist.as_deref(),
+            false,
+        )
     }
 
     /// The analysis directory, created if needed.
@@ -782,7 +898,7 @@ pub fn curve_csv(records: &[Record]) -> String {
 
 /// Reads a file written by [`curve_csv`] (`path` names it in errors).
 pub fn read_curve_csv(path: &Path, text: &str) -> Result<Vec<Record>> {
-    let mut h = read_metrics_csv(path, text, 1, path, None)?;
+    let mut h = read_metrics_csv(path, text, 1, path, None, false)?;
     Ok(h.pop().unwrap_or_default())
 }
 
@@ -888,6 +1004,7 @@ fn read_metrics_csv(
     n_models: usize,
     hist_path: &Path,
     ipr_hist: Option<&str>,
+    complete: bool,
 ) -> Result<Vec<Vec<Record>>> {
     let bad = |line: usize, why: &str| Error::csv(path, line, why);
     let mut lines = text.lines();
@@ -951,7 +1068,30 @@ fn read_metrics_csv(
             format!("no rows for model {m} (did the run finish?)"),
         ));
     }
+    // Every model has the same evaluations, in increasing step order, with values in range.
+    let bad_file = |why: String| Error::BadFile {
+        path: path.to_path_buf(),
+        why,
+    };
+    for (m, h) in out.iter().enumerate() {
+        if let Some(w) = h.windows(2).find(|w| w[1].step <= w[0].step) {
+            return Err(bad_file(format!(
+                "model {m}: step {} follows step {} (steps must increase)",
+                w[1].step, w[0].step
+            )));
+        }
+        let steps = |h: &[Record]| h.iter().map(|r| r.step).collect::<Vec<_>>();
+        if steps(h) != steps(&out[0]) {
+            return Err(bad_file(format!(
+                "model {m} has other evaluation steps than model 0"
+            )));
+        }
+        if let Some((r, why)) = h.iter().find_map(|r| r.out_of_range().map(|w| (r, w))) {
+            return Err(bad_file(format!("model {m} at step {}: {why}", r.step)));
+        }
+    }
     if let Some(h) = ipr_hist {
+        let mut total: Option<u64> = None;
         for (i, line) in h.lines().skip(1).enumerate() {
             let f: Vec<&str> = line.split(',').collect();
             let bad = || {
@@ -973,12 +1113,47 @@ fn read_metrics_csv(
                 .iter()
                 .map(|x| x.parse().map_err(|_| bad()))
                 .collect::<Result<_>>()?;
-            if let Some(r) = out
+            let sum: u64 = counts.iter().map(|&c| c as u64).sum();
+            if total.is_some_and(|t| t != sum) {
+                return Err(Error::csv(
+                    hist_path,
+                    i + 2,
+                    format!(
+                        "its bin counts sum to {sum} neurons, the rows above to {}",
+                        total.unwrap_or(0)
+                    ),
+                ));
+            }
+            total = Some(sum);
+            match out
                 .get_mut(model)
                 .and_then(|h| h.iter_mut().find(|r| r.step == step))
             {
-                r.ipr_hist = counts;
+                Some(r) if r.ipr_hist.is_empty() => r.ipr_hist = counts,
+                _ => {
+                    return Err(Error::csv(
+                        hist_path,
+                        i + 2,
+                        format!(
+                        "model {model} at step {step}: not an evaluation of {} (or given twice)",
+                        path.display()
+                    ),
+                    ))
+                }
             }
+        }
+        // A run killed between the two appends has an evaluation without its histogram.
+        if let Some((m, r)) = out
+            .iter()
+            .enumerate()
+            .find_map(|(m, h)| h.iter().find(|r| r.ipr_hist.is_empty()).map(|r| (m, r)))
+            .filter(|_| complete)
+        {
+            return Err(Error::csv(
+                hist_path,
+                h.lines().count(),
+                format!("no row for model {m} at step {}", r.step),
+            ));
         }
     }
     Ok(out)
@@ -1054,22 +1229,26 @@ mod tests {
     fn metrics_csv_reads_back_exactly() {
         let history = vec![
             vec![rec(0, None), rec(10, Some(0.3))],
-            vec![rec(0, Some(1.0))],
+            vec![rec(0, Some(1.0)), rec(10, None)],
         ];
         let (m, h) = (metrics_csv(&history), ipr_hist_csv(&history));
         let p = Path::new("x");
-        let back = read_metrics_csv(p, &m, 2, p, Some(&h)).unwrap();
+        let back = read_metrics_csv(p, &m, 2, p, Some(&h), true).unwrap();
         assert_eq!(back, history);
-        let err = read_metrics_csv(p, &m, 1, p, None).unwrap_err().to_string();
+        let err = read_metrics_csv(p, &m, 1, p, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("model 1, but config.toml has 1 model"),
             "{err}"
         );
-        let err = read_metrics_csv(p, &m, 3, p, None).unwrap_err().to_string();
+        let err = read_metrics_csv(p, &m, 3, p, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no rows for model 2"), "{err}");
         let header_only = metrics_csv(&[]);
-        assert!(read_metrics_csv(p, &header_only, 1, p, None).is_err());
-        let err = read_metrics_csv(p, &m, 2, p, Some("model,step\n0,0,1\n")).unwrap_err();
+        assert!(read_metrics_csv(p, &header_only, 1, p, None, false).is_err());
+        let err = read_metrics_csv(p, &m, 2, p, Some("model,step\n0,0,1\n"), true).unwrap_err();
         assert!(matches!(err, Error::Csv { line: 2, .. }), "{err}");
     }
 
@@ -1077,15 +1256,16 @@ mod tests {
     fn a_malformed_metrics_file_names_its_line() {
         let good = metrics_csv(&[vec![rec(0, None), rec(10, None)]]);
         let bad = good.replacen("\n0,10,", "\n0,ten,", 1);
-        let err = read_metrics_csv(Path::new("m.csv"), &bad, 1, Path::new("h"), None).unwrap_err();
+        let err =
+            read_metrics_csv(Path::new("m.csv"), &bad, 1, Path::new("h"), None, false).unwrap_err();
         assert!(matches!(err, Error::Csv { line: 3, .. }), "{err}");
         assert!(
             err.to_string()
                 .starts_with("m.csv line 3: not a non-negative integer"),
             "{err}"
         );
-        let err =
-            read_metrics_csv(Path::new("m.csv"), "a,b\n", 1, Path::new("h"), None).unwrap_err();
+        let err = read_metrics_csv(Path::new("m.csv"), "a,b\n", 1, Path::new("h"), None, false)
+            .unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
     }
 }

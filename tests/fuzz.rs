@@ -211,6 +211,9 @@ fn mutate(rng: &mut ChaCha8Rng, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A case's target and its input files.
+type CurrentCase = (String, Vec<(String, Vec<u8>)>);
+
 /// Failures found: (target, message, where the input was saved).
 type Findings = Arc<Mutex<Vec<String>>>;
 
@@ -221,6 +224,8 @@ struct Campaign {
     findings_dir: PathBuf,
     /// The start of the current case, for the watchdog (ms since `epoch`; 0: idle).
     busy_since: Arc<AtomicU64>,
+    /// The current case's target and inputs, for the watchdog to save on a hang.
+    current: Arc<Mutex<CurrentCase>>,
     epoch: Instant,
 }
 
@@ -232,6 +237,15 @@ impl Campaign {
     /// Runs `case`; a panic is recorded as a finding with the input files `inputs`.
     fn case(&mut self, target: &str, inputs: &[(&str, &[u8])], case: impl FnOnce()) {
         self.cases += 1;
+        if let Ok(mut cur) = self.current.lock() {
+            *cur = (
+                target.to_string(),
+                inputs
+                    .iter()
+                    .map(|(n, b)| (n.to_string(), b.to_vec()))
+                    .collect(),
+            );
+        }
         let t = self.epoch.elapsed().as_millis() as u64 + 1;
         self.busy_since.store(t, Ordering::SeqCst);
         let r = catch_unwind(AssertUnwindSafe(case));
@@ -489,6 +503,7 @@ fn fuzz_every_reader() {
         cases: 0,
         findings_dir,
         busy_since: Arc::new(AtomicU64::new(0)),
+        current: Arc::new(Mutex::new((String::new(), Vec::new()))),
         epoch: Instant::now(),
     };
     std::panic::set_hook(Box::new(|info| {
@@ -498,13 +513,23 @@ fn fuzz_every_reader() {
     // The watchdog: a case that runs for more than two minutes is a hang.
     {
         let busy = Arc::clone(&c.busy_since);
+        let current = Arc::clone(&c.current);
+        let dir = c.findings_dir.join("hang");
         let epoch = c.epoch;
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(1));
             let since = busy.load(Ordering::SeqCst);
             let now = epoch.elapsed().as_millis() as u64;
             if since != 0 && now.saturating_sub(since) > 120_000 {
-                eprintln!("fuzz: a case has run for over 120 s: a hang");
+                let (target, inputs) = current.lock().map(|c| c.clone()).unwrap_or_default();
+                let _ = std::fs::create_dir_all(&dir);
+                for (name, bytes) in &inputs {
+                    let _ = std::fs::write(dir.join(name.replace('/', "_")), bytes);
+                }
+                eprintln!(
+                    "fuzz: a {target} case has run for over 120 s: a hang (input in {})",
+                    dir.display()
+                );
                 std::process::exit(3);
             }
         });

@@ -58,6 +58,8 @@ fn refused(args: &[&str], cwd: &Path, expect: &[&str]) -> String {
         .lines()
         .filter(|l| !l.starts_with("warning:") && !l.starts_with("note:"))
         .filter(|l| !l.trim_end().ends_with('…') && !l.trim().is_empty())
+        // clap's standard pointer to --help after a bad argument.
+        .filter(|l| !l.starts_with("For more information, try"))
         .collect();
     assert_eq!(lines.len(), 1, "{args:?}: one paragraph, got {err}");
     assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
@@ -600,4 +602,225 @@ fn tampered_sweep_directories_are_errors_naming_the_file() {
     std::fs::write(d.join("runs/000001.json"), "{").unwrap();
     refused(&["sweep", "merge", "--out", "m", "sw"], t, &["000001.json"]);
     assert!(!t.join("m").exists());
+}
+
+#[test]
+fn what_a_hostile_tester_found_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    refused(
+        &["--threads", "18446744073709551615", "train"],
+        t,
+        &["--threads"],
+    );
+    refused(
+        &["--threads", "100000", "train"],
+        t,
+        &["--threads", "from 1 to 1024"],
+    );
+    let with_limit = |limit: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_grokscope"))
+            .args(args)
+            .current_dir(t)
+            .env("GROKSCOPE_MEMORY_LIMIT", limit)
+            .output()
+            .unwrap()
+    };
+    let o = with_limit("99999999999999999999G", &["train", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 EiB"));
+    let o = with_limit("1K", &["train", "--out", "x"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("raise GROKSCOPE_MEMORY_LIMIT") && !e.contains("``"),
+        "{e}"
+    );
+    assert!(!t.join("x").exists());
+    // The key given, as typed.
+    refused_train(
+        t,
+        &["train.epochs=0"],
+        &["--set train.epochs=0", "train.epochs"],
+    );
+    refused_train(
+        t,
+        &["train.epochs=1099511627776", "eval.every=1"],
+        &["make eval.every larger"],
+    );
+    refused(
+        &["train", "--set", "data.p=13\ndata.x=1", "--out", "x"],
+        t,
+        &["one line"],
+    );
+    std::fs::write(
+        t.join("z.toml"),
+        "[axes]\n\"data.corruption,data.corruption\" = [[0.1, 0.2]]\n",
+    )
+    .unwrap();
+    refused(
+        &["sweep", "plan", "z.toml"],
+        t,
+        &["`data.corruption` is swept twice"],
+    );
+    std::fs::write(
+        t.join("r.toml"),
+        "[base]\nmodel.width = 8\ntrain.steps = 1\n[axes]\n\"data.p\" = { from = 11, to = 13, count = 2 }\n",
+    )
+    .unwrap();
+    let o = run(&["sweep", "plan", "r.toml"], t);
+    assert!(
+        o.status.success(),
+        "integer ranges: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn tampered_run_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = small_run(t);
+    let restore: Vec<(String, Vec<u8>)> =
+        ["summary.json", "config.toml", "metrics.csv", "ipr_hist.csv"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+            .collect();
+    let put = |f: &str, text: &str| std::fs::write(dir.join(f), text).unwrap();
+    let back = || {
+        for (f, b) in &restore {
+            std::fs::write(dir.join(f), b).unwrap();
+        }
+    };
+    let cfg = String::from_utf8(restore[1].1.clone()).unwrap();
+    let metrics = String::from_utf8(restore[2].1.clone()).unwrap();
+    let hist = String::from_utf8(restore[3].1.clone()).unwrap();
+    // An emptied summary no longer hides an edited config.
+    put("summary.json", "{}");
+    put(
+        "config.toml",
+        &cfg.replace("corruption = 0.35", "corruption = 0.2"),
+    );
+    for cmd in ["analyze", "prune", "report"] {
+        refused(&[cmd, "run", "--force"], t, &["summary.json"]);
+    }
+    back();
+    // metrics.csv: a model's row given to another, steps out of the run, values out of range.
+    let dup = metrics.replacen("\n1,0,", "\n0,0,", 1);
+    put("metrics.csv", &dup);
+    refused(&["report", "run", "--force"], t, &["metrics.csv"]);
+    back();
+    let last = metrics.lines().last().unwrap().to_string();
+    let f: Vec<&str> = last.split(',').collect();
+    let beyond = metrics.replace(&last, &[&[f[0], "999999"][..], &f[2..]].concat().join(","));
+    put("metrics.csv", &beyond);
+    refused(&["report", "run", "--force"], t, &["metrics.csv"]);
+    back();
+    let acc = metrics.replace(&last, &[&f[..4], &["5.0"][..], &f[5..]].concat().join(","));
+    put("metrics.csv", &acc);
+    refused(
+        &["report", "run", "--force"],
+        t,
+        &["metrics.csv", "outside [0, 1]"],
+    );
+    back();
+    // ipr_hist.csv: a row whose bins count other neurons, and a missing file.
+    let hlast = hist.lines().last().unwrap().to_string();
+    let mut hf: Vec<String> = hlast.split(',').map(String::from).collect();
+    hf[2] = "99999".into();
+    put("ipr_hist.csv", &hist.replace(&hlast, &hf.join(",")));
+    refused(
+        &["report", "run", "--force"],
+        t,
+        &["ipr_hist.csv", "sum to"],
+    );
+    std::fs::remove_file(dir.join("ipr_hist.csv")).unwrap();
+    refused(&["report", "run", "--force"], t, &["ipr_hist.csv"]);
+    back();
+    // Debris of a dead process is removed by the next command.
+    std::fs::create_dir_all(dir.join(".report.new.4000000")).unwrap();
+    let o = run(&["report", "run", "--force"], t);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.join(".report.new.4000000").exists());
+}
+
+#[test]
+fn tampered_sweep_records_and_curves_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(
+        t.join("s.toml"),
+        "name = \"c\"\n[base]\ndata.p = 11\nmodel.width = 8\ntrain.steps = 10\n[axes]\n\"data.corruption\" = [0.1, 0.2]\n",
+    )
+    .unwrap();
+    let o = run(&["sweep", "run", "s.toml", "--out", "sw", "-q"], t);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = t.join("sw");
+    let rec = std::fs::read_to_string(d.join("runs/000001.json")).unwrap();
+    let curve0 = std::fs::read(d.join("curves/000000.csv")).unwrap();
+    let curve1 = std::fs::read(d.join("curves/000001.csv")).unwrap();
+    std::fs::write(d.join("runs/000001.json"), rec.replace("0.2", "0.7")).unwrap();
+    refused(&["sweep", "show", "sw"], t, &["000001.json", "coordinates"]);
+    let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    let acc = v["final"]["test_acc"].to_string();
+    std::fs::write(
+        d.join("runs/000001.json"),
+        rec.replace(&format!("\"test_acc\": {acc}"), "\"test_acc\": 7.5"),
+    )
+    .unwrap();
+    refused(
+        &["report", "sw", "--force"],
+        t,
+        &["000001.json", "outside [0, 1]"],
+    );
+    std::fs::write(d.join("runs/000001.json"), &rec).unwrap();
+    // Another run's curve, and garbage.
+    std::fs::write(d.join("curves/000001.csv"), &curve0).unwrap();
+    refused(&["report", "sw", "--force"], t, &["curves/000001.csv"]);
+    std::fs::write(d.join("curves/000001.csv"), "garbage").unwrap();
+    refused(&["report", "sw", "--force"], t, &["curves/000001.csv"]);
+    refused(
+        &["sweep", "merge", "--out", "m", "sw"],
+        t,
+        &["curves/000001.csv"],
+    );
+    std::fs::write(d.join("curves/000001.csv"), &curve1).unwrap();
+    let o = run(&["report", "sw", "--force"], t);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn two_sigterms_at_once_still_save_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args([
+            "train",
+            "-q",
+            "--no-report",
+            "--set",
+            "data.p=23",
+            "--set",
+            "model.width=32",
+            "--set",
+            "train.steps=5000000",
+            "--out",
+            "run",
+        ])
+        .current_dir(t)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !t.join("run/metrics.csv").exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let state = std::fs::read_to_string(t.join("run/state.json")).unwrap();
+    assert!(state.contains("\"interrupted\""), "{state}");
+    assert!(t.join("run/resume.safetensors").exists());
 }

@@ -55,6 +55,42 @@ pub struct Record {
 }
 
 impl Record {
+    /// What is out of range, if anything: an accuracy or mean IPR outside [0, 1], a negative
+    /// loss, norm or epoch (NaN and infinities are values of a diverged model).
+    pub fn out_of_range(&self) -> Option<&'static str> {
+        let accs = [
+            Some(self.train_acc),
+            Some(self.test_acc),
+            self.mem_acc,
+            self.inv_acc,
+            self.clean_acc,
+            self.mean_ipr,
+        ];
+        if !accs
+            .iter()
+            .flatten()
+            .all(|a| a.is_nan() || (0.0..=1.0).contains(a))
+        {
+            return Some("an accuracy or mean IPR outside [0, 1]");
+        }
+        let nonneg = [
+            self.train_loss,
+            self.test_loss,
+            self.norm_u,
+            self.norm_v,
+            self.norm_w,
+            self.epoch,
+        ];
+        if !nonneg
+            .iter()
+            .chain(self.batch_loss.iter())
+            .all(|x| x.is_nan() || *x >= 0.0)
+        {
+            return Some("a negative loss, norm or epoch");
+        }
+        None
+    }
+
     /// Whether every loss and weight norm is finite (else the model diverged).
     pub fn is_finite(&self) -> bool {
         [

@@ -54,10 +54,12 @@ pub fn explorer(
     let mut values: Vec<Vec<String>> = vec![Vec::new(); axes.len()];
     let mut missing = 0;
     for r in records.values() {
-        let Ok(curve) = store::read_curve(dir, r.run) else {
+        // A missing curve is a run being trained again; a wrong one is an error.
+        if !store::has_curve(dir, r.run) {
             missing += 1;
             continue;
-        };
+        }
+        let curve = store::read_checked_curve(dir, r)?;
         let curve = thin(curve);
         let coords: Vec<String> = axes
             .iter()

@@ -4,6 +4,7 @@
 use super::plot::*;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -74,18 +75,28 @@ pub fn save_figure(
         figure: name.to_string(),
         why,
     };
+    // Drawn in memory and written by us, so that a full disk is an I/O error naming the file
+    // (not a backend's Debug dump) and no truncated figure is left behind.
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     render(
-        BitMapBackend::new(&png, size).into_drawing_area(),
+        BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area(),
         panels,
         cols,
     )
     .map_err(fail)?;
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(&pixels, size.0, size.1, image::ColorType::Rgb8)
+        .map_err(|e| fail(format!("cannot encode the PNG: {e}")))?;
+    std::fs::write(&png, &bytes).map_err(|e| Error::io(&png, e))?;
+    let mut text = String::new();
     render(
-        SVGBackend::new(&svg, size).into_drawing_area(),
+        SVGBackend::with_string(&mut text, size).into_drawing_area(),
         panels,
         cols,
     )
     .map_err(fail)?;
+    std::fs::write(&svg, text).map_err(|e| Error::io(&svg, e))?;
     Ok(FigureFile {
         name: name.to_string(),
         title: title.to_string(),

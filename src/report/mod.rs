@@ -95,6 +95,20 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     let cfg = run.read_config()?;
     let specs = cfg.fleet();
     let history = run.read_history(specs.len())?;
+    if run.has_weights() {
+        let (_, n_train) = cfg.table_sizes();
+        let total = cfg.total_steps(n_train);
+        let last = history[0].last().map_or(0, |r| r.step);
+        if last != total || history[0][0].step != 0 {
+            return Err(Error::BadFile {
+                path: dir.join("metrics.csv"),
+                why: format!(
+                    "its evaluations run from step {} to {last}, but the finished run trained steps 0 to {total}",
+                    history[0][0].step
+                ),
+            });
+        }
+    }
     let name = cfg.name.clone();
     let hi = cfg.eval.threshold;
     let shown: Vec<usize> = (0..specs.len().min(MAX_MODELS_SHOWN)).collect();

@@ -24,14 +24,6 @@ fn parts(dest: &Path) -> Result<(&Path, String)> {
     Ok((parent, name))
 }
 
-/// Whether the process `pid` of this machine is alive (true where that cannot be known).
-fn alive(pid: u32) -> bool {
-    if !Path::new("/proc/self").exists() {
-        return true;
-    }
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
 /// The staging (`new`) and set-aside (`old`) directories of `dest` left by processes:
 /// `(path, kind, pid)`.
 fn leftovers(dest: &Path) -> Result<Vec<(PathBuf, String, u32)>> {
@@ -59,7 +51,7 @@ fn leftovers(dest: &Path) -> Result<Vec<(PathBuf, String, u32)>> {
 /// directories of dead processes. Call before reading or replacing `dest`.
 pub fn recover(dest: &Path) -> Result<()> {
     for (path, kind, pid) in leftovers(dest)? {
-        if pid == std::process::id() || alive(pid) {
+        if pid == std::process::id() || crate::rundir::process_alive(pid) {
             continue;
         }
         if kind == "old" && !dest.exists() {

@@ -146,7 +146,7 @@ fn unit_file(dir: &Path, unit: usize, gen: u32) -> PathBuf {
 }
 
 fn pid_gone(pid: u32) -> bool {
-    Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+    !crate::rundir::process_alive(pid)
 }
 
 impl Claims {

@@ -15,47 +15,13 @@ use crate::error::{Error, Result};
 use crate::experiment::train;
 use crate::metrics::Thresholds;
 use claims::{Attempt, Claims, Me, Pulse, WorkerState};
+pub use spec::Shard;
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use store::{PlanFile, RunRecord, Store};
-
-/// `i/n`: this process runs the runs with `id % n == i − 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Shard, String> {
-        let err = || format!("shard {s:?}: expected i/n with 1 ≤ i ≤ n, e.g. 2/3");
-        let (i, n) = s.split_once('/').ok_or_else(err)?;
-        let (index, count): (usize, usize) = (
-            i.trim().parse().map_err(|_| err())?,
-            n.trim().parse().map_err(|_| err())?,
-        );
-        if count == 0 || index == 0 || index > count {
-            return Err(err());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-impl Shard {
-    pub fn contains(&self, run: usize) -> bool {
-        run % self.count == self.index - 1
-    }
-}
 
 /// A parsed, expanded sweep.
 pub struct Plan {
@@ -319,9 +285,7 @@ pub fn run(
     let work_total: u64 = run_work.values().sum();
     if let Some(h) = claims.heartbeat(&me.name) {
         let running = !matches!(h.state, WorkerState::Finished | WorkerState::Stopped);
-        let here = h.host == me.host
-            && h.pid != me.pid
-            && std::path::Path::new(&format!("/proc/{}", h.pid)).exists();
+        let here = h.host == me.host && h.pid != me.pid && crate::rundir::process_alive(h.pid);
         // A name given by the user, alive on another host (a Slurm task requeued elsewhere
         // keeps its default name and continues).
         let elsewhere =
@@ -648,7 +612,7 @@ fn merge_into(
     let store = Store::open(out, &plan, f64::INFINITY)?;
     for (id, rec) in all {
         if let Some(src) = from.get(id) {
-            store.copy_curve(src, *id)?;
+            store.copy_curve(src, rec)?;
         }
         store.commit_record(rec)?;
     }

@@ -93,6 +93,17 @@ impl SweepSpec {
         if axes.is_empty() {
             return Err(Error::invalid("axes", "a sweep needs at least one axis"));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, _) in &axes {
+            for k in key.split(',').map(str::trim) {
+                if !seen.insert(k.to_string()) {
+                    return Err(Error::invalid(
+                        format!("axes.\"{key}\""),
+                        format!("`{k}` is swept twice (each key may be on one axis only)"),
+                    ));
+                }
+            }
+        }
         Ok(SweepSpec {
             name: f.name,
             max_fleet: f.max_fleet,
@@ -142,29 +153,35 @@ impl SweepSpec {
         }
     }
 
+    /// The coordinates of run `id` (`id < n_runs`): one `(key, value)` per axis key, zipped
+    /// axes split into their keys.
+    pub fn coords(&self, id: usize) -> Vec<(String, toml::Value)> {
+        let mut rem = id;
+        let mut picked = vec![(String::new(), toml::Value::Boolean(false)); self.axes.len()];
+        for (i, (key, vals)) in self.axes.iter().enumerate().rev() {
+            picked[i] = (key.clone(), vals[rem % vals.len()].clone());
+            rem /= vals.len();
+        }
+        let mut coords = Vec::new();
+        for (key, v) in picked {
+            match (key.contains(','), v) {
+                (true, toml::Value::Array(parts)) => {
+                    for (k, x) in key.split(',').zip(parts) {
+                        coords.push((k.trim().to_string(), x));
+                    }
+                }
+                (_, v) => coords.push((key, v)),
+            }
+        }
+        coords
+    }
+
     /// Every grid point with its validated config, the last axis varying fastest.
     pub fn expand(&self) -> Result<Vec<RunPoint>> {
         let n = self.n_runs()?;
         let mut out = Vec::with_capacity(n);
         for id in 0..n {
-            let mut rem = id;
-            let mut picked = vec![(String::new(), toml::Value::Boolean(false)); self.axes.len()];
-            for (i, (key, vals)) in self.axes.iter().enumerate().rev() {
-                picked[i] = (key.clone(), vals[rem % vals.len()].clone());
-                rem /= vals.len();
-            }
-            // Zipped axes contribute one coordinate per key.
-            let mut coords = Vec::new();
-            for (key, v) in picked {
-                match (key.contains(','), v) {
-                    (true, toml::Value::Array(parts)) => {
-                        for (k, x) in key.split(',').zip(parts) {
-                            coords.push((k.trim().to_string(), x));
-                        }
-                    }
-                    (_, v) => coords.push((key, v)),
-                }
-            }
+            let coords = self.coords(id);
             let mut table = self.base.clone();
             table.insert("name".into(), toml::Value::String(self.name.clone()));
             for (k, v) in &coords {
@@ -271,6 +288,11 @@ fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
     if !(from.is_finite() && to.is_finite()) {
         return Err(bad("`from` and `to` must be finite numbers"));
     }
+    // Integer ends with integer steps give integers (seeds, p, widths); else floats.
+    let ints = matches!(
+        (t.get("from"), t.get("to")),
+        (Some(toml::Value::Integer(_)), Some(toml::Value::Integer(_)))
+    ) && (count == 1 || ((to - from) / (count - 1) as f64).fract() == 0.0);
     Ok((0..count)
         .map(|i| {
             let x = if count == 1 {
@@ -278,7 +300,11 @@ fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
             } else {
                 from + (to - from) * i as f64 / (count - 1) as f64
             };
-            toml::Value::Float((x * 1e10).round() / 1e10)
+            if ints {
+                toml::Value::Integer(x.round() as i64)
+            } else {
+                toml::Value::Float((x * 1e10).round() / 1e10)
+            }
         })
         .collect())
 }
@@ -286,17 +312,15 @@ fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
 /// Groups runs into fleets: runs whose configs agree on everything but the fleet axes train
 /// together, at most `max_fleet` at a time, in run order.
 pub fn group_fleets(points: &[&RunPoint], max_fleet: usize) -> Vec<FleetPlan> {
-    let mut keys: Vec<String> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut groups: Vec<Vec<&RunPoint>> = Vec::new();
     for pt in points {
-        let key = fleet_key(&pt.cfg);
-        match keys.iter().position(|k| *k == key) {
-            Some(i) => groups[i].push(pt),
-            None => {
-                keys.push(key);
-                groups.push(vec![pt]);
-            }
+        let next = groups.len();
+        let i = *index.entry(fleet_key(&pt.cfg)).or_insert(next);
+        if i == next {
+            groups.push(Vec::new());
         }
+        groups[i].push(pt);
     }
     let mut out = Vec::new();
     for g in groups {
@@ -329,4 +353,39 @@ fn fleet_key(cfg: &Checked) -> String {
     c.train.weight_decay = Axis::Many(vec![]);
     c.train.lr = Axis::Many(vec![]);
     c.to_toml()
+}
+
+/// `i/n`: this process runs the runs with `id % n == i − 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let err = || format!("shard {s:?}: expected i/n with 1 ≤ i ≤ n, e.g. 2/3");
+        let (i, n) = s.split_once('/').ok_or_else(err)?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    pub fn contains(&self, run: usize) -> bool {
+        run % self.count == self.index - 1
+    }
 }

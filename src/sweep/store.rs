@@ -261,13 +261,14 @@ impl Store {
     }
 
     /// Copies the curve of `run` from the sweep directory `from` (a merge).
-    pub fn copy_curve(&self, from: &Path, run: usize) -> Result<()> {
-        let name = format!("{run:06}.csv");
-        let src = from.join(CURVES).join(&name);
-        if src.is_file() {
-            fsio::copy_atomic(&src, &self.dir.join(CURVES).join(name))?;
-        }
-        Ok(())
+    /// Copies the curve of `rec` from the sweep directory `from`, after checking it.
+    pub fn copy_curve(&self, from: &Path, rec: &RunRecord) -> Result<()> {
+        read_checked_curve(from, rec)?;
+        let name = format!("{:06}.csv", rec.run);
+        fsio::copy_atomic(
+            &from.join(CURVES).join(&name),
+            &self.dir.join(CURVES).join(name),
+        )
     }
 }
 
@@ -317,7 +318,7 @@ pub fn read_plan(dir: &Path) -> Result<PlanFile> {
         )));
     }
     if let Some(s) = &pf.shard {
-        s.parse::<super::Shard>()
+        s.parse::<super::spec::Shard>()
             .map_err(|e| bad(format!("its shard: {e}")))?;
     }
     Ok(pf)
@@ -347,6 +348,11 @@ pub fn done_ids(dir: &Path) -> Result<std::collections::BTreeSet<usize>> {
     Ok(out)
 }
 
+/// Whether run `run` has a curve file.
+pub fn has_curve(dir: &Path, run: usize) -> bool {
+    dir.join(CURVES).join(format!("{run:06}.csv")).is_file()
+}
+
 /// The curve of a committed run (its metrics at every evaluation).
 pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
     let p = dir.join(CURVES).join(format!("{run:06}.csv"));
@@ -354,14 +360,34 @@ pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
     read_curve_csv(&p, &text)
 }
 
+/// The curve of the committed run `rec`, checked against its record: it starts at step 0
+/// and ends at the record's step with the record's final metrics.
+pub fn read_checked_curve(dir: &Path, rec: &RunRecord) -> Result<Vec<Record>> {
+    let curve = read_curve(dir, rec.run)?;
+    let p = dir.join(CURVES).join(format!("{:06}.csv", rec.run));
+    let same =
+        |a: &Record, b: &Record| serde_json::to_value(a).ok() == serde_json::to_value(b).ok();
+    match (curve.first(), curve.last()) {
+        (Some(first), Some(last)) if first.step == 0 && same(last, &rec.last) => Ok(curve),
+        _ => Err(Error::BadFile {
+            path: p,
+            why: format!(
+                "it does not end with the final metrics of runs/{:06}.json (step {}): it belongs to another run or was edited",
+                rec.run, rec.steps
+            ),
+        }),
+    }
+}
+
 /// Reads every committed record of a sweep directory, each checked against the plan: its
 /// plan hash, a run id of the plan (and of its shard), the name of its file.
 pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
     let plan = read_plan(dir)?;
+    let spec = super::spec::SweepSpec::parse(&plan.spec)?;
     let shard = plan
         .shard
         .as_deref()
-        .and_then(|s| s.parse::<super::Shard>().ok());
+        .and_then(|s| s.parse::<super::spec::Shard>().ok());
     let runs = dir.join(RUNS);
     let mut out = BTreeMap::new();
     if !runs.exists() {
@@ -400,6 +426,24 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
                 "belongs to plan {}, the directory's plan is {} (delete it to have the run trained again)",
                 rec.plan, plan.hash
             )));
+        }
+        if rec.run < plan.runs {
+            let want: BTreeMap<String, serde_json::Value> = spec
+                .coords(rec.run)
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+                .collect();
+            if rec.coords != want {
+                return Err(bad(format!(
+                    "its coordinates {} are not run {}'s {} (delete it to have the run trained again)",
+                    serde_json::to_string(&rec.coords).unwrap_or_default(),
+                    rec.run,
+                    serde_json::to_string(&want).unwrap_or_default()
+                )));
+            }
+        }
+        if let Some(why) = rec.last.out_of_range() {
+            return Err(bad(format!("its final metrics have {why}")));
         }
         if rec.run >= plan.runs || shard.is_some_and(|s| !s.contains(rec.run)) {
             return Err(bad(format!(

@@ -19,12 +19,13 @@ impl Estimate {
         self.parts.iter().map(|p| p.2).sum()
     }
 
-    /// The part that needs the most memory: `(what, key)`.
-    pub fn largest(&self) -> (&'static str, &'static str) {
+    /// The part that needs the most memory and that a config key drives: `(what, key)`.
+    pub fn largest(&self) -> Option<(&'static str, &'static str)> {
         self.parts
             .iter()
+            .filter(|p| !p.1.is_empty())
             .max_by(|a, b| a.2.total_cmp(&b.2))
-            .map_or(("", ""), |p| (p.0, p.1))
+            .map(|p| (p.0, p.1))
     }
 
     /// `data 1.2 GB, models 3.4 GB, …` (the parts over 1 % of the total).
@@ -135,25 +136,40 @@ pub fn estimate(s: Shape) -> Estimate {
     Estimate { parts }
 }
 
-/// Refuses `est` if it exceeds this machine's limit: an [`Error::Invalid`] of the key that
-/// drives its largest part, with the estimate, its parts, the limit and where it comes from.
+/// Refuses `est` if it exceeds this machine's limit: an [`Error::Memory`] with the estimate,
+/// its parts, the limit and where it comes from, and the key that drives its largest part.
 /// `also` names what else could be made smaller (e.g. the fleet).
 pub fn ensure(est: &Estimate, doing: &str, also: &str) -> Result<()> {
     let limit = machine_limit().map_err(Error::Config)?;
     if est.total() <= limit.bytes {
         return Ok(());
     }
-    let (what, key) = est.largest();
-    Err(Error::invalid(
-        key,
-        format!(
-            "{doing} needs about {} of memory ({}), more than the {} allowed ({}; set {LIMIT_VAR} to change the limit); the most goes to {what}: make {key} smaller{also}",
-            bytes(est.total()),
-            est.breakdown(),
-            bytes(limit.bytes),
-            limit.source,
+    let process = est
+        .parts
+        .iter()
+        .filter(|p| p.1.is_empty())
+        .map(|p| p.2)
+        .sum::<f64>();
+    let advice = match est.largest().filter(|_| limit.bytes > process) {
+        Some((what, "eval.every")) => format!(
+            "the most goes to {what}: make eval.every larger (0: evaluate only at the first and last step){also}"
         ),
-    ))
+        Some((what, key)) if key.starts_with("model.transformer") => format!(
+            "the most goes to {what}: make model.transformer.d_model, layers or mlp_ratio smaller{also}"
+        ),
+        Some((what, key)) => format!("the most goes to {what}: make {key} smaller{also}"),
+        None => format!(
+            "the limit is below what the process itself needs ({}): raise {LIMIT_VAR}",
+            bytes(process)
+        ),
+    };
+    Err(Error::Memory(format!(
+        "{doing} needs about {} of memory ({}), more than the {} allowed ({}; set {LIMIT_VAR} to change the limit); {advice}",
+        bytes(est.total()),
+        est.breakdown(),
+        bytes(limit.bytes),
+        limit.source,
+    )))
 }
 
 /// The memory of `grokscope analytic` (model::analytic::evaluate_analytic): the parameters,
@@ -176,6 +192,9 @@ pub struct Limit {
     pub source: String,
 }
 
+/// The largest memory limit accepted (1 EiB).
+const MAX_LIMIT: f64 = 1152921504606846976.0;
+
 /// The environment variable that sets the memory limit (bytes, or with a suffix K, M, G, T).
 pub const LIMIT_VAR: &str = "GROKSCOPE_MEMORY_LIMIT";
 
@@ -183,9 +202,32 @@ pub const LIMIT_VAR: &str = "GROKSCOPE_MEMORY_LIMIT";
 /// memory available now (`MemAvailable` of /proc/meminfo) and what the control group allows
 /// (Slurm and containers set it); 16 GB where neither can be read.
 pub fn machine_limit() -> std::result::Result<Limit, String> {
-    if let Ok(v) = std::env::var(LIMIT_VAR) {
-        let bytes = parse_bytes(&v).ok_or_else(|| {
-            format!("{LIMIT_VAR}={v:?} is not a size: give bytes or a number with K, M, G or T (e.g. 8G)")
+    // Reading /proc for every run of a 100 000-run sweep costs seconds: the limit is read
+    // at most once a second.
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static CACHE: Mutex<Option<(Instant, Limit)>> = Mutex::new(None);
+    let env = std::env::var(LIMIT_VAR).ok();
+    if env.is_none() {
+        if let Ok(guard) = CACHE.lock() {
+            if let Some((at, limit)) = guard.as_ref() {
+                if at.elapsed().as_secs_f64() < 1.0 {
+                    return Ok(limit.clone());
+                }
+            }
+        }
+    }
+    let limit = read_limit(env)?;
+    if let Ok(mut guard) = CACHE.lock() {
+        *guard = Some((Instant::now(), limit.clone()));
+    }
+    Ok(limit)
+}
+
+fn read_limit(env: Option<String>) -> std::result::Result<Limit, String> {
+    if let Some(v) = env {
+        let bytes = parse_bytes(&v).filter(|&b| b <= MAX_LIMIT).ok_or_else(|| {
+            format!("{LIMIT_VAR}={v:?} is not a size from 1 byte to 1 EiB: give bytes or a number with K, M, G or T (e.g. 8G)")
         })?;
         return Ok(Limit {
             bytes,
