@@ -294,6 +294,7 @@ pub struct ModelSpec {
 impl Config {
     /// A config from a TOML table.
     pub fn from_table(table: &toml::Table) -> Result<Config> {
+        check_sections(table)?;
         table
             .clone()
             .try_into()
@@ -313,6 +314,7 @@ impl Config {
     pub fn from_toml_noted(text: &str, sets: &[String]) -> Result<(Config, Vec<String>)> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
+        check_sections(&table)?;
         if sets.is_empty() {
             let cfg = toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
             return Ok((cfg, Vec::new()));
@@ -976,6 +978,15 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
         return Err(bad("empty key (or an empty part between dots)".into()));
     }
+    if matches!(
+        key,
+        "data" | "model" | "train" | "eval" | "model.transformer"
+    ) || raw.trim_start().starts_with('{')
+    {
+        return Err(bad(format!(
+            "set one key at a time (e.g. {key}.KEY=VALUE), not a whole table"
+        )));
+    }
     if raw.contains(['\n', '\r']) {
         return Err(bad("a value is one line (one --set per key)".into()));
     }
@@ -994,6 +1005,27 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
         Error::Config(why) => bad(why),
         e => e,
     })
+}
+
+/// The sections of a config are tables: serde would read an array by position.
+fn check_sections(table: &toml::Table) -> Result<()> {
+    let model = table.get("model").and_then(|m| m.as_table());
+    for (name, v) in ["data", "model", "train", "eval"]
+        .iter()
+        .map(|k| (k.to_string(), table.get(*k)))
+        .chain(std::iter::once((
+            "model.transformer".to_string(),
+            model.and_then(|m| m.get("transformer")),
+        )))
+    {
+        if let Some(v) = v.filter(|v| !v.is_table()) {
+            return Err(Error::Config(format!(
+                "`{name}` must be a table of settings ([{name}] with keys), got {} {v}",
+                v.type_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `raw` is meant as a number: digits with an optional sign, point and exponent.

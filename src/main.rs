@@ -887,6 +887,22 @@ fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                 exe: std::env::current_exe().context("cannot find the grokscope executable")?,
             };
             o.check()?;
+            // Each task must fit its --mem (Slurm reads a plain number as megabytes).
+            if let Some(m) = &o.mem {
+                let m = m.trim();
+                let with_unit = if m.ends_with(|c: char| c.is_ascii_digit()) {
+                    format!("{m}M")
+                } else {
+                    m.to_string()
+                };
+                if grokscope::train::memory::parse_bytes(&with_unit).is_none() {
+                    bail!("--mem {m:?}: give a size such as 4G, 500M or 4000 (megabytes)");
+                }
+                // SAFETY of set_var: no other thread reads the environment at this point.
+                std::env::set_var(grokscope::train::memory::LIMIT_VAR, &with_unit);
+                sweep::check_units(&plan, None, plan.spec.max_fleet)
+                    .with_context(|| format!("in {} (each task has --mem {m})", file.display()))?;
+            }
             sweep::slurm::check_dir(&std::path::absolute(&out)?)?;
             // Create (or join) the directory now, so the plan is fixed before any task runs.
             sweep::store::Store::open(&out, &plan.plan_file(None), lease)?;

@@ -276,6 +276,8 @@ impl RunDir {
         if !path.join(CONFIG).is_file() {
             return Err(dir.not_a_run(format!("it has no {CONFIG}")));
         }
+        // What killed `report` or `analyze` commands left behind.
+        swap::recover_all(path)?;
         Ok(dir)
     }
 
@@ -430,6 +432,21 @@ impl RunDir {
             return Err(self.bad_file(
                 SUMMARY,
                 format!("missing, but {WEIGHTS} is there: the run's results are incomplete"),
+            ));
+        }
+        // The final weights of this run: written at its last step, with grokscope's metadata.
+        let step = crate::train::engine::read_meta(&bytes, "step")
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
+        if step != Some(setup.total_steps.to_string()) {
+            return Err(self.bad_file(
+                WEIGHTS,
+                format!(
+                    "{}, but the run's last step is {}: the file belongs to another run",
+                    step.map_or("it has no step in its metadata".into(), |s| format!(
+                        "it holds the weights of step {s}"
+                    )),
+                    setup.total_steps
+                ),
             ));
         }
         setup
@@ -622,7 +639,17 @@ impl RunDir {
                     .take_while(|&s| every > 0 && s <= step),
             )
             .collect();
-        for (m, h) in history.iter().enumerate() {
+        for (m, (h, d)) in history.iter().zip(&diverged_at).enumerate() {
+            // A model that diverged at step s has no finite evaluation from s on, and one
+            // with only finite evaluations did not diverge before the last of them.
+            let after = |s: u64| h.iter().filter(move |r| r.step >= s);
+            if let Some(s) = d {
+                if after(*s).any(|r| r.is_finite()) {
+                    return Err(bad(format!(
+                        "model {m} is said to diverge at step {s}, but metrics.csv has finite values after it"
+                    )));
+                }
+            }
             let steps: Vec<u64> = h.iter().map(|r| r.step).collect();
             if steps != expected {
                 return Err(self.bad_file(
@@ -1114,33 +1141,34 @@ fn read_metrics_csv(
                 .map(|x| x.parse().map_err(|_| bad()))
                 .collect::<Result<_>>()?;
             let sum: u64 = counts.iter().map(|&c| c as u64).sum();
-            if total.is_some_and(|t| t != sum) {
+            let Some(r) = out
+                .get_mut(model)
+                .and_then(|h| h.iter_mut().find(|r| r.step == step))
+                .filter(|r| r.ipr_hist.is_empty())
+            else {
                 return Err(Error::csv(
                     hist_path,
                     i + 2,
                     format!(
-                        "its bin counts sum to {sum} neurons, the rows above to {}",
+                        "model {model} at step {step}: not an evaluation of {} (or given twice)",
+                        path.display()
+                    ),
+                ));
+            };
+            // Living neurons are binned, dead ones counted in metrics.csv: together, the width.
+            let neurons = sum + r.dead_neurons as u64;
+            if total.is_some_and(|t| t != neurons) {
+                return Err(Error::csv(
+                    hist_path,
+                    i + 2,
+                    format!(
+                        "its bin counts and the dead neurons of metrics.csv sum to {neurons} neurons, the rows above to {}",
                         total.unwrap_or(0)
                     ),
                 ));
             }
-            total = Some(sum);
-            match out
-                .get_mut(model)
-                .and_then(|h| h.iter_mut().find(|r| r.step == step))
-            {
-                Some(r) if r.ipr_hist.is_empty() => r.ipr_hist = counts,
-                _ => {
-                    return Err(Error::csv(
-                        hist_path,
-                        i + 2,
-                        format!(
-                        "model {model} at step {step}: not an evaluation of {} (or given twice)",
-                        path.display()
-                    ),
-                    ))
-                }
-            }
+            total = Some(neurons);
+            r.ipr_hist = counts;
         }
         // A run killed between the two appends has an evaluation without its histogram.
         if let Some((m, r)) = out

@@ -674,6 +674,81 @@ fn what_a_hostile_tester_found_is_refused() {
         "integer ranges: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Whole sections replaced or given as arrays (serde would read them by position).
+    refused(
+        &["train", "--set", "data=[13]", "--out", "x"],
+        t,
+        &["one key at a time"],
+    );
+    refused(
+        &["train", "--set", "data.p={a=1}", "--out", "x"],
+        t,
+        &["one key at a time"],
+    );
+    std::fs::write(t.join("c13.toml"), "data = [13]\n").unwrap();
+    refused(
+        &["train", "-c", "c13.toml", "--out", "x"],
+        t,
+        &["`data` must be a table"],
+    );
+    // A run whose neurons die is a valid run: its report is written (regression).
+    let o = run(
+        &[
+            "train",
+            "-q",
+            "--set",
+            "data.p=11",
+            "--set",
+            "model.width=8",
+            "--set",
+            "train.steps=2000",
+            "--out",
+            "dying",
+        ],
+        t,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = std::fs::read_to_string(t.join("dying/metrics.csv")).unwrap();
+    assert!(
+        m.lines().skip(1).any(|l| l.split(',').nth(14) != Some("0")),
+        "some neurons die in this run"
+    );
+    // A file where a directory of results goes is named, not swapped away.
+    std::fs::remove_dir_all(t.join("dying/report")).unwrap();
+    std::fs::write(t.join("dying/report"), "notes").unwrap();
+    refused(
+        &["report", "dying", "--force"],
+        t,
+        &["dying/report", "move it away"],
+    );
+    // Weights of another run (another step) are refused.
+    let o = run(
+        &[
+            "train",
+            "-q",
+            "--no-report",
+            "--set",
+            "data.p=11",
+            "--set",
+            "model.width=8",
+            "--set",
+            "train.steps=20",
+            "--out",
+            "short",
+        ],
+        t,
+    );
+    assert!(o.status.success());
+    std::fs::copy(
+        t.join("dying/weights.safetensors"),
+        t.join("short/weights.safetensors"),
+    )
+    .unwrap();
+    refused(
+        &["analyze", "short"],
+        t,
+        &["weights of step 2000", "last step is 20"],
+    );
 }
 
 #[test]

@@ -63,9 +63,43 @@ pub fn recover(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A fresh, empty staging directory for a new `dest`.
+/// [`recover`] for every directory of `dir` that a swap replaces (`report`, `analysis`):
+/// what any command that opens a run directory does first.
+pub fn recover_all(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = n.strip_prefix('.') else {
+            continue;
+        };
+        for kind in [".new.", ".old."] {
+            if let Some((name, pid)) = rest.rsplit_once(kind) {
+                if !name.is_empty() && pid.parse::<u32>().is_ok() {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+    }
+    for name in names {
+        recover(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// A fresh, empty staging directory for a new `dest`; refuses a `dest` that is a file.
 pub fn stage(dest: &Path) -> Result<PathBuf> {
     recover(dest)?;
+    if dest.exists() && !dest.is_dir() {
+        return Err(Error::io(
+            dest,
+            std::io::Error::other(
+                "a file is where grokscope keeps a directory of results: move it away",
+            ),
+        ));
+    }
     let (parent, name) = parts(dest)?;
     let staged = parent.join(format!(".{name}.new.{}", std::process::id()));
     if staged.exists() {

@@ -123,13 +123,15 @@ pub fn estimate(s: Shape) -> Estimate {
             // One model's forward and backward graph (the models step one after another):
             // per layer and token the residual stream, attention and MLP activations, kept
             // for autograd and matched by their gradients, plus the logits.
-            let step_rows = rows.max(2048.0);
             let per_row =
                 layers * (2.0 * (24.0 * d + 4.0 * hidden) + 16.0 * heads) + 2.0 * 8.0 * d + 6.0 * p;
+            // Evaluation: forward only, 2048 rows at a time, one layer's tensors alive.
+            let eval_row =
+                2.0 * (2.0 * (24.0 * d + 4.0 * hidden) + 16.0 * heads + 8.0 * d) + 6.0 * p;
             parts.push((
                 "activations",
                 "model.transformer.d_model",
-                4.0 * 2.0 * step_rows * per_row,
+                4.0 * (2.0 * rows * per_row).max(2048.0 * eval_row),
             ));
         }
     }
@@ -140,7 +142,7 @@ pub fn estimate(s: Shape) -> Estimate {
 /// its parts, the limit and where it comes from, and the key that drives its largest part.
 /// `also` names what else could be made smaller (e.g. the fleet).
 pub fn ensure(est: &Estimate, doing: &str, also: &str) -> Result<()> {
-    let limit = machine_limit().map_err(Error::Config)?;
+    let limit = machine_limit().map_err(Error::Memory)?;
     if est.total() <= limit.bytes {
         return Ok(());
     }
@@ -152,7 +154,8 @@ pub fn ensure(est: &Estimate, doing: &str, also: &str) -> Result<()> {
         .sum::<f64>();
     let advice = match est.largest().filter(|_| limit.bytes > process) {
         Some((what, "eval.every")) => format!(
-            "the most goes to {what}: make eval.every larger (0: evaluate only at the first and last step){also}"
+            "the most goes to {what}: make eval.every larger (0: evaluate only at the first and last step){}",
+            also.replace(" or ", " or make ").replace(")", ") smaller")
         ),
         Some((what, key)) if key.starts_with("model.transformer") => format!(
             "the most goes to {what}: make model.transformer.d_model, layers or mlp_ratio smaller{also}"
