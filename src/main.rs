@@ -367,7 +367,7 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     }
     let (text, source) = match &a.config {
         Some(path) => (
-            std::fs::read_to_string(path)
+            rundir::read_text(path)
                 .with_context(|| format!("cannot read config {}", path.display()))?,
             path.display().to_string(),
         ),
@@ -666,7 +666,7 @@ fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
 }
 
 fn read_plan_file(file: &std::path::Path) -> Result<grokscope::sweep::Plan> {
-    let text = std::fs::read_to_string(file)
+    let text = grokscope::rundir::read_text(file)
         .with_context(|| format!("cannot read sweep file {}", file.display()))?;
     grokscope::sweep::Plan::from_text(&text).with_context(|| format!("in {}", file.display()))
 }

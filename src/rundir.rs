@@ -179,6 +179,23 @@ pub fn load_run(path: &Path) -> Result<LoadedRun> {
     RunDir::open(path)?.load()
 }
 
+/// Reads a file that must be a regular file (a FIFO or device would block or never end).
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a directory, FIFO or device)",
+        ));
+    }
+    fs::read(path)
+}
+
+/// [`read_bytes`] as UTF-8 text.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Whether process `pid` of this machine is alive: it exists and is not a zombie (a killed
 /// process whose parent has not reaped it holds nothing). True where it cannot be known
 /// (no /proc).
@@ -327,8 +344,7 @@ impl RunDir {
 
     /// The text of `config.toml`.
     pub fn config_text(&self) -> Result<String> {
-        fs::read_to_string(self.path.join(CONFIG))
-            .map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
+        read_text(&self.path.join(CONFIG)).map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
     }
 
     fn bad_file(&self, name: &str, e: impl std::fmt::Display) -> Error {
@@ -370,7 +386,7 @@ impl RunDir {
             return Ok(());
         }
         let path = self.path.join(SUMMARY);
-        let text = match fs::read_to_string(&path) {
+        let text = match read_text(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(self.bad_file(
@@ -424,7 +440,7 @@ impl RunDir {
     pub fn load(&self) -> Result<LoadedRun> {
         let cfg = self.read_config()?;
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
-        let bytes = fs::read(self.path.join(WEIGHTS))
+        let bytes = read_bytes(&self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
         // The weights are written after summary.json: weights without it were not written
         // by a run that finished.
@@ -547,7 +563,7 @@ impl RunDir {
         if !p.exists() {
             return Ok(None);
         }
-        let text = fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        let text = read_text(&p).map_err(|e| Error::io(&p, e))?;
         serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| Error::json(&p, "corrupt run state", e))
@@ -577,7 +593,7 @@ impl RunDir {
                 "missing: no state was saved yet (it is saved on Ctrl-C/SIGTERM and every eval.autosave_minutes)",
             ));
         }
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = read_bytes(&path).map_err(|e| Error::io(&path, e))?;
         let bad = |why: String| self.bad_file(RESUME, why);
         let meta = |key: &str| -> Result<String> {
             crate::train::engine::read_meta(&bytes, key)
@@ -749,10 +765,10 @@ impl RunDir {
     /// (and `ipr_hist.csv` if present); every model has at least one row.
     pub fn read_history(&self, n_models: usize) -> Result<Vec<Vec<Record>>> {
         let path = self.path.join(METRICS);
-        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = read_text(&path).map_err(|e| Error::io(&path, e))?;
         let hist_path = self.path.join(IPR_HIST);
         let complete = self.has_weights();
-        let hist = match fs::read_to_string(&hist_path) {
+        let hist = match read_text(&hist_path) {
             Ok(h) => Some(h),
             Err(e) if complete || e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::io(&hist_path, e))
@@ -779,9 +795,9 @@ impl RunDir {
             }
         }
         let path = self.path.join(METRICS);
-        let text = whole_lines(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
+        let text = whole_lines(read_text(&path).map_err(|e| Error::io(&path, e))?);
         let hist_path = self.path.join(IPR_HIST);
-        let hist = fs::read_to_string(&hist_path).ok().map(whole_lines);
+        let hist = read_text(&hist_path).ok().map(whole_lines);
         // Rows after `step` may belong to evaluations the kill cut short for some models.
         let keep = |t: &str| -> String {
             let mut out = String::new();

@@ -799,6 +799,20 @@ fn tampered_run_files_are_refused() {
         &["metrics.csv", "outside [0, 1]"],
     );
     back();
+    // The last row edited within range: it no longer matches summary.json.
+    let mut g: Vec<String> = last.split(',').map(String::from).collect();
+    g[6] = if g[6] == "0.9" {
+        "0.8".into()
+    } else {
+        "0.9".into()
+    };
+    put("metrics.csv", &metrics.replace(&last, &g.join(",")));
+    refused(
+        &["report", "run", "--force"],
+        t,
+        &["metrics.csv", "summary.json"],
+    );
+    back();
     // ipr_hist.csv: a row whose bins count other neurons, and a missing file.
     let hlast = hist.lines().last().unwrap().to_string();
     let mut hf: Vec<String> = hlast.split(',').map(String::from).collect();
@@ -825,7 +839,7 @@ fn tampered_sweep_records_and_curves_are_refused() {
     let t = tmp.path();
     std::fs::write(
         t.join("s.toml"),
-        "name = \"c\"\n[base]\ndata.p = 11\nmodel.width = 8\ntrain.steps = 10\n[axes]\n\"data.corruption\" = [0.1, 0.2]\n",
+        "name = \"c\"\n[base]\ndata.p = 11\nmodel.width = 8\ntrain.steps = 10\neval.every = 2\n[axes]\n\"data.corruption\" = [0.1, 0.2]\n",
     )
     .unwrap();
     let o = run(&["sweep", "run", "s.toml", "--out", "sw", "-q"], t);
@@ -848,7 +862,44 @@ fn tampered_sweep_records_and_curves_are_refused() {
         t,
         &["000001.json", "outside [0, 1]"],
     );
+    // A phase or step count the record's own metrics and config contradict.
+    let phase = v["phase"].as_str().unwrap().to_string();
+    let other = if phase == "Coexistence" {
+        "Forgetting"
+    } else {
+        "Coexistence"
+    };
+    std::fs::write(
+        d.join("runs/000001.json"),
+        rec.replace(
+            &format!("\"phase\": \"{phase}\""),
+            &format!("\"phase\": \"{other}\""),
+        ),
+    )
+    .unwrap();
+    refused(&["report", "sw", "--force"], t, &["000001.json", "phase"]);
+    std::fs::write(
+        d.join("runs/000001.json"),
+        rec.replace("\"steps\": 10", "\"steps\": 99"),
+    )
+    .unwrap();
+    refused(
+        &["sweep", "merge", "--out", "m", "sw"],
+        t,
+        &["000001.json", "10 steps"],
+    );
     std::fs::write(d.join("runs/000001.json"), &rec).unwrap();
+    // A curve with a row left out.
+    let text = String::from_utf8(curve1.clone()).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 4, "{text}");
+    lines.remove(2);
+    std::fs::write(d.join("curves/000001.csv"), lines.join("\n") + "\n").unwrap();
+    refused(
+        &["report", "sw", "--force"],
+        t,
+        &["curves/000001.csv", "evenly"],
+    );
     // Another run's curve, and garbage.
     std::fs::write(d.join("curves/000001.csv"), &curve0).unwrap();
     refused(&["report", "sw", "--force"], t, &["curves/000001.csv"]);

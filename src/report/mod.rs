@@ -99,6 +99,24 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         let (_, n_train) = cfg.table_sizes();
         let total = cfg.total_steps(n_train);
         let last = history[0].last().map_or(0, |r| r.step);
+        // The last evaluations are the final metrics summary.json reports.
+        let path = dir.join("summary.json");
+        let summary: serde_json::Value = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|t| {
+                serde_json::from_str(&t).map_err(|e| Error::json(&path, "not a run summary", e))
+            })?;
+        for (i, h) in history.iter().enumerate() {
+            let final_row = h.last().and_then(|r| serde_json::to_value(r).ok());
+            if final_row.as_ref() != summary["models"].get(i).map(|m| &m["final"]) {
+                return Err(Error::BadFile {
+                    path: dir.join("metrics.csv"),
+                    why: format!(
+                        "model {i}'s last row differs from its final metrics in summary.json: one of them was edited"
+                    ),
+                });
+            }
+        }
         if last != total || history[0][0].step != 0 {
             return Err(Error::BadFile {
                 path: dir.join("metrics.csv"),

@@ -176,20 +176,26 @@ impl SweepSpec {
         coords
     }
 
+    /// The (unchecked) config of the run at `coords`: the base with the coordinates set.
+    pub fn config_at(&self, coords: &[(String, toml::Value)]) -> Result<Config> {
+        let mut table = self.base.clone();
+        table.insert("name".into(), toml::Value::String(self.name.clone()));
+        for (k, v) in coords {
+            set_path(&mut table, k, v.clone())?;
+        }
+        Config::from_table(&table)
+    }
+
     /// Every grid point with its validated config, the last axis varying fastest.
     pub fn expand(&self) -> Result<Vec<RunPoint>> {
         let n = self.n_runs()?;
         let mut out = Vec::with_capacity(n);
         for id in 0..n {
             let coords = self.coords(id);
-            let mut table = self.base.clone();
-            table.insert("name".into(), toml::Value::String(self.name.clone()));
-            for (k, v) in &coords {
-                set_path(&mut table, k, v.clone())?;
-            }
             let what =
                 |e: Error| Error::Config(format!("sweep run {id} ({}): {e}", describe(&coords)));
-            let cfg = Config::from_table(&table)
+            let cfg = self
+                .config_at(&coords)
                 .and_then(Config::check)
                 .map_err(what)?;
             if cfg.fleet().len() != 1 {

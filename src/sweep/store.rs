@@ -276,7 +276,7 @@ impl Store {
 /// `max_fleet` agree with the spec.
 pub fn read_plan(dir: &Path) -> Result<PlanFile> {
     let p = dir.join(PLAN);
-    let text = fs::read_to_string(&p).map_err(|e| Error::Sweep {
+    let text = crate::rundir::read_text(&p).map_err(|e| Error::Sweep {
         dir: dir.to_path_buf(),
         why: if !dir.exists() {
             "no such directory".to_string()
@@ -356,7 +356,7 @@ pub fn has_curve(dir: &Path, run: usize) -> bool {
 /// The curve of a committed run (its metrics at every evaluation).
 pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
     let p = dir.join(CURVES).join(format!("{run:06}.csv"));
-    let text = fs::read_to_string(&p).map_err(io(&p))?;
+    let text = crate::rundir::read_text(&p).map_err(io(&p))?;
     read_curve_csv(&p, &text)
 }
 
@@ -367,12 +367,20 @@ pub fn read_checked_curve(dir: &Path, rec: &RunRecord) -> Result<Vec<Record>> {
     let p = dir.join(CURVES).join(format!("{:06}.csv", rec.run));
     let same =
         |a: &Record, b: &Record| serde_json::to_value(a).ok() == serde_json::to_value(b).ok();
+    // Evaluations are evenly spaced (every eval.every steps), the last one possibly closer.
+    let gaps: Vec<u64> = curve.windows(2).map(|w| w[1].step - w[0].step).collect();
+    let even = match gaps.split_last() {
+        Some((last, rest)) => rest.iter().all(|g| *g == gaps[0]) && *last <= gaps[0],
+        None => true,
+    };
     match (curve.first(), curve.last()) {
-        (Some(first), Some(last)) if first.step == 0 && same(last, &rec.last) => Ok(curve),
+        (Some(first), Some(last)) if first.step == 0 && even && same(last, &rec.last) => {
+            Ok(curve)
+        }
         _ => Err(Error::BadFile {
             path: p,
             why: format!(
-                "it does not end with the final metrics of runs/{:06}.json (step {}): it belongs to another run or was edited",
+                "it does not run evenly from step 0 to the final metrics of runs/{:06}.json (step {}): it belongs to another run or was edited",
                 rec.run, rec.steps
             ),
         }),
@@ -401,7 +409,7 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         if hidden || p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let text = fs::read_to_string(&p).map_err(io(&p))?;
+        let text = crate::rundir::read_text(&p).map_err(io(&p))?;
         let rec: RunRecord =
             serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt run record", e))?;
         let named: Option<usize> = p
@@ -444,6 +452,21 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         }
         if let Some(why) = rec.last.out_of_range() {
             return Err(bad(format!("its final metrics have {why}")));
+        }
+        if rec.run < plan.runs {
+            // The run's steps and phase follow from its config and final metrics.
+            let cfg = spec.config_at(&spec.coords(rec.run))?;
+            let steps = cfg.total_steps(cfg.table_sizes().1);
+            let phase = rec.last.phase(crate::metrics::Thresholds::from(&cfg.eval));
+            if rec.steps != steps || rec.last.step != steps || rec.phase != phase {
+                return Err(bad(format!(
+                    "it says {} steps (final step {}) and phase {}; the run's config and final metrics give {steps} steps and phase {} (delete it to have the run trained again)",
+                    rec.steps,
+                    rec.last.step,
+                    rec.phase.name(),
+                    phase.name()
+                )));
+            }
         }
         if rec.run >= plan.runs || shard.is_some_and(|s| !s.contains(rec.run)) {
             return Err(bad(format!(
