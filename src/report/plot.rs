@@ -129,6 +129,13 @@ impl LineChart<'_> {
         if let Some(r) = self.y_range {
             (y0, y1) = r;
         }
+        // Huge values (a diverging loss near f64::MAX) must not overflow the padded range,
+        // and a log axis shows at most 30 decades (plotters' tick search never ends on a
+        // range of hundreds of decades); what lies outside is clipped.
+        (y0, y1) = (y0.clamp(-1e300, 1e300), y1.clamp(-1e300, 1e300));
+        if self.log_y && y1 / y0 > 1e30 {
+            y0 = y1 / 1e30;
+        }
         if y1 <= y0 {
             y1 = if self.log_y { y0 * 10.0 } else { y0 + 1.0 };
         }
