@@ -171,19 +171,14 @@ impl Plan {
             path: dir.join("plan.json"),
             why,
         };
+        // read_plan checked the hash, the run count, max_fleet and the shard.
         let mut plan = Plan::from_text(&pf.spec).map_err(|e| bad(format!("its spec: {e}")))?;
-        plan.spec.max_fleet = pf.max_fleet.max(1);
-        if plan.spec.plan_hash() != pf.hash {
-            return Err(bad(format!(
-                "its spec hashes to {}, not to its hash {} (was it edited?)",
-                plan.spec.plan_hash(),
-                pf.hash
-            )));
-        }
-        let shard = match &pf.shard {
-            Some(s) => Some(s.parse::<Shard>().map_err(bad)?),
-            None => None,
-        };
+        plan.spec.max_fleet = pf.max_fleet;
+        let shard = pf
+            .shard
+            .as_deref()
+            .map(|s| s.parse::<Shard>().map_err(bad))
+            .transpose()?;
         Ok((plan, shard))
     }
 }
