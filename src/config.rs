@@ -114,6 +114,62 @@ pub struct Config {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    /// How the report draws the run (written to config.toml only when not the default).
+    #[serde(default, skip_serializing_if = "ReportConfig::is_default")]
+    pub report: ReportConfig,
+}
+
+/// The step axis of the report's curves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepAxis {
+    /// Logarithmic when the evaluated steps span at least 1.5 decades.
+    #[default]
+    Auto,
+    Log,
+    Linear,
+}
+
+impl StepAxis {
+    /// Whether curves over `steps` are drawn on a log step axis.
+    pub fn is_log(self, steps: impl Iterator<Item = u64>) -> bool {
+        match self {
+            StepAxis::Log => true,
+            StepAxis::Linear => false,
+            StepAxis::Auto => {
+                let (lo, hi) = steps
+                    .filter(|&s| s > 0)
+                    .fold((u64::MAX, 0), |(a, b), s| (a.min(s), b.max(s)));
+                hi > 0 && hi as f64 / lo as f64 >= 30.0
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for StepAxis {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(StepAxis::Auto),
+            "log" => Ok(StepAxis::Log),
+            "linear" => Ok(StepAxis::Linear),
+            _ => Err(format!("{s:?}: expected auto, log or linear")),
+        }
+    }
+}
+
+/// The `[report]` section: how figures are drawn (never changes training).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// `auto` (log when the steps span 1.5 decades or more), `log` or `linear`.
+    pub step_axis: StepAxis,
+}
+
+impl ReportConfig {
+    fn is_default(&self) -> bool {
+        *self == ReportConfig::default()
+    }
 }
 
 impl Default for Config {
@@ -124,6 +180,7 @@ impl Default for Config {
             model: ModelConfig::default(),
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -375,6 +432,7 @@ impl Config {
         let mut c = self.clone();
         c.name = String::new();
         c.eval = EvalConfig::default();
+        c.report = ReportConfig::default();
         fingerprint(&c.to_toml())
     }
 
@@ -980,7 +1038,7 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     }
     if matches!(
         key,
-        "data" | "model" | "train" | "eval" | "model.transformer"
+        "data" | "model" | "train" | "eval" | "report" | "model.transformer"
     ) || raw.trim_start().starts_with('{')
     {
         return Err(bad(format!(
@@ -1010,7 +1068,7 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
 /// The sections of a config are tables: serde would read an array by position.
 fn check_sections(table: &toml::Table) -> Result<()> {
     let model = table.get("model").and_then(|m| m.as_table());
-    for (name, v) in ["data", "model", "train", "eval"]
+    for (name, v) in ["data", "model", "train", "eval", "report"]
         .iter()
         .map(|k| (k.to_string(), table.get(*k)))
         .chain(std::iter::once((
@@ -1045,6 +1103,7 @@ fn plain(message: &str) -> String {
         ("struct ModelConfig", "the table [model]"),
         ("struct TrainConfig", "the table [train]"),
         ("struct EvalConfig", "the table [eval]"),
+        ("struct ReportConfig", "the table [report]"),
         ("struct TransformerConfig", "the table [model.transformer]"),
         ("struct Config", "a config"),
         ("unit variant", "a value"),

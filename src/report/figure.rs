@@ -1,7 +1,9 @@
 //! One figure: panels drawn side by side, saved as PNG and SVG, and the small helpers every
 //! report figure shares.
 
+use super::grid::{Heatmap, PhaseGrid};
 use super::plot::*;
+use super::text::{Crisp, TextMode};
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use image::ImageEncoder;
@@ -12,7 +14,7 @@ use std::path::Path;
 /// Models shown per figure at most (fleets can be large).
 pub const MAX_MODELS_SHOWN: usize = 8;
 /// Width and height of one panel in pixels.
-pub const PANEL: (u32, u32) = (560, 360);
+pub const PANEL: (u32, u32) = (640, 420);
 
 /// One panel of a figure.
 pub enum Panel<'a> {
@@ -26,10 +28,10 @@ pub enum Panel<'a> {
 impl Panel<'_> {
     fn draw<DB: DrawingBackend>(&self, a: &DrawingArea<DB, Shift>) -> R {
         match self {
-            Panel::Line(p) => p.draw(a),
-            Panel::Bar(p) => p.draw(a),
+            Panel::Line(p) => p.draw(a).map(|_| ()),
+            Panel::Bar(p) => p.draw(a).map(|_| ()),
             Panel::Heat(p) => p.draw(a),
-            Panel::Scatter(p) => p.draw(a),
+            Panel::Scatter(p) => p.draw(a).map(|_| ()),
             Panel::Phase(p) => p.draw(a),
         }
     }
@@ -65,7 +67,6 @@ pub fn save_figure(
     cols: usize,
     panel: (u32, u32),
 ) -> Result<FigureFile> {
-    init_font();
     let cols = cols.clamp(1, panels.len().max(1));
     let rows = panels.len().div_ceil(cols).max(1);
     let size = (panel.0 * cols as u32, panel.1 * rows as u32);
@@ -79,7 +80,11 @@ pub fn save_figure(
     // (not a backend's Debug dump) and no truncated figure is left behind.
     let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     render(
-        BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area(),
+        Crisp {
+            inner: BitMapBackend::with_buffer(&mut pixels, size),
+            mode: TextMode::Raster,
+        }
+        .into_drawing_area(),
         panels,
         cols,
     )
@@ -91,7 +96,11 @@ pub fn save_figure(
     std::fs::write(&png, &bytes).map_err(|e| Error::io(&png, e))?;
     let mut text = String::new();
     render(
-        SVGBackend::with_string(&mut text, size).into_drawing_area(),
+        Crisp {
+            inner: SVGBackend::with_string(&mut text, size),
+            mode: TextMode::Delegate,
+        }
+        .into_drawing_area(),
         panels,
         cols,
     )
@@ -124,11 +133,36 @@ pub fn model_label(specs: &[ModelSpec], i: usize) -> String {
     format!("model {i} ({})", parts.join(", "))
 }
 
-pub fn line(label: &str, color: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {
+/// A model's short label in legends: what differs between the models of the fleet
+/// (`wd=5`), or `model i` when nothing does.
+pub fn short_label(specs: &[ModelSpec], i: usize) -> String {
+    let s = &specs[i];
+    let differs = |f: &dyn Fn(&ModelSpec) -> String| specs.iter().any(|o| f(o) != f(s));
+    let mut parts = Vec::new();
+    let keys: [(&str, &dyn Fn(&ModelSpec) -> String); 5] = [
+        ("ξ", &|m| m.corruption.to_string()),
+        ("wd", &|m| m.weight_decay.to_string()),
+        ("q", &|m| m.dropout.to_string()),
+        ("lr", &|m| m.lr.to_string()),
+        ("seed", &|m| m.init_seed.to_string()),
+    ];
+    for (k, f) in keys {
+        if differs(f) {
+            parts.push(format!("{k}={}", f(s)));
+        }
+    }
+    if parts.is_empty() {
+        format!("model {i}")
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub fn line(label: &str, color: usize, dash: Dash, points: Vec<(f64, f64)>) -> Line {
     Line {
         label: label.to_string(),
         color: PALETTE[color % PALETTE.len()],
-        dashed,
+        dash,
         points,
     }
 }

@@ -5,7 +5,10 @@
 
 mod explore;
 mod figure;
+pub mod grid;
+pub mod legend;
 pub mod plot;
+pub mod text;
 mod weights;
 
 pub use figure::{save_figure, FigureFile, Panel, MAX_MODELS_SHOWN};
@@ -21,7 +24,9 @@ use crate::rundir::{swap, RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use crate::sweep::store;
 use base64::Engine;
-use figure::{line, model_label, PANEL};
+use crate::config::StepAxis;
+use figure::{line, model_label, short_label, PANEL};
+use grid::{Heatmap, PhaseGrid};
 use plot::*;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +65,18 @@ pub fn classify(path: &Path) -> Result<Source> {
 /// complete ([`swap`]), so a failed or killed `report` leaves the previous report (or none)
 /// intact.
 pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
+    report_with(path, force, &Options::default())
+}
+
+/// What a report may be asked beyond its run's config.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The step axis of the curves; `None`: the run's `report.step_axis`.
+    pub step_axis: Option<StepAxis>,
+}
+
+/// [`report`] with options.
+pub fn report_with(path: &Path, force: bool, opts: &Options) -> Result<PathBuf> {
     let (dir, is_run) = match classify(path)? {
         Source::Run(dir) => (dir, true),
         Source::Sweep(dir) => (dir, false),
@@ -71,7 +88,7 @@ pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
     }
     let tmp = swap::stage(&out)?;
     let made = if is_run {
-        run_report(&dir, &tmp)
+        run_report(&dir, &tmp, opts)
     } else {
         sweep_report(&dir, &tmp)
     };
@@ -89,8 +106,57 @@ fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64
         .collect()
 }
 
+/// The five accuracies of one model, each in its colour and stroke.
+fn accuracy_lines(h: &[Record]) -> Vec<Line> {
+    vec![
+        line("train", TRAIN, Dash::Solid, steps_line(h, |r| Some(r.train_acc))),
+        line("test", TEST, Dash::Solid, steps_line(h, |r| Some(r.test_acc))),
+        line("A_mem", MEM, Dash::Dashed, steps_line(h, |r| r.mem_acc)),
+        line("A_inv", INV, Dash::Dashed, steps_line(h, |r| r.inv_acc)),
+        line("A_clean", CLEAN, Dash::Dotted, steps_line(h, |r| r.clean_acc)),
+    ]
+}
+
+/// Test accuracy (solid) and A_mem (dashed) of several curves in one panel, and their
+/// training losses in a second, one colour per curve.
+pub(crate) fn overlay_panels<'a>(
+    curves: &[(String, &[Record])],
+    log_x: bool,
+    step: &'a str,
+) -> Vec<Panel<'a>> {
+    let mut acc = Vec::new();
+    let mut loss = Vec::new();
+    for (k, (label, h)) in curves.iter().enumerate() {
+        acc.push(line(&format!("{label}: test"), k, Dash::Solid, steps_line(h, |r| Some(r.test_acc))));
+        acc.push(line(&format!("{label}: A_mem"), k, Dash::Dashed, steps_line(h, |r| r.mem_acc)));
+        loss.push(line(label, k, Dash::Solid, steps_line(h, |r| Some(r.train_loss))));
+    }
+    vec![
+        Panel::Line(LineChart {
+            title: "test accuracy and A_mem".into(),
+            x_desc: step,
+            y_desc: "accuracy",
+            lines: acc,
+            log_x,
+            log_y: false,
+            y_range: Some((-0.02, 1.02)),
+            marks: vec![],
+        }),
+        Panel::Line(LineChart {
+            title: "training loss".into(),
+            x_desc: step,
+            y_desc: "loss",
+            lines: loss,
+            log_x,
+            log_y: true,
+            y_range: None,
+            marks: vec![],
+        }),
+    ]
+}
+
 /// The report of one run.
-fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
+fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     let run = RunDir::open(dir)?;
     let cfg = run.read_config()?;
     let specs = cfg.fleet();
@@ -129,6 +195,10 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     }
     let name = cfg.name.clone();
     let hi = cfg.eval.threshold;
+    let th = Thresholds::from(&cfg.eval);
+    let axis = opts.step_axis.unwrap_or(cfg.report.step_axis);
+    let log_x = axis.is_log(history[0].iter().map(|r| r.step));
+    let step = if log_x { "step (log)" } else { "step" };
     let shown: Vec<usize> = (0..specs.len().min(MAX_MODELS_SHOWN)).collect();
     let cols = shown.len().min(2);
     let mut figs = Vec::new();
@@ -140,6 +210,11 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     } else {
         String::new()
     };
+    let from = if log_x {
+        " Log step axis (the evaluation at step 0 is not drawn)."
+    } else {
+        ""
+    };
 
     // 1. Accuracy curves with the dynamics marked.
     let panels: Vec<Panel> = shown
@@ -147,30 +222,29 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         .map(|&i| {
             let h = &history[i];
             let d = dynamics(h, hi);
-            let mut marks = Vec::new();
-            for (s, l) in [
-                (d.first_train_acc_hi, "train≥hi"),
-                (d.first_test_acc_hi, "test≥hi"),
-                (d.first_inv_acc_hi, "A_inv≥hi"),
-                (d.last_mem_acc_drop, "A_mem<hi"),
-            ] {
-                if let Some(s) = s {
-                    marks.push((s as f64, l.to_string()));
-                }
-            }
+            let marks = [
+                (d.first_train_acc_hi, "train", TRAIN),
+                (d.first_test_acc_hi, "test", TEST),
+                (d.first_inv_acc_hi, "A_inv", INV),
+                (d.last_mem_acc_drop, "A_mem drop", MEM),
+            ]
+            .into_iter()
+            .filter_map(|(s, l, c)| {
+                Some(Mark {
+                    x: s? as f64,
+                    label: l.to_string(),
+                    color: PALETTE[c],
+                })
+            })
+            .collect();
             Panel::Line(LineChart {
-                title: format!("{name}: accuracy, {}", model_label(&specs, i)),
-                x_desc: "step",
-                y_desc: "accuracy (fraction)",
-                lines: vec![
-                    line("train", 0, false, steps_line(h, |r| Some(r.train_acc))),
-                    line("test", 1, false, steps_line(h, |r| Some(r.test_acc))),
-                    line("A_mem", 2, true, steps_line(h, |r| r.mem_acc)),
-                    line("A_inv", 3, true, steps_line(h, |r| r.inv_acc)),
-                    line("A_clean", 4, true, steps_line(h, |r| r.clean_acc)),
-                ],
+                title: format!("accuracy, {}", model_label(&specs, i)),
+                x_desc: step,
+                y_desc: "accuracy",
+                lines: accuracy_lines(h),
+                log_x,
                 log_y: false,
-                y_range: Some((0.0, 1.02)),
+                y_range: Some((-0.02, 1.02)),
                 marks,
             })
         })
@@ -179,40 +253,59 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         out,
         "accuracy",
         "Accuracy over training",
-        &format!("Train and test accuracy, and on the corrupted examples against their corrupted (A_mem) and true (A_inv) labels, and on the clean ones (A_clean). Dashed verticals: first step with train, test, A_inv ≥ {hi}, and the last drop of A_mem below it.{more}"),
+        &format!("{name}: train and test accuracy (solid), accuracy on the corrupted training examples against their corrupted labels (A_mem, dashed) and their true labels (A_inv, dashed), and on the clean training examples (A_clean, dotted). Dotted verticals, labelled above the plot: the first step at which train, test and A_inv reach {hi}, and the last step at which A_mem fell below it.{from}{more}"),
         &panels,
         cols,
         PANEL,
     )?);
 
-    // 2. Losses (log scale) and weight norms.
+    // 2. Models overlaid: test accuracy and A_mem of each.
+    if specs.len() > 1 {
+        let curves: Vec<(String, &[Record])> = shown
+            .iter()
+            .map(|&i| (short_label(&specs, i), history[i].as_slice()))
+            .collect();
+        figs.push(save_figure(
+            out,
+            "overlay",
+            "Models overlaid",
+            &format!("{name}: test accuracy (solid) and A_mem (dashed) of every model, one colour per model.{from}{more}"),
+            &overlay_panels(&curves, log_x, step),
+            2,
+            PANEL,
+        )?);
+    }
+
+    // 3. Losses (log scale) and weight norms.
     let loss_label = format!("{} loss", format!("{:?}", cfg.train.loss).to_uppercase());
     let mut panels = Vec::new();
     let [n0, n1, n2] = cfg.architecture().norm_names();
     for &i in &shown {
         let h = &history[i];
         panels.push(Panel::Line(LineChart {
-            title: format!("{name}: loss, model {i}"),
-            x_desc: "step",
+            title: format!("loss, model {i}"),
+            x_desc: step,
             y_desc: &loss_label,
             lines: vec![
-                line("train", 0, false, steps_line(h, |r| Some(r.train_loss))),
-                line("test", 1, false, steps_line(h, |r| Some(r.test_loss))),
-                line("train batch", 2, true, steps_line(h, |r| r.batch_loss)),
+                line("train", TRAIN, Dash::Solid, steps_line(h, |r| Some(r.train_loss))),
+                line("test", TEST, Dash::Solid, steps_line(h, |r| Some(r.test_loss))),
+                line("train batch", 5, Dash::Dashed, steps_line(h, |r| r.batch_loss)),
             ],
+            log_x,
             log_y: true,
             y_range: None,
             marks: vec![],
         }));
         panels.push(Panel::Line(LineChart {
-            title: format!("{name}: weight norms, model {i}"),
-            x_desc: "step",
+            title: format!("weight norms, model {i}"),
+            x_desc: step,
             y_desc: "Frobenius norm",
             lines: vec![
-                line(n0, 0, false, steps_line(h, |r| Some(r.norm_u))),
-                line(n1, 1, false, steps_line(h, |r| Some(r.norm_v))),
-                line(n2, 2, false, steps_line(h, |r| Some(r.norm_w))),
+                line(n0, 0, Dash::Solid, steps_line(h, |r| Some(r.norm_u))),
+                line(n1, 3, Dash::Dashed, steps_line(h, |r| Some(r.norm_v))),
+                line(n2, 2, Dash::Dotted, steps_line(h, |r| Some(r.norm_w))),
             ],
+            log_x,
             log_y: false,
             y_range: None,
             marks: vec![],
@@ -222,29 +315,30 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         out,
         "loss_norms",
         "Loss and weight norms",
-        &format!("Left: training loss (evaluation mode, whole training set, on the labels trained on), test loss, and dashed the reference's logged loss (training mode, on the step's batch, before its update) — log scale when they span more than a decade and a half. Right: Frobenius norms of the weights ({n0}, {n1}, {n2}).{more}"),
+        &format!("{name}. Left: training loss (evaluation mode, whole training set, on the labels trained on), test loss, and dashed the reference's logged loss (training mode, on the step's batch, before its update), on a log scale. Right: Frobenius norms of the weights ({n0}, {n1}, {n2}).{from}{more}"),
         &panels,
         2,
         PANEL,
     )?);
 
-    // 3. IPR over steps and its histogram at the start and the end.
+    // 4. IPR over steps and its histogram at the start and the end.
     let ipr_lines: Vec<Line> = shown
         .iter()
         .map(|&i| {
             line(
-                &format!("model {i}"),
+                &short_label(&specs, i),
                 i,
-                false,
+                Dash::Solid,
                 steps_line(&history[i], |r| r.mean_ipr),
             )
         })
         .collect();
     let mut panels = vec![Panel::Line(LineChart {
-        title: format!("{name}: mean IPR of living neurons"),
-        x_desc: "step",
+        title: "mean IPR of living neurons".into(),
+        x_desc: step,
         y_desc: "mean IPR",
         lines: ipr_lines,
+        log_x,
         log_y: false,
         y_range: Some((0.0, 1.0)),
         marks: vec![],
@@ -257,13 +351,13 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         };
         if first.ipr_hist.len() == IPR_BINS && last.ipr_hist.len() == IPR_BINS {
             panels.push(Panel::Bar(BarChart {
-                title: format!("{name}: IPR histogram, model {i}"),
+                title: format!("IPR histogram, model {i}"),
                 x_desc: "neuron IPR",
-                y_desc: "neurons",
+                y_desc: "neurons (log scale)",
                 edges: edges.clone(),
                 series: vec![
                     (
-                        "start".into(),
+                        format!("step {}", first.step),
                         PALETTE[6],
                         first.ipr_hist.iter().map(|&c| c as f64).collect(),
                     ),
@@ -273,6 +367,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                         last.ipr_hist.iter().map(|&c| c as f64).collect(),
                     ),
                 ],
+                log_y: true,
             }));
         }
     }
@@ -280,15 +375,20 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         out,
         "ipr",
         "Inverse participation ratio",
-        "Mean Fourier IPR (r = 2) of the living neurons over training, and the per-neuron IPR histogram at the start and at the end. Periodic (generalizing) neurons have IPR near 1, memorizing ones a small IPR.",
+        &format!("{name}: mean Fourier IPR (r = 2) of the living neurons over training, and the number of neurons per IPR bin at the first and the last evaluation (log scale, so that the final distribution stays visible beside the initial one). Periodic (generalizing) neurons have IPR near 1, memorizing ones a small IPR.{from}"),
         &panels,
         2,
         PANEL,
     )?);
 
     // Figures from the weights.
+    let phases: Vec<_> = history
+        .iter()
+        .map(|h| h.last().map_or(crate::metrics::Phase::Confusion, |r| r.phase(th)))
+        .collect();
     let ctx = weights::Ctx {
         run: &run,
+        phases: &phases,
         out,
         name: &name,
         specs: &specs,
@@ -300,7 +400,7 @@ fn run_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     if run.has_weights() {
         weights::figures(&ctx, &mut figs)?;
     }
-    let table = run_table(&specs, &history, Thresholds::from(&cfg.eval));
+    let table = run_table(&specs, &history, th, hi);
     let config = run.config_text()?;
     write_html(
         out,
@@ -322,18 +422,26 @@ fn fmt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
 }
 
-fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], th: Thresholds) -> String {
-    let mut t = String::from("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th></tr>\n");
+fn step(s: Option<u64>) -> String {
+    s.map_or_else(|| "—".into(), |s| s.to_string())
+}
+
+fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], th: Thresholds, hi: f64) -> String {
+    let mut t = format!("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th><th title=\"first step with train accuracy ≥ {hi}\">train ≥ hi</th><th title=\"first step with test accuracy ≥ {hi}\">test ≥ hi</th><th title=\"first step with A_inv ≥ {hi}\">A_inv ≥ hi</th><th title=\"first step with A_mem ≥ {hi}\">A_mem ≥ hi</th><th title=\"last step at which A_mem fell below {hi}\">A_mem drop</th></tr>\n");
     for (i, (spec, h)) in specs.iter().zip(history).enumerate() {
         let Some(r) = h.last() else { continue };
+        let d = dynamics(h, hi);
         t.push_str(&format!(
-            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             spec.corruption, spec.weight_decay, spec.dropout, spec.lr, spec.init_seed,
             r.train_acc, r.test_acc, fmt(r.mem_acc), fmt(r.inv_acc), fmt(r.clean_acc), fmt(r.mean_ipr),
-            esc(r.phase(th).name())
+            esc(r.phase(th).name()),
+            step(d.first_train_acc_hi), step(d.first_test_acc_hi), step(d.first_inv_acc_hi),
+            step(d.first_mem_acc_hi), step(d.last_mem_acc_drop)
         ));
     }
-    t.push_str("</table>");
+    t.push_str("</table><p>Steps: the first evaluation at which an accuracy reached the threshold hi = ");
+    t.push_str(&format!("{hi} (— never), and the last at which A_mem fell below it after having reached it.</p>"));
     t
 }
 
@@ -398,7 +506,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             out,
             "phase_grid",
             "Phase diagrams",
-            "Majority phase of each (α, ξ) cell over its seeds, one panel per value of the other axes; lighter cells with a percentage: the seeds disagree.",
+            "Majority phase of each (α, ξ) cell over its seeds (its code written in the cell), one panel per value of the other axes; a black corner: the seeds disagree (the agreement is in phase_grid.csv). α grows upward, as in phase_grid.txt.",
             &panels,
             2,
             (640, 480),
@@ -432,6 +540,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                         y_labels: labels(&g.alphas),
                         values,
                         annotate: true,
+                        bar: short.to_string(),
                     })
                 })
                 .collect();

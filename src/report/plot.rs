@@ -1,10 +1,16 @@
-//! Plot primitives over `plotters`, generic over the drawing backend so that every figure is
-//! drawn once as PNG and once as SVG. Fonts: DejaVu Sans, embedded in the binary.
+//! Line, bar and scatter charts over `plotters`, generic over the drawing backend so that
+//! every figure is drawn once as PNG and once as SVG: a light grid without minor lines, ticks
+//! with as many decimals as their spacing needs, log axes on request, each series in its own
+//! line style, and the legend in an empty corner of the data or beside it (never on it).
+//! Heatmaps and phase diagrams: `grid.rs`; text: `text.rs`; legends: `legend.rs`.
 
-use crate::metrics::Phase;
+use super::legend::{self, Entry, Key, Rect};
+use super::text;
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::sync::Once;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 pub type R = std::result::Result<(), String>;
 
@@ -13,235 +19,524 @@ pub fn pe<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-static FONT: Once = Once::new();
-
-/// Registers the embedded font as `sans-serif` (plotters' text needs a registered font).
-pub fn init_font() {
-    FONT.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
-    });
-}
-
-/// A categorical palette (colour-blind friendly, Okabe–Ito).
-pub const PALETTE: [RGBColor; 8] = [
-    RGBColor(0, 114, 178),
-    RGBColor(213, 94, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-    RGBColor(230, 159, 0),
-    RGBColor(86, 180, 233),
-    RGBColor(120, 120, 120),
-    RGBColor(0, 0, 0),
+/// Colours of the five accuracies and of further series: Paul Tol's "bright" scheme
+/// (distinct hues, safe for colour-blind readers): blue, red, purple, green, yellow, cyan, grey.
+pub const PALETTE: [RGBColor; 7] = [
+    RGBColor(0x44, 0x77, 0xAA),
+    RGBColor(0xEE, 0x66, 0x77),
+    RGBColor(0xAA, 0x33, 0x77),
+    RGBColor(0x22, 0x88, 0x33),
+    RGBColor(0xCC, 0xBB, 0x44),
+    RGBColor(0x66, 0xCC, 0xEE),
+    RGBColor(0xBB, 0xBB, 0xBB),
 ];
 
-/// A sequential colour map from 0 (light) to 1 (dark blue).
-pub fn seq_color(v: f64) -> RGBColor {
-    let v = if v.is_finite() {
-        v.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let stops = [
-        (255.0, 255.0, 229.0),
-        (65.0, 182.0, 196.0),
-        (8.0, 29.0, 88.0),
-    ];
-    let (a, b, t) = if v < 0.5 {
-        (stops[0], stops[1], v * 2.0)
-    } else {
-        (stops[1], stops[2], v * 2.0 - 1.0)
-    };
-    let mix = |x: f64, y: f64| (x + (y - x) * t).round() as u8;
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+/// Palette indices of the accuracies: train, test, A_mem, A_inv, A_clean.
+pub const TRAIN: usize = 0;
+pub const TEST: usize = 1;
+pub const MEM: usize = 2;
+pub const INV: usize = 3;
+pub const CLEAN: usize = 4;
+
+/// The grid lines' colour and the axes' colour.
+const GRID: RGBColor = RGBColor(232, 232, 232);
+const AXIS: RGBColor = RGBColor(90, 90, 90);
+/// Text sizes (plotters sizes: em = size / 1.24).
+pub const TITLE: f64 = 18.0;
+pub const LABEL: f64 = 15.0;
+pub const DESC: f64 = 16.0;
+
+/// A log axis from `lo` to `hi` whose ticks are 1, 2 and 5 times powers of ten (or fewer,
+/// when they would not fit): plotters' own log axis labels either decades only or every
+/// integer multiple.
+#[derive(Clone, Debug)]
+pub struct LogAxis(pub f64, pub f64);
+
+/// The coordinate of a [`LogAxis`].
+pub struct Log125 {
+    inner: LogCoord<f64>,
 }
 
-/// An axis tick: integers without decimals, other values with up to three.
-pub fn tick(v: f64) -> String {
-    if v == v.round() && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+impl AsRangedCoord for LogAxis {
+    type CoordDescType = Log125;
+    type Value = f64;
+}
+
+impl From<LogAxis> for Log125 {
+    fn from(a: LogAxis) -> Self {
+        Log125 {
+            inner: (a.0..a.1).log_scale().into(),
+        }
     }
+}
+
+impl Ranged for Log125 {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(v, limit)
+    }
+
+    fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        let max = hint.max_num_points().max(2);
+        let r = self.inner.range();
+        let (lo, hi) = (r.start.min(r.end), r.start.max(r.end));
+        if !(lo > 0.0 && hi.is_finite()) {
+            return vec![];
+        }
+        let first = lo.log10().floor() as i32;
+        let last = hi.log10().ceil() as i32;
+        let gen = |mults: &[f64], every: i32| -> Vec<f64> {
+            (first..=last)
+                .filter(|e| (e - first) % every == 0)
+                .flat_map(|e| mults.iter().map(move |m| m * 10f64.powi(e)))
+                .filter(|v| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+                .collect()
+        };
+        for mults in [&[1.0, 2.0, 5.0][..], &[1.0, 3.0][..], &[1.0][..]] {
+            let pts = gen(mults, 1);
+            if pts.len() <= max && pts.len() >= 2 {
+                return pts;
+            }
+        }
+        let mut every = 1;
+        loop {
+            let pts = gen(&[1.0], every);
+            if pts.len() <= max || every > 64 {
+                return pts;
+            }
+            every *= 2;
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+}
+
+/// A line's stroke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+impl Dash {
+    /// Pixels on and off.
+    pub fn pattern(self) -> (i32, i32) {
+        match self {
+            Dash::Solid => (i32::MAX / 4, 0),
+            Dash::Dashed => (8, 4),
+            Dash::Dotted => (2, 3),
+        }
+    }
+}
+
+/// A linear axis tick with as many decimals as ticks `span / 6` apart need (no two equal).
+pub fn tick(v: f64, span: f64) -> String {
+    let digits = if span > 0.0 && span.is_finite() {
+        ((-(span / 6.0).log10()).ceil() + 1.0).clamp(0.0, 8.0) as usize
+    } else {
+        3
+    };
+    if v.abs() >= 1e6 {
+        return log_tick(v);
+    }
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// A log axis tick: integers as integers, other values as `1e-3`, `2.5e-4`.
+pub fn log_tick(v: f64) -> String {
+    if (1.0..1e6).contains(&v) && (v - v.round()).abs() < 1e-9 * v {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.1e}");
+    s.replace(".0e", "e")
 }
 
 /// A numeric label shortened (`0.30000` → `0.3`); other text unchanged.
 pub fn tick_str(x: &str) -> String {
-    x.parse::<f64>().map(tick).unwrap_or_else(|_| x.to_string())
+    x.parse::<f64>()
+        .map(|v| tick(v, 0.006))
+        .unwrap_or_else(|_| x.to_string())
 }
 
 /// One line of a line chart.
 pub struct Line {
     pub label: String,
     pub color: RGBColor,
-    pub dashed: bool,
+    pub dash: Dash,
     pub points: Vec<(f64, f64)>,
 }
 
-/// A line chart with optional log y axis and labelled vertical markers.
+/// A labelled vertical marker (an event of the training dynamics).
+pub struct Mark {
+    pub x: f64,
+    pub label: String,
+    pub color: RGBColor,
+}
+
+/// A line chart.
 pub struct LineChart<'a> {
     pub title: String,
     pub x_desc: &'a str,
     pub y_desc: &'a str,
     pub lines: Vec<Line>,
+    pub log_x: bool,
     pub log_y: bool,
     /// Fixed y range (linear axes); `None`: from the data.
     pub y_range: Option<(f64, f64)>,
-    pub marks: Vec<(f64, String)>,
+    pub marks: Vec<Mark>,
 }
 
-fn x_extent(lines: &[Line]) -> (f64, f64) {
-    let xs = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
-    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-        (a.min(x), b.max(x))
-    });
-    if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else if lo.is_finite() {
-        (lo - 0.5, lo + 0.5)
-    } else {
-        (0.0, 1.0)
+/// What a drawn panel occupies (backend pixels): its plotting area, its legend, and every
+/// pixel its data is drawn through (points, and samples along the lines between them).
+#[derive(Clone, Debug, Default)]
+pub struct Drawn {
+    pub plot: Option<Rect>,
+    pub legend: Option<Rect>,
+    pub data: Vec<Rect>,
+}
+
+type Ctx<'a, DB, XR, YR> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<XR as AsRangedCoord>::CoordDescType, <YR as AsRangedCoord>::CoordDescType>,
+>;
+
+/// The plotting area of a chart in backend pixels.
+fn plot_rect<DB: DrawingBackend, X: Ranged, Y: Ranged>(
+    c: &ChartContext<DB, Cartesian2d<X, Y>>,
+) -> Rect {
+    let (xs, ys) = c.plotting_area().get_pixel_range();
+    Rect {
+        x0: xs.start,
+        y0: ys.start,
+        x1: xs.end,
+        y1: ys.end,
     }
+}
+
+/// A chart frame on `area` (no caption: the panel's title is drawn by the caller) with
+/// `top` extra pixels above the plot.
+fn frame<'a, DB, XR, YR>(
+    area: &DrawingArea<DB, Shift>,
+    xr: XR,
+    yr: YR,
+    top: u32,
+) -> Result<Ctx<'a, DB, XR, YR>, String>
+where
+    DB: DrawingBackend + 'a,
+    XR: AsRangedCoord<Value = f64>,
+    YR: AsRangedCoord<Value = f64>,
+{
+    ChartBuilder::on(area)
+        .margin_top(6 + top)
+        .margin_left(6)
+        .margin_bottom(6)
+        .margin_right(26)
+        .x_label_area_size(46)
+        .y_label_area_size(66)
+        .build_cartesian_2d(xr, yr)
+        .map_err(pe)
+}
+
+/// Axis, tick labels and the light grid (major lines only).
+fn mesh<DB, X, Y>(
+    c: &mut ChartContext<DB, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    xf: &dyn Fn(&f64) -> String,
+    yf: &dyn Fn(&f64) -> String,
+) -> R
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    c.configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID.stroke_width(1))
+        .axis_style(AXIS.stroke_width(1))
+        .x_labels(7)
+        .y_labels(7)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", LABEL).into_font().color(&RGBColor(50, 50, 50)))
+        .axis_desc_style(("sans-serif", DESC))
+        .x_label_formatter(xf)
+        .y_label_formatter(yf)
+        .draw()
+        .map_err(pe)
+}
+
+/// The pixels of a polyline: its points and samples every 3 pixels between them.
+fn trace(pts: &[(i32, i32)], out: &mut Vec<Rect>) {
+    for w in pts.windows(2) {
+        let ((ax, ay), (bx, by)) = (w[0], w[1]);
+        let n = ((bx - ax).abs().max((by - ay).abs()) / 3).max(1);
+        for k in 0..n {
+            out.push(Rect::point(ax + (bx - ax) * k / n, ay + (by - ay) * k / n));
+        }
+    }
+    if let Some(&(x, y)) = pts.last() {
+        out.push(Rect::point(x, y));
+    }
+}
+
+/// Data range of a set of values: finite ones (positive ones on a log axis).
+fn extent(vals: impl Iterator<Item = f64>, log: bool) -> Option<(f64, f64)> {
+    let (lo, hi) = vals
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    lo.is_finite().then_some((lo, hi))
+}
+
+/// A range with room: linear ranges padded by 5 % (or widened when flat), log ranges to at
+/// least a factor of 10 and at most 30 decades; huge values clamped so that no padding
+/// overflows.
+fn fit(r: Option<(f64, f64)>, log: bool, pad: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = r.unwrap_or(if log { (1e-3, 1.0) } else { (0.0, 1.0) });
+    (lo, hi) = (lo.clamp(-1e300, 1e300), hi.clamp(-1e300, 1e300));
+    if log {
+        if hi / lo > 1e30 {
+            lo = hi / 1e30;
+        }
+        if hi / lo < 10.0 {
+            let m = (hi * lo).sqrt();
+            (lo, hi) = (m / 3.3, m * 3.3);
+        }
+        if pad {
+            (lo, hi) = (lo / 1.25, hi * 1.25);
+        }
+        (lo, hi)
+    } else {
+        if hi <= lo {
+            (lo, hi) = (lo - 0.5, hi + 0.5);
+        }
+        let p = if pad { 0.05 * (hi - lo) } else { 0.0 };
+        (lo - p, hi + p)
+    }
+}
+
+/// The legend of a panel: inside the plot where no data lies under it, else in a column at
+/// the right; `draw` builds the chart on the area it is given and returns its plot rectangle
+/// and data pixels without drawing; `finish` draws it.
+fn with_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+    layout: &mut dyn FnMut(&DrawingArea<DB, Shift>, bool) -> Result<(Rect, Vec<Rect>), String>,
+) -> Result<Drawn, String> {
+    let size = legend::size(entries);
+    let (w, _) = area.dim_in_pixel();
+    for outside in [false, true] {
+        if entries.is_empty() && outside {
+            break;
+        }
+        let (plot_area, side) = if outside {
+            let (a, b) = area.split_horizontally((w as i32 - size.0 - 12).max(w as i32 / 2));
+            (a, Some(b))
+        } else {
+            (area.clone(), None)
+        };
+        // A dry run: where the data goes.
+        let (plot, data) = layout(&plot_area, false)?;
+        let spot = match &side {
+            _ if entries.is_empty() => None,
+            None => match legend::place(plot, size, &data) {
+                Some(r) => Some(r),
+                None => continue,
+            },
+            Some(s) => {
+                let (bx, _) = s.get_base_pixel();
+                Some(Rect {
+                    x0: bx + 2,
+                    y0: plot.y0,
+                    x1: bx + 2 + size.0,
+                    y1: plot.y0 + size.1,
+                })
+            }
+        };
+        layout(&plot_area, true)?;
+        if let Some(at) = spot {
+            legend::draw(area, at, entries)?;
+        }
+        return Ok(Drawn {
+            plot: Some(plot),
+            legend: spot,
+            data,
+        });
+    }
+    Ok(Drawn::default())
+}
+
+/// Rows of labels centred at pixels `px` (greedy: the first row where a label does not touch
+/// the one before it), and how many rows that takes.
+fn mark_rows(labels: &[&str], px: &[i32]) -> (Vec<usize>, usize) {
+    let mut ends: Vec<i32> = Vec::new();
+    let mut rows = vec![0; labels.len()];
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by_key(|&i| px[i]);
+    for i in order {
+        let w = text::advance(labels[i], LABEL - 1.0, false).ceil() as i32 + 8;
+        let start = px[i] - w / 2;
+        match ends.iter().position(|&e| e <= start) {
+            Some(r) => {
+                ends[r] = start + w;
+                rows[i] = r;
+            }
+            None => {
+                rows[i] = ends.len();
+                ends.push(start + w);
+            }
+        }
+    }
+    (rows, ends.len())
 }
 
 impl LineChart<'_> {
-    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> R {
-        let (x0, x1) = x_extent(&self.lines);
-        let ys: Vec<f64> = self
-            .lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.1))
-            .filter(|y| y.is_finite() && (!self.log_y || *y > 0.0))
-            .collect();
-        let (mut y0, mut y1) = ys
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
-                (a.min(y), b.max(y))
-            });
-        if !y0.is_finite() {
-            (y0, y1) = if self.log_y { (1e-3, 1.0) } else { (0.0, 1.0) };
-        }
-        if let Some(r) = self.y_range {
-            (y0, y1) = r;
-        }
-        // Huge values (a diverging loss near f64::MAX) must not overflow the padded range,
-        // and a log axis shows at most 30 decades (plotters' tick search never ends on a
-        // range of hundreds of decades); what lies outside is clipped.
-        (y0, y1) = (y0.clamp(-1e300, 1e300), y1.clamp(-1e300, 1e300));
-        if self.log_y && y1 / y0 > 1e30 {
-            y0 = y1 / 1e30;
-        }
-        if y1 <= y0 {
-            y1 = if self.log_y { y0 * 10.0 } else { y0 + 1.0 };
-        }
-        // A log axis needs at least a decade and a half to show labels.
-        let log_y = self.log_y && y1 / y0 >= 30.0;
-        let mut b = ChartBuilder::on(area);
-        b.caption(&self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56);
-        let font = ("sans-serif", 13);
-        if log_y {
-            let mut c = b
-                .build_cartesian_2d(x0..x1, (y0 * 0.8..y1 * 1.25).log_scale())
-                .map_err(pe)?;
-            c.configure_mesh()
-                .x_desc(self.x_desc)
-                .y_desc(self.y_desc)
-                .label_style(font)
-                .y_labels(6)
-                .y_label_formatter(&|v| format!("{v:.0e}"))
-                .x_label_formatter(&|v| tick(*v))
-                .draw()
-                .map_err(pe)?;
-            self.series(&mut c, y0 * 0.8, y1 * 1.25)
-        } else {
-            let pad = if self.y_range.is_some() {
-                0.0
-            } else {
-                0.05 * (y1 - y0)
-            };
-            let mut c = b
-                .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
-                .map_err(pe)?;
-            c.configure_mesh()
-                .x_desc(self.x_desc)
-                .y_desc(self.y_desc)
-                .label_style(font)
-                .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| tick(*v))
-                .draw()
-                .map_err(pe)?;
-            self.series(&mut c, y0 - pad, y1 + pad)
+    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<Drawn, String> {
+        let area = area
+            .titled(&self.title, ("sans-serif", TITLE))
+            .map_err(pe)?;
+        let xs = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+        let (x0, x1) = fit(extent(xs, self.log_x), self.log_x, false);
+        let ys = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+        let (y0, y1) = match self.y_range {
+            Some(r) if !self.log_y => r,
+            _ => fit(extent(ys, self.log_y), self.log_y, true),
+        };
+        match (self.log_x, self.log_y) {
+            (false, false) => self.draw_in(&area, x0..x1, y0..y1),
+            (true, false) => self.draw_in(&area, LogAxis(x0, x1), y0..y1),
+            (false, true) => self.draw_in(&area, x0..x1, LogAxis(y0, y1)),
+            (true, true) => self.draw_in(&area, LogAxis(x0, x1), LogAxis(y0, y1)),
         }
     }
 
-    fn series<'a, DB: DrawingBackend + 'a, X, Y>(
-        &self,
-        c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-        ylo: f64,
-        yhi: f64,
-    ) -> R
-    where
-        X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
-        Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
-    {
-        for (i, (x, label)) in self.marks.iter().enumerate() {
-            let col = RGBColor(150, 150, 150);
-            c.draw_series(DashedLineSeries::new(
-                vec![(*x, ylo), (*x, yhi)],
-                4,
-                4,
-                col.stroke_width(1),
-            ))
-            .map_err(pe)?;
-            let y = if i % 2 == 0 { yhi } else { ylo };
-            c.draw_series(std::iter::once(Text::new(
-                label.clone(),
-                (*x, y),
-                ("sans-serif", 11).into_font().color(&RGBColor(90, 90, 90)),
-            )))
-            .map_err(pe)?;
-        }
-        for l in &self.lines {
-            let style = l.color.stroke_width(2);
-            let pts: Vec<(f64, f64)> = l
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.1.is_finite())
-                .collect();
-            let color = l.color;
-            if l.dashed {
-                c.draw_series(DashedLineSeries::new(pts, 6, 4, style))
-                    .map_err(pe)?
-                    .label(&l.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
-            } else {
-                c.draw_series(LineSeries::new(pts, style))
-                    .map_err(pe)?
-                    .label(&l.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
-            }
-        }
-        if !self.lines.is_empty() {
-            legend(c, SeriesLabelPosition::UpperRight)?;
-        }
-        Ok(())
+    fn entries(&self) -> Vec<Entry> {
+        self.lines
+            .iter()
+            .map(|l| Entry {
+                key: Key::Line(l.color, l.dash),
+                label: l.label.clone(),
+            })
+            .collect()
     }
+
+    fn draw_in<DB, XR, YR>(&self, area: &DrawingArea<DB, Shift>, xr: XR, yr: YR) -> Result<Drawn, String>
+    where
+        DB: DrawingBackend,
+        XR: AsRangedCoord<Value = f64> + Clone,
+        YR: AsRangedCoord<Value = f64> + Clone,
+        XR::CoordDescType: ValueFormatter<f64>,
+        YR::CoordDescType: ValueFormatter<f64>,
+    {
+        let (xlo, xhi) = {
+            let r: XR::CoordDescType = xr.clone().into();
+            let r = r.range();
+            (r.start, r.end)
+        };
+        let marks: Vec<&Mark> = self
+            .marks
+            .iter()
+            .filter(|m| m.x >= xlo && m.x <= xhi && (!self.log_x || m.x > 0.0))
+            .collect();
+        let (ylo, yhi) = {
+            let r: YR::CoordDescType = yr.clone().into();
+            let r = r.range();
+            (r.start, r.end)
+        };
+        let row_h = 17;
+        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+            let probe = frame(a, xr.clone(), yr.clone(), 0)?;
+            let px: Vec<i32> = marks.iter().map(|m| probe.backend_coord(&(m.x, ylo)).0).collect();
+            let labels: Vec<&str> = marks.iter().map(|m| m.label.as_str()).collect();
+            let (rows, n_rows) = mark_rows(&labels, &px);
+            let mut c = frame(a, xr.clone(), yr.clone(), (n_rows as i32 * row_h) as u32)?;
+            let plot = plot_rect(&c);
+            let mut data = Vec::new();
+            let pts: Vec<Vec<(f64, f64)>> = self
+                .lines
+                .iter()
+                .map(|l| {
+                    l.points
+                        .iter()
+                        .copied()
+                        .filter(|p| {
+                            p.1.is_finite() && (!self.log_y || p.1 > 0.0) && (!self.log_x || p.0 > 0.0)
+                        })
+                        .map(|(x, y)| (x, y.clamp(ylo, yhi)))
+                        .collect()
+                })
+                .collect();
+            for p in &pts {
+                let px: Vec<(i32, i32)> = p.iter().map(|q| c.backend_coord(q)).collect();
+                trace(&px, &mut data);
+            }
+            if !paint {
+                return Ok((plot, data));
+            }
+            let xspan = xhi - xlo;
+            let yspan = yhi - ylo;
+            let (lx, ly) = (self.log_x, self.log_y);
+            let xf = move |v: &f64| if lx { log_tick(*v) } else { tick(*v, xspan) };
+            let yf = move |v: &f64| if ly { log_tick(*v) } else { tick(*v, yspan) };
+            mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
+            for (m, (row, x)) in marks.iter().zip(rows.iter().zip(&px)) {
+                c.draw_series(DashedLineSeries::new(
+                    vec![(m.x, ylo), (m.x, yhi)],
+                    2,
+                    3,
+                    m.color.mix(0.9).stroke_width(1),
+                ))
+                .map_err(pe)?;
+                let y = plot.y0 - 3 - row_h * *row as i32;
+                let (bx, by) = a.get_base_pixel();
+                a.draw(&Text::new(
+                    m.label.clone(),
+                    (*x - bx, y - by),
+                    ("sans-serif", LABEL - 1.0)
+                        .into_font()
+                        .color(&m.color)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                ))
+                .map_err(pe)?;
+            }
+            for (l, p) in self.lines.iter().zip(pts) {
+                let style = l.color.stroke_width(2);
+                match l.dash {
+                    Dash::Solid => c.draw_series(LineSeries::new(p, style)).map(|_| ()),
+                    d => {
+                        let (on, off) = d.pattern();
+                        c.draw_series(DashedLineSeries::new(p, on as u32, off as u32, style))
+                            .map(|_| ())
+                    }
+                }
+                .map_err(pe)?;
+            }
+            Ok((plot, data))
+        };
+        with_legend(area, &self.entries(), &mut layout)
+    }
+
 }
 
-/// Side-by-side bars: one group per x label, one bar per series.
+/// Side-by-side bars: one group per bin, one bar per series.
 pub struct BarChart<'a> {
     pub title: String,
     pub x_desc: &'a str,
@@ -249,190 +544,84 @@ pub struct BarChart<'a> {
     /// Bin edges (n + 1 values) along x.
     pub edges: Vec<f64>,
     pub series: Vec<(String, RGBColor, Vec<f64>)>,
+    /// A log count axis (bars start at 0.5, empty bins are not drawn).
+    pub log_y: bool,
 }
 
 impl BarChart<'_> {
-    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> R {
-        let ymax = self
+    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<Drawn, String> {
+        let area = area
+            .titled(&self.title, ("sans-serif", TITLE))
+            .map_err(pe)?;
+        let vals = self.series.iter().flat_map(|s| s.2.iter().copied());
+        let (x0, x1) = (
+            self.edges.first().copied().unwrap_or(0.0),
+            self.edges.last().copied().unwrap_or(1.0),
+        );
+        if self.log_y {
+            let ymax = extent(vals, true).map_or(10.0, |r| r.1);
+            self.draw_in(&area, x0..x1, LogAxis(0.5, (ymax * 3.0).max(10.0)), 0.5)
+        } else {
+            let ymax = extent(vals, false).map_or(1.0, |r| r.1.max(1.0));
+            self.draw_in(&area, x0..x1, 0.0..ymax * 1.1, 0.0)
+        }
+    }
+
+    fn draw_in<DB, YR>(&self, area: &DrawingArea<DB, Shift>, xr: std::ops::Range<f64>, yr: YR, floor: f64) -> Result<Drawn, String>
+    where
+        DB: DrawingBackend,
+        YR: AsRangedCoord<Value = f64> + Clone,
+        YR::CoordDescType: ValueFormatter<f64>,
+    {
+        let k = self.series.len().max(1) as f64;
+        let bars: Vec<(RGBColor, [(f64, f64); 2])> = self
             .series
             .iter()
-            .flat_map(|s| s.2.iter().copied())
-            .fold(1.0f64, f64::max);
-        let (x0, x1) = (self.edges[0], *self.edges.last().unwrap_or(&1.0));
-        let mut c = ChartBuilder::on(area)
-            .caption(&self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, 0.0..ymax * 1.1)
-            .map_err(pe)?;
-        c.configure_mesh()
-            .x_desc(self.x_desc)
-            .y_desc(self.y_desc)
-            .label_style(("sans-serif", 13))
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(pe)?;
-        let k = self.series.len().max(1) as f64;
-        for (j, (label, color, vals)) in self.series.iter().enumerate() {
-            let color = *color;
-            c.draw_series(vals.iter().enumerate().map(|(i, &v)| {
-                let (a, b) = (self.edges[i], self.edges[i + 1]);
-                let w = (b - a) / k;
-                Rectangle::new(
-                    [(a + w * j as f64, 0.0), (a + w * (j as f64 + 0.9), v)],
-                    color.filled(),
-                )
-            }))
-            .map_err(pe)?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-        }
-        legend(&mut c, SeriesLabelPosition::UpperRight)
-    }
-}
-
-/// Draws the legend of a chart's labelled series.
-fn legend<'a, DB: DrawingBackend + 'a, X, Y>(
-    c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    position: SeriesLabelPosition,
-) -> R
-where
-    X: plotters::coord::ranged1d::Ranged,
-    Y: plotters::coord::ranged1d::Ranged,
-{
-    c.configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 12))
-        .draw()
-        .map_err(pe)
-}
-
-/// A heatmap of `values[row][col]` (rows drawn bottom-up), each cell coloured by
-/// `color(value)`, optionally with the value written in it.
-pub struct Heatmap<'a> {
-    pub title: String,
-    pub x_desc: &'a str,
-    pub y_desc: &'a str,
-    pub x_labels: Vec<String>,
-    pub y_labels: Vec<String>,
-    pub values: Vec<Vec<f64>>,
-    pub annotate: bool,
-}
-
-impl Heatmap<'_> {
-    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> R {
-        let rows = self.values.len();
-        let cols = self.values.first().map(|r| r.len()).unwrap_or(0);
-        let max = self
-            .values
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        let scale = if self.annotate || max == 0.0 {
-            1.0
-        } else {
-            max
-        };
-        let (area, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 64);
-        colorbar(&bar, scale)?;
-        let mut c = ChartBuilder::on(&area)
-            .caption(&self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                -0.5..cols.max(1) as f64 - 0.5,
-                -0.5..rows.max(1) as f64 - 0.5,
-            )
-            .map_err(pe)?;
-        let (xl, yl) = (&self.x_labels, &self.y_labels);
-        c.configure_mesh()
-            .disable_mesh()
-            .x_desc(self.x_desc)
-            .y_desc(self.y_desc)
-            .label_style(("sans-serif", 12))
-            .x_labels(xl.len().clamp(2, 13))
-            .y_labels(yl.len().clamp(2, 13))
-            .x_label_formatter(&|v| label_at(xl, *v))
-            .y_label_formatter(&|v| label_at(yl, *v))
-            .draw()
-            .map_err(pe)?;
-        c.draw_series(self.values.iter().enumerate().flat_map(|(r, row)| {
-            row.iter().enumerate().map(move |(col, &v)| {
-                let color = if v.is_finite() {
-                    seq_color(v / scale)
-                } else {
-                    RGBColor(235, 235, 235)
-                };
-                let (x, y) = (col as f64, r as f64);
-                Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color.filled())
+            .enumerate()
+            .flat_map(|(j, (_, color, vals))| {
+                vals.iter().enumerate().filter(|(_, v)| **v > floor).map(move |(i, &v)| {
+                    let (a, b) = (self.edges[i], self.edges[i + 1]);
+                    let w = (b - a) / k;
+                    (*color, [(a + w * j as f64, floor), (a + w * (j as f64 + 0.9), v)])
+                })
             })
-        }))
-        .map_err(pe)?;
-        if self.annotate {
-            for (r, row) in self.values.iter().enumerate() {
-                for (col, &v) in row.iter().enumerate() {
-                    if v.is_finite() {
-                        let fg = if v > 0.55 { WHITE } else { BLACK };
-                        c.draw_series(std::iter::once(Text::new(
-                            format!("{v:.2}"),
-                            (col as f64 - 0.2, r as f64 + 0.1),
-                            ("sans-serif", 12).into_font().color(&fg),
-                        )))
-                        .map_err(pe)?;
+            .filter(|(_, r)| r[1].1.is_finite())
+            .collect();
+        let entries: Vec<Entry> = self
+            .series
+            .iter()
+            .map(|(l, c, _)| Entry {
+                key: Key::Box(*c),
+                label: l.clone(),
+            })
+            .collect();
+        let span = xr.end - xr.start;
+        let log = self.log_y;
+        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+            let mut c = frame(a, xr.clone(), yr.clone(), 0)?;
+            let data = bars
+                .iter()
+                .map(|(_, r)| {
+                    let (p, q) = (c.backend_coord(&r[0]), c.backend_coord(&r[1]));
+                    Rect {
+                        x0: p.0.min(q.0),
+                        y0: p.1.min(q.1),
+                        x1: p.0.max(q.0) + 1,
+                        y1: p.1.max(q.1) + 1,
                     }
-                }
+                })
+                .collect();
+            if paint {
+                let xf = move |v: &f64| tick(*v, span);
+                let yf = move |v: &f64| if log { log_tick(*v) } else { tick(*v, 6.0) };
+                mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
+                c.draw_series(bars.iter().map(|(col, r)| Rectangle::new(*r, col.filled())))
+                    .map_err(pe)?;
             }
-        }
-        Ok(())
+            Ok((plot_rect(&c), data))
+        };
+        with_legend(area, &entries, &mut layout)
     }
-}
-
-/// A vertical colour scale from 0 to `max` with three labels.
-fn colorbar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, max: f64) -> R {
-    let (_, h) = area.dim_in_pixel();
-    let (top, bottom) = (40i32, h as i32 - 50);
-    let steps = 40;
-    for i in 0..steps {
-        let y0 = bottom - (bottom - top) * i / steps;
-        let y1 = bottom - (bottom - top) * (i + 1) / steps;
-        area.draw(&Rectangle::new(
-            [(8, y1), (22, y0)],
-            seq_color((i as f64 + 0.5) / steps as f64).filled(),
-        ))
-        .map_err(pe)?;
-    }
-    area.draw(&Rectangle::new(
-        [(8, top), (22, bottom)],
-        BLACK.stroke_width(1),
-    ))
-    .map_err(pe)?;
-    for (frac, y) in [(0.0, bottom), (0.5, (top + bottom) / 2), (1.0, top)] {
-        area.draw(&Text::new(
-            tick(frac * max),
-            (26, y - 6),
-            ("sans-serif", 11),
-        ))
-        .map_err(pe)?;
-    }
-    area.draw(&Text::new("scale", (4, top - 22), ("sans-serif", 12)))
-        .map_err(pe)
-}
-
-/// The label of the cell centred on axis coordinate `v` (cells are unit wide, centred on
-/// 0, 1, 2 …); empty between cells.
-fn label_at(labels: &[String], v: f64) -> String {
-    let i = v.round();
-    if (v - i).abs() > 0.01 || i < 0.0 {
-        return String::new();
-    }
-    labels.get(i as usize).cloned().unwrap_or_default()
 }
 
 /// Points `(x, y)` with a title and axis names.
@@ -440,119 +629,42 @@ pub struct Scatter<'a> {
     pub title: String,
     pub x_desc: &'a str,
     pub y_desc: &'a str,
+    pub label: String,
     pub points: Vec<(f64, f64)>,
 }
 
 impl Scatter<'_> {
-    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> R {
-        let ymax = self.points.iter().map(|p| p.1).fold(1e-9f64, f64::max);
-        let mut c = ChartBuilder::on(area)
-            .caption(&self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..1.0, 0.0..ymax * 1.05)
+    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<Drawn, String> {
+        let area = area
+            .titled(&self.title, ("sans-serif", TITLE))
             .map_err(pe)?;
-        c.configure_mesh()
-            .x_desc(self.x_desc)
-            .y_desc(self.y_desc)
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(pe)?;
-        c.draw_series(
-            self.points
+        let (y0, y1) = fit(extent(self.points.iter().map(|p| p.1), false), false, true);
+        let entries = vec![Entry {
+            key: Key::Dot(PALETTE[0]),
+            label: self.label.clone(),
+        }];
+        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+            let mut c = frame(a, 0.0..1.0, y0.min(0.0)..y1, 0)?;
+            let data = self
+                .points
                 .iter()
-                .map(|&p| Circle::new(p, 3, PALETTE[0].mix(0.6).filled())),
-        )
-        .map_err(pe)?
-        .label("neuron")
-        .legend(|(x, y)| Circle::new((x + 6, y), 3, PALETTE[0].filled()));
-        legend(&mut c, SeriesLabelPosition::UpperLeft)
-    }
-}
-
-/// The colour of a phase in figures.
-pub fn phase_color(phase: Phase) -> RGBColor {
-    let (r, g, b) = phase.rgb();
-    RGBColor(r, g, b)
-}
-
-/// An α × ξ grid coloured by phase; cells whose seeds disagree are lighter and show their
-/// agreement.
-pub struct PhaseGrid<'a> {
-    pub title: String,
-    pub alphas: &'a [String],
-    pub xis: &'a [String],
-    /// `(alpha index, xi index, phase, agreement)`.
-    pub cells: Vec<(usize, usize, Phase, f64)>,
-}
-
-impl PhaseGrid<'_> {
-    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> R {
-        let (nx, ny) = (self.xis.len().max(1), self.alphas.len().max(1));
-        let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 170);
-        let mut c = ChartBuilder::on(&main)
-            .caption(&self.title, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(-0.5..nx as f64 - 0.5, -0.5..ny as f64 - 0.5)
-            .map_err(pe)?;
-        let xl: Vec<String> = self.xis.iter().map(|s| tick_str(s)).collect();
-        let yl: Vec<String> = self.alphas.iter().map(|s| tick_str(s)).collect();
-        c.configure_mesh()
-            .disable_mesh()
-            .x_desc("corruption fraction ξ")
-            .y_desc("training fraction α")
-            .label_style(("sans-serif", 12))
-            .x_labels(nx.clamp(2, 18))
-            .y_labels(ny.clamp(2, 18))
-            .x_label_formatter(&|v| label_at(&xl, *v))
-            .y_label_formatter(&|v| label_at(&yl, *v))
-            .draw()
-            .map_err(pe)?;
-        c.draw_series(self.cells.iter().map(|(a, x, phase, agree)| {
-            let col = phase_color(*phase).mix(0.35 + 0.65 * agree.clamp(0.0, 1.0));
-            let (x, y) = (*x as f64, *a as f64);
-            Rectangle::new(
-                [(x - 0.485, y - 0.485), (x + 0.485, y + 0.485)],
-                col.filled(),
-            )
-        }))
-        .map_err(pe)?;
-        for (a, x, _, agree) in &self.cells {
-            if *agree < 1.0 {
-                c.draw_series(std::iter::once(Text::new(
-                    format!("{:.0}%", agree * 100.0),
-                    (*x as f64 - 0.3, *a as f64 + 0.1),
-                    ("sans-serif", 11).into_font().color(&BLACK),
-                )))
+                .map(|p| {
+                    let (x, y) = c.backend_coord(p);
+                    Rect::point(x, y).grow(3)
+                })
+                .collect();
+            if paint {
+                let ys = y1 - y0.min(0.0);
+                mesh(&mut c, self.x_desc, self.y_desc, &|v| tick(*v, 1.0), &|v| tick(*v, ys))?;
+                c.draw_series(
+                    self.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, PALETTE[0].mix(0.6).filled())),
+                )
                 .map_err(pe)?;
             }
-        }
-        legend.fill(&WHITE).map_err(pe)?;
-        for (i, p) in Phase::ALL.iter().enumerate() {
-            let y = 40 + 24 * i as i32;
-            legend
-                .draw(&Rectangle::new(
-                    [(6, y), (24, y + 16)],
-                    phase_color(*p).filled(),
-                ))
-                .map_err(pe)?;
-            legend
-                .draw(&Text::new(p.to_string(), (30, y + 2), ("sans-serif", 13)))
-                .map_err(pe)?;
-        }
-        legend
-            .draw(&Text::new("phase", (6, 14), ("sans-serif", 14)))
-            .map_err(pe)?;
-        legend
-            .draw(&Text::new(
-                "% = seeds agreeing",
-                (6, 40 + 24 * Phase::ALL.len() as i32 + 6),
-                ("sans-serif", 11),
-            ))
-            .map_err(pe)?;
-        Ok(())
+            Ok((plot_rect(&c), data))
+        };
+        with_legend(&area, &entries, &mut layout)
     }
 }

@@ -4,7 +4,9 @@
 //! and pruning curves.
 
 use super::figure::{bin_rows, line, model_label, save_figure, FigureFile, Panel, PANEL};
+use super::grid::Heatmap;
 use super::plot::*;
+use crate::metrics::Phase;
 use crate::analysis::neurons::{analyze_neurons, NeuronRow};
 use crate::analysis::prune::{Order, PrunePoint};
 use crate::config::ModelSpec;
@@ -16,6 +18,8 @@ use std::path::Path;
 /// What every weight figure needs to know about the run and the report.
 pub struct Ctx<'a> {
     pub run: &'a RunDir,
+    /// Each model's final phase.
+    pub phases: &'a [Phase],
     pub out: &'a Path,
     pub name: &'a str,
     pub specs: &'a [ModelSpec],
@@ -27,6 +31,19 @@ pub struct Ctx<'a> {
 const PRUNE_LEVELS: usize = 21;
 
 fn heat(title: String, y_desc: &'static str, p: usize, rows: Vec<Vec<f64>>) -> Panel<'static> {
+    // Each row scaled to its largest magnitude 1: the colour shows which frequencies a
+    // vector is made of, whatever its norm.
+    let rows: Vec<Vec<f64>> = rows
+        .into_iter()
+        .map(|r| {
+            let m = r.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+            if m > 0.0 {
+                r.iter().map(|v| v / m).collect()
+            } else {
+                r
+            }
+        })
+        .collect();
     let (values, y_labels) = bin_rows(&rows, 128);
     Panel::Heat(Heatmap {
         title,
@@ -36,6 +53,7 @@ fn heat(title: String, y_desc: &'static str, p: usize, rows: Vec<Vec<f64>>) -> P
         y_labels,
         values,
         annotate: false,
+        bar: "|coefficient| / row's largest".into(),
     })
 }
 
@@ -106,22 +124,28 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
             out,
             &format!("fourier_model{i}"),
             &format!("Fourier spectra, {}", model_label(specs, i)),
-            &format!("Magnitude of the real DFT over the p tokens (scaled to largest entry 1) of {embedding}{}; neurons sorted by their dominant frequency (groups averaged when there are more than 128). A generalizing network has one bright frequency per row.", net.vector_description()),
+            &format!("Magnitude of the real DFT over the p tokens of {embedding}{}, each row divided by its largest magnitude (so 1 marks a row's dominant frequency); neurons sorted by their dominant frequency (groups averaged when there are more than 128). A generalizing network has one bright frequency per row; a memorizing neuron spreads over many.", net.vector_description()),
             &panels,
             3,
             (420, 420),
         )?);
 
-        // The neuron with the highest final IPR, before and after training.
-        let k = (0..rows.len())
-            .max_by(|&a, &b| {
-                rows[a]
-                    .ipr
-                    .unwrap_or(-1.0)
-                    .total_cmp(&rows[b].ipr.unwrap_or(-1.0))
-                    .then(b.cmp(&a))
-            })
-            .unwrap_or(0);
+        // The neurons with the highest and the lowest final IPR, before and after training.
+        let living: Vec<usize> = (0..rows.len()).filter(|&k| rows[k].ipr.is_some()).collect();
+        let by_ipr = |a: &usize, b: &usize| {
+            rows[*a]
+                .ipr
+                .unwrap_or(0.0)
+                .total_cmp(&rows[*b].ipr.unwrap_or(0.0))
+                .then(b.cmp(a))
+        };
+        let (Some(&k_hi), Some(&k_lo)) = (
+            living.iter().max_by(|a, b| by_ipr(a, b)),
+            living.iter().min_by(|a, b| by_ipr(a, b)),
+        )
+        else {
+            continue;
+        };
         let first = |v: &[Vec<f32>]| -> Vec<(f64, f64)> {
             v.first()
                 .map(|x| {
@@ -134,43 +158,50 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         };
         let before_view = init.network.neurons(i);
         let after_view = net.neurons(i);
-        let (Some(bv), Some(av)) = (before_view.get(k), after_view.get(k)) else {
-            continue;
-        };
-        let (before, after) = (first(&bv.vectors), first(&av.vectors));
         let ipr_of = |v: &[Vec<f32>], ipr: &mut Ipr| {
             v.first()
                 .and_then(|x| ipr.of(x))
                 .map(|s| s.ipr)
                 .unwrap_or(0.0)
         };
-        let (ib, ia) = (ipr_of(&bv.vectors, &mut ipr), ipr_of(&av.vectors, &mut ipr));
         let y_desc = format!("{}[k, n]", names[0]);
-        let panels = vec![
-            Panel::Line(LineChart {
-                title: format!("{name}: neuron {k} before training (IPR {ib:.2})"),
+        let mut panels = Vec::new();
+        for (k, which) in [(k_hi, "highest"), (k_lo, "lowest")] {
+            let (Some(bv), Some(av)) = (before_view.get(k), after_view.get(k)) else {
+                continue;
+            };
+            let (ib, ia) = (ipr_of(&bv.vectors, &mut ipr), ipr_of(&av.vectors, &mut ipr));
+            panels.push(Panel::Line(LineChart {
+                title: format!("{which} IPR: neuron {k} at init (IPR {ib:.2})"),
                 x_desc: "input token n",
                 y_desc: &y_desc,
-                lines: vec![line(&format!("{} at init", names[0]), 6, false, before)],
+                lines: vec![line("at init", 6, Dash::Solid, first(&bv.vectors))],
+                log_x: false,
                 log_y: false,
                 y_range: None,
                 marks: vec![],
-            }),
-            Panel::Line(LineChart {
-                title: format!("{name}: neuron {k} after training (IPR {ia:.2})"),
+            }));
+            panels.push(Panel::Line(LineChart {
+                title: format!("{which} IPR: neuron {k} trained (IPR {ia:.2})"),
                 x_desc: "input token n",
                 y_desc: &y_desc,
-                lines: vec![line(&format!("{} trained", names[0]), 0, false, after)],
+                lines: vec![line("trained", 0, Dash::Solid, first(&av.vectors))],
+                log_x: false,
                 log_y: false,
                 y_range: None,
                 marks: vec![],
-            }),
-        ];
+            }));
+        }
+        let phase = c.phases.get(i).copied().unwrap_or(Phase::Confusion);
         figs.push(save_figure(
             out,
             &format!("neuron_model{i}"),
-            &format!("One neuron before and after training, {}", model_label(specs, i)),
-            &format!("The first weight vector ({}) over the input tokens n of the neuron with the highest final IPR: random at initialisation, periodic after training (as in the paper's first figure).", names[0]),
+            &format!("A high-IPR and a low-IPR neuron, {}", model_label(specs, i)),
+            &format!(
+                "{name}: the first weight vector ({y_desc}) over the input tokens n of the neuron with the highest final IPR (top) and of the one with the lowest (bottom), at initialisation (left) and after training (right). This model ended in phase {}: {}",
+                phase.name(),
+                neuron_story(phase)
+            ),
             &panels,
             2,
             PANEL,
@@ -188,9 +219,10 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
                 &format!("BatchNorm scale against IPR, {}", model_label(specs, i)),
                 "Per neuron: |γ_k| of the BatchNorm after the activation against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
                 &[Panel::Scatter(Scatter {
-                    title: format!("{name}: |γ| vs IPR, model {i}"),
+                    title: format!("|γ| against IPR, model {i}"),
                     x_desc: "neuron IPR",
                     y_desc: "|γ_k|",
+                    label: "neuron".into(),
                     points,
                 })],
                 1,
@@ -208,8 +240,8 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
     for &i in c.shown {
         let mut lines = Vec::new();
         for (order, dashed, tag) in [
-            (Order::Ascending, false, "asc"),
-            (Order::Descending, true, "desc"),
+            (Order::Ascending, Dash::Solid, "low IPR first"),
+            (Order::Descending, Dash::Dashed, "high IPR first"),
         ] {
             let ord = s.network.prune_order(i, order, 0);
             let sw = s
@@ -218,12 +250,13 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
             lines.extend(prune_lines(&sw, n, tag, dashed));
         }
         panels.push(Panel::Line(LineChart {
-            title: format!("{name}: pruning {noun} by IPR, model {i}"),
+            title: format!("pruning {noun} by IPR, model {i}"),
             x_desc: "fraction pruned",
-            y_desc: "accuracy (fraction)",
+            y_desc: "accuracy",
             lines,
+            log_x: false,
             log_y: false,
-            y_range: Some((0.0, 1.02)),
+            y_range: Some((-0.02, 1.02)),
             marks: vec![],
         }));
     }
@@ -231,7 +264,7 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         out,
         "pruning",
         "Pruning by IPR",
-        &format!("Accuracies after removing {noun} in order of ascending IPR (solid: memorizing neurons first) and descending IPR (dashed: periodic neurons first)."),
+        &format!("{name}: test accuracy, A_mem and A_clean after removing a fraction of the {noun} in order of ascending IPR (solid: non-periodic, memorizing neurons first) and of descending IPR (dashed: periodic neurons first)."),
         &panels,
         c.cols,
         PANEL,
@@ -240,32 +273,46 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
 }
 
 /// Accuracy lines of one pruning sweep (x = fraction of `width` pruned).
-fn prune_lines(sw: &[PrunePoint], width: usize, tag: &str, dashed: bool) -> Vec<Line> {
+fn prune_lines(sw: &[PrunePoint], width: usize, tag: &str, dashed: Dash) -> Vec<Line> {
     let frac = |m: usize| m as f64 / width.max(1) as f64;
     vec![
         line(
-            &format!("test ({tag})"),
-            1,
+            &format!("test, {tag}"),
+            TEST,
             dashed,
             sw.iter()
                 .map(|p| (frac(p.pruned), p.acc.test_acc))
                 .collect(),
         ),
         line(
-            &format!("A_mem ({tag})"),
-            2,
+            &format!("A_mem, {tag}"),
+            MEM,
             dashed,
             sw.iter()
                 .filter_map(|p| Some((frac(p.pruned), p.acc.mem_acc?)))
                 .collect(),
         ),
         line(
-            &format!("A_clean ({tag})"),
-            4,
+            &format!("A_clean, {tag}"),
+            CLEAN,
             dashed,
             sw.iter()
                 .filter_map(|p| Some((frac(p.pruned), p.acc.clean_acc?)))
                 .collect(),
         ),
     ]
+}
+
+/// What the high- and low-IPR neurons of a model in `phase` show (the paper's reading).
+fn neuron_story(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Coexistence => "the network generalizes and memorizes the corrupted labels at once; the periodic (high-IPR) neurons carry the modular-arithmetic rule and the non-periodic (low-IPR) ones the memorized labels — pruning them recovers the true labels.",
+        Phase::PartialInversion => "the network recovers the true labels of part of the corrupted examples; most neurons are periodic, and the few non-periodic ones keep part of the memorized labels.",
+        Phase::FullInversion => "regularization has removed the memorizing neurons; the network ignores the corrupted labels, and even the lowest-IPR neuron is mostly weak or periodic.",
+        Phase::Memorization => "the network memorized the training set without generalizing; its neurons are not periodic — even the highest-IPR one spreads over many frequencies.",
+        Phase::Forgetting => "strong regularization collapsed the network to small outputs; its weights carry little structure, periodic or not.",
+        Phase::Confusion => "the network neither generalizes nor memorizes; no clean periodic structure is expected.",
+        Phase::Generalization => "the network generalizes without corrupted labels to memorize; its neurons become periodic.",
+        Phase::Diverged => "training diverged; its weights are not finite and the curves are not meaningful.",
+    }
 }
