@@ -70,6 +70,27 @@ enum Command {
         /// Replace an existing DIR/report/.
         #[arg(long)]
         force: bool,
+        /// Step axis of the curves: auto (log when the steps span 1.5 decades or more), log or
+        /// linear; default: the run's report.step_axis (auto).
+        #[arg(long, value_name = "AXIS")]
+        step_axis: Option<grokscope::config::StepAxis>,
+    },
+    /// Overlay several runs (or models of runs): a figure of their test accuracy and A_mem and
+    /// training loss, a table of final metrics and dynamics (compare.csv), and one
+    /// self-contained compare.html. Name models as DIR:0,2 (default: every model of DIR).
+    Compare {
+        /// Run directories, each optionally followed by :MODELS (e.g. runs/wd:0,2).
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// Where to write the comparison (a new directory, or an earlier comparison with --force).
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+        /// Replace an earlier comparison in --out.
+        #[arg(long)]
+        force: bool,
+        /// Step axis: auto (log when the steps span 1.5 decades or more), log or linear.
+        #[arg(long, value_name = "AXIS")]
+        step_axis: Option<grokscope::config::StepAxis>,
     },
     /// Print the built-in default config (a starting point for your own).
     DefaultConfig,
@@ -280,13 +301,36 @@ fn run() -> Result<i32> {
         Some(Command::Prune(a)) => cmd_prune(a).map(|_| 0),
         Some(Command::Analytic(a)) => cmd_analytic(a).map(|_| 0),
         Some(Command::Sweep(c)) => cmd_sweep(c),
-        Some(Command::Report { dir, force }) => {
+        Some(Command::Report {
+            dir,
+            force,
+            step_axis,
+        }) => {
             let t0 = std::time::Instant::now();
+            let opts = grokscope::report::Options { step_axis };
             let path = busy("drawing the report", || {
-                grokscope::report::report(&dir, force)
+                grokscope::report::report_with(&dir, force, &opts)
             })?;
             println!(
                 "report: {} ({:.1} s)",
+                path.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
+        Some(Command::Compare {
+            runs,
+            out,
+            force,
+            step_axis,
+        }) => {
+            let t0 = std::time::Instant::now();
+            let opts = grokscope::report::Options { step_axis };
+            let path = busy("comparing the runs", || {
+                grokscope::report::compare(&runs, &out, force, &opts)
+            })?;
+            println!(
+                "comparison: {} ({:.1} s; also compare.png, compare.svg, compare.csv)",
                 path.display(),
                 t0.elapsed().as_secs_f64()
             );

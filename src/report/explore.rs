@@ -1,15 +1,18 @@
-//! The sweep report's explorer: pick any cell (a value per axis) and see its run's curves,
-//! drawn in the browser from the sweep's `curves/` (embedded; no network).
+//! The sweep report's explorer: the phase diagrams as clickable tables, and for a clicked cell
+//! (or any value per axis) its runs' curves, drawn in the browser by uPlot from the sweep's
+//! `curves/` (embedded in the page; the script is in `html.rs`).
 
+use super::html::esc;
+use super::plot::tick_str;
+use crate::config::StepAxis;
 use crate::error::Result;
+use crate::metrics::Phase;
+use crate::sweep::results::Grid;
 use crate::metrics::Record;
 use crate::sweep::store::{self, RunRecord};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// At most this many points per curve are embedded (evenly thinned, the last kept).
-const MAX_POINTS: usize = 400;
 
 fn series(curve: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Value {
     Value::Array(
@@ -24,17 +27,8 @@ fn series(curve: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Value {
 }
 
 fn thin(curve: Vec<Record>) -> Vec<Record> {
-    if curve.len() <= MAX_POINTS {
-        return curve;
-    }
-    let k = curve.len().div_ceil(MAX_POINTS);
-    let last = curve.len() - 1;
-    curve
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % k == 0 || *i == last)
-        .map(|(_, r)| r)
-        .collect()
+    let keep = super::html::thin(curve.len());
+    keep.into_iter().map(|i| curve[i].clone()).collect()
 }
 
 fn cell(v: &Value) -> String {
@@ -44,15 +38,85 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// The explorer section (HTML with its script), or a note when no run has a curve.
+/// The phase grids as clickable tables (α upward, ξ rightward, each cell in its phase's
+/// colour with its code, a corner mark where seeds disagree).
+fn grid_tables(grids: &[Grid]) -> String {
+    let mut h = String::new();
+    for g in grids {
+        let title = if g.group.is_empty() {
+            "all runs".to_string()
+        } else {
+            g.group
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        h.push_str(&format!("<h3>{}</h3>\n<table class=\"grid\">\n", esc(&title)));
+        for (row, a) in g.alphas.iter().enumerate().rev() {
+            h.push_str(&format!(
+                "<tr><th>{}</th>",
+                if row + 1 == g.alphas.len() {
+                    format!("α ↑ {}", esc(&tick_str(a)))
+                } else {
+                    esc(&tick_str(a))
+                }
+            ));
+            for x in &g.xis {
+                match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
+                    Some(c) => {
+                        let (r, gr, b) = c.phase.rgb();
+                        let light = 0.299 * r as f64 + 0.587 * gr as f64 + 0.114 * b as f64 <= 140.0;
+                        let ids: Vec<String> = c.ids.iter().map(|i| i.to_string()).collect();
+                        h.push_str(&format!(
+                            "<td class=\"{}{}\" style=\"background:#{r:02x}{gr:02x}{b:02x}\" data-runs=\"{}\" title=\"α = {}, ξ = {}: {} ({} of {} runs agree)\">{}</td>",
+                            if light { "light" } else { "" },
+                            if c.agreement < 1.0 { " dis" } else { "" },
+                            ids.join(" "),
+                            esc(a),
+                            esc(x),
+                            esc(c.phase.name()),
+                            (c.agreement * c.runs as f64).round(),
+                            c.runs,
+                            c.phase.code()
+                        ));
+                    }
+                    None => h.push_str("<td title=\"not run\">··</td>"),
+                }
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("<tr><th></th>");
+        for x in &g.xis {
+            h.push_str(&format!("<th>{}</th>", esc(&tick_str(x))));
+        }
+        h.push_str("<th>ξ →</th></tr>\n</table>\n");
+    }
+    if !grids.is_empty() {
+        let codes: Vec<String> = Phase::ALL
+            .iter()
+            .map(|p| format!("{} {}", p.code(), esc(p.name())))
+            .collect();
+        h.push_str(&format!(
+            "<p>Codes: {}. A black corner: the cell's seeds disagree. Click a cell to see its runs' curves below.</p>\n",
+            codes.join(", ")
+        ));
+    }
+    h
+}
+
+/// The explorer section (HTML) and the data its script reads, or a note when no run has a
+/// curve.
 pub fn explorer(
     dir: &Path,
     axes: &[String],
     records: &BTreeMap<usize, RunRecord>,
-) -> Result<String> {
+    grids: &[Grid],
+) -> Result<(String, Value)> {
     let mut runs = Vec::new();
     let mut values: Vec<Vec<String>> = vec![Vec::new(); axes.len()];
     let mut missing = 0;
+    let mut steps_seen: Vec<u64> = Vec::new();
     for r in records.values() {
         // A missing curve is a run being trained again; a wrong one is an error.
         if !store::has_curve(dir, r.run) {
@@ -61,6 +125,9 @@ pub fn explorer(
         }
         let curve = store::read_checked_curve(dir, r)?;
         let curve = thin(curve);
+        if steps_seen.is_empty() {
+            steps_seen = curve.iter().map(|x| x.step).collect();
+        }
         let coords: Vec<String> = axes
             .iter()
             .map(|a| r.coords.get(a).map(cell).unwrap_or_default())
@@ -82,9 +149,11 @@ pub fn explorer(
             "clean": series(&curve, |x| x.clean_acc),
         }));
     }
+    let tables = grid_tables(grids);
     if runs.is_empty() {
-        return Ok(format!(
-            "<h2>Curves of a cell</h2><p>No run of this sweep has its curve ({missing} finished runs without curves/: written by a grokscope before curves were kept).</p>"
+        return Ok((
+            format!("<h2>Phase diagrams</h2>\n{tables}<h2>Curves of a cell</h2><p>No run of this sweep has its curve ({missing} finished runs without curves/: written by a grokscope before curves were kept).</p>"),
+            Value::Null,
         ));
     }
     for v in &mut values {
@@ -93,81 +162,19 @@ pub fn explorer(
             _ => a.cmp(b),
         });
     }
-    let data = json!({ "axes": axes, "values": values, "runs": runs });
-    // `</` cannot end the script early: JSON escapes it.
-    let data = data.to_string().replace("</", "<\\/");
-    Ok(format!(
-        "<h2 id=\"explore\">Curves of a cell</h2>\n<p>Pick a value of every axis to see that run's accuracies over training ({} runs with curves{}).</p>\n<div id=\"pickers\"></div>\n<p><label><input type=\"checkbox\" id=\"logx\" checked> log step axis</label> <span id=\"runinfo\"></span></p>\n<svg id=\"curves\" width=\"820\" height=\"380\" viewBox=\"0 0 820 380\" role=\"img\" aria-label=\"accuracy curves\"></svg>\n<script>\nconst SWEEP = {data};\n{SCRIPT}\n</script>\n",
-        runs.len(),
-        if missing > 0 {
-            format!("; {missing} without")
-        } else {
-            String::new()
-        }
+    let log_x = StepAxis::Auto.is_log(steps_seen.into_iter());
+    let data = json!({ "axes": axes, "values": values, "runs": runs, "log_x": log_x });
+    let heading = if grids.is_empty() { "" } else { "<h2>Phase diagrams</h2>\n" };
+    Ok((
+        format!(
+            "{heading}{tables}<h2 id=\"explore\">Curves of a cell</h2>\n<p>Click a cell of a phase diagram, or pick a value of every axis, to see its runs' accuracies over training ({} runs with curves{}).</p>\n<div id=\"pickers\" class=\"ctl\"></div>\n<p id=\"cell-info\"></p>\n<div id=\"cell-charts\" class=\"charts\"></div>\n",
+            runs.len(),
+            if missing > 0 {
+                format!("; {missing} without")
+            } else {
+                String::new()
+            }
+        ),
+        data,
     ))
 }
-
-const SCRIPT: &str = r##"(function () {
-  const S = SWEEP;
-  const picks = document.getElementById("pickers"), svg = document.getElementById("curves");
-  const info = document.getElementById("runinfo"), logx = document.getElementById("logx");
-  const sel = S.axes.map((a, i) => {
-    const l = document.createElement("label"); l.textContent = a + " ";
-    const s = document.createElement("select");
-    S.values[i].forEach(v => { const o = document.createElement("option"); o.value = o.textContent = v; s.appendChild(o); });
-    s.onchange = draw; l.appendChild(s); picks.appendChild(l); picks.appendChild(document.createTextNode("  "));
-    return s;
-  });
-  logx.onchange = draw;
-  const SER = [["train", "train", "#0072B2", ""], ["test", "test", "#D55E00", ""],
-    ["mem", "A_mem", "#009E73", "6 3"], ["inv", "A_inv", "#CC79A7", "2 3"], ["clean", "A_clean", "#7f7f7f", "8 3 2 3"]];
-  // SVG markup, set as the inline <svg>'s innerHTML (parsed as SVG by the browser).
-  let out = [];
-  const esc = v => String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
-  function el(n, a) {
-    const e = {n: n, a: a, t: null, textContent: null};
-    out.push(e); return e;
-  }
-  function flush() {
-    svg.innerHTML = out.map(e => "<" + e.n + Object.keys(e.a).map(k => " " + k + "=\"" + esc(e.a[k]) + "\"").join("") +
-      ">" + (e.textContent === null ? "" : esc(e.textContent)) + "</" + e.n + ">").join("");
-    out = [];
-  }
-  function draw() {
-    out = []; svg.innerHTML = "";
-    const want = sel.map(s => s.value);
-    const r = S.runs.find(x => x.coords.every((c, i) => c === want[i]));
-    if (!r) { info.textContent = "no finished run at this cell"; return; }
-    info.textContent = "run " + r.run + ": " + r.phase;
-    const L = 60, T = 15, W = 600, H = 320;
-    const lg = logx.checked, fx = s => lg ? Math.log10(Math.max(s, 1)) : s;
-    const xs = r.step.map(fx), x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1e-9);
-    const X = v => L + (fx(v) - x0) / (x1 - x0) * W, Y = v => T + (1 - v) * H;
-    for (let k = 0; k <= 5; k++) {
-      const v = k / 5;
-      el("line", {x1: L, x2: L + W, y1: Y(v), y2: Y(v), stroke: "#e5e5e5"});
-      el("text", {x: L - 6, y: Y(v) + 4, "text-anchor": "end", "font-size": 12}).textContent = v.toFixed(1);
-    }
-    const ticks = [];
-    if (lg) { for (let p = Math.floor(x0); p <= Math.ceil(x1); p++) ticks.push(Math.pow(10, p)); }
-    else { for (let k = 0; k <= 5; k++) ticks.push(Math.round(x0 + (x1 - x0) * k / 5)); }
-    ticks.forEach(s => { if (fx(s) < x0 - 1e-9 || fx(s) > x1 + 1e-9) return;
-      el("line", {x1: X(s), x2: X(s), y1: T, y2: T + H, stroke: "#e5e5e5"});
-      el("text", {x: X(s), y: T + H + 16, "text-anchor": "middle", "font-size": 12}).textContent = s; });
-    el("rect", {x: L, y: T, width: W, height: H, fill: "none", stroke: "#444"});
-    el("text", {x: L + W / 2, y: T + H + 34, "text-anchor": "middle", "font-size": 13}).textContent = "step" + (lg ? " (log)" : "");
-    el("text", {x: 16, y: T + H / 2, "text-anchor": "middle", "font-size": 13, transform: "rotate(-90 16 " + (T + H / 2) + ")"}).textContent = "accuracy";
-    let ly = T + 10;
-    SER.forEach(([key, name, col, dash]) => {
-      const pts = [];
-      r[key].forEach((v, i) => { if (v !== null) pts.push(X(r.step[i]).toFixed(1) + "," + Y(v).toFixed(1)); });
-      if (!pts.length) return;
-      el("polyline", {points: pts.join(" "), fill: "none", stroke: col, "stroke-width": 2, "stroke-dasharray": dash, "class": "series"});
-      el("line", {x1: L + W + 20, x2: L + W + 50, y1: ly, y2: ly, stroke: col, "stroke-width": 2, "stroke-dasharray": dash});
-      el("text", {x: L + W + 56, y: ly + 4, "font-size": 13}).textContent = name;
-      ly += 20;
-    });
-    flush();
-  }
-  draw();
-})();"##;

@@ -3,14 +3,18 @@
 //! Everything goes to `DIR/report/`; `report.html` embeds its PNGs as data URIs and links
 //! the SVGs beside it.
 
+mod compare;
+mod curves;
 mod explore;
 mod figure;
+pub mod html;
 pub mod grid;
 pub mod legend;
 pub mod plot;
 pub mod text;
 mod weights;
 
+pub use compare::compare;
 pub use figure::{save_figure, FigureFile, Panel, MAX_MODELS_SHOWN};
 
 /// The report page in `report/`.
@@ -23,9 +27,10 @@ use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{swap, RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use crate::sweep::store;
-use base64::Engine;
 use crate::config::StepAxis;
+use curves::{accuracy_lines, overlay_panels, steps_line, Overlay};
 use figure::{line, model_label, short_label, PANEL};
+use html::{Chart, Page};
 use grid::{Heatmap, PhaseGrid};
 use plot::*;
 use std::path::{Path, PathBuf};
@@ -98,61 +103,6 @@ pub fn report_with(path: &Path, force: bool, opts: &Options) -> Result<PathBuf> 
     }
     swap::swap_in(&tmp, &out)?;
     Ok(out.join(HTML))
-}
-
-fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64)> {
-    h.iter()
-        .filter_map(|r| f(r).map(|y| (r.step as f64, y)))
-        .collect()
-}
-
-/// The five accuracies of one model, each in its colour and stroke.
-fn accuracy_lines(h: &[Record]) -> Vec<Line> {
-    vec![
-        line("train", TRAIN, Dash::Solid, steps_line(h, |r| Some(r.train_acc))),
-        line("test", TEST, Dash::Solid, steps_line(h, |r| Some(r.test_acc))),
-        line("A_mem", MEM, Dash::Dashed, steps_line(h, |r| r.mem_acc)),
-        line("A_inv", INV, Dash::Dashed, steps_line(h, |r| r.inv_acc)),
-        line("A_clean", CLEAN, Dash::Dotted, steps_line(h, |r| r.clean_acc)),
-    ]
-}
-
-/// Test accuracy (solid) and A_mem (dashed) of several curves in one panel, and their
-/// training losses in a second, one colour per curve.
-pub(crate) fn overlay_panels<'a>(
-    curves: &[(String, &[Record])],
-    log_x: bool,
-    step: &'a str,
-) -> Vec<Panel<'a>> {
-    let mut acc = Vec::new();
-    let mut loss = Vec::new();
-    for (k, (label, h)) in curves.iter().enumerate() {
-        acc.push(line(&format!("{label}: test"), k, Dash::Solid, steps_line(h, |r| Some(r.test_acc))));
-        acc.push(line(&format!("{label}: A_mem"), k, Dash::Dashed, steps_line(h, |r| r.mem_acc)));
-        loss.push(line(label, k, Dash::Solid, steps_line(h, |r| Some(r.train_loss))));
-    }
-    vec![
-        Panel::Line(LineChart {
-            title: "test accuracy and A_mem".into(),
-            x_desc: step,
-            y_desc: "accuracy",
-            lines: acc,
-            log_x,
-            log_y: false,
-            y_range: Some((-0.02, 1.02)),
-            marks: vec![],
-        }),
-        Panel::Line(LineChart {
-            title: "training loss".into(),
-            x_desc: step,
-            y_desc: "loss",
-            lines: loss,
-            log_x,
-            log_y: true,
-            y_range: None,
-            marks: vec![],
-        }),
-    ]
 }
 
 /// The report of one run.
@@ -401,22 +351,71 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         weights::figures(&ctx, &mut figs)?;
     }
     let table = run_table(&specs, &history, th, hi);
-    let config = run.config_text()?;
-    write_html(
+    let config = shown_config(&run.config_text()?);
+    let mut sections = Vec::new();
+    let accuracy: Vec<Chart> = shown
+        .iter()
+        .map(|&i| curves::accuracy_chart(format!("accuracy, {}", model_label(&specs, i)), &history[i], log_x))
+        .collect();
+    sections.push((
+        "Accuracy over training".to_string(),
+        "Train and test accuracy, A_mem (corrupted examples, corrupted labels), A_inv (corrupted examples, true labels), A_clean (clean training examples).".to_string(),
+        accuracy,
+    ));
+    let labelled: Vec<(String, &[Record])> = shown
+        .iter()
+        .map(|&i| (short_label(&specs, i), history[i].as_slice()))
+        .collect();
+    let mut overlays = Vec::new();
+    if specs.len() > 1 {
+        overlays.push(curves::overlay_chart("test accuracy (solid) and A_mem (dashed), all models", Overlay::Accuracy, &labelled, log_x));
+    }
+    overlays.push(curves::overlay_chart("mean IPR of living neurons", Overlay::Ipr, &labelled, log_x));
+    sections.push((
+        "Models overlaid".to_string(),
+        "One colour per model.".to_string(),
+        overlays,
+    ));
+    sections.push((
+        "Loss".to_string(),
+        "Training loss (evaluation mode, whole training set), test loss, and the reference's logged batch loss (dashed).".to_string(),
+        shown
+            .iter()
+            .map(|&i| curves::loss_chart(format!("loss, {}", model_label(&specs, i)), &history[i], log_x))
+            .collect(),
+    ));
+    html::write(
         out,
-        &format!("grokscope report: {name}"),
-        &table,
-        &figs,
-        &config,
+        HTML,
+        &Page {
+            title: format!("grokscope report: {name}"),
+            summary: table,
+            sections,
+            extra: String::new(),
+            extra_data: serde_json::Value::Null,
+            figures: &figs,
+            fig_dir: out,
+            config: Some(config),
+        },
     )
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The run's config as the report shows it: without the table of the network it does not use
+/// (`[model.transformer]` of an MLP run).
+fn shown_config(text: &str) -> String {
+    let Ok(mut t) = text.parse::<toml::Table>() else {
+        return text.to_string();
+    };
+    if let Some(m) = t.get_mut("model").and_then(|m| m.as_table_mut()) {
+        let mlp = m.get("kind").and_then(|k| k.as_str()).is_none_or(|k| k == "mlp");
+        if mlp {
+            m.remove("transformer");
+        }
+    }
+    toml::to_string(&t).unwrap_or_else(|_| text.to_string())
 }
+
+use html::esc;
 
 fn fmt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())
@@ -572,52 +571,19 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
     if !grid_text.is_empty() {
         table.push_str(&format!("<pre>{}</pre>", esc(&grid_text)));
     }
-    table.push_str(&explore::explorer(dir, &axes, &records)?);
-    write_html(
+    let (extra, extra_data) = explore::explorer(dir, &axes, &records, &grids)?;
+    html::write(
         out,
-        &format!("grokscope sweep report: {name}"),
-        &table,
-        &figs,
-        &plan.spec,
+        HTML,
+        &Page {
+            title: format!("grokscope sweep report: {name}"),
+            summary: table,
+            sections: Vec::new(),
+            extra,
+            extra_data,
+            figures: &figs,
+            fig_dir: out,
+            config: Some(plan.spec.clone()),
+        },
     )
-}
-
-/// Writes `report.html`: the summary, every figure (PNG embedded as a data URI, SVG and PNG
-/// linked beside it) and the configuration.
-fn write_html(
-    out: &Path,
-    title: &str,
-    summary: &str,
-    figs: &[FigureFile],
-    config: &str,
-) -> Result<PathBuf> {
-    let mut h = String::new();
-    h.push_str(&format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\nbody{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}}\ntable{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}\nfigure{{margin:2em 0}}img{{max-width:100%;height:auto;border:1px solid #eee}}figcaption{{color:#444;margin-top:.4em}}pre{{background:#f7f7f7;padding:1em;overflow:auto}}\n</style></head>\n<body>\n<h1>{}</h1>\n<p>Written by grokscope {}. Figures: {}.</p>\n<h2>Summary</h2>\n{}\n<h2>Figures</h2>\n",
-        esc(title),
-        esc(title),
-        env!("CARGO_PKG_VERSION"),
-        figs.len(),
-        summary
-    ));
-    for f in figs {
-        let png = std::fs::read(out.join(format!("{}.png", f.name)))
-            .map_err(|e| Error::io(out.join(format!("{}.png", f.name)), e))?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(png);
-        h.push_str(&format!(
-            "<figure id=\"{n}\"><img src=\"data:image/png;base64,{b64}\" width=\"{w}\" height=\"{ht}\" alt=\"{t}\">\n<figcaption><b>{t}.</b> {c} <a href=\"{n}.svg\">SVG</a> · <a href=\"{n}.png\">PNG</a></figcaption></figure>\n",
-            n = f.name,
-            w = f.width,
-            ht = f.height,
-            t = esc(&f.title),
-            c = esc(&f.caption)
-        ));
-    }
-    h.push_str(&format!(
-        "<h2>Configuration</h2>\n<pre>{}</pre>\n<script>\nwindow.addEventListener('load', function () {{\n  var n = 0;\n  for (var i = 0; i < document.images.length; i++) {{ var im = document.images[i]; if (im.complete && im.naturalWidth > 0) n++; }}\n  document.body.setAttribute('data-figures-loaded', String(n));\n}});\n</script>\n</body></html>\n",
-        esc(config)
-    ));
-    let path = out.join(HTML);
-    crate::rundir::atomic_write(&path, h.as_bytes())?;
-    Ok(path)
 }

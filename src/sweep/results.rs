@@ -72,6 +72,8 @@ pub struct GridCell {
     /// Share of the cell's runs (seeds) in the majority phase.
     pub agreement: f64,
     pub runs: usize,
+    /// The cell's run ids.
+    pub ids: Vec<usize>,
     pub test_acc: f64,
     pub mem_acc: Option<f64>,
 }
@@ -151,6 +153,7 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
                         phase,
                         agreement: n as f64 / k,
                         runs: runs.len(),
+                        ids: runs.iter().map(|r| r.run).collect(),
                         test_acc: runs.iter().map(|r| r.last.test_acc).sum::<f64>() / k,
                         mem_acc: (!mems.is_empty())
                             .then(|| mems.iter().sum::<f64>() / mems.len() as f64),
@@ -187,13 +190,9 @@ pub fn grid_text(grids: &[Grid]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        s.push_str(&format!("\n{title}\n{:>8} | ξ →\n", "α ↓"));
-        s.push_str(&format!("{:>8} |", ""));
-        for x in &g.xis {
-            s.push_str(&format!(" {:>5}", trim(x)));
-        }
-        s.push('\n');
-        for a in &g.alphas {
+        // α grows upward, as in the figure (phase_grid.png).
+        s.push_str(&format!("\n{title}\n{:>8} |\n", "α ↑"));
+        for a in g.alphas.iter().rev() {
             s.push_str(&format!("{:>8} |", trim(a)));
             for x in &g.xis {
                 match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
@@ -207,6 +206,13 @@ pub fn grid_text(grids: &[Grid]) -> String {
             }
             s.push('\n');
         }
+        s.push_str(&format!("{:>8} +", ""));
+        s.push_str(&"-".repeat(6 * g.xis.len()));
+        s.push_str(&format!("\n{:>8}  ", ""));
+        for x in &g.xis {
+            s.push_str(&format!(" {:>5}", trim(x)));
+        }
+        s.push_str("  ξ →\n");
     }
     s
 }
