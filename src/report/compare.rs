@@ -186,7 +186,9 @@ pub fn compare(args: &[PathBuf], out: &Path, force: bool, opts: &Options) -> Res
     let note = if curves.len() > MAX_CURVES {
         let n = curves.len();
         curves.truncate(MAX_CURVES);
-        format!(" The first {MAX_CURVES} of {n} curves are shown (name models as DIR:0,2 to choose).")
+        format!(
+            " The first {MAX_CURVES} of {n} curves are shown (name models as DIR:0,2 to choose)."
+        )
     } else {
         String::new()
     };
@@ -250,7 +252,12 @@ fn write(curves: &[Curve], dir: &Path, opts: &Options, note: &str) -> Result<()>
                         log_x,
                     ),
                     curves::overlay_chart("training loss", Overlay::Loss, &labelled, log_x),
-                    curves::overlay_chart("mean IPR of living neurons", Overlay::Ipr, &labelled, log_x),
+                    curves::overlay_chart(
+                        "mean IPR of living neurons",
+                        Overlay::Ipr,
+                        &labelled,
+                        log_x,
+                    ),
                 ],
             )],
             extra: String::new(),

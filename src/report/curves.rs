@@ -15,11 +15,26 @@ pub(crate) fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Ve
 /// The five accuracies of one model, each in its colour and stroke.
 pub(crate) fn accuracy_lines(h: &[Record]) -> Vec<Line> {
     vec![
-        line("train", TRAIN, Dash::Solid, steps_line(h, |r| Some(r.train_acc))),
-        line("test", TEST, Dash::Solid, steps_line(h, |r| Some(r.test_acc))),
+        line(
+            "train",
+            TRAIN,
+            Dash::Solid,
+            steps_line(h, |r| Some(r.train_acc)),
+        ),
+        line(
+            "test",
+            TEST,
+            Dash::Solid,
+            steps_line(h, |r| Some(r.test_acc)),
+        ),
         line("A_mem", MEM, Dash::Dashed, steps_line(h, |r| r.mem_acc)),
         line("A_inv", INV, Dash::Dashed, steps_line(h, |r| r.inv_acc)),
-        line("A_clean", CLEAN, Dash::Dotted, steps_line(h, |r| r.clean_acc)),
+        line(
+            "A_clean",
+            CLEAN,
+            Dash::Dotted,
+            steps_line(h, |r| r.clean_acc),
+        ),
     ]
 }
 
@@ -33,9 +48,24 @@ pub(crate) fn overlay_panels<'a>(
     let mut acc = Vec::new();
     let mut loss = Vec::new();
     for (k, (label, h)) in curves.iter().enumerate() {
-        acc.push(line(&format!("{label}: test"), k, Dash::Solid, steps_line(h, |r| Some(r.test_acc))));
-        acc.push(line(&format!("{label}: A_mem"), k, Dash::Dashed, steps_line(h, |r| r.mem_acc)));
-        loss.push(line(label, k, Dash::Solid, steps_line(h, |r| Some(r.train_loss))));
+        acc.push(line(
+            &format!("{label}: test"),
+            k,
+            Dash::Solid,
+            steps_line(h, |r| Some(r.test_acc)),
+        ));
+        acc.push(line(
+            &format!("{label}: A_mem"),
+            k,
+            Dash::Dashed,
+            steps_line(h, |r| r.mem_acc),
+        ));
+        loss.push(line(
+            label,
+            k,
+            Dash::Solid,
+            steps_line(h, |r| Some(r.train_loss)),
+        ));
     }
     vec![
         Panel::Line(LineChart {
@@ -61,12 +91,17 @@ pub(crate) fn overlay_panels<'a>(
     ]
 }
 
-
 fn xs(h: &[Record]) -> Vec<f64> {
     h.iter().map(|r| r.step as f64).collect()
 }
 
-fn series(label: &str, color: usize, dash: Dash, h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Series {
+fn series(
+    label: &str,
+    color: usize,
+    dash: Dash,
+    h: &[Record],
+    f: impl Fn(&Record) -> Option<f64>,
+) -> Series {
     Series {
         label: label.to_string(),
         color: PALETTE[color % PALETTE.len()],
@@ -116,7 +151,10 @@ pub(crate) fn loss_chart(title: String, h: &[Record], log_x: bool) -> Chart {
 /// Values of several curves on the union of their steps (`None` where a curve has no
 /// evaluation).
 fn union(curves: &[(String, &[Record])]) -> Vec<u64> {
-    let mut steps: Vec<u64> = curves.iter().flat_map(|c| c.1.iter().map(|r| r.step)).collect();
+    let mut steps: Vec<u64> = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|r| r.step))
+        .collect();
     steps.sort_unstable();
     steps.dedup();
     steps
@@ -136,7 +174,12 @@ fn aligned(steps: &[u64], h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> V
 
 /// Curves overlaid, one colour per curve: `what` = test accuracy and A_mem, mean IPR, or
 /// training loss.
-pub(crate) fn overlay_chart(title: &str, what: Overlay, curves: &[(String, &[Record])], log_x: bool) -> Chart {
+pub(crate) fn overlay_chart(
+    title: &str,
+    what: Overlay,
+    curves: &[(String, &[Record])],
+    log_x: bool,
+) -> Chart {
     let steps = union(curves);
     let mut out = Vec::new();
     for (k, (label, h)) in curves.iter().enumerate() {

@@ -7,8 +7,8 @@ use super::plot::tick_str;
 use crate::config::StepAxis;
 use crate::error::Result;
 use crate::metrics::Phase;
-use crate::sweep::results::Grid;
 use crate::metrics::Record;
+use crate::sweep::results::Grid;
 use crate::sweep::store::{self, RunRecord};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -52,7 +52,10 @@ fn grid_tables(grids: &[Grid]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        h.push_str(&format!("<h3>{}</h3>\n<table class=\"grid\">\n", esc(&title)));
+        h.push_str(&format!(
+            "<h3>{}</h3>\n<table class=\"grid\">\n",
+            esc(&title)
+        ));
         for (row, a) in g.alphas.iter().enumerate().rev() {
             h.push_str(&format!(
                 "<tr><th>{}</th>",
@@ -66,7 +69,8 @@ fn grid_tables(grids: &[Grid]) -> String {
                 match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
                     Some(c) => {
                         let (r, gr, b) = c.phase.rgb();
-                        let light = 0.299 * r as f64 + 0.587 * gr as f64 + 0.114 * b as f64 <= 140.0;
+                        let light =
+                            0.299 * r as f64 + 0.587 * gr as f64 + 0.114 * b as f64 <= 140.0;
                         let ids: Vec<String> = c.ids.iter().map(|i| i.to_string()).collect();
                         h.push_str(&format!(
                             "<td class=\"{}{}\" style=\"background:#{r:02x}{gr:02x}{b:02x}\" data-runs=\"{}\" title=\"α = {}, ξ = {}: {} ({} of {} runs agree)\">{}</td>",
@@ -164,7 +168,11 @@ pub fn explorer(
     }
     let log_x = StepAxis::Auto.is_log(steps_seen.into_iter());
     let data = json!({ "axes": axes, "values": values, "runs": runs, "log_x": log_x });
-    let heading = if grids.is_empty() { "" } else { "<h2>Phase diagrams</h2>\n" };
+    let heading = if grids.is_empty() {
+        ""
+    } else {
+        "<h2>Phase diagrams</h2>\n"
+    };
     Ok((
         format!(
             "{heading}{tables}<h2 id=\"explore\">Curves of a cell</h2>\n<p>Click a cell of a phase diagram, or pick a value of every axis, to see its runs' accuracies over training ({} runs with curves{}).</p>\n<div id=\"pickers\" class=\"ctl\"></div>\n<p id=\"cell-info\"></p>\n<div id=\"cell-charts\" class=\"charts\"></div>\n",

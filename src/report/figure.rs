@@ -139,7 +139,8 @@ pub fn short_label(specs: &[ModelSpec], i: usize) -> String {
     let s = &specs[i];
     let differs = |f: &dyn Fn(&ModelSpec) -> String| specs.iter().any(|o| f(o) != f(s));
     let mut parts = Vec::new();
-    let keys: [(&str, &dyn Fn(&ModelSpec) -> String); 5] = [
+    type Key<'a> = (&'a str, &'a dyn Fn(&ModelSpec) -> String);
+    let keys: [Key; 5] = [
         ("ξ", &|m| m.corruption.to_string()),
         ("wd", &|m| m.weight_decay.to_string()),
         ("q", &|m| m.dropout.to_string()),

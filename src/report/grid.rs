@@ -63,7 +63,14 @@ fn cells<'a, DB: DrawingBackend + 'a>(
     y_desc: &str,
     xl: &[String],
     yl: &[String],
-) -> Result<ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>, String> {
+) -> Result<
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    String,
+> {
     let (nx, ny) = (xl.len().max(1), yl.len().max(1));
     let mut c = ChartBuilder::on(area)
         .margin(6)
@@ -107,7 +114,13 @@ impl Heatmap<'_> {
             .map_err(pe)?;
         let (area, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 78);
         colorbar(&bar, &self.bar)?;
-        let mut c = cells(&area, self.x_desc, self.y_desc, &self.x_labels, &self.y_labels)?;
+        let mut c = cells(
+            &area,
+            self.x_desc,
+            self.y_desc,
+            &self.x_labels,
+            &self.y_labels,
+        )?;
         c.draw_series(self.values.iter().enumerate().flat_map(|(r, row)| {
             row.iter().enumerate().map(move |(col, &v)| {
                 let color = if v.is_finite() {
@@ -204,7 +217,13 @@ impl PhaseGrid<'_> {
         let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 190);
         let xl: Vec<String> = self.xis.iter().map(|s| tick_str(s)).collect();
         let yl: Vec<String> = self.alphas.iter().map(|s| tick_str(s)).collect();
-        let mut c = cells(&main, "corruption fraction ξ", "training fraction α", &xl, &yl)?;
+        let mut c = cells(
+            &main,
+            "corruption fraction ξ",
+            "training fraction α",
+            &xl,
+            &yl,
+        )?;
         // Cell size in pixels decides the code's size.
         let (p0, p1) = (c.backend_coord(&(0.0, 0.0)), c.backend_coord(&(1.0, 1.0)));
         let cell = (p1.0 - p0.0).abs().min((p1.1 - p0.1).abs());
@@ -251,7 +270,11 @@ impl PhaseGrid<'_> {
                 .draw(&Rectangle::new([(8, y), (34, y + 19)], col.filled()))
                 .map_err(pe)?;
             legend
-                .draw(&Text::new(p.code(), (21, y + 10), centred(LABEL - 2.0, ink_on(col))))
+                .draw(&Text::new(
+                    p.code(),
+                    (21, y + 10),
+                    centred(LABEL - 2.0, ink_on(col)),
+                ))
                 .map_err(pe)?;
             legend
                 .draw(&Text::new(
@@ -266,10 +289,16 @@ impl PhaseGrid<'_> {
         }
         let y = 44 + row * Phase::ALL.len() as i32 + 6;
         legend
-            .draw(&Rectangle::new([(8, y), (34, y + 19)], RGBColor(200, 200, 200).filled()))
+            .draw(&Rectangle::new(
+                [(8, y), (34, y + 19)],
+                RGBColor(200, 200, 200).filled(),
+            ))
             .map_err(pe)?;
         legend
-            .draw(&Polygon::new(vec![(34, y), (24, y), (34, y + 10)], BLACK.filled()))
+            .draw(&Polygon::new(
+                vec![(34, y), (24, y), (34, y + 10)],
+                BLACK.filled(),
+            ))
             .map_err(pe)?;
         legend
             .draw(&Text::new(

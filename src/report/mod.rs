@@ -7,8 +7,8 @@ mod compare;
 mod curves;
 mod explore;
 mod figure;
-pub mod html;
 pub mod grid;
+pub mod html;
 pub mod legend;
 pub mod plot;
 pub mod text;
@@ -22,16 +22,16 @@ const HTML: &str = "report.html";
 
 use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
+use crate::config::StepAxis;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{swap, RunDir, REPORT};
 use crate::sweep::results::{phase_grids, Grid, GridCell};
 use crate::sweep::store;
-use crate::config::StepAxis;
 use curves::{accuracy_lines, overlay_panels, steps_line, Overlay};
 use figure::{line, model_label, short_label, PANEL};
-use html::{Chart, Page};
 use grid::{Heatmap, PhaseGrid};
+use html::{Chart, Page};
 use plot::*;
 use std::path::{Path, PathBuf};
 
@@ -237,9 +237,24 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
             x_desc: step,
             y_desc: &loss_label,
             lines: vec![
-                line("train", TRAIN, Dash::Solid, steps_line(h, |r| Some(r.train_loss))),
-                line("test", TEST, Dash::Solid, steps_line(h, |r| Some(r.test_loss))),
-                line("train batch", 5, Dash::Dashed, steps_line(h, |r| r.batch_loss)),
+                line(
+                    "train",
+                    TRAIN,
+                    Dash::Solid,
+                    steps_line(h, |r| Some(r.train_loss)),
+                ),
+                line(
+                    "test",
+                    TEST,
+                    Dash::Solid,
+                    steps_line(h, |r| Some(r.test_loss)),
+                ),
+                line(
+                    "train batch",
+                    5,
+                    Dash::Dashed,
+                    steps_line(h, |r| r.batch_loss),
+                ),
             ],
             log_x,
             log_y: true,
@@ -334,7 +349,10 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     // Figures from the weights.
     let phases: Vec<_> = history
         .iter()
-        .map(|h| h.last().map_or(crate::metrics::Phase::Confusion, |r| r.phase(th)))
+        .map(|h| {
+            h.last()
+                .map_or(crate::metrics::Phase::Confusion, |r| r.phase(th))
+        })
         .collect();
     let ctx = weights::Ctx {
         run: &run,
@@ -355,7 +373,13 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     let mut sections = Vec::new();
     let accuracy: Vec<Chart> = shown
         .iter()
-        .map(|&i| curves::accuracy_chart(format!("accuracy, {}", model_label(&specs, i)), &history[i], log_x))
+        .map(|&i| {
+            curves::accuracy_chart(
+                format!("accuracy, {}", model_label(&specs, i)),
+                &history[i],
+                log_x,
+            )
+        })
         .collect();
     sections.push((
         "Accuracy over training".to_string(),
@@ -368,9 +392,19 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         .collect();
     let mut overlays = Vec::new();
     if specs.len() > 1 {
-        overlays.push(curves::overlay_chart("test accuracy (solid) and A_mem (dashed), all models", Overlay::Accuracy, &labelled, log_x));
+        overlays.push(curves::overlay_chart(
+            "test accuracy (solid) and A_mem (dashed), all models",
+            Overlay::Accuracy,
+            &labelled,
+            log_x,
+        ));
     }
-    overlays.push(curves::overlay_chart("mean IPR of living neurons", Overlay::Ipr, &labelled, log_x));
+    overlays.push(curves::overlay_chart(
+        "mean IPR of living neurons",
+        Overlay::Ipr,
+        &labelled,
+        log_x,
+    ));
     sections.push((
         "Models overlaid".to_string(),
         "One colour per model.".to_string(),
@@ -407,7 +441,10 @@ fn shown_config(text: &str) -> String {
         return text.to_string();
     };
     if let Some(m) = t.get_mut("model").and_then(|m| m.as_table_mut()) {
-        let mlp = m.get("kind").and_then(|k| k.as_str()).is_none_or(|k| k == "mlp");
+        let mlp = m
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .is_none_or(|k| k == "mlp");
         if mlp {
             m.remove("transformer");
         }
@@ -439,8 +476,12 @@ fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], th: Thresholds, hi: f
             step(d.first_mem_acc_hi), step(d.last_mem_acc_drop)
         ));
     }
-    t.push_str("</table><p>Steps: the first evaluation at which an accuracy reached the threshold hi = ");
-    t.push_str(&format!("{hi} (— never), and the last at which A_mem fell below it after having reached it.</p>"));
+    t.push_str(
+        "</table><p>Steps: the first evaluation at which an accuracy reached the threshold hi = ",
+    );
+    t.push_str(&format!(
+        "{hi} (— never), and the last at which A_mem fell below it after having reached it.</p>"
+    ));
     t
 }
 

@@ -274,7 +274,11 @@ where
         .y_labels(7)
         .x_desc(x_desc)
         .y_desc(y_desc)
-        .label_style(("sans-serif", LABEL).into_font().color(&RGBColor(50, 50, 50)))
+        .label_style(
+            ("sans-serif", LABEL)
+                .into_font()
+                .color(&RGBColor(50, 50, 50)),
+        )
         .axis_desc_style(("sans-serif", DESC))
         .x_label_formatter(xf)
         .y_label_formatter(yf)
@@ -333,13 +337,17 @@ fn fit(r: Option<(f64, f64)>, log: bool, pad: bool) -> (f64, f64) {
     }
 }
 
+/// Lays a chart out on an area (and draws it when asked): its plot rectangle and data pixels.
+type Layout<'l, DB> =
+    dyn FnMut(&DrawingArea<DB, Shift>, bool) -> Result<(Rect, Vec<Rect>), String> + 'l;
+
 /// The legend of a panel: inside the plot where no data lies under it, else in a column at
 /// the right; `draw` builds the chart on the area it is given and returns its plot rectangle
 /// and data pixels without drawing; `finish` draws it.
 fn with_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     entries: &[Entry],
-    layout: &mut dyn FnMut(&DrawingArea<DB, Shift>, bool) -> Result<(Rect, Vec<Rect>), String>,
+    layout: &mut Layout<DB>,
 ) -> Result<Drawn, String> {
     let size = legend::size(entries);
     let (w, _) = area.dim_in_pixel();
@@ -438,7 +446,12 @@ impl LineChart<'_> {
             .collect()
     }
 
-    fn draw_in<DB, XR, YR>(&self, area: &DrawingArea<DB, Shift>, xr: XR, yr: YR) -> Result<Drawn, String>
+    fn draw_in<DB, XR, YR>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        xr: XR,
+        yr: YR,
+    ) -> Result<Drawn, String>
     where
         DB: DrawingBackend,
         XR: AsRangedCoord<Value = f64> + Clone,
@@ -462,78 +475,83 @@ impl LineChart<'_> {
             (r.start, r.end)
         };
         let row_h = 17;
-        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
-            let probe = frame(a, xr.clone(), yr.clone(), 0)?;
-            let px: Vec<i32> = marks.iter().map(|m| probe.backend_coord(&(m.x, ylo)).0).collect();
-            let labels: Vec<&str> = marks.iter().map(|m| m.label.as_str()).collect();
-            let (rows, n_rows) = mark_rows(&labels, &px);
-            let mut c = frame(a, xr.clone(), yr.clone(), (n_rows as i32 * row_h) as u32)?;
-            let plot = plot_rect(&c);
-            let mut data = Vec::new();
-            let pts: Vec<Vec<(f64, f64)>> = self
-                .lines
-                .iter()
-                .map(|l| {
-                    l.points
-                        .iter()
-                        .copied()
-                        .filter(|p| {
-                            p.1.is_finite() && (!self.log_y || p.1 > 0.0) && (!self.log_x || p.0 > 0.0)
-                        })
-                        .map(|(x, y)| (x, y.clamp(ylo, yhi)))
-                        .collect()
-                })
-                .collect();
-            for p in &pts {
-                let px: Vec<(i32, i32)> = p.iter().map(|q| c.backend_coord(q)).collect();
-                trace(&px, &mut data);
-            }
-            if !paint {
-                return Ok((plot, data));
-            }
-            let xspan = xhi - xlo;
-            let yspan = yhi - ylo;
-            let (lx, ly) = (self.log_x, self.log_y);
-            let xf = move |v: &f64| if lx { log_tick(*v) } else { tick(*v, xspan) };
-            let yf = move |v: &f64| if ly { log_tick(*v) } else { tick(*v, yspan) };
-            mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
-            for (m, (row, x)) in marks.iter().zip(rows.iter().zip(&px)) {
-                c.draw_series(DashedLineSeries::new(
-                    vec![(m.x, ylo), (m.x, yhi)],
-                    2,
-                    3,
-                    m.color.mix(0.9).stroke_width(1),
-                ))
-                .map_err(pe)?;
-                let y = plot.y0 - 3 - row_h * *row as i32;
-                let (bx, by) = a.get_base_pixel();
-                a.draw(&Text::new(
-                    m.label.clone(),
-                    (*x - bx, y - by),
-                    ("sans-serif", LABEL - 1.0)
-                        .into_font()
-                        .color(&m.color)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                ))
-                .map_err(pe)?;
-            }
-            for (l, p) in self.lines.iter().zip(pts) {
-                let style = l.color.stroke_width(2);
-                match l.dash {
-                    Dash::Solid => c.draw_series(LineSeries::new(p, style)).map(|_| ()),
-                    d => {
-                        let (on, off) = d.pattern();
-                        c.draw_series(DashedLineSeries::new(p, on as u32, off as u32, style))
-                            .map(|_| ())
-                    }
+        let mut layout =
+            |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+                let probe = frame(a, xr.clone(), yr.clone(), 0)?;
+                let px: Vec<i32> = marks
+                    .iter()
+                    .map(|m| probe.backend_coord(&(m.x, ylo)).0)
+                    .collect();
+                let labels: Vec<&str> = marks.iter().map(|m| m.label.as_str()).collect();
+                let (rows, n_rows) = mark_rows(&labels, &px);
+                let mut c = frame(a, xr.clone(), yr.clone(), (n_rows as i32 * row_h) as u32)?;
+                let plot = plot_rect(&c);
+                let mut data = Vec::new();
+                let pts: Vec<Vec<(f64, f64)>> = self
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        l.points
+                            .iter()
+                            .copied()
+                            .filter(|p| {
+                                p.1.is_finite()
+                                    && (!self.log_y || p.1 > 0.0)
+                                    && (!self.log_x || p.0 > 0.0)
+                            })
+                            .map(|(x, y)| (x, y.clamp(ylo, yhi)))
+                            .collect()
+                    })
+                    .collect();
+                for p in &pts {
+                    let px: Vec<(i32, i32)> = p.iter().map(|q| c.backend_coord(q)).collect();
+                    trace(&px, &mut data);
                 }
-                .map_err(pe)?;
-            }
-            Ok((plot, data))
-        };
+                if !paint {
+                    return Ok((plot, data));
+                }
+                let xspan = xhi - xlo;
+                let yspan = yhi - ylo;
+                let (lx, ly) = (self.log_x, self.log_y);
+                let xf = move |v: &f64| if lx { log_tick(*v) } else { tick(*v, xspan) };
+                let yf = move |v: &f64| if ly { log_tick(*v) } else { tick(*v, yspan) };
+                mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
+                for (m, (row, x)) in marks.iter().zip(rows.iter().zip(&px)) {
+                    c.draw_series(DashedLineSeries::new(
+                        vec![(m.x, ylo), (m.x, yhi)],
+                        2,
+                        3,
+                        m.color.mix(0.9).stroke_width(1),
+                    ))
+                    .map_err(pe)?;
+                    let y = plot.y0 - 3 - row_h * *row as i32;
+                    let (bx, by) = a.get_base_pixel();
+                    a.draw(&Text::new(
+                        m.label.clone(),
+                        (*x - bx, y - by),
+                        ("sans-serif", LABEL - 1.0)
+                            .into_font()
+                            .color(&m.color)
+                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    ))
+                    .map_err(pe)?;
+                }
+                for (l, p) in self.lines.iter().zip(pts) {
+                    let style = l.color.stroke_width(2);
+                    match l.dash {
+                        Dash::Solid => c.draw_series(LineSeries::new(p, style)).map(|_| ()),
+                        d => {
+                            let (on, off) = d.pattern();
+                            c.draw_series(DashedLineSeries::new(p, on as u32, off as u32, style))
+                                .map(|_| ())
+                        }
+                    }
+                    .map_err(pe)?;
+                }
+                Ok((plot, data))
+            };
         with_legend(area, &self.entries(), &mut layout)
     }
-
 }
 
 /// Side-by-side bars: one group per bin, one bar per series.
@@ -567,7 +585,13 @@ impl BarChart<'_> {
         }
     }
 
-    fn draw_in<DB, YR>(&self, area: &DrawingArea<DB, Shift>, xr: std::ops::Range<f64>, yr: YR, floor: f64) -> Result<Drawn, String>
+    fn draw_in<DB, YR>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        xr: std::ops::Range<f64>,
+        yr: YR,
+        floor: f64,
+    ) -> Result<Drawn, String>
     where
         DB: DrawingBackend,
         YR: AsRangedCoord<Value = f64> + Clone,
@@ -579,11 +603,17 @@ impl BarChart<'_> {
             .iter()
             .enumerate()
             .flat_map(|(j, (_, color, vals))| {
-                vals.iter().enumerate().filter(|(_, v)| **v > floor).map(move |(i, &v)| {
-                    let (a, b) = (self.edges[i], self.edges[i + 1]);
-                    let w = (b - a) / k;
-                    (*color, [(a + w * j as f64, floor), (a + w * (j as f64 + 0.9), v)])
-                })
+                vals.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > floor)
+                    .map(move |(i, &v)| {
+                        let (a, b) = (self.edges[i], self.edges[i + 1]);
+                        let w = (b - a) / k;
+                        (
+                            *color,
+                            [(a + w * j as f64, floor), (a + w * (j as f64 + 0.9), v)],
+                        )
+                    })
             })
             .filter(|(_, r)| r[1].1.is_finite())
             .collect();
@@ -597,29 +627,30 @@ impl BarChart<'_> {
             .collect();
         let span = xr.end - xr.start;
         let log = self.log_y;
-        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
-            let mut c = frame(a, xr.clone(), yr.clone(), 0)?;
-            let data = bars
-                .iter()
-                .map(|(_, r)| {
-                    let (p, q) = (c.backend_coord(&r[0]), c.backend_coord(&r[1]));
-                    Rect {
-                        x0: p.0.min(q.0),
-                        y0: p.1.min(q.1),
-                        x1: p.0.max(q.0) + 1,
-                        y1: p.1.max(q.1) + 1,
-                    }
-                })
-                .collect();
-            if paint {
-                let xf = move |v: &f64| tick(*v, span);
-                let yf = move |v: &f64| if log { log_tick(*v) } else { tick(*v, 6.0) };
-                mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
-                c.draw_series(bars.iter().map(|(col, r)| Rectangle::new(*r, col.filled())))
-                    .map_err(pe)?;
-            }
-            Ok((plot_rect(&c), data))
-        };
+        let mut layout =
+            |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+                let mut c = frame(a, xr.clone(), yr.clone(), 0)?;
+                let data = bars
+                    .iter()
+                    .map(|(_, r)| {
+                        let (p, q) = (c.backend_coord(&r[0]), c.backend_coord(&r[1]));
+                        Rect {
+                            x0: p.0.min(q.0),
+                            y0: p.1.min(q.1),
+                            x1: p.0.max(q.0) + 1,
+                            y1: p.1.max(q.1) + 1,
+                        }
+                    })
+                    .collect();
+                if paint {
+                    let xf = move |v: &f64| tick(*v, span);
+                    let yf = move |v: &f64| if log { log_tick(*v) } else { tick(*v, 6.0) };
+                    mesh(&mut c, self.x_desc, self.y_desc, &xf, &yf)?;
+                    c.draw_series(bars.iter().map(|(col, r)| Rectangle::new(*r, col.filled())))
+                        .map_err(pe)?;
+                }
+                Ok((plot_rect(&c), data))
+            };
         with_legend(area, &entries, &mut layout)
     }
 }
@@ -643,28 +674,31 @@ impl Scatter<'_> {
             key: Key::Dot(PALETTE[0]),
             label: self.label.clone(),
         }];
-        let mut layout = |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
-            let mut c = frame(a, 0.0..1.0, y0.min(0.0)..y1, 0)?;
-            let data = self
-                .points
-                .iter()
-                .map(|p| {
-                    let (x, y) = c.backend_coord(p);
-                    Rect::point(x, y).grow(3)
-                })
-                .collect();
-            if paint {
-                let ys = y1 - y0.min(0.0);
-                mesh(&mut c, self.x_desc, self.y_desc, &|v| tick(*v, 1.0), &|v| tick(*v, ys))?;
-                c.draw_series(
-                    self.points
-                        .iter()
-                        .map(|&p| Circle::new(p, 3, PALETTE[0].mix(0.6).filled())),
-                )
-                .map_err(pe)?;
-            }
-            Ok((plot_rect(&c), data))
-        };
+        let mut layout =
+            |a: &DrawingArea<DB, Shift>, paint: bool| -> Result<(Rect, Vec<Rect>), String> {
+                let mut c = frame(a, 0.0..1.0, y0.min(0.0)..y1, 0)?;
+                let data = self
+                    .points
+                    .iter()
+                    .map(|p| {
+                        let (x, y) = c.backend_coord(p);
+                        Rect::point(x, y).grow(3)
+                    })
+                    .collect();
+                if paint {
+                    let ys = y1 - y0.min(0.0);
+                    mesh(&mut c, self.x_desc, self.y_desc, &|v| tick(*v, 1.0), &|v| {
+                        tick(*v, ys)
+                    })?;
+                    c.draw_series(
+                        self.points
+                            .iter()
+                            .map(|&p| Circle::new(p, 3, PALETTE[0].mix(0.6).filled())),
+                    )
+                    .map_err(pe)?;
+                }
+                Ok((plot_rect(&c), data))
+            };
         with_legend(&area, &entries, &mut layout)
     }
 }

@@ -193,7 +193,11 @@ impl<B: DrawingBackend> DrawingBackend for Crisp<B> {
         self.inner.blit_bitmap(pos, wh, src)
     }
 
-    fn estimate_text_size<S: BackendTextStyle>(&self, text: &str, s: &S) -> Result<(u32, u32), E<B>> {
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        s: &S,
+    ) -> Result<(u32, u32), E<B>> {
         let w = advance(text, s.size(), matches!(s.style(), FontStyle::Bold));
         Ok((w.ceil() as u32, em(s.size()).ceil() as u32))
     }

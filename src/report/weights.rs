@@ -6,11 +6,11 @@
 use super::figure::{bin_rows, line, model_label, save_figure, FigureFile, Panel, PANEL};
 use super::grid::Heatmap;
 use super::plot::*;
-use crate::metrics::Phase;
 use crate::analysis::neurons::{analyze_neurons, NeuronRow};
 use crate::analysis::prune::{Order, PrunePoint};
 use crate::config::ModelSpec;
 use crate::error::Result;
+use crate::metrics::Phase;
 use crate::model::ipr::Ipr;
 use crate::rundir::RunDir;
 use std::path::Path;
@@ -36,7 +36,11 @@ fn heat(title: String, y_desc: &'static str, p: usize, rows: Vec<Vec<f64>>) -> P
     let rows: Vec<Vec<f64>> = rows
         .into_iter()
         .map(|r| {
-            let m = r.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+            let m = r
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max);
             if m > 0.0 {
                 r.iter().map(|v| v / m).collect()
             } else {
@@ -142,8 +146,7 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         let (Some(&k_hi), Some(&k_lo)) = (
             living.iter().max_by(|a, b| by_ipr(a, b)),
             living.iter().min_by(|a, b| by_ipr(a, b)),
-        )
-        else {
+        ) else {
             continue;
         };
         let first = |v: &[Vec<f32>]| -> Vec<(f64, f64)> {
