@@ -3,10 +3,9 @@
 //! metrics and dynamics (`compare.csv`), and one self-contained `compare.html` with the
 //! curves to explore.
 
-use super::curves::{self, overlay_panels, Overlay};
-use super::figure::{save_figure, short_label, PANEL};
+use super::curves::{self, overlay_panels, Options, Overlay};
+use super::figure::{save_figure, short_label};
 use super::html::{self, esc, Page};
-use super::Options;
 use crate::analysis::dynamics::dynamics;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds};
@@ -228,10 +227,10 @@ fn write(curves: &[Curve], dir: &Path, opts: &Options, note: &str) -> Result<()>
         dir,
         "compare",
         "Runs compared",
-        &format!("Left: test accuracy (solid) and A_mem (dashed), one colour per run or model. Right: training loss (log scale).{note}"),
+        &format!("Top: test accuracy (solid) and A_mem (dashed), one colour per run or model. Bottom: training loss (log scale).{note}"),
         &overlay_panels(&labelled, log_x, step),
-        2,
-        PANEL,
+        1,
+        (960, 460),
     )?;
     let csv = dir.join("compare.csv");
     crate::rundir::atomic_write(&csv, table_csv(curves).as_bytes())?;

@@ -4,7 +4,15 @@
 use super::figure::{line, Panel};
 use super::html::{Chart, Series};
 use super::plot::*;
+use crate::config::StepAxis;
 use crate::metrics::Record;
+
+/// What a report or comparison may be asked beyond its runs' configs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The step axis of the curves; `None`: the run's `report.step_axis` (`auto`).
+    pub step_axis: Option<StepAxis>,
+}
 
 pub(crate) fn steps_line(h: &[Record], f: impl Fn(&Record) -> Option<f64>) -> Vec<(f64, f64)> {
     h.iter()

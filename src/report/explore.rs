@@ -3,7 +3,7 @@
 //! `curves/` (embedded in the page; the script is in `html.rs`).
 
 use super::html::esc;
-use super::plot::tick_str;
+use super::plot::{tick_str, PALETTE};
 use crate::config::StepAxis;
 use crate::error::Result;
 use crate::metrics::Phase;
@@ -167,7 +167,9 @@ pub fn explorer(
         });
     }
     let log_x = StepAxis::Auto.is_log(steps_seen.into_iter());
-    let data = json!({ "axes": axes, "values": values, "runs": runs, "log_x": log_x });
+    let palette: Vec<String> = PALETTE.iter().map(|c| super::html::hex(*c)).collect();
+    let data =
+        json!({ "axes": axes, "values": values, "runs": runs, "log_x": log_x, "palette": palette });
     let heading = if grids.is_empty() {
         ""
     } else {

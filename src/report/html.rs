@@ -273,9 +273,9 @@ const GLUE: &str = r##"(function () {
     S.runs.forEach(function (r) { byId[r.run] = r; });
     var out = document.getElementById("cell-charts"), info = document.getElementById("cell-info");
     var picks = document.getElementById("pickers");
-    var ACC = [["train", "train", "#4477aa", []], ["test", "test", "#ee6677", []],
-      ["mem", "A_mem", "#aa3377", [8, 4]], ["inv", "A_inv", "#228833", [8, 4]], ["clean", "A_clean", "#ccbb44", [2, 3]]];
-    var COLORS = ["#4477aa", "#ee6677", "#aa3377", "#228833", "#ccbb44", "#66ccee", "#bbbbbb"];
+    var COLORS = S.palette;
+    var ACC = [["train", "train", COLORS[0], []], ["test", "test", COLORS[1], []],
+      ["mem", "A_mem", COLORS[2], [8, 4]], ["inv", "A_inv", COLORS[3], [8, 4]], ["clean", "A_clean", COLORS[4], [2, 3]]];
     function chart(title, x, series) {
       return { title: title, x_label: "step", y_label: "accuracy", x: x, series: series,
         log_x: S.log_x, log_y: false, y_range: [-0.02, 1.02] };

@@ -1,7 +1,7 @@
 //! Legends: each entry's key drawn in its series' real style (solid, dashed, dotted line, box
 //! or dot), placed in an empty corner of the plot or, when every corner holds data, beside it.
 
-use super::plot::{pe, Dash, R};
+use super::style::{pe, Dash, R};
 use super::text;
 use plotters::coord::Shift;
 use plotters::prelude::*;

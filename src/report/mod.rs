@@ -11,10 +11,12 @@ pub mod grid;
 pub mod html;
 pub mod legend;
 pub mod plot;
+pub mod style;
 pub mod text;
 mod weights;
 
 pub use compare::compare;
+pub use curves::Options;
 pub use figure::{save_figure, FigureFile, Panel, MAX_MODELS_SHOWN};
 
 /// The report page in `report/`.
@@ -22,7 +24,6 @@ const HTML: &str = "report.html";
 
 use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
-use crate::config::StepAxis;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{swap, RunDir, REPORT};
@@ -71,13 +72,6 @@ pub fn classify(path: &Path) -> Result<Source> {
 /// intact.
 pub fn report(path: &Path, force: bool) -> Result<PathBuf> {
     report_with(path, force, &Options::default())
-}
-
-/// What a report may be asked beyond its run's config.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// The step axis of the curves; `None`: the run's `report.step_axis`.
-    pub step_axis: Option<StepAxis>,
 }
 
 /// [`report`] with options.
