@@ -454,3 +454,74 @@ fn compare_overlays_runs() {
         .to_string();
     assert!(err.contains("no model 3"), "{err}");
 }
+
+/// A phase diagram keeps every cell in its phase's colour (a disagreement of seeds is a black
+/// corner, not a lighter hue) and writes the phase's code in the cell.
+#[test]
+fn phase_grid_marks_disagreement_without_changing_the_hue() {
+    use grokscope::metrics::Phase;
+    use grokscope::report::grid::{phase_color, PhaseGrid};
+    use grokscope::report::text::{Crisp, TextMode};
+    use plotters::prelude::*;
+    let alphas = vec!["0.3".to_string(), "0.5".to_string()];
+    let xis = vec!["0.1".to_string(), "0.3".to_string()];
+    let grid = PhaseGrid {
+        title: "test".into(),
+        alphas: &alphas,
+        xis: &xis,
+        cells: vec![
+            (0, 0, Phase::Coexistence, 1.0),
+            (0, 1, Phase::Memorization, 0.5),
+            (1, 0, Phase::FullInversion, 2.0 / 3.0),
+            (1, 1, Phase::PartialInversion, 1.0),
+        ],
+    };
+    let (w, h) = (640u32, 480u32);
+    let mut px = vec![255u8; (w * h * 3) as usize];
+    {
+        let area = Crisp {
+            inner: BitMapBackend::with_buffer(&mut px, (w, h)),
+            mode: TextMode::Raster,
+        }
+        .into_drawing_area();
+        grid.draw(&area).unwrap();
+        area.present().unwrap();
+    }
+    let at = |x: u32, y: u32| {
+        let i = ((y * w + x) * 3) as usize;
+        (px[i], px[i + 1], px[i + 2])
+    };
+    // Count each phase's exact colour and black pixels per quadrant of the cell area
+    // (the plot spans roughly x 72..450, y 30..430 on this canvas).
+    let count = |x0: u32, x1: u32, y0: u32, y1: u32, c: (u8, u8, u8)| {
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| at(x, y) == c)
+            .count()
+    };
+    let rgb = |p: Phase| {
+        let c = phase_color(p);
+        (c.0, c.1, c.2)
+    };
+    // Cells: bottom-left Co (α 0.3, ξ 0.1), bottom-right Me, top-left FI, top-right PI.
+    let (xm, ym) = (260, 230);
+    let quads = [
+        (80, xm, ym, 420, Phase::Coexistence, false),
+        (xm, 445, ym, 420, Phase::Memorization, true),
+        (80, xm, 40, ym, Phase::FullInversion, true),
+        (xm, 445, 40, ym, Phase::PartialInversion, false),
+    ];
+    for (x0, x1, y0, y1, phase, disagree) in quads {
+        let own = count(x0, x1, y0, y1, rgb(phase));
+        assert!(own > 10_000, "{phase:?}: {own} pixels of its exact colour");
+        let black = count(x0, x1, y0, y1, (0, 0, 0));
+        if disagree {
+            assert!(black > 150, "{phase:?}: a black corner mark ({black} px)");
+        } else {
+            assert!(black < 150, "{phase:?}: no mark ({black} black px)");
+        }
+    }
+    let png = image::RgbImage::from_raw(w, h, px).unwrap();
+    std::fs::create_dir_all("target").ok();
+    png.save("target/phase-grid-test.png").ok();
+}

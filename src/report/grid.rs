@@ -251,9 +251,13 @@ impl PhaseGrid<'_> {
             }
             if *agree < 1.0 {
                 // A black corner triangle outlined in white: the hue stays the phase's.
-                c.draw_series(std::iter::once(Polygon::new(
-                    vec![(x + 0.5, y + 0.5), (x + 0.12, y + 0.5), (x + 0.5, y + 0.12)],
-                    BLACK.filled(),
+                let tri = vec![(x + 0.5, y + 0.5), (x + 0.12, y + 0.5), (x + 0.5, y + 0.12)];
+                c.draw_series(std::iter::once(Polygon::new(tri.clone(), BLACK.filled())))
+                    .map_err(pe)?;
+                // Outlined in white: visible on a Diverged (black) cell too.
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![tri[1], tri[2]],
+                    WHITE.stroke_width(2),
                 )))
                 .map_err(pe)?;
             }
