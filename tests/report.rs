@@ -7,6 +7,22 @@ use grokscope::report::report;
 use grokscope::rundir::RunDir;
 use std::path::Path;
 
+/// Trains `cfg` into the new run directory `dir`.
+fn train(cfg: Config, dir: &Path) {
+    let run = RunDir::create(dir).unwrap();
+    let cfg = cfg.check().unwrap();
+    run.write_config(&cfg).unwrap();
+    train_into(
+        &cfg,
+        cfg.setup().unwrap(),
+        &run,
+        false,
+        Default::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+}
+
 /// Width and height from a PNG's IHDR chunk (after checking the signature).
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
@@ -71,18 +87,7 @@ fn run_report_has_every_figure() {
     cfg.train.weight_decay = Axis::Many(vec![0.0, 1.0]);
     cfg.train.epochs = Some(60);
     let dir = tmp.path().join("run");
-    let run = RunDir::create(&dir).unwrap();
-    let cfg = cfg.check().unwrap();
-    run.write_config(&cfg).unwrap();
-    train_into(
-        &cfg,
-        cfg.setup().unwrap(),
-        &run,
-        false,
-        Default::default(),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    train(cfg, &dir);
     let html = report(&dir, false).unwrap();
     assert_eq!(html, dir.join("report/report.html"));
     let rep = dir.join("report");
@@ -366,18 +371,7 @@ fn default_report_is_small_and_self_contained() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg: Config = toml::from_str(grokscope::config::DEFAULT_CONFIG).unwrap();
     let dir = tmp.path().join("run");
-    let run = RunDir::create(&dir).unwrap();
-    let cfg = cfg.check().unwrap();
-    run.write_config(&cfg).unwrap();
-    train_into(
-        &cfg,
-        cfg.setup().unwrap(),
-        &run,
-        false,
-        Default::default(),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    train(cfg, &dir);
     let html_path = report(&dir, false).unwrap();
     let bytes = std::fs::metadata(&html_path).unwrap().len();
     assert!(bytes < 3_000_000, "report.html is {bytes} bytes");
@@ -410,18 +404,7 @@ fn compare_overlays_runs() {
         cfg.train.weight_decay = Axis::One(wd);
         cfg.train.epochs = Some(40);
         let dir = tmp.path().join(name);
-        let run = RunDir::create(&dir).unwrap();
-        let cfg = cfg.check().unwrap();
-        run.write_config(&cfg).unwrap();
-        train_into(
-            &cfg,
-            cfg.setup().unwrap(),
-            &run,
-            false,
-            Default::default(),
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        train(cfg, &dir);
         dirs.push(dir);
     }
     let out = tmp.path().join("cmp");

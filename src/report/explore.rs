@@ -43,15 +43,7 @@ fn cell(v: &Value) -> String {
 fn grid_tables(grids: &[Grid]) -> String {
     let mut h = String::new();
     for g in grids {
-        let title = if g.group.is_empty() {
-            "all runs".to_string()
-        } else {
-            g.group
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let title = g.title();
         h.push_str(&format!(
             "<h3>{}</h3>\n<table class=\"grid\">\n",
             esc(&title)

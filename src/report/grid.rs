@@ -39,6 +39,13 @@ fn ink_on(c: RGBColor) -> RGBColor {
     }
 }
 
+fn left(size: f64) -> TextStyle<'static> {
+    ("sans-serif", size)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center))
+}
+
 fn centred(size: f64, color: RGBColor) -> TextStyle<'static> {
     ("sans-serif", size)
         .into_font()
@@ -171,15 +178,8 @@ fn colorbar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> s
     ))
     .map_err(pe)?;
     for (v, y) in [("0", bottom), ("0.5", (top + bottom) / 2), ("1", top)] {
-        area.draw(&Text::new(
-            v,
-            (48, y),
-            ("sans-serif", LABEL - 1.0)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-        .map_err(pe)?;
+        area.draw(&Text::new(v, (48, y), left(LABEL - 1.0)))
+            .map_err(pe)?;
     }
     area.draw(&Text::new(
         title.to_string(),
@@ -281,14 +281,7 @@ impl PhaseGrid<'_> {
                 ))
                 .map_err(pe)?;
             legend
-                .draw(&Text::new(
-                    p.name(),
-                    (40, y + 10),
-                    ("sans-serif", LABEL - 1.0)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Left, VPos::Center)),
-                ))
+                .draw(&Text::new(p.name(), (40, y + 10), left(LABEL - 1.0)))
                 .map_err(pe)?;
         }
         let y = 44 + row * Phase::ALL.len() as i32 + 6;
@@ -308,10 +301,7 @@ impl PhaseGrid<'_> {
             .draw(&Text::new(
                 "seeds disagree",
                 (40, y + 10),
-                ("sans-serif", LABEL - 1.0)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
+                left(LABEL - 1.0),
             ))
             .map_err(pe)?;
         Ok(())

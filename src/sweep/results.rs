@@ -88,6 +88,21 @@ pub struct Grid {
     pub cells: Vec<GridCell>,
 }
 
+impl Grid {
+    /// `key = value, …` of the grid's other axes, or "all runs".
+    pub fn title(&self) -> String {
+        if self.group.is_empty() {
+            "all runs".to_string()
+        } else {
+            self.group
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
 /// Phase grids, or none if the sweep does not vary both α and ξ.
 pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec<Grid> {
     if !axes.iter().any(|a| a == ALPHA) || !axes.iter().any(|a| a == XI) {
@@ -181,15 +196,7 @@ pub fn grid_text(grids: &[Grid]) -> String {
         legend.join(", ")
     ));
     for g in grids {
-        let title = if g.group.is_empty() {
-            "all runs".to_string()
-        } else {
-            g.group
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let title = g.title();
         // α grows upward, as in the figure (phase_grid.png).
         s.push_str(&format!("\n{title}\n{:>8} |\n", "α ↑"));
         for a in g.alphas.iter().rev() {
