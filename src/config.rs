@@ -131,17 +131,18 @@ pub enum StepAxis {
 }
 
 impl StepAxis {
-    /// Whether curves over `steps` are drawn on a log step axis.
+    /// Whether curves over `steps` are drawn on a log step axis. A log axis needs two
+    /// evaluations after step 0 (step 0 cannot be drawn on it): with fewer, the axis is linear
+    /// whatever was asked.
     pub fn is_log(self, steps: impl Iterator<Item = u64>) -> bool {
+        let (lo, hi) = steps
+            .filter(|&s| s > 0)
+            .fold((u64::MAX, 0), |(a, b), s| (a.min(s), b.max(s)));
+        let two = hi > lo;
         match self {
-            StepAxis::Log => true,
+            StepAxis::Log => two,
             StepAxis::Linear => false,
-            StepAxis::Auto => {
-                let (lo, hi) = steps
-                    .filter(|&s| s > 0)
-                    .fold((u64::MAX, 0), |(a, b), s| (a.min(s), b.max(s)));
-                hi > 0 && hi as f64 / lo as f64 >= 30.0
-            }
+            StepAxis::Auto => two && hi as f64 / lo as f64 >= 30.0,
         }
     }
 }

@@ -63,7 +63,7 @@ enum Command {
     #[command(subcommand)]
     Sweep(SweepCmd),
     /// Write figures (PNG, SVG) and a self-contained report.html for a run directory, a sweep
-    /// directory or a run's analysis/ (into DIR/report/).
+    /// directory or a run's analysis/ (into the run's or the sweep's report/).
     Report {
         /// A run directory, a sweep directory, or a run's analysis/ directory.
         dir: PathBuf,
@@ -88,7 +88,8 @@ enum Command {
         /// Replace an earlier comparison in --out.
         #[arg(long)]
         force: bool,
-        /// Step axis: auto (log when the steps span 1.5 decades or more), log or linear.
+        /// Step axis: auto (log when the steps span 1.5 decades or more), log or linear;
+        /// default: the runs' report.step_axis when they all agree, else auto.
         #[arg(long, value_name = "AXIS")]
         step_axis: Option<grokscope::config::StepAxis>,
     },
@@ -326,12 +327,18 @@ fn run() -> Result<i32> {
         }) => {
             let t0 = std::time::Instant::now();
             let opts = grokscope::report::Options { step_axis };
-            let path = busy("comparing the runs", || {
+            let done = busy("comparing the runs", || {
                 grokscope::report::compare(&runs, &out, force, &opts)
             })?;
+            if done.drawn < done.curves {
+                eprintln!(
+                    "note: {} curves; the figures and charts draw the first {} (compare.csv and the table have all; name models as DIR:0,2 to choose)",
+                    done.curves, done.drawn
+                );
+            }
             println!(
                 "comparison: {} ({:.1} s; also compare.png, compare.svg, compare.csv)",
-                path.display(),
+                done.page.display(),
                 t0.elapsed().as_secs_f64()
             );
             Ok(0)
@@ -526,9 +533,10 @@ fn train_run(
         }
     );
     if !a.no_report {
-        let path = grokscope::report::report(&dir, false).with_context(|| {
+        // The run's own final report replaces one drawn while it trained.
+        let path = grokscope::report::report(&dir, true).with_context(|| {
             format!(
-                "the run is complete in {}, but its report could not be written (retry with `grokscope report {}`)",
+                "the run is complete in {}, but its report could not be written (retry with `grokscope report --force {}`)",
                 dir.display(),
                 dir.display()
             )

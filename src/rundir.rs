@@ -768,6 +768,13 @@ impl RunDir {
         let text = read_text(&path).map_err(|e| Error::io(&path, e))?;
         let hist_path = self.path.join(IPR_HIST);
         let complete = self.has_weights();
+        if !complete {
+            // A run still training appends as we read: take the evaluations every model has
+            // finished writing.
+            if let Some(step) = last_common_step(&text, n_models) {
+                return self.read_history_upto(n_models, step);
+            }
+        }
         let hist = match read_text(&hist_path) {
             Ok(h) => Some(h),
             Err(e) if complete || e.kind() != std::io::ErrorKind::NotFound => {
@@ -785,7 +792,7 @@ impl RunDir {
         )
     }
 
-    /// The records up to `step` of a run that stopped while streaming: a line cut short by a
+    /// The records up to `step` of a run that stopped (or is still streaming): a line cut short by a
     /// kill (no newline at its end) and rows after `step` are left out.
     pub fn read_history_upto(&self, n_models: usize, step: u64) -> Result<Vec<Vec<Record>>> {
         fn whole_lines(text: String) -> String {
@@ -1171,6 +1178,11 @@ fn read_metrics_csv(
                     ),
                 ));
             };
+            if !r.is_finite() {
+                // A diverged model's neurons have no IPR: neither binned nor dead.
+                r.ipr_hist = counts;
+                continue;
+            }
             // Living neurons are binned, dead ones counted in metrics.csv: together, the width.
             let neurons = sum + r.dead_neurons as u64;
             if total.is_some_and(|t| t != neurons) {
@@ -1224,6 +1236,25 @@ fn ipr_hist_rows(rows: &[(usize, &Record)]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The last step of `metrics.csv` text (whole lines only) at which all `n_models` models have
+/// a row; `None` when there is none.
+fn last_common_step(text: &str, n_models: usize) -> Option<u64> {
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut last: Vec<Option<u64>> = vec![None; n_models];
+    for line in whole.lines().skip(1) {
+        let mut f = line.split(',');
+        let model = f.next().and_then(|m| m.parse::<usize>().ok());
+        let step = f.next().and_then(|x| x.parse::<u64>().ok());
+        if let (Some(m), Some(s)) = (model, step) {
+            if let Some(l) = last.get_mut(m) {
+                *l = Some(l.map_or(s, |v: u64| v.max(s)));
+            }
+        }
+    }
+    last.into_iter()
+        .try_fold(u64::MAX, |acc, l| l.map(|v| acc.min(v)))
 }
 
 #[cfg(test)]

@@ -409,8 +409,9 @@ fn compare_overlays_runs() {
     }
     let out = tmp.path().join("cmp");
     let opts = grokscope::report::Options::default();
-    let page = grokscope::report::compare(&dirs, &out, false, &opts).unwrap();
-    assert_self_contained(&std::fs::read_to_string(&page).unwrap());
+    let done = grokscope::report::compare(&dirs, &out, false, &opts).unwrap();
+    assert_eq!((done.curves, done.drawn), (2, 2));
+    assert_self_contained(&std::fs::read_to_string(&done.page).unwrap());
     let svg = std::fs::read_to_string(out.join("compare.svg")).unwrap();
     for label in [
         "plain: test",

@@ -7,6 +7,7 @@ use super::curves::{self, overlay_panels, Options, Overlay};
 use super::figure::{save_figure, short_label};
 use super::html::{self, esc, Page};
 use crate::analysis::dynamics::dynamics;
+use crate::config::StepAxis;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds};
 use crate::rundir::{swap, RunDir};
@@ -25,60 +26,91 @@ struct Curve {
     label: String,
     history: Vec<Record>,
     th: Thresholds,
+    /// The run finished (its weights are written); else its curves end where it stopped.
+    complete: bool,
+    axis: StepAxis,
+}
+
+/// An argument that is not a run to compare.
+fn bad_arg(arg: &Path, why: impl Into<String>) -> Error {
+    Error::Config(format!("compare {}: {}", arg.display(), why.into()))
 }
 
 /// `DIR` (every model) or `DIR:i,j` (models i and j of the run in DIR, when `DIR:i,j` itself is
 /// not a directory).
 fn parse_arg(arg: &Path) -> Result<(PathBuf, Option<Vec<usize>>)> {
     let s = arg.to_string_lossy();
-    if !arg.exists() {
-        if let Some((dir, models)) = s.rsplit_once(':') {
-            if !models.is_empty() && models.chars().all(|c| c.is_ascii_digit() || c == ',') {
-                let picked: std::result::Result<Vec<usize>, _> =
-                    models.split(',').map(|m| m.parse::<usize>()).collect();
-                return match picked {
-                    Ok(p) if !p.is_empty() => Ok((PathBuf::from(dir), Some(p))),
-                    _ => Err(Error::NotARun {
-                        dir: arg.to_path_buf(),
-                        why: "after the ':' expected model numbers such as 0 or 0,2".into(),
-                    }),
-                };
-            }
-        }
+    if arg.exists() {
+        return Ok((arg.to_path_buf(), None));
     }
-    Ok((arg.to_path_buf(), None))
+    let Some((dir, models)) = s.rsplit_once(':') else {
+        return Ok((arg.to_path_buf(), None));
+    };
+    if !Path::new(dir).exists() {
+        return Ok((arg.to_path_buf(), None));
+    }
+    let picked: std::result::Result<Vec<usize>, _> = models
+        .split(',')
+        .map(|m| m.trim().parse::<usize>())
+        .collect();
+    match picked {
+        Ok(p) if !p.is_empty() => Ok((PathBuf::from(dir), Some(p))),
+        _ => Err(bad_arg(
+            arg,
+            format!("after the ':' expected model numbers such as {dir}:0 or {dir}:0,2"),
+        )),
+    }
 }
 
 fn load(args: &[PathBuf]) -> Result<Vec<Curve>> {
     let mut runs = Vec::new();
+    let mut seen: Vec<(PathBuf, usize)> = Vec::new();
     for arg in args {
         let (dir, models) = parse_arg(arg)?;
+        if crate::sweep::store::is_sweep(&dir) {
+            return Err(bad_arg(
+                arg,
+                "this is a sweep directory; compare takes run directories (grokscope report shows a sweep, and its runs' curves)",
+            ));
+        }
         let run = RunDir::open(&dir)?;
         let cfg = run.read_config()?;
         let specs = cfg.fleet();
         let history = run.read_history(specs.len())?;
+        let n = specs.len();
         let picked = match models {
             Some(m) => {
-                if let Some(&bad) = m.iter().find(|&&i| i >= specs.len()) {
-                    return Err(Error::NotARun {
-                        dir: arg.clone(),
-                        why: format!(
-                            "it has {} models (0 to {}); there is no model {bad}",
-                            specs.len(),
-                            specs.len() - 1
+                if let Some(&bad) = m.iter().find(|&&i| i >= n) {
+                    return Err(bad_arg(
+                        arg,
+                        format!(
+                            "the run has {n} model{} (0 to {}); there is no model {bad}",
+                            if n == 1 { "" } else { "s" },
+                            n - 1
                         ),
-                    });
+                    ));
                 }
                 m
             }
-            None => (0..specs.len()).collect(),
+            None => (0..n).collect(),
         };
-        runs.push((dir, cfg, specs, history, picked));
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        for &i in &picked {
+            if seen.contains(&(key.clone(), i)) {
+                return Err(bad_arg(
+                    arg,
+                    format!("model {i} of this run is already being compared (each model once)"),
+                ));
+            }
+            seen.push((key.clone(), i));
+        }
+        let complete = run.has_weights();
+        runs.push((dir, cfg, specs, history, picked, complete));
     }
     // A run is named by its config's name, or by its directory when two runs share a name.
     let names: Vec<String> = runs.iter().map(|r| r.1.name.clone()).collect();
     let mut out = Vec::new();
-    for (dir, cfg, specs, history, picked) in runs {
+    for (dir, cfg, specs, history, picked, complete) in runs {
         let name = if names.iter().filter(|n| **n == cfg.name).count() > 1 {
             dir.file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -88,17 +120,22 @@ fn load(args: &[PathBuf]) -> Result<Vec<Curve>> {
         };
         let th = Thresholds::from(&cfg.eval);
         for i in picked {
-            let label = if specs.len() > 1 {
+            let mut label = if specs.len() > 1 {
                 format!("{name} ({})", short_label(&specs, i))
             } else {
                 name.clone()
             };
+            if !complete {
+                label.push_str(" [unfinished]");
+            }
             out.push(Curve {
                 dir: dir.clone(),
                 model: i,
                 label,
                 history: history[i].clone(),
                 th,
+                complete,
+                axis: cfg.report.step_axis,
             });
         }
     }
@@ -115,16 +152,17 @@ fn step(s: Option<u64>) -> String {
 
 /// `compare.csv`: one row per curve.
 fn table_csv(curves: &[Curve]) -> String {
-    let mut s = String::from("label,run,model,phase,steps,train_acc,test_acc,mem_acc,inv_acc,clean_acc,mean_ipr,first_train_acc_hi,first_test_acc_hi,first_inv_acc_hi,first_mem_acc_hi,last_mem_acc_drop\n");
+    let mut s = String::from("label,run,model,complete,phase,steps,train_acc,test_acc,mem_acc,inv_acc,clean_acc,mean_ipr,first_train_acc_hi,first_test_acc_hi,first_inv_acc_hi,first_mem_acc_hi,last_mem_acc_drop\n");
     for c in curves {
         let Some(r) = c.history.last() else { continue };
         let d = dynamics(&c.history, c.th.hi);
         let quote = |x: &str| format!("\"{}\"", x.replace('"', "\"\""));
         s.push_str(&format!(
-            "{},{},{},{},{},{:.4},{:.4},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{:.4},{:.4},{},{},{},{},{},{},{},{},{}\n",
             quote(&c.label),
             quote(&c.dir.display().to_string()),
             c.model,
+            c.complete,
             r.phase(c.th).name(),
             r.step,
             r.train_acc,
@@ -169,54 +207,125 @@ fn table_html(curves: &[Curve]) -> String {
             dash(step(d.last_mem_acc_drop))
         ));
     }
-    t.push_str("</table><p>Final metrics (last evaluation) and dynamics: the first step at which an accuracy reached its run's threshold hi, and the last step at which A_mem fell below it (— never).</p>");
+    t.push_str("</table><p>Final metrics (last evaluation; [unfinished]: the run had not finished, its last evaluation so far) and dynamics: the first step at which an accuracy reached its run's threshold hi, and the last step at which A_mem fell below it (— never).</p>");
     t
 }
 
+/// The files a comparison directory holds: `--force` replaces a directory holding these only.
+const FILES: [&str; 4] = [PAGE, "compare.csv", "compare.png", "compare.svg"];
+
+/// Whether `out` may be written: new (its parent a directory), or an earlier comparison
+/// (replaced only with `force`).
+fn check_out(out: &Path, force: bool) -> Result<()> {
+    let refuse = |why: String| Error::io(out, std::io::Error::other(why));
+    if out
+        .components()
+        .next_back()
+        .is_some_and(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(refuse(
+            "name the output directory itself (not `.`, `..` or `/`)".into(),
+        ));
+    }
+    if out
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(refuse(
+            "it is a symbolic link; give the directory's real path".into(),
+        ));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(refuse(format!(
+            "its parent {} is not a directory",
+            parent.display()
+        )));
+    }
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(refuse("it is a file; choose another --out".into()));
+    }
+    let entries: Vec<String> = std::fs::read_dir(out)
+        .map_err(|e| Error::io(out, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    let others: Vec<&String> = entries
+        .iter()
+        .filter(|n| !FILES.contains(&n.as_str()))
+        .collect();
+    if !entries.iter().any(|n| n == PAGE) || !others.is_empty() {
+        return Err(refuse(format!(
+            "it exists and is not an earlier comparison (it holds {}); compare writes only into a new directory or replaces one holding just {}",
+            if others.is_empty() { "no compare.html".to_string() } else { others.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
+            FILES.join(", ")
+        )));
+    }
+    if !force {
+        return Err(Error::FileExists(out.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// What `compare` wrote.
+pub struct Compared {
+    /// `compare.html`.
+    pub page: PathBuf,
+    /// Curves tabulated and curves drawn (at most [`MAX_CURVES`]).
+    pub curves: usize,
+    pub drawn: usize,
+}
+
 /// Compares the runs `args` into the directory `out` (created, or replaced with `force` when
-/// it holds an earlier comparison); returns the path of `compare.html`.
-pub fn compare(args: &[PathBuf], out: &Path, force: bool, opts: &Options) -> Result<PathBuf> {
+/// it holds an earlier comparison).
+pub fn compare(args: &[PathBuf], out: &Path, force: bool, opts: &Options) -> Result<Compared> {
     if args.is_empty() {
         return Err(Error::Config(
             "compare needs at least one run directory".into(),
         ));
     }
-    let mut curves = load(args)?;
-    let note = if curves.len() > MAX_CURVES {
-        let n = curves.len();
-        curves.truncate(MAX_CURVES);
-        format!(
-            " The first {MAX_CURVES} of {n} curves are shown (name models as DIR:0,2 to choose)."
-        )
-    } else {
-        String::new()
-    };
     swap::recover(out)?;
-    if out.exists() {
-        if !out.join(PAGE).is_file() {
-            return Err(Error::io(
-                out,
-                std::io::Error::other(format!(
-                    "it exists and holds no {PAGE}: compare writes only into a new directory or replaces an earlier comparison; choose another --out"
-                )),
-            ));
-        }
-        if !force {
-            return Err(Error::FileExists(out.to_path_buf()));
-        }
-    }
+    check_out(out, force)?;
+    let curves = load(args)?;
+    let drawn = curves.len().min(MAX_CURVES);
     let staged = swap::stage(out)?;
-    let made = write(&curves, &staged, opts, &note);
+    let made = write(&curves, drawn, &staged, opts).and_then(|_| swap::swap_in(&staged, out));
     if let Err(e) = made {
         swap::discard(&staged);
         return Err(e);
     }
-    swap::swap_in(&staged, out)?;
-    Ok(out.join(PAGE))
+    Ok(Compared {
+        page: out.join(PAGE),
+        curves: curves.len(),
+        drawn,
+    })
 }
 
-fn write(curves: &[Curve], dir: &Path, opts: &Options, note: &str) -> Result<()> {
-    let axis = opts.step_axis.unwrap_or_default();
+fn write(curves: &[Curve], drawn: usize, dir: &Path, opts: &Options) -> Result<()> {
+    let note = if drawn < curves.len() {
+        format!(
+            " The first {drawn} of {} curves are drawn (all are in the table; name models as DIR:0,2 to choose).",
+            curves.len()
+        )
+    } else {
+        String::new()
+    };
+    let table = table_html(curves);
+    let csv_text = table_csv(curves);
+    let curves = &curves[..drawn];
+    // The runs' own step axis when they agree, else auto.
+    let agreed = curves
+        .first()
+        .map(|c| c.axis)
+        .filter(|a| curves.iter().all(|c| c.axis == *a))
+        .unwrap_or_default();
+    let axis = opts.step_axis.unwrap_or(agreed);
     let log_x = axis.is_log(curves.iter().flat_map(|c| c.history.iter().map(|r| r.step)));
     let step = if log_x { "step (log)" } else { "step" };
     let labelled: Vec<(String, &[Record])> = curves
@@ -233,13 +342,13 @@ fn write(curves: &[Curve], dir: &Path, opts: &Options, note: &str) -> Result<()>
         (960, 460),
     )?;
     let csv = dir.join("compare.csv");
-    crate::rundir::atomic_write(&csv, table_csv(curves).as_bytes())?;
+    crate::rundir::atomic_write(&csv, csv_text.as_bytes())?;
     html::write(
         dir,
         PAGE,
         &Page {
             title: format!("grokscope compare: {} curves", curves.len()),
-            summary: table_html(curves),
+            summary: table,
             sections: vec![(
                 "Curves overlaid".into(),
                 format!("One colour per run or model.{note}"),

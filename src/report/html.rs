@@ -155,8 +155,9 @@ pub fn write(dir: &Path, file: &str, page: &Page) -> Result<PathBuf> {
         ));
     }
     let data = json!({ "charts": charts, "extra": page.extra_data });
-    // `</` cannot end the script early: escaped inside the JSON.
-    let data = data.to_string().replace("</", "<\\/");
+    // No `<` inside the script element at all (`</script>`, `<!--` would change how the
+    // browser reads it): JSON allows `\u003c` for it (only strings hold one).
+    let data = data.to_string().replace('<', "\\u003c");
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\n{UPLOT_CSS}\n{CSS}</style></head>\n<body>\n{body}<script type=\"application/json\" id=\"grokscope-data\">{data}</script>\n<script>\n{UPLOT_JS}\n</script>\n<script>\n{GLUE}\n</script>\n</body></html>\n",
         title = esc(&page.title),
@@ -227,7 +228,7 @@ const GLUE: &str = r##"(function () {
         } }],
       series: [{ label: c.x_label, value: fmt }].concat(c.series.map(function (s) {
         return { label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: true,
-          points: { show: false }, value: fmt };
+          value: fmt };
       })),
       cursor: { drag: { x: true, y: true, uni: 40 } },
       legend: { live: true }

@@ -82,6 +82,12 @@ pub fn report_with(path: &Path, force: bool, opts: &Options) -> Result<PathBuf> 
     };
     let out = dir.join(REPORT);
     swap::recover(&out)?;
+    if out.exists() && !out.is_dir() {
+        return Err(Error::io(
+            &out,
+            std::io::Error::other("a file is where grokscope keeps the report: move it away"),
+        ));
+    }
     if out.exists() && !force {
         return Err(Error::FileExists(out));
     }
@@ -362,7 +368,16 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     if run.has_weights() {
         weights::figures(&ctx, &mut figs)?;
     }
-    let table = run_table(&specs, &history, th, hi);
+    let mut table = String::new();
+    if !run.has_weights() {
+        let (_, n_train) = cfg.table_sizes();
+        let last = history[0].last().map_or(0, |r| r.step);
+        table.push_str(&format!(
+            "<p><b>This run has not finished</b>: its evaluations so far end at step {last} of {} (phases and figures are those of step {last}; it may still be training, or was interrupted — <code>grokscope train --resume</code> continues it).</p>\n",
+            cfg.total_steps(n_train)
+        ));
+    }
+    table.push_str(&run_table(&specs, &history, th, hi));
     let config = shown_config(&run.config_text()?);
     let mut sections = Vec::new();
     let accuracy: Vec<Chart> = shown

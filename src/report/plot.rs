@@ -489,6 +489,11 @@ impl LineChart<'_> {
                 }
                 for (l, p) in self.lines.iter().zip(pts) {
                     let style = l.color.stroke_width(2);
+                    // A line of one or two points would be (nearly) invisible: mark its points.
+                    if p.len() <= 2 {
+                        c.draw_series(p.iter().map(|q| Circle::new(*q, 3, l.color.filled())))
+                            .map_err(pe)?;
+                    }
                     match l.dash {
                         Dash::Solid => c.draw_series(LineSeries::new(p, style)).map(|_| ()),
                         d => {
