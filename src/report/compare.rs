@@ -274,6 +274,7 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
 }
 
 /// What `compare` wrote.
+#[derive(Debug)]
 pub struct Compared {
     /// `compare.html`.
     pub page: PathBuf,
