@@ -429,8 +429,21 @@ fn compare_overlays_runs() {
     let err = grokscope::report::compare(&dirs, &dirs[0], true, &opts)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("holds no compare.html"), "{err}");
+    assert!(err.contains("is not an earlier comparison"), "{err}");
     assert!(dirs[0].join("config.toml").is_file());
+    // Nor a directory that holds a compare.html among other things.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let err = grokscope::report::compare(&dirs, &out, true, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    assert!(out.join("notes.txt").is_file());
+    // A model given twice.
+    let twice = std::path::PathBuf::from(format!("{}:0,0", dirs[0].display()));
+    let err = grokscope::report::compare(&[twice], &tmp.path().join("c3"), false, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already being compared"), "{err}");
     // A model that does not exist.
     let bad = std::path::PathBuf::from(format!("{}:3", dirs[0].display()));
     let err = grokscope::report::compare(&[bad], &tmp.path().join("c2"), false, &opts)
@@ -508,4 +521,33 @@ fn phase_grid_marks_disagreement_without_changing_the_hue() {
     let png = image::RgbImage::from_raw(w, h, px).unwrap();
     std::fs::create_dir_all("target").ok();
     png.save("target/phase-grid-test.png").ok();
+}
+
+/// A model whose loss became NaN (all-zero IPR histograms from then on) still has a report,
+/// and the report of a run that has not finished says so.
+#[test]
+fn diverged_and_unfinished_runs_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        name: "nan".into(),
+        ..Default::default()
+    };
+    cfg.data.p = 13;
+    cfg.model.width = 16;
+    cfg.train.lr = Axis::Many(vec![0.01, 1e6]);
+    cfg.train.epochs = Some(40);
+    let dir = tmp.path().join("nan");
+    train(cfg, &dir);
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert!(summary.contains("Diverged"), "model 1 diverged");
+    let html = std::fs::read_to_string(report(&dir, false).unwrap()).unwrap();
+    assert!(html.contains("Diverged"));
+    assert!(!html.contains("has not finished"));
+    // Without its weights the run reads as unfinished (as while it trains).
+    std::fs::remove_file(dir.join("weights.safetensors")).unwrap();
+    let html = std::fs::read_to_string(report(&dir, true).unwrap()).unwrap();
+    assert!(
+        html.contains("has not finished"),
+        "an unfinished run is said to be one"
+    );
 }
