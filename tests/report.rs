@@ -551,3 +551,34 @@ fn diverged_and_unfinished_runs_are_reported() {
         "an unfinished run is said to be one"
     );
 }
+
+/// Tick labels never repeat: as many decimals as the spacing needs (the loss axis of the
+/// default run used to read 0.011, 0.01, 0.01, 0.009, 0.009).
+#[test]
+fn tick_labels_are_distinct() {
+    use grokscope::report::plot::{log_tick, tick};
+    for (lo, hi, step) in [
+        (0.0088, 0.0112, 0.0005),
+        (0.0, 1.0, 0.2),
+        (10.0, 35.0, 5.0),
+        (-0.02, 1.02, 0.1),
+        (1e-7, 2e-6, 2e-7),
+        (0.0, 500.0, 100.0),
+    ] {
+        let mut labels = Vec::new();
+        let mut v = (lo / step as f64).ceil() * step;
+        while v <= hi + 1e-12 {
+            labels.push(tick(v, hi - lo));
+            v += step;
+        }
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(labels, unique, "{lo}..{hi}: {labels:?}");
+        assert!(labels.len() >= 3, "{lo}..{hi}: {labels:?}");
+    }
+    assert_eq!(tick(0.2, 1.0), "0.2");
+    assert_eq!(tick(500.0, 500.0), "500");
+    assert_eq!(log_tick(1000.0), "1000");
+    assert_eq!(log_tick(0.002), "2e-3");
+    assert_eq!(log_tick(2.5e-4), "2.5e-4");
+}
