@@ -558,7 +558,7 @@ fn diverged_and_unfinished_runs_are_reported() {
 fn tick_labels_are_distinct() {
     use grokscope::report::plot::{log_tick, tick};
     for (lo, hi, step) in [
-        (0.0088, 0.0112, 0.0005),
+        (0.0088f64, 0.0112f64, 0.0005f64),
         (0.0, 1.0, 0.2),
         (10.0, 35.0, 5.0),
         (-0.02, 1.02, 0.1),
@@ -566,7 +566,7 @@ fn tick_labels_are_distinct() {
         (0.0, 500.0, 100.0),
     ] {
         let mut labels = Vec::new();
-        let mut v = (lo / step as f64).ceil() * step;
+        let mut v = (lo / step).ceil() * step;
         while v <= hi + 1e-12 {
             labels.push(tick(v, hi - lo));
             v += step;

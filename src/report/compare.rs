@@ -40,22 +40,24 @@ fn bad_arg(arg: &Path, why: impl Into<String>) -> Error {
 /// not a directory).
 fn parse_arg(arg: &Path) -> Result<(PathBuf, Option<Vec<usize>>)> {
     let s = arg.to_string_lossy();
-    if arg.exists() {
-        return Ok((arg.to_path_buf(), None));
-    }
-    let Some((dir, models)) = s.rsplit_once(':') else {
+    let Some((dir, models)) = s.rsplit_once(':').filter(|(d, _)| Path::new(d).is_dir()) else {
         return Ok((arg.to_path_buf(), None));
     };
-    if !Path::new(dir).exists() {
-        return Ok((arg.to_path_buf(), None));
-    }
     let picked: std::result::Result<Vec<usize>, _> = models
         .split(',')
         .map(|m| m.trim().parse::<usize>())
         .collect();
-    match picked {
-        Ok(p) if !p.is_empty() => Ok((PathBuf::from(dir), Some(p))),
-        _ => Err(bad_arg(
+    match (arg.exists(), picked) {
+        (true, Ok(p)) if !p.is_empty() => Err(bad_arg(
+            arg,
+            format!(
+                "both the directory of this name and models {models} of {dir} match: rename one, or write {}/ for the directory",
+                s.trim_end_matches('/')
+            ),
+        )),
+        (true, _) => Ok((arg.to_path_buf(), None)),
+        (false, Ok(p)) if !p.is_empty() => Ok((PathBuf::from(dir), Some(p))),
+        (false, _) => Err(bad_arg(
             arg,
             format!("after the ':' expected model numbers such as {dir}:0 or {dir}:0,2"),
         )),
@@ -108,13 +110,17 @@ fn load(args: &[PathBuf]) -> Result<Vec<Curve>> {
         runs.push((dir, cfg, specs, history, picked, complete));
     }
     // A run is named by its config's name, or by its directory when two runs share a name.
+    // (by its path when their directories' names are the same too).
     let names: Vec<String> = runs.iter().map(|r| r.1.name.clone()).collect();
+    let base = |d: &Path| d.file_name().map(|n| n.to_string_lossy().to_string());
+    let bases: Vec<Option<String>> = runs.iter().map(|r| base(&r.0)).collect();
     let mut out = Vec::new();
     for (dir, cfg, specs, history, picked, complete) in runs {
         let name = if names.iter().filter(|n| **n == cfg.name).count() > 1 {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| dir.display().to_string())
+            match base(&dir) {
+                Some(b) if bases.iter().filter(|x| x.as_ref() == Some(&b)).count() == 1 => b,
+                _ => dir.display().to_string(),
+            }
         } else {
             cfg.name.clone()
         };
@@ -142,8 +148,11 @@ fn load(args: &[PathBuf]) -> Result<Vec<Curve>> {
     Ok(out)
 }
 
+/// A value for the table; empty when undefined (absent or not finite).
 fn opt(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.4}")).unwrap_or_default()
+    x.filter(|v| v.is_finite())
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_default()
 }
 
 fn step(s: Option<u64>) -> String {
@@ -251,19 +260,31 @@ fn check_out(out: &Path, force: bool) -> Result<()> {
     if !out.is_dir() {
         return Err(refuse("it is a file; choose another --out".into()));
     }
-    let entries: Vec<String> = std::fs::read_dir(out)
+    // Plain files of the four names only: a directory or link named like one is not ours.
+    let listed: Vec<(String, bool)> = std::fs::read_dir(out)
         .map_err(|e| Error::io(out, e))?
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
+        .map(|e| {
+            let plain = e.file_type().is_ok_and(|t| t.is_file());
+            (e.file_name().to_string_lossy().to_string(), plain)
+        })
         .collect();
-    let others: Vec<&String> = entries
+    let others: Vec<String> = listed
         .iter()
-        .filter(|n| !FILES.contains(&n.as_str()))
+        .filter(|(n, plain)| !plain || !FILES.contains(&n.as_str()))
+        .map(|(n, plain)| {
+            if *plain {
+                n.clone()
+            } else {
+                format!("{n} (not a plain file)")
+            }
+        })
         .collect();
-    if !entries.iter().any(|n| n == PAGE) || !others.is_empty() {
+    let entries: Vec<&String> = listed.iter().map(|(n, _)| n).collect();
+    if !entries.iter().any(|n| *n == PAGE) || !others.is_empty() {
         return Err(refuse(format!(
             "it exists and is not an earlier comparison (it holds {}); compare writes only into a new directory or replaces one holding just {}",
-            if others.is_empty() { "no compare.html".to_string() } else { others.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
+            if others.is_empty() { "no compare.html".to_string() } else { others.iter().take(3).cloned().collect::<Vec<_>>().join(", ") },
             FILES.join(", ")
         )));
     }

@@ -79,6 +79,14 @@ fn cells<'a, DB: DrawingBackend + 'a>(
     String,
 > {
     let (nx, ny) = (xl.len().max(1), yl.len().max(1));
+    // As many labels as fit without touching (plotters then labels every k-th cell).
+    let (w, h) = area.dim_in_pixel();
+    let widest = xl
+        .iter()
+        .map(|l| super::text::advance(l, LABEL, false))
+        .fold(0.0, f64::max);
+    let fit_x = ((w as f64 - 90.0) / (widest + 12.0)).floor().max(2.0) as usize;
+    let fit_y = ((h as f64 - 90.0) / (LABEL + 6.0)).floor().max(2.0) as usize;
     let mut c = ChartBuilder::on(area)
         .margin(6)
         .margin_right(12)
@@ -92,8 +100,8 @@ fn cells<'a, DB: DrawingBackend + 'a>(
         .y_desc(y_desc)
         .label_style(("sans-serif", LABEL))
         .axis_desc_style(("sans-serif", DESC))
-        .x_labels(nx.clamp(2, 24))
-        .y_labels(ny.clamp(2, 24))
+        .x_labels(nx.min(fit_x).clamp(2, 24))
+        .y_labels(ny.min(fit_y).clamp(2, 24))
         .x_label_formatter(&|v| label_at(xl, *v))
         .y_label_formatter(&|v| label_at(yl, *v))
         .draw()

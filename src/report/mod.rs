@@ -24,6 +24,7 @@ const HTML: &str = "report.html";
 
 use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
+use crate::config::StepAxis;
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{swap, RunDir, REPORT};
@@ -365,10 +366,17 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     };
     // A run still training (or interrupted) has its streamed metrics but no final weights yet:
     // its report shows the metrics figures.
+    let mut notes = Vec::new();
     if run.has_weights() {
-        weights::figures(&ctx, &mut figs)?;
+        notes = weights::figures(&ctx, &mut figs)?;
+    }
+    if axis == StepAxis::Log && !log_x {
+        notes.push("The step axis is linear although log was asked: a log axis needs two evaluations after step 0.".into());
     }
     let mut table = String::new();
+    for n in &notes {
+        table.push_str(&format!("<p><b>Note.</b> {}</p>\n", esc(n)));
+    }
     if !run.has_weights() {
         let (_, n_train) = cfg.table_sizes();
         let last = history[0].last().map_or(0, |r| r.step);

@@ -82,7 +82,10 @@ fn by_frequency(rows: &[NeuronRow]) -> Vec<usize> {
 }
 
 /// Every figure drawn from the run's weights.
-pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
+/// Every figure drawn from the run's weights; returns notes for the page (what could not be
+/// drawn and why).
+pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
     let (out, name, specs) = (c.out, c.name, c.specs);
     let mut run = c.run.load()?;
     let init = run.cfg.setup()?;
@@ -94,6 +97,11 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         // Fourier spectra: the embedding's columns (Transformer), then each neuron vector.
         let (rows, spectra) = analyze_neurons(net, i);
         let order = by_frequency(&rows);
+        if order.is_empty() {
+            notes.push(format!(
+                "Model {i} has no living neuron at the end (every weight vector is zero or not finite): it has no Fourier spectra, no neuron figure and an empty final IPR histogram."
+            ));
+        }
         let mut panels = Vec::new();
         if let Some(cols) = net.embedding_columns(i) {
             panels.push(heat(
@@ -103,7 +111,7 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
                 sorted_spectra(&mut ipr, &cols),
             ));
         }
-        for (j, v) in names.iter().enumerate() {
+        for (j, v) in names.iter().enumerate().filter(|_| !order.is_empty()) {
             let all: Vec<Vec<f64>> = order
                 .iter()
                 .map(|&k| {
@@ -119,12 +127,13 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
                 all,
             ));
         }
-        let embedding = if panels.len() > names.len() {
+        let embedding = if net.embedding_columns(i).is_some() {
             "the token embedding's columns and "
         } else {
             ""
         };
-        figs.push(save_figure(
+        if !panels.is_empty() {
+            figs.push(save_figure(
             out,
             &format!("fourier_model{i}"),
             &format!("Fourier spectra, {}", model_label(specs, i)),
@@ -133,6 +142,7 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
             3,
             (420, 420),
         )?);
+        }
 
         // The neurons with the highest and the lowest final IPR, before and after training.
         let living: Vec<usize> = (0..rows.len()).filter(|&k| rows[k].ipr.is_some()).collect();
@@ -272,7 +282,7 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<()> {
         c.cols,
         PANEL,
     )?);
-    Ok(())
+    Ok(notes)
 }
 
 /// Accuracy lines of one pruning sweep (x = fraction of `width` pruned).
