@@ -37,13 +37,14 @@ const WEIGHTS: &str = "weights.safetensors";
 const STATE: &str = "state.json";
 const RESUME: &str = "resume.safetensors";
 const LOCK: &str = ".lock";
+const DATASET: &str = "dataset.safetensors";
 const CHECKPOINTS: &str = "checkpoints";
 const ANALYSIS: &str = "analysis";
 /// The directory reports go to, in a run directory and in a sweep directory.
 pub const REPORT: &str = "report";
 /// What a finished `grokscope train` leaves in its run directory (besides checkpoints and the
 /// report).
-pub const RESULT_FILES: [&str; 5] = [CONFIG, METRICS, IPR_HIST, SUMMARY, WEIGHTS];
+pub const RESULT_FILES: [&str; 6] = [CONFIG, METRICS, IPR_HIST, SUMMARY, WEIGHTS, DATASET];
 
 /// A file of a run's `analysis/` directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +341,21 @@ impl RunDir {
             cfg.to_toml()
         );
         write_file(&self.path, CONFIG, text.as_bytes(), false)
+    }
+
+    /// Writes `dataset.safetensors` (unless it exists): the pairs, the split, the true labels,
+    /// and per model the labels it trains on and which examples are corrupted — everything
+    /// needed to recompute any accuracy outside grokscope (docs/OUTPUTS.md).
+    pub fn write_dataset(
+        &self,
+        split: &crate::data::Split,
+        labels: &[crate::data::TrainLabels],
+    ) -> Result<()> {
+        if self.path.join(DATASET).exists() {
+            return Ok(());
+        }
+        let bytes = dataset_bytes(split, labels)?;
+        write_file(&self.path, DATASET, &bytes, false)
     }
 
     /// The text of `config.toml`.
@@ -1255,6 +1271,64 @@ fn last_common_step(text: &str, n_models: usize) -> Option<u64> {
     }
     last.into_iter()
         .try_fold(u64::MAX, |acc, l| l.map(|v| acc.min(v)))
+}
+
+/// The tensors of `dataset.safetensors`, little-endian: `pairs` u32 [N, 2] (the training
+/// pairs, then the test pairs), `train` u8 [N] (1 for a training pair), `labels` u32 [N] (the
+/// true label `a ∘ b mod p`), `train_labels` u32 [M, n_train] (what model m trains on) and
+/// `corrupted` u8 [M, n_train] (1 for an example of model m's corrupted set C).
+fn dataset_bytes(
+    split: &crate::data::Split,
+    labels: &[crate::data::TrainLabels],
+) -> Result<Vec<u8>> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let n_train = split.train_pairs.len();
+    let pairs: Vec<u8> = split
+        .train_pairs
+        .iter()
+        .chain(&split.test_pairs)
+        .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
+        .flatten()
+        .collect();
+    let n = split.train_pairs.len() + split.test_pairs.len();
+    let train: Vec<u8> = (0..n).map(|i| u8::from(i < n_train)).collect();
+    let truth: Vec<u8> = split
+        .train_true
+        .iter()
+        .chain(&split.test_labels)
+        .flat_map(|l| l.to_le_bytes())
+        .collect();
+    let models = labels.len();
+    let trained: Vec<u8> = labels
+        .iter()
+        .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
+    let corrupted: Vec<u8> = labels
+        .iter()
+        .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
+        .collect();
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
+        TensorView::new(dtype, shape, data).map_err(|e| Error::Config(format!("dataset: {e}")))
+    }
+    let views = vec![
+        ("pairs", view(Dtype::U32, vec![n, 2], &pairs)?),
+        ("train", view(Dtype::U8, vec![n], &train)?),
+        ("labels", view(Dtype::U32, vec![n], &truth)?),
+        (
+            "train_labels",
+            view(Dtype::U32, vec![models, n_train], &trained)?,
+        ),
+        (
+            "corrupted",
+            view(Dtype::U8, vec![models, n_train], &corrupted)?,
+        ),
+    ];
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "grokscope-dataset".to_string()),
+        ("p".to_string(), split.p.to_string()),
+    ]);
+    Ok(safetensors::serialize(views, Some(meta))?)
 }
 
 #[cfg(test)]

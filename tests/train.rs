@@ -297,3 +297,72 @@ fn a_huge_learning_rate_diverges() {
         Phase::Forgetting
     );
 }
+
+/// `dataset.safetensors` holds what any language needs to recompute the accuracies: the
+/// pairs with their true labels, the split, and per model its training labels and corrupted
+/// set — the same as the training used.
+#[test]
+fn the_dataset_is_exported_with_the_run() {
+    use grokscope::experiment::train_into;
+    use grokscope::rundir::RunDir;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = small(13, vec![0.0, 1.0], 5);
+    cfg.data.corruption = Axis::Many(vec![0.2, 0.4]);
+    let cfg = cfg.check().unwrap();
+    let dir = tmp.path().join("run");
+    let run = RunDir::create(&dir).unwrap();
+    run.write_config(&cfg).unwrap();
+    let s = cfg.setup().unwrap();
+    let (split, labels) = (s.split.clone(), s.labels.clone());
+    train_into(&cfg, s, &run, false, Default::default(), &mut |_| Ok(())).unwrap();
+    let bytes = std::fs::read(dir.join("dataset.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let u32s = |name: &str| -> (Vec<usize>, Vec<u32>) {
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::U32, "{name}");
+        let v = t
+            .data()
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (t.shape().to_vec(), v)
+    };
+    let u8s = |name: &str| -> (Vec<usize>, Vec<u8>) {
+        let t = st.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::U8, "{name}");
+        (t.shape().to_vec(), t.data().to_vec())
+    };
+    let n_train = split.train_pairs.len();
+    let n = n_train + split.test_pairs.len();
+    let (shape, pairs) = u32s("pairs");
+    assert_eq!(shape, vec![n, 2]);
+    assert_eq!((pairs[0], pairs[1]), split.train_pairs[0]);
+    let (_, truth) = u32s("labels");
+    for (i, l) in truth.iter().enumerate() {
+        let (a, b) = (pairs[2 * i], pairs[2 * i + 1]);
+        assert_eq!(*l, (a + b) % 13, "pair {i}: true label of {a} + {b}");
+    }
+    let (_, train) = u8s("train");
+    assert_eq!(train.iter().filter(|&&t| t == 1).count(), n_train);
+    assert!(train[..n_train].iter().all(|&t| t == 1));
+    let (shape, trained) = u32s("train_labels");
+    assert_eq!(shape, vec![4, n_train], "2 corruptions × 2 weight decays");
+    let (_, corrupted) = u8s("corrupted");
+    for m in 0..4 {
+        assert_eq!(
+            trained[m * n_train..(m + 1) * n_train],
+            labels[m].labels[..]
+        );
+        let row = &corrupted[m * n_train..(m + 1) * n_train];
+        assert_eq!(
+            row.iter().filter(|&&c| c == 1).count(),
+            labels[m].n_corrupted()
+        );
+        // Outside C, a model trains on the true labels.
+        for i in 0..n_train {
+            if row[i] == 0 {
+                assert_eq!(trained[m * n_train + i], truth[i]);
+            }
+        }
+    }
+}
