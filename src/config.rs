@@ -1114,6 +1114,39 @@ fn plain(message: &str) -> String {
     m
 }
 
+/// Where an error about a config came from: the error names it itself (a `--set`, a memory
+/// limit), the `--set` that set the key it is about, or the config file.
+pub enum Blame<'a> {
+    Itself,
+    Set(&'a str),
+    Source,
+}
+
+/// Whom to blame for `e`, an error of reading or checking a config given with `sets`.
+pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
+    match e {
+        Error::Set { .. } | Error::Memory(_) => Blame::Itself,
+        Error::Invalid { key, .. } => sets
+            .iter()
+            .rev()
+            .find(|s| {
+                s.split_once('=')
+                    .is_some_and(|(k, _)| k.trim() == key.as_str())
+            })
+            .map_or(Blame::Source, |s| Blame::Set(s)),
+        _ => Blame::Source,
+    }
+}
+
+/// The message of [`blame`]: `--set K=V: …`, `in SOURCE: …`, or the error itself.
+pub fn blamed_message(e: &Error, sets: &[String], source: &str) -> String {
+    match blame(e, sets) {
+        Blame::Itself => e.to_string(),
+        Blame::Set(s) => format!("--set {s}: {e}"),
+        Blame::Source => format!("in {source}: {e}"),
+    }
+}
+
 /// A TOML error as `line L, column C: message` (one line; the position in `text`).
 pub fn located(text: &str, e: &toml::de::Error) -> String {
     match e.span() {

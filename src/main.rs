@@ -426,18 +426,13 @@ fn cmd_train(a: TrainArgs) -> Result<i32> {
     };
     // An error names where the bad value came from: a --set as typed, or the config file.
     let whose = |e: grokscope::Error| -> anyhow::Error {
-        let set = match &e {
-            grokscope::Error::Set { .. } | grokscope::Error::Memory(_) => return e.into(),
-            grokscope::Error::Invalid { key, .. } => a.sets.iter().rev().find(|s| {
-                s.split_once('=')
-                    .is_some_and(|(k, _)| k.trim() == key.as_str())
-            }),
-            _ => None,
+        use grokscope::config::{blame, Blame};
+        let context = match blame(&e, &a.sets) {
+            Blame::Itself => return e.into(),
+            Blame::Set(s) => format!("--set {s}"),
+            Blame::Source => format!("in {source}"),
         };
-        match set {
-            Some(s) => anyhow::Error::new(e).context(format!("--set {s}")),
-            None => anyhow::Error::new(e).context(format!("in {source}")),
-        }
+        anyhow::Error::new(e).context(context)
     };
     let (cfg, notes) = Config::from_toml_noted(&text, &a.sets).map_err(whose)?;
     for n in &notes {

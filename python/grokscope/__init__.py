@@ -1,0 +1,29 @@
+"""grokscope from Python: train fleets of networks on modular arithmetic with corrupted
+labels, load their runs as pandas DataFrames and numpy arrays, analyze, prune, sweep and
+report — the same library as the `grokscope` command line (Doshi, Das, He, Gromov, "To grok
+or not to grok", ICLR 2024).
+
+    import grokscope
+    run = grokscope.train("default", **{"train.epochs": 200})
+    run.summary            # one row per model: hyper-parameters, final metrics, phase
+    run.metrics            # every evaluation, tidy, hyper-parameters as columns
+"""
+
+from ._native import GrokscopeError, __version__
+from ._config import PHASES, Config, presets
+from ._run import Run, load_run, train
+from ._sweep import Sweep, load_sweep, sweep
+
+__all__ = [
+    "GrokscopeError",
+    "PHASES",
+    "Config",
+    "Run",
+    "Sweep",
+    "__version__",
+    "load_run",
+    "load_sweep",
+    "presets",
+    "sweep",
+    "train",
+]

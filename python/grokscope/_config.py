@@ -1,0 +1,131 @@
+"""Configs: a preset name, a TOML file, a dict or a `Config`, plus keyword overrides."""
+
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional
+
+from . import _native
+from ._native import GrokscopeError
+
+#: The phases of SCIENCE.md §5, in the order of the paper's table.
+PHASES = [
+    "Coexistence",
+    "Partial Inversion",
+    "Full Inversion",
+    "Memorization",
+    "Forgetting",
+    "Confusion",
+    "Generalization",
+    "Diverged",
+]
+
+
+def presets() -> Dict[str, str]:
+    """The configs shipped with grokscope (name → TOML text): ``default`` and the paper's."""
+    return dict(_native.presets())
+
+
+def toml_value(v: Any) -> str:
+    """A Python value as a TOML value (what ``--set KEY=VALUE`` takes)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if hasattr(v, "item"):  # numpy scalars
+        return toml_value(v.item())
+    raise GrokscopeError(f"{v!r}: a config value must be a number, string, bool, list or dict")
+
+
+def dict_to_toml(d: Dict[str, Any]) -> str:
+    """A nested dict as TOML text: scalars at the top, then one table per dict."""
+    lines: List[str] = []
+    tables: List[str] = []
+
+    def table(prefix: str, t: Dict[str, Any]) -> None:
+        body = []
+        for k, v in t.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}", v)
+            else:
+                body.append(f"{k} = {toml_value(v)}")
+        tables.append(f"[{prefix}]\n" + "\n".join(body))
+
+    for k, v in d.items():
+        if isinstance(v, dict):
+            table(k, v)
+        else:
+            lines.append(f"{k} = {toml_value(v)}")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(tables) + "\n"
+
+
+def override_key(k: str) -> str:
+    """``train__weight_decay`` → ``train.weight_decay`` (keyword arguments cannot hold dots)."""
+    return k.replace("__", ".")
+
+
+class Config:
+    """A config: TOML text plus ``KEY=VALUE`` overrides, checked by grokscope when resolved.
+
+    ``Config("default")``, ``Config("grokking")`` (a preset), ``Config("my.toml")``,
+    ``Config({"data": {"p": 23}})``; overrides as keywords (``train__weight_decay=[0, 5]``) or
+    with dotted keys (``**{"train.weight_decay": [0, 5]}``).
+    """
+
+    def __init__(self, source: Any = None, **overrides: Any):
+        self.sets: List[str] = []
+        if source is None:
+            source = "default"
+        if isinstance(source, Config):
+            self.text, self.origin, self.sets = source.text, source.origin, list(source.sets)
+        elif isinstance(source, dict):
+            self.text, self.origin = dict_to_toml(source), "the config dict"
+        elif isinstance(source, (str, os.PathLike)):
+            s = os.fspath(source)
+            known = presets()
+            name = s[len("paper/"):] if s.startswith("paper/") else s
+            if name.endswith(".toml") and name[: -len(".toml")] in known and not os.path.exists(s):
+                name = name[: -len(".toml")]
+            if os.path.isfile(s):
+                with open(s, encoding="utf-8") as f:
+                    self.text, self.origin = f.read(), s
+            elif name in known:
+                self.text, self.origin = known[name], f"preset {name}"
+            else:
+                raise GrokscopeError(
+                    f"{s}: neither a config file nor a preset (presets: {', '.join(sorted(known))})"
+                )
+        else:
+            raise GrokscopeError(
+                f"{source!r}: a config is a preset name, a TOML path, a dict or a grokscope.Config"
+            )
+        for k, v in overrides.items():
+            self.sets.append(f"{override_key(k)}={toml_value(v)}")
+
+    def set(self, **overrides: Any) -> "Config":
+        """A copy with more overrides."""
+        return Config(self, **overrides)
+
+    def resolved(self) -> Dict[str, Any]:
+        """The checked config with every default filled in (raises GrokscopeError)."""
+        return json.loads(_native.resolve(self.text, self.sets, self.origin))
+
+    def __repr__(self) -> str:
+        sets = "".join(f", {s}" for s in self.sets)
+        return f"Config({self.origin}{sets})"
+
+
+def as_config(config: Optional[Any], overrides: Dict[str, Any]) -> Config:
+    return Config(config, **overrides)

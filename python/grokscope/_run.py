@@ -1,0 +1,173 @@
+"""Runs: train one from Python, or load a run directory written by the CLI or by `train`."""
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from . import _native, _safetensors
+from ._config import PHASES, Config
+from ._native import GrokscopeError
+
+_SPEC_COLUMNS = ["corruption", "corruption_seed", "init_seed", "weight_decay", "dropout", "lr"]
+
+
+def _progress_callback(progress: Any, what: str):
+    """(callback, close): a tqdm bar for ``True``, the user's callable, or nothing."""
+    if progress is True:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            return None, lambda: None
+        bar = {"bar": None}
+
+        def update(step: int, total: int) -> None:
+            if bar["bar"] is None:
+                bar["bar"] = tqdm(total=total, desc=what, unit="step" if what == "training" else "run")
+            b = bar["bar"]
+            b.update(step - b.n)
+
+        def close() -> None:
+            if bar["bar"] is not None:
+                bar["bar"].close()
+
+        return update, close
+    if callable(progress):
+        return progress, lambda: None
+    return None, lambda: None
+
+
+class Run:
+    """A run directory: its config, metrics, summary, weights and dataset."""
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+        if not (self.path / "config.toml").is_file():
+            raise GrokscopeError(f"{self.path} is not a grokscope run directory: it has no config.toml")
+        self._config: Optional[Dict[str, Any]] = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The resolved config (config.toml, checked) as a dict."""
+        if self._config is None:
+            self._config = json.loads(_native.run_config(str(self.path)))
+        return self._config
+
+    @property
+    def finished(self) -> bool:
+        """Whether training finished (the final weights are written)."""
+        return (self.path / "weights.safetensors").is_file()
+
+    def _fleet(self) -> pd.DataFrame:
+        specs = pd.DataFrame(json.loads(_native.fleet(str(self.path))))
+        return specs.rename(columns={"index": "model"})[["model"] + _SPEC_COLUMNS]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every evaluation of every model (metrics.csv), with the model's hyper-parameters
+        (corruption, seeds, weight decay, dropout, lr) as columns."""
+        m = pd.read_csv(self.path / "metrics.csv")
+        return self._fleet().merge(m, on="model", how="right")
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per model: hyper-parameters, final metrics, phase (categorical), dynamics."""
+        path = self.path / "summary.json"
+        if not path.is_file():
+            raise GrokscopeError(
+                f"{self.path}: the run has not finished (no summary.json); .metrics has its evaluations so far"
+            )
+        with open(path, encoding="utf-8") as f:
+            s = json.load(f)
+        rows = []
+        for m in s["models"]:
+            row = {k: v for k, v in m.items() if k not in ("final", "dynamics")}
+            row["model"] = row.pop("index")
+            row.update({k: _number(v) for k, v in m["final"].items() if k not in ("model", "step", "ipr_hist")})
+            row["steps"] = m["final"].get("step")
+            row.update(m["dynamics"])
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        df["phase"] = pd.Categorical(df["phase"], categories=PHASES)
+        return df
+
+    def weights(self, model: int = 0) -> Dict[str, np.ndarray]:
+        """The final weights of one model (e.g. U, V, W [, bn.*] of an MLP) as numpy arrays."""
+        tensors, _ = _safetensors.read(self.path / "weights.safetensors")
+        n = next(iter(tensors.values())).shape[0] if tensors else 0
+        if not 0 <= model < n:
+            raise GrokscopeError(f"{self.path}: model {model} is out of range: the run has {n} model(s)")
+        return {k: v[model] for k, v in tensors.items()}
+
+    @property
+    def dataset(self) -> Dict[str, np.ndarray]:
+        """The pairs and labels the run trains and is evaluated on (dataset.safetensors):
+        ``pairs`` [N, 2], ``train`` (bool mask) [N], ``labels`` (true) [N], and per model
+        ``train_labels`` [M, n_train] and ``corrupted`` (bool) [M, n_train]."""
+        path = self.path / "dataset.safetensors"
+        if not path.is_file():
+            raise GrokscopeError(
+                f"{path}: missing (runs written before grokscope exported its dataset lack it)"
+            )
+        t, _ = _safetensors.read(path)
+        t["train"] = t["train"].astype(bool)
+        t["corrupted"] = t["corrupted"].astype(bool)
+        return t
+
+    def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:
+        """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv)."""
+        d = _native.analyze(str(self.path), model, force)
+        return pd.read_csv(Path(d) / "neurons.csv")
+
+    def prune(self, order: str = "ascending", model: Optional[int] = None, seed: int = 0,
+              force: bool = True) -> pd.DataFrame:
+        """Accuracies after pruning neurons in ``order`` (ascending / descending IPR, random)."""
+        return pd.read_csv(_native.prune(str(self.path), order, model, seed, force))
+
+    def report(self, force: bool = True) -> Path:
+        """Writes the figures and report.html; returns report.html's path."""
+        return Path(_native.report(str(self.path), force))
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, str) and v in ("NaN", "inf", "-inf"):
+        return float(v.replace("NaN", "nan"))
+    return v
+
+
+def load_run(path: Union[str, Path]) -> Run:
+    """The run in directory ``path``."""
+    return Run(path)
+
+
+def train(config: Any = None, *, out: Union[str, Path, None] = None, runs_dir: Union[str, Path] = "runs",
+          resume: Union[str, Path, None] = None, progress: Union[bool, Callable[[int, int], None]] = True,
+          report: bool = True, **overrides: Any) -> Run:
+    """Trains a fleet and returns its `Run`.
+
+    ``config``: a preset name (``"default"``, ``"grokking"``, …), a TOML path, a dict or a
+    `Config`; ``overrides``: config keys (``train__weight_decay=[0, 5]`` or
+    ``**{"train.weight_decay": [0, 5]}``). ``out``: the new run directory (default
+    ``runs_dir/<name>-<time>``). ``resume``: continue the interrupted run in that directory
+    instead. ``progress``: a tqdm bar (True), nothing (False) or ``f(step, total)``.
+    Ctrl-C stops after the current step, leaves the run resumable and raises
+    KeyboardInterrupt. The GIL is released while training.
+    """
+    update, close = _progress_callback(progress, "training")
+    try:
+        if resume is not None:
+            if config is not None or overrides:
+                raise GrokscopeError("resume continues a run with its own config: give no config or overrides")
+            path = _native.train(None, [], resume=str(resume), report=report, progress=update)
+        else:
+            cfg = Config(config, **overrides)
+            path = _native.train(cfg.text, cfg.sets, out=None if out is None else str(out),
+                                 runs_dir=str(runs_dir), report=report, progress=update, source=cfg.origin)
+    finally:
+        close()
+    return Run(path)

@@ -1,0 +1,42 @@
+"""Reads safetensors files (the format is an 8-byte header length, a JSON header, raw
+little-endian data) into numpy arrays, without the `safetensors` package."""
+
+import json
+import struct
+from typing import Dict, Tuple
+
+import numpy as np
+
+from ._native import GrokscopeError
+
+_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U8": "u1",
+    "I8": "i1",
+    "BOOL": "?",
+}
+
+
+def read(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    """Every tensor of the file (copied out of it) and its metadata."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        meta = header.pop("__metadata__", {}) or {}
+        out = {}
+        for name, t in header.items():
+            dt = np.dtype(_DTYPES[t["dtype"]])
+            lo, hi = t["data_offsets"]
+            arr = np.frombuffer(data, dtype=dt, count=(hi - lo) // dt.itemsize, offset=8 + n + lo)
+            out[name] = arr.reshape(t["shape"]).copy()
+        return out, meta
+    except (struct.error, ValueError, KeyError, TypeError) as e:
+        raise GrokscopeError(f"{path}: not a safetensors file grokscope can read ({e})") from None

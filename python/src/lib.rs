@@ -1,0 +1,369 @@
+//! `grokscope._native`: the Rust library seen from Python. The Python package
+//! (`python/grokscope/`) wraps these functions in its API; they take and return plain values
+//! (strings, lists, paths) and raise `grokscope.GrokscopeError` with the message the CLI would
+//! print. Training releases the GIL; Ctrl-C stops it after the current step with the run left
+//! resumable, as the CLI's does, and raises `KeyboardInterrupt`.
+
+use grokscope::analysis::prune::Order;
+use grokscope::config::{blamed_message, Config, DEFAULT_CONFIG};
+use grokscope::experiment::{train_into, Control, Progress, RunEnd};
+use grokscope::rundir::{self, RunDir};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
+use pyo3::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pyo3::create_exception!(
+    _native,
+    GrokscopeError,
+    PyValueError,
+    "A bad config, input or run directory: the message is the one the grokscope CLI prints."
+);
+
+fn err(e: grokscope::Error) -> PyErr {
+    GrokscopeError::new_err(e.to_string())
+}
+
+/// The configs shipped with grokscope: `default` and the paper's presets (`configs/paper/`).
+const PRESETS: [(&str, &str); 17] = [
+    ("default", DEFAULT_CONFIG),
+    (
+        "batchnorm",
+        include_str!("../../configs/paper/batchnorm.toml"),
+    ),
+    (
+        "grokking",
+        include_str!("../../configs/paper/grokking.toml"),
+    ),
+    (
+        "minibatch",
+        include_str!("../../configs/paper/minibatch.toml"),
+    ),
+    (
+        "phase-bn-quick",
+        include_str!("../../configs/paper/phase-bn-quick.toml"),
+    ),
+    (
+        "phase-bn",
+        include_str!("../../configs/paper/phase-bn.toml"),
+    ),
+    (
+        "phase-dropout-quick",
+        include_str!("../../configs/paper/phase-dropout-quick.toml"),
+    ),
+    (
+        "phase-dropout",
+        include_str!("../../configs/paper/phase-dropout.toml"),
+    ),
+    (
+        "phase-minibatch-quick",
+        include_str!("../../configs/paper/phase-minibatch-quick.toml"),
+    ),
+    (
+        "phase-minibatch",
+        include_str!("../../configs/paper/phase-minibatch.toml"),
+    ),
+    (
+        "phase-wd-quick",
+        include_str!("../../configs/paper/phase-wd-quick.toml"),
+    ),
+    (
+        "phase-wd",
+        include_str!("../../configs/paper/phase-wd.toml"),
+    ),
+    ("pruning", include_str!("../../configs/paper/pruning.toml")),
+    (
+        "regularization-wd20",
+        include_str!("../../configs/paper/regularization-wd20.toml"),
+    ),
+    (
+        "regularization",
+        include_str!("../../configs/paper/regularization.toml"),
+    ),
+    (
+        "transformer-corrupted",
+        include_str!("../../configs/paper/transformer-corrupted.toml"),
+    ),
+    (
+        "transformer-grokking",
+        include_str!("../../configs/paper/transformer-grokking.toml"),
+    ),
+];
+
+/// `[(name, toml text)]` of the shipped configs.
+#[pyfunction]
+fn presets() -> Vec<(&'static str, &'static str)> {
+    PRESETS.to_vec()
+}
+
+/// The config `text` with `sets` (`KEY=VALUE`, TOML values) applied and checked, every default
+/// filled in, as JSON.
+#[pyfunction]
+#[pyo3(signature = (text, sets, source = "the config".to_string()))]
+fn resolve(text: &str, sets: Vec<String>, source: String) -> PyResult<String> {
+    let blamed = |e: grokscope::Error| GrokscopeError::new_err(blamed_message(&e, &sets, &source));
+    let cfg = Config::from_toml(text, &sets).map_err(blamed)?;
+    let checked = cfg.check().map_err(blamed)?;
+    serde_json::to_string(&*checked).map_err(|e| GrokscopeError::new_err(e.to_string()))
+}
+
+/// Trains into a run directory and returns its path: a fresh run from `text` with `sets`
+/// into `out` (or `runs_dir/<name>-<time>`), or with `resume`, the interrupted run in that
+/// directory. `progress(step, total)` is called a few times a second (with the GIL).
+#[pyfunction]
+#[pyo3(signature = (text, sets, out = None, runs_dir = PathBuf::from("runs"), resume = None, report = true, progress = None, source = "the config".to_string()))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python<'_>,
+    text: Option<String>,
+    sets: Vec<String>,
+    out: Option<PathBuf>,
+    runs_dir: PathBuf,
+    resume: Option<PathBuf>,
+    report: bool,
+    progress: Option<PyObject>,
+    source: String,
+) -> PyResult<String> {
+    let (cfg, run, setup, resumed) = match resume {
+        Some(dir) => {
+            let run = RunDir::open(&dir).map_err(err)?;
+            let cfg = run.read_config().map_err(err)?;
+            let setup = cfg.setup().map_err(err)?;
+            // Check everything before anything changes.
+            run.resume_point(&cfg, setup.specs.len(), setup.total_steps)
+                .map_err(err)?;
+            (cfg, run, setup, true)
+        }
+        None => {
+            let text = text.unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+            let blamed =
+                |e: grokscope::Error| GrokscopeError::new_err(blamed_message(&e, &sets, &source));
+            let cfg = Config::from_toml(&text, &sets).map_err(blamed)?;
+            let cfg = cfg.check().map_err(blamed)?;
+            let dir = out.unwrap_or_else(|| RunDir::default_path(&runs_dir, &cfg.name));
+            // Build everything that can fail before creating the directory.
+            let setup = cfg.setup().map_err(blamed)?;
+            let run = RunDir::create(&dir).map_err(err)?;
+            run.write_config(&cfg).map_err(err)?;
+            (cfg, run, setup, false)
+        }
+    };
+    let dir = run.path().to_path_buf();
+    let stop = AtomicUsize::new(0);
+    // What Python said while training ran without the GIL: a callback's error or Ctrl-C.
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let minutes = cfg.eval.autosave_minutes;
+    let control = Control {
+        stop: Some(&stop),
+        autosave: (minutes > 0.0).then_some(minutes * 60.0),
+    };
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let end = py.allow_threads(|| {
+        train_into(&cfg, setup, &run, resumed, control, &mut |p: &Progress| {
+            let done = p.step >= p.total_steps;
+            if !done && last.elapsed() < Duration::from_millis(100) {
+                return Ok(());
+            }
+            last = Instant::now();
+            Python::with_gil(|py| {
+                let r = py.check_signals().and_then(|_| match &progress {
+                    Some(cb) => cb.call1(py, (p.step, p.total_steps)).map(|_| ()),
+                    None => Ok(()),
+                });
+                if let Err(e) = r {
+                    stop.store(2, Ordering::SeqCst);
+                    if let Ok(mut slot) = raised.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            });
+            Ok(())
+        })
+    });
+    let raised = raised.into_inner().ok().flatten();
+    match end.map_err(err)? {
+        RunEnd::Interrupted { step, .. } => Err(raised.unwrap_or_else(|| {
+            PyKeyboardInterrupt::new_err(format!(
+                "interrupted after step {step}: the run is saved in {}; continue it with grokscope.train(resume={:?})",
+                dir.display(),
+                dir.display().to_string()
+            ))
+        })),
+        RunEnd::Finished(..) => {
+            if let Some(e) = raised {
+                return Err(e);
+            }
+            if report {
+                let path = &dir;
+                py.allow_threads(|| grokscope::report::report(path, true))
+                    .map_err(|e| {
+                        GrokscopeError::new_err(format!(
+                            "the run is complete in {}, but its report could not be written: {e}",
+                            dir.display()
+                        ))
+                    })?;
+            }
+            Ok(dir.display().to_string())
+        }
+    }
+}
+
+/// The resolved config of a run directory (`config.toml`, checked) as JSON.
+#[pyfunction]
+fn run_config(dir: PathBuf) -> PyResult<String> {
+    let run = RunDir::open(&dir).map_err(err)?;
+    let cfg = run.read_config().map_err(err)?;
+    serde_json::to_string(&*cfg).map_err(|e| GrokscopeError::new_err(e.to_string()))
+}
+
+/// The settings of every model of a run's fleet, as JSON (a list of objects).
+#[pyfunction]
+fn fleet(dir: PathBuf) -> PyResult<String> {
+    let run = RunDir::open(&dir).map_err(err)?;
+    let cfg = run.read_config().map_err(err)?;
+    serde_json::to_string(&cfg.fleet()).map_err(|e| GrokscopeError::new_err(e.to_string()))
+}
+
+/// Per-neuron analysis and pruning sweeps into `DIR/analysis/`; returns that directory.
+#[pyfunction]
+#[pyo3(signature = (dir, model = None, force = false))]
+fn analyze(py: Python<'_>, dir: PathBuf, model: Option<usize>, force: bool) -> PyResult<String> {
+    py.allow_threads(|| {
+        let mut run = rundir::load_run(&dir)?;
+        grokscope::analyze::analyze_run(&mut run, model, force)?;
+        Ok(dir.join("analysis").display().to_string())
+    })
+    .map_err(err)
+}
+
+/// A pruning sweep in `order` (`ascending`, `descending`, `random`); returns its CSV's path.
+#[pyfunction]
+#[pyo3(signature = (dir, order, model = None, seed = 0, force = false))]
+fn prune(
+    py: Python<'_>,
+    dir: PathBuf,
+    order: &str,
+    model: Option<usize>,
+    seed: u64,
+    force: bool,
+) -> PyResult<String> {
+    let order = match order {
+        "ascending" => Order::Ascending,
+        "descending" => Order::Descending,
+        "random" => Order::Random,
+        o => {
+            return Err(GrokscopeError::new_err(format!(
+                "order {o:?}: expected ascending, descending or random"
+            )))
+        }
+    };
+    py.allow_threads(|| {
+        let mut run = rundir::load_run(&dir)?;
+        let (path, _) = grokscope::analyze::write_prune(&mut run, model, order, seed, force)?;
+        Ok(path.display().to_string())
+    })
+    .map_err(err)
+}
+
+/// Figures and report.html of a run or sweep directory; returns report.html's path.
+#[pyfunction]
+#[pyo3(signature = (dir, force = true))]
+fn report(py: Python<'_>, dir: PathBuf, force: bool) -> PyResult<String> {
+    py.allow_threads(|| grokscope::report::report(&dir, force))
+        .map(|p| p.display().to_string())
+        .map_err(err)
+}
+
+/// Runs the sweep `spec` (a sweep file's text) in `out` with `workers` workers (threads on
+/// the shared directory, as several `grokscope sweep run` processes would); returns `out`.
+#[pyfunction]
+#[pyo3(signature = (spec, out, workers = 1, progress = None))]
+fn sweep(
+    py: Python<'_>,
+    spec: &str,
+    out: PathBuf,
+    workers: usize,
+    progress: Option<PyObject>,
+) -> PyResult<String> {
+    let plan = grokscope::sweep::Plan::from_text(spec).map_err(err)?;
+    let stop = AtomicUsize::new(0);
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let workers = workers.clamp(1, 64);
+    let result: grokscope::Result<()> = py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (plan, out, stop, raised, progress) =
+                        (&plan, &out, &stop, &raised, &progress);
+                    scope.spawn(move || {
+                        let opts = grokscope::sweep::WorkerOptions {
+                            name: Some(format!("python-{}-{w}", std::process::id())),
+                            ..Default::default()
+                        };
+                        let mut last = Instant::now() - Duration::from_secs(1);
+                        grokscope::sweep::run(plan, out, None, &opts, stop, &mut |p| {
+                            if w != 0 || last.elapsed() < Duration::from_millis(200) {
+                                return;
+                            }
+                            last = Instant::now();
+                            Python::with_gil(|py| {
+                                let r = py.check_signals().and_then(|_| match progress {
+                                    Some(cb) => {
+                                        cb.call1(py, (p.runs_done, p.runs_total)).map(|_| ())
+                                    }
+                                    None => Ok(()),
+                                });
+                                if let Err(e) = r {
+                                    stop.store(2, Ordering::SeqCst);
+                                    if let Ok(mut slot) = raised.lock() {
+                                        slot.get_or_insert(e);
+                                    }
+                                }
+                            });
+                        })
+                        .map(|_| ())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(grokscope::Error::Config("a sweep worker panicked".into()))
+                    })
+                })
+                .collect::<grokscope::Result<Vec<()>>>()
+                .map(|_| ())
+        })
+    });
+    if let Some(e) = raised.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    result.map_err(err)?;
+    Ok(out.display().to_string())
+}
+
+/// Whether `dir` is a sweep directory.
+#[pyfunction]
+fn is_sweep(dir: PathBuf) -> bool {
+    grokscope::sweep::store::is_sweep(Path::new(&dir))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("GrokscopeError", m.py().get_type::<GrokscopeError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(run_config, m)?)?;
+    m.add_function(wrap_pyfunction!(fleet, m)?)?;
+    m.add_function(wrap_pyfunction!(analyze, m)?)?;
+    m.add_function(wrap_pyfunction!(prune, m)?)?;
+    m.add_function(wrap_pyfunction!(report, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(is_sweep, m)?)?;
+    Ok(())
+}
