@@ -1,0 +1,139 @@
+"""The Python package against the command line: same runs, recomputed accuracies, Ctrl-C,
+errors, sweeps, analysis."""
+
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import grokscope
+
+SMALL = {"data.p": 23, "model.width": 48, "train.epochs": 60, "train.weight_decay": [0, 5], "eval.every": 5}
+
+
+def sets_of(d):
+    from grokscope._config import toml_value
+
+    out = []
+    for k, v in d.items():
+        out += ["--set", f"{k}={toml_value(v)}"]
+    return out
+
+
+def cli_train(cli, out, overrides, config=None):
+    args = [cli, "train", "-q", "--no-report", "--out", str(out)] + sets_of(overrides)
+    if config:
+        args += ["--config", config]
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def test_train_equals_the_cli(tmp_path, cli):
+    cli_train(cli, tmp_path / "cli", SMALL)
+    run = grokscope.train("default", out=tmp_path / "py", progress=False, report=False, **SMALL)
+    for name in ["metrics.csv", "ipr_hist.csv", "summary.json", "weights.safetensors", "dataset.safetensors"]:
+        assert (tmp_path / "cli" / name).read_bytes() == (run.path / name).read_bytes(), name
+    strip = lambda p: [l for l in p.read_text().splitlines() if not l.startswith("#")]
+    assert strip(tmp_path / "cli" / "config.toml") == strip(run.path / "config.toml")
+
+
+def forward(w, pairs, cfg):
+    """Logits of one MLP model in evaluation mode, in numpy (float64)."""
+    U, V, W = (w[k].astype(np.float64) for k in ("U", "V", "W"))
+    h = U[:, pairs[:, 0]] + V[:, pairs[:, 1]]  # [N, n]
+    act = cfg["model"]["activation"]
+    z = {"square": lambda x: x * x, "relu": lambda x: np.maximum(x, 0), "linear": lambda x: x}[act](h)
+    if cfg["model"]["batchnorm"]:
+        mean, var = w["bn.running_mean"][:, None], w["bn.running_var"][:, None]
+        z = (z - mean) / np.sqrt(var + cfg["model"]["bn_eps"]) * w["bn.weight"][:, None] + w["bn.bias"][:, None]
+    return (W @ z).T  # [n, p]
+
+
+@pytest.mark.parametrize("extra", [{}, {"model.batchnorm": True}], ids=["mse", "batchnorm"])
+def test_accuracies_recomputed_in_numpy(tmp_path, cli, extra):
+    cli_train(cli, tmp_path / "run", {**SMALL, "data.corruption": 0.3, **extra})
+    run = grokscope.load_run(tmp_path / "run")
+    d, cfg = run.dataset, run.config
+    n_train = int(d["train"].sum())
+    last = run.metrics.groupby("model").tail(1).set_index("model")
+    assert len(last) == 2
+    for m in range(2):
+        pred = forward(run.weights(m), d["pairs"], cfg).argmax(axis=1)
+        tr, te = pred[:n_train], pred[n_train:]
+        lab, c = d["train_labels"][m], d["corrupted"][m]
+        truth = d["labels"]
+        got = {
+            "train_acc": np.mean(tr == lab),
+            "test_acc": np.mean(te == truth[n_train:]),
+            "mem_acc": np.mean(tr[c] == lab[c]),
+            "inv_acc": np.mean(tr[c] == truth[:n_train][c]),
+            "clean_acc": np.mean(tr[~c] == lab[~c]),
+        }
+        for k, v in got.items():
+            assert abs(v - last.loc[m, k]) <= 1e-6, f"model {m} {k}: numpy {v}, metrics.csv {last.loc[m, k]}"
+    s = run.summary
+    assert list(s["model"]) == [0, 1] and s["phase"].dtype == "category"
+    assert set(run.metrics.columns) >= {"weight_decay", "corruption", "step", "test_acc"}
+
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path):
+    out = tmp_path / "run"
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            grokscope.train("default", out=out, progress=False, report=False,
+                            **{"data.p": 41, "model.width": 256, "train.epochs": 8000, "eval.every": 100})
+    finally:
+        timer.cancel()
+    state = (out / "state.json").read_text()
+    assert '"interrupted"' in state and (out / "resume.safetensors").is_file()
+    assert not (out / "weights.safetensors").exists()
+    run = grokscope.train(resume=out, progress=False, report=False)
+    assert run.finished and len(run.summary) == 3
+
+
+def test_bad_config_raises_the_cli_message(tmp_path, cli):
+    for key, value in [("model.width", "abc"), ("data.p", 1), ("train.lr", -1.0)]:
+        with pytest.raises(grokscope.GrokscopeError) as e:
+            grokscope.train("default", out=tmp_path / "x", progress=False, **{key: value})
+        r = subprocess.run([cli, "train", "-q", "--out", str(tmp_path / "y")] + sets_of({key: value}),
+                           capture_output=True, text=True)
+        assert r.returncode == 2
+        cli_message = r.stderr.strip().splitlines()[-1].removeprefix("error: ")
+        assert str(e.value) == cli_message
+        assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(grokscope.GrokscopeError, match="neither a config file nor a preset"):
+        grokscope.train("no-such-preset", out=tmp_path / "z")
+
+
+def test_sweep_load_and_grid(tmp_path):
+    spec = {
+        "name": "tiny",
+        "base": {"data.p": 11, "model.width": 16, "train.epochs": 40},
+        "axes": {"data.train_fraction": [0.5, 0.7], "data.corruption": [0.2, 0.4]},
+    }
+    sw = grokscope.sweep(spec, tmp_path / "sw", workers=2, progress=False)
+    res = sw.results
+    assert len(res) == 4 and res["phase"].dtype == "category"
+    g = sw.grid()
+    assert g.shape == (2, 2) and list(g.index) == sorted(g.index, reverse=True)
+    assert len(sw.curves(0)) > 1
+    again = grokscope.load_sweep(tmp_path / "sw")
+    pd.testing.assert_frame_equal(again.results, res)
+
+
+def test_analyze_prune_report(tmp_path, cli):
+    cli_train(cli, tmp_path / "run", SMALL)
+    run = grokscope.load_run(tmp_path / "run")
+    neurons = run.analyze()
+    assert len(neurons) == 2 * 48 and "ipr" in neurons.columns
+    pr = run.prune("descending", model=1)
+    assert {"pruned", "test_acc"} <= set(pr.columns)
+    assert run.report().is_file()
+    with pytest.raises(grokscope.GrokscopeError, match="out of range"):
+        run.weights(5)
