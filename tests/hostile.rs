@@ -481,6 +481,7 @@ fn report_and_analyze_killed_at_any_moment_leave_a_complete_old_or_new_one() {
                         "ipr_hist.csv",
                         "summary.json",
                         "weights.safetensors",
+                        "dataset.safetensors",
                         "state.json"
                     ]
                     .contains(&n.as_str()),
