@@ -1324,10 +1324,12 @@ fn dataset_bytes(
             view(Dtype::U8, vec![models, n_train], &corrupted)?,
         ),
     ];
-    let meta = std::collections::HashMap::from([
-        ("format".to_string(), "grokscope-dataset".to_string()),
-        ("p".to_string(), split.p.to_string()),
-    ]);
+    // One metadata key holding sorted JSON, as in the weights: the file is the same to the
+    // byte for the same config.
+    let meta = std::collections::HashMap::from([(
+        crate::train::engine::META_KEY.to_string(),
+        format!("{{\"format\":\"grokscope-dataset\",\"p\":{}}}", split.p),
+    )]);
     Ok(safetensors::serialize(views, Some(meta))?)
 }
 

@@ -316,6 +316,18 @@ fn the_dataset_is_exported_with_the_run() {
     let (split, labels) = (s.split.clone(), s.labels.clone());
     train_into(&cfg, s, &run, false, Default::default(), &mut |_| Ok(())).unwrap();
     let bytes = std::fs::read(dir.join("dataset.safetensors")).unwrap();
+    // The same config gives the same file to the byte (metadata order included).
+    for k in 0..3 {
+        let again = tmp.path().join(format!("again{k}"));
+        let run = RunDir::create(&again).unwrap();
+        run.write_config(&cfg).unwrap();
+        let s = cfg.setup().unwrap();
+        run.write_dataset(&s.split, &s.labels).unwrap();
+        assert_eq!(
+            std::fs::read(again.join("dataset.safetensors")).unwrap(),
+            bytes
+        );
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let u32s = |name: &str| -> (Vec<usize>, Vec<u32>) {
         let t = st.tensor(name).unwrap();

@@ -9,10 +9,18 @@ or not to grok", ICLR 2024).
     run.metrics            # every evaluation, tidy, hyper-parameters as columns
 """
 
+import atexit as _atexit
+
 from ._native import GrokscopeError, __version__
+from ._native import shutdown as _shutdown
 from ._config import PHASES, Config, presets
 from ._run import Run, load_run, train
 from ._sweep import Sweep, load_sweep, sweep
+
+# At interpreter exit, trainings and sweeps still running in other threads are stopped after
+# their current step with their state saved (as SIGTERM stops the CLI), before Python kills
+# daemon threads.
+_atexit.register(_shutdown)
 
 __all__ = [
     "GrokscopeError",

@@ -28,46 +28,61 @@ def presets() -> Dict[str, str]:
 
 def toml_value(v: Any) -> str:
     """A Python value as a TOML value (what ``--set KEY=VALUE`` takes)."""
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):  # numpy scalars and arrays
+        v = v.tolist()
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return str(v)
+        return str(int(v))
     if isinstance(v, float):
+        v = float(v)
         if math.isnan(v):
             return "nan"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return json.dumps(v, ensure_ascii=False)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
-    if hasattr(v, "item"):  # numpy scalars
-        return toml_value(v.item())
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
     raise GrokscopeError(f"{v!r}: a config value must be a number, string, bool, list or dict")
 
 
+def toml_key(k: Any) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (never new syntax)."""
+    k = str(k)
+    if k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k):
+        return k
+    return json.dumps(k, ensure_ascii=False)
+
+
 def dict_to_toml(d: Dict[str, Any]) -> str:
-    """A nested dict as TOML text: scalars at the top, then one table per dict."""
+    """A nested dict as TOML text: scalars at the top, then one table per dict. A key with
+    dots at the top of a table (``{"base": {"data.p": 23}}``) stays one dotted key."""
     lines: List[str] = []
     tables: List[str] = []
+
+    def dotted(k: Any) -> str:
+        return ".".join(toml_key(part) for part in str(k).split("."))
 
     def table(prefix: str, t: Dict[str, Any]) -> None:
         body = []
         for k, v in t.items():
             if isinstance(v, dict):
-                table(f"{prefix}.{k}", v)
+                table(f"{prefix}.{toml_key(k)}", v)
             else:
-                body.append(f"{k} = {toml_value(v)}")
+                body.append(f"{dotted(k)} = {toml_value(v)}")
         tables.append(f"[{prefix}]\n" + "\n".join(body))
 
+    if not isinstance(d, dict):
+        raise GrokscopeError(f"{d!r}: expected a dict of config sections")
     for k, v in d.items():
         if isinstance(v, dict):
-            table(k, v)
+            table(toml_key(k), v)
         else:
-            lines.append(f"{k} = {toml_value(v)}")
+            lines.append(f"{toml_key(k)} = {toml_value(v)}")
     return "\n".join(lines) + "\n\n" + "\n\n".join(tables) + "\n"
 
 
@@ -99,8 +114,11 @@ class Config:
             if name.endswith(".toml") and name[: -len(".toml")] in known and not os.path.exists(s):
                 name = name[: -len(".toml")]
             if os.path.isfile(s):
-                with open(s, encoding="utf-8") as f:
-                    self.text, self.origin = f.read(), s
+                try:
+                    with open(s, encoding="utf-8") as f:
+                        self.text, self.origin = f.read(), s
+                except (OSError, UnicodeDecodeError) as e:
+                    raise GrokscopeError(f"{s}: cannot read the config: {e}") from None
             elif name in known:
                 self.text, self.origin = known[name], f"preset {name}"
             else:

@@ -1,6 +1,8 @@
 """Runs: train one from Python, or load a run directory written by the CLI or by `train`."""
 
 import json
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -70,8 +72,16 @@ class Run:
     @property
     def metrics(self) -> pd.DataFrame:
         """Every evaluation of every model (metrics.csv), with the model's hyper-parameters
-        (corruption, seeds, weight decay, dropout, lr) as columns."""
-        m = pd.read_csv(self.path / "metrics.csv")
+        (corruption, seeds, weight decay, dropout, lr) as columns. The file is checked as the
+        CLI checks it; of a run still training, the evaluations every model has finished."""
+        _native.check_history(str(self.path))
+        try:
+            m = pd.read_csv(self.path / "metrics.csv")
+        except (OSError, ValueError) as e:
+            raise GrokscopeError(f"{self.path / 'metrics.csv'}: {e}") from None
+        if not self.finished:
+            per_model = m.groupby("model")["step"].max()
+            m = m[m["step"] <= per_model.min()]
         return self._fleet().merge(m, on="model", how="right")
 
     @property
@@ -82,10 +92,14 @@ class Run:
             raise GrokscopeError(
                 f"{self.path}: the run has not finished (no summary.json); .metrics has its evaluations so far"
             )
-        with open(path, encoding="utf-8") as f:
-            s = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                s = json.load(f)
+            models = s["models"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise GrokscopeError(f"{path}: not a run summary ({e})") from None
         rows = []
-        for m in s["models"]:
+        for m in models:
             row = {k: v for k, v in m.items() if k not in ("final", "dynamics")}
             row["model"] = row.pop("index")
             row.update({k: _number(v) for k, v in m["final"].items() if k not in ("model", "step", "ipr_hist")})
@@ -98,6 +112,11 @@ class Run:
 
     def weights(self, model: int = 0) -> Dict[str, np.ndarray]:
         """The final weights of one model (e.g. U, V, W [, bn.*] of an MLP) as numpy arrays."""
+        model = _index(model, "model")
+        if not self.finished:
+            raise GrokscopeError(
+                f"{self.path}: the run has not finished, it has no final weights (resume it with grokscope.train(resume=...))"
+            )
         tensors, _ = _safetensors.read(self.path / "weights.safetensors")
         n = next(iter(tensors.values())).shape[0] if tensors else 0
         if not 0 <= model < n:
@@ -121,17 +140,54 @@ class Run:
 
     def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:
         """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv)."""
+        model = None if model is None else _index(model, "model")
         d = _native.analyze(str(self.path), model, force)
         return pd.read_csv(Path(d) / "neurons.csv")
 
     def prune(self, order: str = "ascending", model: Optional[int] = None, seed: int = 0,
               force: bool = True) -> pd.DataFrame:
         """Accuracies after pruning neurons in ``order`` (ascending / descending IPR, random)."""
-        return pd.read_csv(_native.prune(str(self.path), order, model, seed, force))
+        model = None if model is None else _index(model, "model")
+        seed = _index(seed, "seed")
+        if seed >= 2**64:
+            raise GrokscopeError(f"seed = {seed}: expected 0 to 2**64 - 1")
+        return pd.read_csv(_native.prune(str(self.path), str(order), model, seed, force))
 
     def report(self, force: bool = True) -> Path:
         """Writes the figures and report.html; returns report.html's path."""
         return Path(_native.report(str(self.path), force))
+
+
+def _index(v: Any, what: str) -> int:
+    """A non-negative integer argument (TypeError for another type, GrokscopeError if < 0)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{what} must be an integer, got {v!r}")
+    v = int(v)
+    if v < 0:
+        raise GrokscopeError(f"{what} = {v}: expected 0 or more")
+    return v
+
+
+class _TermAsExit:
+    """While training in the main thread, SIGTERM raises SystemExit(143) at the next check,
+    so that the run is saved resumably first (as the CLI does on SIGTERM)."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def on_term(signum, frame):
+                raise SystemExit(128 + signum)
+
+            try:
+                self.old = signal.signal(signal.SIGTERM, on_term)
+            except (ValueError, OSError):
+                self.old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
 
 
 def _number(v: Any) -> Any:
@@ -155,19 +211,23 @@ def train(config: Any = None, *, out: Union[str, Path, None] = None, runs_dir: U
     ``**{"train.weight_decay": [0, 5]}``). ``out``: the new run directory (default
     ``runs_dir/<name>-<time>``). ``resume``: continue the interrupted run in that directory
     instead. ``progress``: a tqdm bar (True), nothing (False) or ``f(step, total)``.
-    Ctrl-C stops after the current step, leaves the run resumable and raises
-    KeyboardInterrupt. The GIL is released while training.
+    Ctrl-C (and SIGTERM, in the main thread) stops after the current step, leaves the run
+    resumable and raises KeyboardInterrupt (SystemExit). The GIL is released while training;
+    a training in another thread is stopped resumably when the interpreter exits.
     """
+    if resume is not None and (config is not None or overrides or out is not None):
+        raise GrokscopeError("resume continues a run in its own directory with its own config: give no config, overrides or out")
+    if out is not None and str(out) == "":
+        raise GrokscopeError("out: an empty path; give the new run directory, or None for runs_dir/<name>-<time>")
+    cfg = None if resume is not None else Config(config, **overrides)
     update, close = _progress_callback(progress, "training")
     try:
-        if resume is not None:
-            if config is not None or overrides:
-                raise GrokscopeError("resume continues a run with its own config: give no config or overrides")
-            path = _native.train(None, [], resume=str(resume), report=report, progress=update)
-        else:
-            cfg = Config(config, **overrides)
-            path = _native.train(cfg.text, cfg.sets, out=None if out is None else str(out),
-                                 runs_dir=str(runs_dir), report=report, progress=update, source=cfg.origin)
+        with _TermAsExit():
+            if cfg is None:
+                path = _native.train(None, [], resume=str(resume), report=report, progress=update)
+            else:
+                path = _native.train(cfg.text, cfg.sets, out=None if out is None else str(out),
+                                     runs_dir=str(runs_dir), report=report, progress=update, source=cfg.origin)
     finally:
         close()
     return Run(path)

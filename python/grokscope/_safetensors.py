@@ -29,12 +29,16 @@ def read(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         data = f.read()
     try:
         (n,) = struct.unpack("<Q", data[:8])
+        if n > len(data) - 8:
+            raise ValueError(f"its header claims {n} bytes, the file has {len(data)}")
         header = json.loads(data[8 : 8 + n])
         meta = header.pop("__metadata__", {}) or {}
         out = {}
         for name, t in header.items():
             dt = np.dtype(_DTYPES[t["dtype"]])
             lo, hi = t["data_offsets"]
+            if not 0 <= lo <= hi <= len(data) - 8 - n:
+                raise ValueError(f"tensor {name} lies outside the file")
             arr = np.frombuffer(data, dtype=dt, count=(hi - lo) // dt.itemsize, offset=8 + n + lo)
             out[name] = arr.reshape(t["shape"]).copy()
         return out, meta

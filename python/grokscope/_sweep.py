@@ -9,7 +9,7 @@ import pandas as pd
 from . import _native
 from ._config import PHASES, dict_to_toml, presets
 from ._native import GrokscopeError
-from ._run import _progress_callback
+from ._run import _TermAsExit, _index, _progress_callback
 
 
 def _spec_text(spec: Any) -> str:
@@ -18,8 +18,11 @@ def _spec_text(spec: Any) -> str:
     if isinstance(spec, (str, os.PathLike)):
         s = os.fspath(spec)
         if os.path.isfile(s):
-            with open(s, encoding="utf-8") as f:
-                return f.read()
+            try:
+                with open(s, encoding="utf-8") as f:
+                    return f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise GrokscopeError(f"{s}: cannot read the sweep file: {e}") from None
         known = presets()
         name = s[len("paper/"):] if s.startswith("paper/") else s
         if name in known and "[axes]" in known[name]:
@@ -48,8 +51,11 @@ class Sweep:
         path = self.path / "results.csv"
         if not path.is_file():
             raise GrokscopeError(f"{self.path}: no results.csv yet (the sweep has not finished)")
-        df = pd.read_csv(path)
-        df["phase"] = pd.Categorical(df["phase"], categories=PHASES)
+        try:
+            df = pd.read_csv(path)
+            df["phase"] = pd.Categorical(df["phase"], categories=PHASES)
+        except (OSError, ValueError, KeyError) as e:
+            raise GrokscopeError(f"{path}: {e}") from None
         return df
 
     @property
@@ -76,6 +82,7 @@ class Sweep:
 
     def curves(self, run: int) -> pd.DataFrame:
         """The metrics over steps of run ``run`` (curves/NNNNNN.csv)."""
+        run = _index(run, "run")
         path = self.path / "curves" / f"{run:06d}.csv"
         if not path.is_file():
             raise GrokscopeError(f"{self.path}: run {run} has no curve (not finished, or out of range)")
@@ -106,9 +113,16 @@ def sweep(spec: Any, out: Union[str, Path], workers: int = 1,
     dict with ``name``, ``base`` and ``axes``) in directory ``out`` with ``workers`` workers
     (threads sharing the directory, like several ``grokscope sweep run`` processes). A sweep
     directory resumes where it stopped: call again with the same spec."""
+    workers = _index(workers, "workers")
+    if not 1 <= workers <= 1024:
+        raise GrokscopeError(f"workers = {workers}: expected 1 to 1024")
+    if str(out) == "":
+        raise GrokscopeError("out: an empty path; give the sweep directory")
+    text = _spec_text(spec)
     update, close = _progress_callback(progress, "sweep")
     try:
-        path = _native.sweep(_spec_text(spec), str(out), workers, update)
+        with _TermAsExit():
+            path = _native.sweep(text, str(out), workers, update)
     finally:
         close()
     return Sweep(path)

@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pyo3::create_exception!(
@@ -24,6 +24,55 @@ pyo3::create_exception!(
 
 fn err(e: grokscope::Error) -> PyErr {
     GrokscopeError::new_err(e.to_string())
+}
+
+/// The stop flags of the trainings and sweeps running now (any thread), so that an exiting
+/// interpreter can stop them resumably first ([`shutdown`]).
+static ACTIVE: Mutex<Vec<Arc<AtomicUsize>>> = Mutex::new(Vec::new());
+
+/// A stop flag registered in [`ACTIVE`] while it lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn new() -> Active {
+        let flag = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut a) = ACTIVE.lock() {
+            a.push(flag.clone());
+        }
+        Active(flag)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut a) = ACTIVE.lock() {
+            a.retain(|f| !Arc::ptr_eq(f, &self.0));
+        }
+    }
+}
+
+/// Stops every training and sweep running in other threads (as SIGTERM stops the CLI: after
+/// the current step, the state saved) and waits for them (at most `timeout` seconds); called
+/// by the package at interpreter exit, before daemon threads are killed.
+#[pyfunction]
+#[pyo3(signature = (timeout = 120.0))]
+fn shutdown(py: Python<'_>, timeout: f64) {
+    let t0 = Instant::now();
+    loop {
+        let n = match ACTIVE.lock() {
+            Ok(a) => {
+                for f in a.iter() {
+                    f.store(15, Ordering::SeqCst);
+                }
+                a.len()
+            }
+            Err(_) => 0,
+        };
+        if n == 0 || t0.elapsed().as_secs_f64() > timeout {
+            return;
+        }
+        py.allow_threads(|| std::thread::sleep(Duration::from_millis(20)));
+    }
 }
 
 /// The configs shipped with grokscope: `default` and the paper's presets (`configs/paper/`).
@@ -151,12 +200,13 @@ fn train(
         }
     };
     let dir = run.path().to_path_buf();
-    let stop = AtomicUsize::new(0);
+    let active = Active::new();
+    let stop: &AtomicUsize = &active.0;
     // What Python said while training ran without the GIL: a callback's error or Ctrl-C.
     let raised: Mutex<Option<PyErr>> = Mutex::new(None);
     let minutes = cfg.eval.autosave_minutes;
     let control = Control {
-        stop: Some(&stop),
+        stop: Some(stop),
         autosave: (minutes > 0.0).then_some(minutes * 60.0),
     };
     let mut last = Instant::now() - Duration::from_secs(1);
@@ -278,6 +328,8 @@ fn report(py: Python<'_>, dir: PathBuf, force: bool) -> PyResult<String> {
 
 /// Runs the sweep `spec` (a sweep file's text) in `out` with `workers` workers (threads on
 /// the shared directory, as several `grokscope sweep run` processes would); returns `out`.
+/// `progress(done, total)` (runs) is called a few times a second; Ctrl-C stops every worker
+/// after its current step (the sweep resumes when run again) and raises KeyboardInterrupt.
 #[pyfunction]
 #[pyo3(signature = (spec, out, workers = 1, progress = None))]
 fn sweep(
@@ -287,46 +339,50 @@ fn sweep(
     workers: usize,
     progress: Option<PyObject>,
 ) -> PyResult<String> {
+    if !(1..=1024).contains(&workers) {
+        return Err(GrokscopeError::new_err(format!(
+            "workers = {workers}: expected 1 to 1024"
+        )));
+    }
     let plan = grokscope::sweep::Plan::from_text(spec).map_err(err)?;
-    let stop = AtomicUsize::new(0);
-    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
-    let workers = workers.clamp(1, 64);
+    let active = Active::new();
+    let stop: &AtomicUsize = &active.0;
+    let done = AtomicUsize::new(0);
+    let total = AtomicUsize::new(plan.points.len());
+    let mut raised: Option<PyErr> = None;
     let result: grokscope::Result<()> = py.allow_threads(|| {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
-                    let (plan, out, stop, raised, progress) =
-                        (&plan, &out, &stop, &raised, &progress);
+                    let (plan, out, done, total) = (&plan, &out, &done, &total);
                     scope.spawn(move || {
                         let opts = grokscope::sweep::WorkerOptions {
                             name: Some(format!("python-{}-{w}", std::process::id())),
                             ..Default::default()
                         };
-                        let mut last = Instant::now() - Duration::from_secs(1);
                         grokscope::sweep::run(plan, out, None, &opts, stop, &mut |p| {
-                            if w != 0 || last.elapsed() < Duration::from_millis(200) {
-                                return;
-                            }
-                            last = Instant::now();
-                            Python::with_gil(|py| {
-                                let r = py.check_signals().and_then(|_| match progress {
-                                    Some(cb) => {
-                                        cb.call1(py, (p.runs_done, p.runs_total)).map(|_| ())
-                                    }
-                                    None => Ok(()),
-                                });
-                                if let Err(e) = r {
-                                    stop.store(2, Ordering::SeqCst);
-                                    if let Ok(mut slot) = raised.lock() {
-                                        slot.get_or_insert(e);
-                                    }
-                                }
-                            });
+                            done.fetch_max(p.runs_done, Ordering::SeqCst);
+                            total.store(p.runs_total, Ordering::SeqCst);
                         })
                         .map(|_| ())
                     })
                 })
                 .collect();
+            // This thread watches: Ctrl-C and progress, a few times a second.
+            while !handles.iter().all(|h| h.is_finished()) {
+                std::thread::sleep(Duration::from_millis(100));
+                Python::with_gil(|py| {
+                    let (d, t) = (done.load(Ordering::SeqCst), total.load(Ordering::SeqCst));
+                    let r = py.check_signals().and_then(|_| match &progress {
+                        Some(cb) => cb.call1(py, (d, t)).map(|_| ()),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = r {
+                        stop.store(2, Ordering::SeqCst);
+                        raised.get_or_insert(e);
+                    }
+                });
+            }
             handles
                 .into_iter()
                 .map(|h| {
@@ -338,11 +394,32 @@ fn sweep(
                 .map(|_| ())
         })
     });
-    if let Some(e) = raised.into_inner().ok().flatten() {
+    if let Some(e) = raised {
         return Err(e);
     }
     result.map_err(err)?;
+    if stop.load(Ordering::SeqCst) != 0 {
+        return Err(PyKeyboardInterrupt::new_err(format!(
+            "the sweep in {} was stopped; run it again to continue",
+            out.display()
+        )));
+    }
+    if let Some(cb) = &progress {
+        let t = total.load(Ordering::SeqCst);
+        cb.call1(py, (t, t))?;
+    }
     Ok(out.display().to_string())
+}
+
+/// Reads a run's metrics back with every check the CLI makes (raises on a bad file).
+#[pyfunction]
+fn check_history(py: Python<'_>, dir: PathBuf) -> PyResult<()> {
+    py.allow_threads(|| {
+        let run = RunDir::open(&dir)?;
+        let cfg = run.read_config()?;
+        run.read_history(cfg.fleet().len()).map(|_| ())
+    })
+    .map_err(err)
 }
 
 /// Whether `dir` is a sweep directory.
@@ -365,5 +442,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_function(wrap_pyfunction!(is_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(check_history, m)?)?;
     Ok(())
 }

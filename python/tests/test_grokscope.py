@@ -137,3 +137,80 @@ def test_analyze_prune_report(tmp_path, cli):
     assert run.report().is_file()
     with pytest.raises(grokscope.GrokscopeError, match="out of range"):
         run.weights(5)
+
+
+LONG = {"data.p": 41, "model.width": 128, "train.epochs": 4000, "eval.every": 100}
+
+
+def run_python(code, cwd, sig=None, after=1.0):
+    """Runs `code` in a fresh interpreter (optionally sending `sig` after `after` seconds)."""
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if sig is not None:
+        time.sleep(after)
+        p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    return p.returncode, out, err
+
+
+def assert_resumable(path):
+    state = (path / "state.json").read_text()
+    assert '"interrupted"' in state, state
+    assert (path / "resume.safetensors").is_file() and not (path / "weights.safetensors").exists()
+
+
+def test_exit_while_a_thread_trains_saves_the_run(tmp_path):
+    code = (
+        "import threading, time, grokscope\n"
+        f"t = threading.Thread(target=lambda: grokscope.train('default', out='run', progress=False, report=False, **{LONG!r}), daemon=True)\n"
+        "t.start(); time.sleep(1.0)\n"
+    )
+    rc, out, err = run_python(code, tmp_path)
+    assert rc == 0, err
+    assert_resumable(tmp_path / "run")
+    assert grokscope.train(resume=tmp_path / "run", progress=False, report=False).finished
+
+
+def test_sigterm_saves_the_run(tmp_path):
+    code = f"import grokscope\ngrokscope.train('default', out='run', progress=False, report=False, **{LONG!r})\n"
+    rc, out, err = run_python(code, tmp_path, sig=signal.SIGTERM)
+    assert rc == 143, err
+    assert_resumable(tmp_path / "run")
+
+
+def test_ctrl_c_stops_a_sweep_at_once(tmp_path):
+    import time
+
+    spec = {
+        "name": "slow",
+        "base": {"data.p": 31, "model.width": 64, "train.epochs": 3000},
+        "axes": {"data.train_fraction": [0.3, 0.5, 0.7], "data.corruption": [0.1, 0.3, 0.5], "train.weight_decay": [0, 1]},
+    }
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            grokscope.sweep(spec, tmp_path / "sw", workers=2, progress=False)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 4.0, "stopped within a step, not at the end of the sweep"
+    done = grokscope.sweep(spec, tmp_path / "sw", workers=2, progress=False)
+    assert len(done.results) == 18
+
+
+def test_numpy_values_and_checked_files(tmp_path):
+    run = grokscope.train("default", out=tmp_path / "run", progress=False, report=False,
+                          **{**SMALL, "train.weight_decay": np.array([0.0, 5.0]), "data.corruption": np.float64(0.3)})
+    assert list(run.summary["weight_decay"]) == [0.0, 5.0]
+    # A truncated metrics.csv is refused as the CLI refuses it.
+    text = (run.path / "metrics.csv").read_text()
+    (run.path / "metrics.csv").write_text(text[:300])
+    with pytest.raises(grokscope.GrokscopeError, match="metrics.csv"):
+        run.metrics
+    with pytest.raises(TypeError):
+        run.weights(0.5)
+    with pytest.raises(grokscope.GrokscopeError):
+        run.prune(model=-1)
