@@ -8,17 +8,8 @@ from typing import Any, Dict, List, Optional
 from . import _native
 from ._native import GrokscopeError
 
-#: The phases of SCIENCE.md §5, in the order of the paper's table.
-PHASES = [
-    "Coexistence",
-    "Partial Inversion",
-    "Full Inversion",
-    "Memorization",
-    "Forgetting",
-    "Confusion",
-    "Generalization",
-    "Diverged",
-]
+#: The phases of SCIENCE.md §5, in the order of the paper's table (from the library).
+PHASES = list(_native.phases())
 
 
 def presets() -> Dict[str, str]:

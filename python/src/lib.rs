@@ -141,6 +141,15 @@ const PRESETS: [(&str, &str); 17] = [
     ),
 ];
 
+/// The phases of SCIENCE.md §5, in the order of the paper's table.
+#[pyfunction]
+fn phases() -> Vec<&'static str> {
+    grokscope::metrics::Phase::ALL
+        .iter()
+        .map(|p| p.name())
+        .collect()
+}
+
 /// `[(name, toml text)]` of the shipped configs.
 #[pyfunction]
 fn presets() -> Vec<(&'static str, &'static str)> {
@@ -433,6 +442,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GrokscopeError", m.py().get_type::<GrokscopeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(phases, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(run_config, m)?)?;
