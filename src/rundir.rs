@@ -1073,6 +1073,14 @@ fn read_metrics_csv(
     complete: bool,
 ) -> Result<Vec<Vec<Record>>> {
     let bad = |line: usize, why: &str| Error::csv(path, line, why);
+    // Every row is written with its newline: a finished run's file that ends without one was
+    // cut short (possibly inside a number that still parses).
+    if complete && !text.is_empty() && !text.ends_with('\n') {
+        return Err(bad(
+            text.lines().count(),
+            "the file ends in the middle of a line (truncated?)",
+        ));
+    }
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     // Runs written before `batch_loss` existed have the other columns only.

@@ -122,13 +122,14 @@ fn run_report_has_every_figure() {
     assert!(err.contains("not a grokscope run directory"), "{err}");
     // A report that fails (metrics.csv without rows) leaves the previous one intact.
     let html_before = std::fs::read(dir.join("report/report.html")).unwrap();
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    // Cut inside the last number: the missing newline gives it away.
+    std::fs::write(dir.join("metrics.csv"), &text[..text.len() - 3]).unwrap();
+    let err = report(&dir, true).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
     std::fs::write(
         dir.join("metrics.csv"),
-        std::fs::read_to_string(dir.join("metrics.csv"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
+        format!("{}\n", text.lines().next().unwrap()),
     )
     .unwrap();
     let err = report(&dir, true).unwrap_err().to_string();

@@ -38,7 +38,9 @@ def _progress_callback(progress: Any, what: str):
         return update, close
     if callable(progress):
         return progress, lambda: None
-    return None, lambda: None
+    if progress is False or progress is None:
+        return None, lambda: None
+    raise TypeError(f"progress must be True, False or a callable f(done, total), got {progress!r}")
 
 
 class Run:
@@ -98,14 +100,21 @@ class Run:
             models = s["models"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise GrokscopeError(f"{path}: not a run summary ({e})") from None
-        rows = []
-        for m in models:
-            row = {k: v for k, v in m.items() if k not in ("final", "dynamics")}
-            row["model"] = row.pop("index")
-            row.update({k: _number(v) for k, v in m["final"].items() if k not in ("model", "step", "ipr_hist")})
-            row["steps"] = m["final"].get("step")
-            row.update(m["dynamics"])
-            rows.append(row)
+        try:
+            rows = []
+            for m in models:
+                row = {k: v for k, v in m.items() if k not in ("final", "dynamics")}
+                row["model"] = row.pop("index")
+                row.update({k: _number(v) for k, v in m["final"].items() if k not in ("model", "step", "ipr_hist")})
+                row["steps"] = m["final"].get("step")
+                row.update(m["dynamics"])
+                if row["phase"] not in PHASES:
+                    raise ValueError(f"unknown phase {row['phase']!r}")
+                rows.append(row)
+            if not rows:
+                raise ValueError("no models")
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise GrokscopeError(f"{path}: not a run summary ({type(e).__name__}: {e})") from None
         df = pd.DataFrame(rows)
         df["phase"] = pd.Categorical(df["phase"], categories=PHASES)
         return df
@@ -117,8 +126,11 @@ class Run:
             raise GrokscopeError(
                 f"{self.path}: the run has not finished, it has no final weights (resume it with grokscope.train(resume=...))"
             )
-        tensors, _ = _safetensors.read(self.path / "weights.safetensors")
-        n = next(iter(tensors.values())).shape[0] if tensors else 0
+        path = self.path / "weights.safetensors"
+        tensors, _ = _safetensors.read(path)
+        if not tensors or any(v.ndim == 0 for v in tensors.values()):
+            raise GrokscopeError(f"{path}: not grokscope weights (no tensors, or a tensor without a model axis)")
+        n = next(iter(tensors.values())).shape[0]
         if not 0 <= model < n:
             raise GrokscopeError(f"{self.path}: model {model} is out of range: the run has {n} model(s)")
         return {k: v[model] for k, v in tensors.items()}
@@ -134,12 +146,15 @@ class Run:
                 f"{path}: missing (runs written before grokscope exported its dataset lack it)"
             )
         t, _ = _safetensors.read(path)
+        _safetensors.require(path, t, {"pairs": 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
         t["train"] = t["train"].astype(bool)
         t["corrupted"] = t["corrupted"].astype(bool)
         return t
 
     def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:
-        """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv)."""
+        """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv). Like
+        ``prune`` and ``report`` it runs to its end (seconds) before Ctrl-C takes effect; its
+        files are replaced whole, never half-written."""
         model = None if model is None else _index(model, "model")
         d = _native.analyze(str(self.path), model, force)
         return pd.read_csv(Path(d) / "neurons.csv")

@@ -32,15 +32,27 @@ def read(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         if n > len(data) - 8:
             raise ValueError(f"its header claims {n} bytes, the file has {len(data)}")
         header = json.loads(data[8 : 8 + n])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
         meta = header.pop("__metadata__", {}) or {}
         out = {}
         for name, t in header.items():
             dt = np.dtype(_DTYPES[t["dtype"]])
             lo, hi = t["data_offsets"]
+            shape = [int(d) for d in t["shape"]]
+            if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) * dt.itemsize != hi - lo:
+                raise ValueError(f"tensor {name}: shape {shape} does not fit its {hi - lo} bytes")
             if not 0 <= lo <= hi <= len(data) - 8 - n:
                 raise ValueError(f"tensor {name} lies outside the file")
             arr = np.frombuffer(data, dtype=dt, count=(hi - lo) // dt.itemsize, offset=8 + n + lo)
-            out[name] = arr.reshape(t["shape"]).copy()
+            out[name] = arr.reshape(shape).copy()
         return out, meta
-    except (struct.error, ValueError, KeyError, TypeError) as e:
+    except (struct.error, ValueError, KeyError, TypeError, RecursionError, OverflowError) as e:
         raise GrokscopeError(f"{path}: not a safetensors file grokscope can read ({e})") from None
+
+
+def require(path, tensors: Dict[str, np.ndarray], dims: Dict[str, int]) -> None:
+    """Raises GrokscopeError unless every tensor named in ``dims`` is there with that rank."""
+    for name, rank in dims.items():
+        if name not in tensors or tensors[name].ndim != rank:
+            raise GrokscopeError(f"{path}: no tensor {name} of rank {rank}: not a grokscope file")

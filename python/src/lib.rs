@@ -75,6 +75,41 @@ fn shutdown(py: Python<'_>, timeout: f64) {
     }
 }
 
+/// Run directories being trained by this process now: the run's `.lock` names the process, so
+/// two threads of one process must be kept apart here.
+static IN_USE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A run directory claimed in [`IN_USE`] while it lives.
+struct InUse(PathBuf);
+
+impl InUse {
+    fn claim(dir: &Path) -> PyResult<InUse> {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let mut used = IN_USE
+            .lock()
+            .map_err(|_| GrokscopeError::new_err("internal: the run registry is poisoned"))?;
+        if used.contains(&key) {
+            return Err(GrokscopeError::new_err(format!(
+                "{}: the run is being trained by another thread of this process",
+                dir.display()
+            )));
+        }
+        used.push(key.clone());
+        Ok(InUse(key))
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Ok(mut used) = IN_USE.lock() {
+            used.retain(|d| *d != self.0);
+        }
+    }
+}
+
+/// Sweep calls of this process so far: each call's workers get their own names.
+static SWEEP_CALLS: AtomicUsize = AtomicUsize::new(0);
+
 /// The configs shipped with grokscope: `default` and the paper's presets (`configs/paper/`).
 const PRESETS: [(&str, &str); 17] = [
     ("default", DEFAULT_CONFIG),
@@ -184,8 +219,10 @@ fn train(
     progress: Option<PyObject>,
     source: String,
 ) -> PyResult<String> {
+    let _in_use;
     let (cfg, run, setup, resumed) = match resume {
         Some(dir) => {
+            _in_use = InUse::claim(&dir)?;
             let run = RunDir::open(&dir).map_err(err)?;
             let cfg = run.read_config().map_err(err)?;
             let setup = cfg.setup().map_err(err)?;
@@ -204,6 +241,7 @@ fn train(
             // Build everything that can fail before creating the directory.
             let setup = cfg.setup().map_err(blamed)?;
             let run = RunDir::create(&dir).map_err(err)?;
+            _in_use = InUse::claim(&dir)?;
             run.write_config(&cfg).map_err(err)?;
             (cfg, run, setup, false)
         }
@@ -243,13 +281,21 @@ fn train(
     });
     let raised = raised.into_inner().ok().flatten();
     match end.map_err(err)? {
-        RunEnd::Interrupted { step, .. } => Err(raised.unwrap_or_else(|| {
-            PyKeyboardInterrupt::new_err(format!(
+        RunEnd::Interrupted { step, .. } => {
+            let saved = format!(
                 "interrupted after step {step}: the run is saved in {}; continue it with grokscope.train(resume={:?})",
                 dir.display(),
                 dir.display().to_string()
-            ))
-        })),
+            );
+            Err(match raised {
+                // Ctrl-C's KeyboardInterrupt has no message: say where the run is.
+                Some(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
+                    PyKeyboardInterrupt::new_err(saved)
+                }
+                Some(e) => e,
+                None => PyKeyboardInterrupt::new_err(saved),
+            })
+        }
         RunEnd::Finished(..) => {
             if let Some(e) = raised {
                 return Err(e);
@@ -354,6 +400,7 @@ fn sweep(
         )));
     }
     let plan = grokscope::sweep::Plan::from_text(spec).map_err(err)?;
+    let call = SWEEP_CALLS.fetch_add(1, Ordering::SeqCst);
     let active = Active::new();
     let stop: &AtomicUsize = &active.0;
     let done = AtomicUsize::new(0);
@@ -366,7 +413,7 @@ fn sweep(
                     let (plan, out, done, total) = (&plan, &out, &done, &total);
                     scope.spawn(move || {
                         let opts = grokscope::sweep::WorkerOptions {
-                            name: Some(format!("python-{}-{w}", std::process::id())),
+                            name: Some(format!("python-{}-{call}-{w}", std::process::id())),
                             ..Default::default()
                         };
                         grokscope::sweep::run(plan, out, None, &opts, stop, &mut |p| {
@@ -403,15 +450,20 @@ fn sweep(
                 .map(|_| ())
         })
     });
+    let stopped = format!(
+        "the sweep in {} was stopped; run it again to continue",
+        out.display()
+    );
     if let Some(e) = raised {
-        return Err(e);
+        return Err(if e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            PyKeyboardInterrupt::new_err(stopped)
+        } else {
+            e
+        });
     }
     result.map_err(err)?;
     if stop.load(Ordering::SeqCst) != 0 {
-        return Err(PyKeyboardInterrupt::new_err(format!(
-            "the sweep in {} was stopped; run it again to continue",
-            out.display()
-        )));
+        return Err(PyKeyboardInterrupt::new_err(stopped));
     }
     if let Some(cb) = &progress {
         let t = total.load(Ordering::SeqCst);

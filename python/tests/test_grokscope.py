@@ -214,3 +214,56 @@ def test_numpy_values_and_checked_files(tmp_path):
         run.weights(0.5)
     with pytest.raises(grokscope.GrokscopeError):
         run.prune(model=-1)
+
+
+def test_threads_of_one_process_never_share_a_run_or_a_worker_name(tmp_path):
+    out = tmp_path / "run"
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="continue it with grokscope.train"):
+            grokscope.train("default", out=out, progress=False, report=False, **LONG)
+    finally:
+        timer.cancel()
+    errors = []
+
+    def resume():
+        try:
+            grokscope.train(resume=out, progress=False, report=False)
+        except grokscope.GrokscopeError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=resume) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and "another thread of this process" in errors[0], errors
+    assert grokscope.load_run(out).finished
+    # Two sweeps of one plan on one directory from two threads finish it together.
+    spec = {"name": "two", "max_fleet": 1, "base": {"data.p": 23, "model.width": 32, "train.epochs": 300},
+            "axes": {"data.train_fraction": [0.3, 0.5, 0.7], "data.corruption": [0.1, 0.3]}}
+    sweeps = [threading.Thread(target=grokscope.sweep, args=(spec, tmp_path / "sw"), kwargs={"progress": False})
+              for _ in range(2)]
+    for t in sweeps:
+        t.start()
+    for t in sweeps:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in sweeps)
+    assert len(grokscope.load_sweep(tmp_path / "sw").results) == 6
+
+
+def test_bad_files_and_arguments_raise_grokscope_errors(tmp_path, cli):
+    cli_train(cli, tmp_path / "run", SMALL)
+    run = grokscope.load_run(tmp_path / "run")
+    summary = (run.path / "summary.json").read_text()
+    for bad in ['{"models": null}', '{"models": [1, 2]}', '{"models": []}', summary.replace("Coexistence", "Bogus").replace("Memorization", "Bogus")]:
+        (run.path / "summary.json").write_text(bad)
+        with pytest.raises(grokscope.GrokscopeError):
+            run.summary
+    (run.path / "summary.json").write_text(summary)
+    (run.path / "weights.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00" + b"[" * 8)
+    with pytest.raises(grokscope.GrokscopeError):
+        run.weights(0)
+    with pytest.raises(TypeError):
+        grokscope.train("default", out=tmp_path / "x", progress=5)
