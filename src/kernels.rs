@@ -126,6 +126,12 @@ static POOL: Once = Once::new();
 /// flush-to-zero set. Later calls do nothing. Results never depend on the thread count.
 pub fn init_threads(threads: usize) {
     POOL.call_once(|| {
+        // candle (the Transformer's autograd) keeps its own pool of `CANDLE_NUM_THREADS − 1`
+        // workers beside the caller, sized by the machine unless told: it gets the same count.
+        // Set before any candle operation, while this process has one thread.
+        if threads > 0 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
         let mut b = rayon::ThreadPoolBuilder::new().start_handler(|_| flush_denormals());
         if threads > 0 {
             b = b.num_threads(threads);

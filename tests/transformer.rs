@@ -355,3 +355,46 @@ train.steps = 10
         .all(|r| r.steps == 10 && r.last.mean_ipr.is_some()));
     assert!(recs[&0].last.mem_acc.is_none() && recs[&2].last.mem_acc.is_some());
 }
+
+/// `--threads 1` runs the Transformer on one thread: its CPU time (user + sys, from the
+/// kernel's accounting of this child alone) is not above its wall time. (candle's own pool
+/// used to add a second busy thread: 1.7× the wall time.)
+#[test]
+fn one_thread_means_one_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args([
+            "train",
+            "--threads",
+            "1",
+            "-q",
+            "--no-report",
+            "--set",
+            "model.kind=\"transformer\"",
+            "--set",
+            "data.p=23",
+            "--set",
+            "train.epochs=100",
+            "--out",
+        ])
+        .arg(tmp.path().join("run"))
+        .env_remove("CANDLE_NUM_THREADS")
+        .env_remove("RAYON_NUM_THREADS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as libc::pid_t);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+    assert!(
+        cpu <= 1.15 * wall + 0.1,
+        "--threads 1: {cpu:.2} s of CPU in {wall:.2} s of wall time"
+    );
+}
