@@ -785,6 +785,12 @@ fn validate_transformer(m: &ModelConfig) -> Result<()> {
             ),
         ));
     }
+    if t.rescale_optim && t.mlp_bias {
+        return Err(Error::invalid(
+            "model.transformer.rescale_optim",
+            "the reference's rescale_optim has no learning-rate group for biases: set model.transformer.mlp_bias = false",
+        ));
+    }
     if m.batchnorm || m.init != Init::Normal {
         return Err(Error::invalid(
             "model.kind",

@@ -421,3 +421,16 @@ fn a_length_override_replaces_the_other_length() {
     assert_eq!(both.status.code(), Some(2));
     assert!(!tmp.path().join("b").exists());
 }
+
+/// Run directories stay readable across versions: the resolved config.toml of a default run
+/// written before `[report]`, `rescale_optim` and `dataset.safetensors` existed still has the
+/// training fingerprint its summary.json recorded (new keys are written only when set).
+#[test]
+fn the_training_fingerprint_of_old_runs_is_unchanged() {
+    let text = include_str!("fixtures/config-2026-11-29.toml");
+    let cfg = grokscope::config::Config::from_toml(text, &[])
+        .unwrap()
+        .check()
+        .unwrap();
+    assert_eq!(cfg.training_fingerprint(), "4cce05540363c416");
+}

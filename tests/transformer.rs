@@ -400,3 +400,86 @@ fn one_thread_means_one_thread() {
         "--threads 1: {cpu:.2} s of CPU in {wall:.2} s of wall time"
     );
 }
+
+/// `rescale_optim`: each parameter's first AdamW step is the reference's, with its group's
+/// learning rate (d = 128, s = 1: attention lr/128, fc1 lr/256, fc2 lr/512, output lr,
+/// embeddings lr without decay): Δp = −lr_j·wd_j·p − lr_j·g/(|g| + eps) at step 1.
+#[test]
+fn rescale_optim_gives_the_reference_learning_rates() {
+    use grokscope::model::transformer::Kind;
+    let cfg = TransformerConfig {
+        rescale_optim: true,
+        ..TransformerConfig::default()
+    };
+    let table = [
+        ("layers.0.attn.wq", Kind::Matrix, 1.0 / 128.0, true),
+        ("layers.0.attn.wo", Kind::Matrix, 1.0 / 128.0, true),
+        ("layers.0.mlp.fc1", Kind::Matrix, 1.0 / 256.0, true),
+        ("layers.0.mlp.fc2", Kind::Matrix, 1.0 / 512.0, true),
+        ("unembed", Kind::Matrix, 1.0, true),
+        ("tok_emb", Kind::Embedding, 1.0, false),
+        ("layers.0.ln1.weight", Kind::Norm, 1.0, false),
+    ];
+    for (name, kind, lr, decays) in table {
+        let (got, d) = cfg.rescaled(name, kind).unwrap();
+        assert!((got - lr).abs() < 1e-15 && d == decays, "{name}: {got} {d}");
+    }
+    // The standard parametrization (s = 0): g = d^{-1/2}.
+    let sp = TransformerConfig {
+        mup_s: 0.0,
+        ..cfg.clone()
+    };
+    let (g, _) = sp.rescaled("unembed", Kind::Matrix).unwrap();
+    assert!((g - 128f64.powf(-0.5)).abs() < 1e-15);
+    assert!(TransformerConfig::default()
+        .rescaled("unembed", Kind::Matrix)
+        .is_none());
+
+    // One step of a small model in f64.
+    let small = TransformerConfig {
+        d_model: 16,
+        heads: 2,
+        rescale_optim: true,
+        ..TransformerConfig::default()
+    };
+    let split = Split::new(7, grokscope::data::Operation::Add, 0.5, 1).unwrap();
+    let mut h = hyper(0.0);
+    h.adam.weight_decay = 2.0;
+    let mut fleet = TFleet::new(
+        &small,
+        Loss::CrossEntropy,
+        &split,
+        vec![(5, h, corrupted_labels(&split))],
+        DType::F64,
+    )
+    .unwrap();
+    let (_, grads) = fleet.gradients(0, None).unwrap();
+    let before = fleet.models[0].host.clone();
+    fleet.step_all().unwrap();
+    let st = &fleet.models[0];
+    let mut checked = 0;
+    for (j, q) in st.model.params.iter().enumerate() {
+        let (f, decays) = small.rescaled(&q.name, q.kind).unwrap();
+        let lr = 0.01 * f;
+        let wd = if decays { 2.0 } else { 0.0 };
+        for ((&p0, &p1), &g) in before[j].iter().zip(&st.host[j]).zip(&grads[j]) {
+            let want = -lr * wd * p0 as f64 - lr * g / (g.abs() + 1e-8);
+            let got = p1 as f64 - p0 as f64;
+            // The host copy is f32: Δ is known to a couple of its ulps.
+            let ulp = 2.0 * f32::EPSILON as f64 * (p0.abs().max(p1.abs()) as f64);
+            assert!(
+                (got - want).abs() <= 1e-6 * lr + ulp,
+                "{}: Δ {got} vs {want} (lr {lr}, wd {wd})",
+                q.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000);
+    // Biases have no group in the reference: refused.
+    let mut bad = transformer_config();
+    bad.model.transformer.rescale_optim = true;
+    bad.model.transformer.mlp_bias = true;
+    let err = bad.check().unwrap_err().to_string();
+    assert!(err.contains("rescale_optim"), "{err}");
+}

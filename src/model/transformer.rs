@@ -58,10 +58,24 @@ pub struct TransformerConfig {
     pub mlp_bias: bool,
     /// Initialisation of the linear layers (embeddings are always `Normal(0, 1)`).
     pub init: TInit,
-    /// Apply weight decay to the embeddings too (default: matrices only).
+    /// Apply weight decay to the embeddings too (default, as the reference's timm grouping:
+    /// every parameter of two or more dimensions decays).
     pub decay_embeddings: bool,
     /// Apply weight decay to LayerNorm gains and biases too.
     pub decay_norms: bool,
+    /// The reference's `rescale_optim` (AdamW per-layer learning rates, `utils/models.py`):
+    /// with g = d^{s/2 − 1/2}, attention matrices lr·g/d, the MLP's first layer
+    /// lr·g·r^{−1/2}/d and its second lr·g/(r·d) (r = `mlp_ratio`), the output layer lr·g, the
+    /// embeddings lr·g without weight decay, LayerNorm lr without weight decay; s = `mup_s`
+    /// (0 with `mup = false`). Weight decay acts through each group's rate. Written to
+    /// config.toml only when on, so that the training fingerprint of runs made before it
+    /// existed is unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rescale_optim: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for TransformerConfig {
@@ -78,8 +92,9 @@ impl Default for TransformerConfig {
             mup_s: 1.0,
             mlp_bias: false,
             init: TInit::Normal,
-            decay_embeddings: false,
+            decay_embeddings: true,
             decay_norms: false,
+            rescale_optim: false,
         }
     }
 }
@@ -91,6 +106,28 @@ impl TransformerConfig {
     pub fn head_dim(&self) -> usize {
         self.d_model / self.heads.max(1)
     }
+    /// A parameter's learning-rate factor and whether it decays, under `rescale_optim`
+    /// (`None` without it: every parameter at lr, decay by [`Kind`]).
+    pub fn rescaled(&self, name: &str, kind: Kind) -> Option<(f64, bool)> {
+        if !self.rescale_optim {
+            return None;
+        }
+        let d = self.d_model as f64;
+        let s = if self.mup { self.mup_s } else { 0.0 };
+        let g = d.powf(s / 2.0 - 0.5);
+        let r = self.mlp_ratio as f64;
+        Some(match kind {
+            Kind::Embedding => (g, false),
+            Kind::Norm => (1.0, false),
+            // Refused by the config check (the reference's model has no biases).
+            Kind::Bias => (1.0, false),
+            Kind::Matrix if name.ends_with("mlp.fc1") => (g / r.sqrt() / d, true),
+            Kind::Matrix if name.ends_with("mlp.fc2") => (g / (r * d), true),
+            Kind::Matrix if name.contains(".attn.") => (g / d, true),
+            Kind::Matrix => (g, true),
+        })
+    }
+
     fn logit_scale(&self) -> f64 {
         if self.mup {
             (self.d_model as f64).powf(-(1.0 + self.mup_s) / 2.0)

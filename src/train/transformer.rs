@@ -203,8 +203,13 @@ impl TFleet {
                         .and_then(|g| g.to_dtype(DType::F32)?.to_vec1()),
                     None => Ok(vec![0.0; st.host[j].len()]),
                 }?;
+                let (lr, decays) = self
+                    .cfg
+                    .rescaled(&q.name, q.kind)
+                    .unwrap_or((1.0, (self.decay)(&self.cfg, q.kind)));
                 let hyper = AdamWHyper {
-                    weight_decay: if (self.decay)(&self.cfg, q.kind) {
+                    lr: st.hyper.adam.lr * lr,
+                    weight_decay: if decays {
                         st.hyper.adam.weight_decay
                     } else {
                         0.0
