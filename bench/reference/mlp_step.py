@@ -7,10 +7,9 @@ a bias-free linear layer to p, MSE against the one-hot labels, AdamW; full batch
 """
 
 import argparse
-import statistics
-import time
-
 import torch
+
+from timing import median_ms
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--p", type=int, default=97)
@@ -43,11 +42,4 @@ def step():
     opt.step()
 
 
-for _ in range(3):
-    step()
-times = []
-for _ in range(a.steps):
-    t = time.perf_counter()
-    step()
-    times.append(1000 * (time.perf_counter() - t))
-print(f"{statistics.median(times):.3f}")
+print(f"{median_ms(step, a.steps):.3f}")

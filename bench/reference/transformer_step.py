@@ -8,10 +8,9 @@ milliseconds per step (M models trained one after the other: per-model time).
 
 import argparse
 import math
-import statistics
-import time
-
 import torch
+
+from timing import median_ms
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--p", type=int, default=97)
@@ -71,11 +70,4 @@ def step():
     opt.step()
 
 
-for _ in range(3):
-    step()
-times = []
-for _ in range(a.steps):
-    t = time.perf_counter()
-    step()
-    times.append(1000 * (time.perf_counter() - t))
-print(f"{statistics.median(times):.3f}")
+print(f"{median_ms(step, a.steps):.3f}")
