@@ -107,10 +107,15 @@ loss = "ce"
 steps = 1
 "#;
 
-/// Milliseconds per full-batch step of one Transformer (SCIENCE.md §8 defaults: d = 128, 4 heads,
-/// 1 layer, p = 97, α = 0.5), after one warm-up step.
-pub fn time_transformer_step(steps: usize) -> Result<f64> {
-    let mut net = Config::from_toml(TRANSFORMER_BENCH, &[])?
+/// Milliseconds per model and full-batch step of a fleet of `models` Transformers
+/// (SCIENCE.md §8 defaults: d = 128, 4 heads, 1 layer, p = 97, α = 0.5; the models differ in
+/// weight decay), after one warm-up step.
+pub fn time_transformer_step(steps: usize, models: usize) -> Result<f64> {
+    let decays: Vec<String> = (0..models.max(1))
+        .map(|i| format!("{}", i as f64 * 0.5))
+        .collect();
+    let set = format!("train.weight_decay=[{}]", decays.join(", "));
+    let mut net = Config::from_toml(TRANSFORMER_BENCH, &[set])?
         .check()?
         .setup()?
         .network;
@@ -119,5 +124,5 @@ pub fn time_transformer_step(steps: usize) -> Result<f64> {
     for _ in 0..steps {
         net.step_all()?;
     }
-    Ok(t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
+    Ok(t.elapsed().as_secs_f64() * 1e3 / (steps.max(1) * models.max(1)) as f64)
 }

@@ -267,7 +267,7 @@ struct BenchArgs {
     /// Timed steps per case.
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// Also time the Transformer of docs/SCIENCE.md §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1).
+    /// Also time the Transformer of docs/SCIENCE.md §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1 and 4).
     #[arg(long)]
     transformer: bool,
 }
@@ -604,11 +604,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
     }
     if a.transformer {
-        let ms = bench::time_transformer_step(a.steps.min(5))?;
-        println!(
-            "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch, M = 1)",
-            "transformer train step", ms
-        );
+        for models in [1, 4] {
+            let ms = bench::time_transformer_step(a.steps.min(5), models)?;
+            println!(
+                "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch; per model-step)",
+                format!("transformer train step, M = {models}"),
+                ms
+            );
+        }
     }
     Ok(())
 }
