@@ -6,24 +6,12 @@ a bias-free linear layer to p, MSE against the one-hot labels, AdamW; full batch
 (p = 97, N = 500, α = 0.5: n = 4704). Prints the median milliseconds per step.
 """
 
-import argparse
 import torch
 
-from timing import median_ms
+from timing import median_ms, setup
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--p", type=int, default=97)
-ap.add_argument("--width", type=int, default=500)
-ap.add_argument("--alpha", type=float, default=0.5)
-ap.add_argument("--steps", type=int, default=10)
-ap.add_argument("--threads", type=int, default=0)
-a = ap.parse_args()
-if a.threads > 0:
-    torch.set_num_threads(a.threads)
-torch.manual_seed(0)
+a, pairs = setup(width=500)
 p, n_hidden = a.p, a.width
-pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
-pairs = pairs[torch.randperm(len(pairs))][: int(a.alpha * p * p)]
 x = torch.cat([torch.nn.functional.one_hot(pairs[:, 0], p), torch.nn.functional.one_hot(pairs[:, 1], p)], 1).float()
 y = torch.nn.functional.one_hot((pairs[:, 0] + pairs[:, 1]) % p, p).float()
 std = 0.5 / (2 * n_hidden) ** (1 / 3)

@@ -6,26 +6,14 @@ cross-entropy, AdamW; full batch (p = 97, α = 0.5: n = 4704), d = 128. Prints t
 milliseconds per step (M models trained one after the other: per-model time).
 """
 
-import argparse
 import math
+
 import torch
 
-from timing import median_ms
+from timing import median_ms, setup
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--p", type=int, default=97)
-ap.add_argument("--d", type=int, default=128)
-ap.add_argument("--heads", type=int, default=4)
-ap.add_argument("--alpha", type=float, default=0.5)
-ap.add_argument("--steps", type=int, default=10)
-ap.add_argument("--threads", type=int, default=0)
-a = ap.parse_args()
-if a.threads > 0:
-    torch.set_num_threads(a.threads)
-torch.manual_seed(0)
+a, pairs = setup(d=128, heads=4)
 p, d, H = a.p, a.d, a.heads
-pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
-pairs = pairs[torch.randperm(len(pairs))][: int(a.alpha * p * p)]
 labels = (pairs[:, 0] + pairs[:, 1]) % p
 
 
