@@ -1,26 +1,15 @@
 //! Reports: every figure is a valid PNG and SVG of the expected size, made from a small real
 //! run or sweep; report.html references only what it embeds or what sits beside it.
 
+mod common;
+
 use grokscope::config::{Axis, Config};
-use grokscope::experiment::train_into;
 use grokscope::report::report;
-use grokscope::rundir::RunDir;
 use std::path::Path;
 
 /// Trains `cfg` into the new run directory `dir`.
 fn train(cfg: Config, dir: &Path) {
-    let run = RunDir::create(dir).unwrap();
-    let cfg = cfg.check().unwrap();
-    run.write_config(&cfg).unwrap();
-    train_into(
-        &cfg,
-        cfg.setup().unwrap(),
-        &run,
-        false,
-        Default::default(),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    common::train_dir(&cfg.check().unwrap(), dir);
 }
 
 /// Width and height from a PNG's IHDR chunk (after checking the signature).

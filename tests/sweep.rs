@@ -321,8 +321,6 @@ fn bad_sweep_files_are_refused() {
 #[test]
 fn sweep_checkpoints_hold_each_runs_weights() {
     use grokscope::config::Config;
-    use grokscope::experiment::train_into;
-    use grokscope::rundir::RunDir;
     let text = r#"
 name = "ckpt"
 [base]
@@ -360,17 +358,7 @@ eval.checkpoint_every = 10
     .unwrap()
     .check()
     .unwrap();
-    let run = RunDir::create(&tmp.path().join("alone")).unwrap();
-    run.write_config(&cfg).unwrap();
-    train_into(
-        &cfg,
-        cfg.setup().unwrap(),
-        &run,
-        false,
-        Default::default(),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    common::train_dir(&cfg, &tmp.path().join("alone"));
     for step in [10, 20] {
         let name = format!("step-{step:08}.safetensors");
         let alone = tmp.path().join("alone/checkpoints").join(&name);

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the `grokscope` binary with `args` in `cwd`.
+#[allow(dead_code)]
 pub fn grokscope(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_grokscope"))
         .args(args)
@@ -31,4 +32,20 @@ pub fn trained_counts(dir: &Path) -> std::collections::BTreeMap<usize, usize> {
         }
     }
     out
+}
+
+/// Trains the checked config `cfg` through the library into the new run directory `dir`.
+#[allow(dead_code)]
+pub fn train_dir(cfg: &grokscope::config::Checked, dir: &Path) {
+    let run = grokscope::rundir::RunDir::create(dir).unwrap();
+    run.write_config(cfg).unwrap();
+    grokscope::experiment::train_into(
+        cfg,
+        cfg.setup().unwrap(),
+        &run,
+        false,
+        Default::default(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
 }
