@@ -35,9 +35,6 @@ pub enum Error {
     NotARun { dir: PathBuf, why: String },
     #[error("model index {index} is out of range: the run has {models} model(s), indices 0 to {last}", last = .models.saturating_sub(1))]
     ModelIndex { index: usize, models: usize },
-    /// A tensor operation of the Transformer failed.
-    #[error("tensor computation: {0}")]
-    Candle(#[from] candle_core::Error),
     /// A safetensors file could not be written or read.
     #[error("safetensors: {0}")]
     Safetensors(#[from] safetensors::SafeTensorError),

@@ -3,18 +3,114 @@
 
 use std::sync::Once;
 
+/// The floating-point types the engines compute in: `f32` for training, `f64` for the
+/// gradient checks against the oracle.
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialOrd
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_f32(x: f32) -> Self;
+    fn to_f32(self) -> f32;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn erf(self) -> Self;
+    fn max(self, other: Self) -> Self;
+}
+
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn exp(self) -> f32 {
+        f32::exp(self)
+    }
+    fn ln(self) -> f32 {
+        f32::ln(self)
+    }
+    fn sqrt(self) -> f32 {
+        f32::sqrt(self)
+    }
+    fn erf(self) -> f32 {
+        libm::erff(self)
+    }
+    fn max(self, other: f32) -> f32 {
+        f32::max(self, other)
+    }
+}
+
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f32(x: f32) -> f64 {
+        x as f64
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn exp(self) -> f64 {
+        f64::exp(self)
+    }
+    fn ln(self) -> f64 {
+        f64::ln(self)
+    }
+    fn sqrt(self) -> f64 {
+        f64::sqrt(self)
+    }
+    fn erf(self) -> f64 {
+        libm::erf(self)
+    }
+    fn max(self, other: f64) -> f64 {
+        f64::max(self, other)
+    }
+}
+
 /// A strided view of a row-major or transposed matrix: element `(i, j)` is
 /// `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub struct Mat<'a> {
-    pub data: &'a [f32],
+pub struct Mat<'a, T = f32> {
+    pub data: &'a [T],
     pub rs: usize,
     pub cs: usize,
 }
 
-impl<'a> Mat<'a> {
+impl<'a, T> Mat<'a, T> {
     /// Row-major `rows × cols`.
-    pub fn rows(data: &'a [f32], cols: usize) -> Mat<'a> {
+    pub fn rows(data: &'a [T], cols: usize) -> Mat<'a, T> {
         Mat {
             data,
             rs: cols,
@@ -22,11 +118,23 @@ impl<'a> Mat<'a> {
         }
     }
     /// The transpose of a row-major matrix with `cols` columns.
-    pub fn transposed(data: &'a [f32], cols: usize) -> Mat<'a> {
+    pub fn transposed(data: &'a [T], cols: usize) -> Mat<'a, T> {
         Mat {
             data,
             rs: 1,
             cs: cols,
+        }
+    }
+    /// Row-major with row stride `rs` (a block of columns of a wider matrix).
+    pub fn strided(data: &'a [T], rs: usize) -> Mat<'a, T> {
+        Mat { data, rs, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with row stride `rs`.
+    pub fn strided_t(data: &'a [T], rs: usize) -> Mat<'a, T> {
+        Mat {
+            data,
+            rs: 1,
+            cs: rs,
         }
     }
     fn check(&self, r: usize, c: usize, what: &str) {
@@ -41,31 +149,60 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)` on the calling thread.
-pub fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
-    matmul_par(dst, m, n, k, lhs, rhs, accumulate, 1)
+pub fn matmul<T: Real>(
+    dst: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+) {
+    gemm_into(dst, n, m, n, k, lhs, rhs, accumulate, 1)
 }
 
 /// As [`matmul`], spread over `threads` threads of the current rayon pool.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_par(
-    dst: &mut [f32],
+pub fn matmul_par<T: Real>(
+    dst: &mut [T],
     m: usize,
     n: usize,
     k: usize,
-    lhs: Mat,
-    rhs: Mat,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    lhs.check(m, k, "matmul lhs");
-    rhs.check(k, n, "matmul rhs");
+    gemm_into(dst, n, m, n, k, lhs, rhs, accumulate, threads)
+}
+
+/// `dst (m × n, row stride dst_rs) = [dst +] lhs (m × k) · rhs (k × n)`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into<T: Real>(
+    dst: &mut [T],
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+    threads: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n,
+        "matmul: destination too small"
+    );
+    lhs.check(m, k, "matmul lhs");
+    rhs.check(k, n, "matmul rhs");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(T::ZERO);
+            }
         }
         return;
     }
@@ -75,7 +212,7 @@ pub fn matmul_par(
         gemm::Parallelism::None
     };
     // SAFETY: the views were bounds-checked above; `dst` is exclusively borrowed and does not
-    // alias `lhs` or `rhs` (Rust's borrow rules).
+    // alias `lhs` or `rhs` (Rust's borrow rules); `T` is f32 or f64, which gemm supports.
     unsafe {
         gemm::gemm(
             m,
@@ -83,7 +220,7 @@ pub fn matmul_par(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -91,8 +228,8 @@ pub fn matmul_par(
             rhs.data.as_ptr(),
             rhs.cs as isize,
             rhs.rs as isize,
-            1.0,
-            1.0,
+            T::ONE,
+            T::ONE,
             false,
             false,
             false,
@@ -126,12 +263,6 @@ static POOL: Once = Once::new();
 /// flush-to-zero set. Later calls do nothing. Results never depend on the thread count.
 pub fn init_threads(threads: usize) {
     POOL.call_once(|| {
-        // candle (the Transformer's autograd) keeps its own pool of `CANDLE_NUM_THREADS − 1`
-        // workers beside the caller, sized by the machine unless told: it gets the same count.
-        // Set before any candle operation, while this process has one thread.
-        if threads > 0 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-        }
         let mut b = rayon::ThreadPoolBuilder::new().start_handler(|_| flush_denormals());
         if threads > 0 {
             b = b.num_threads(threads);

@@ -1,10 +1,10 @@
-//! The Transformer: autograd gradients against finite differences (f64), and a small
-//! configuration that generalizes without corruption.
+//! The Transformer: the engine's gradients against finite differences (f64), a small
+//! configuration that generalizes without corruption, runs, pruning, sweeps, threads and
+//! `rescale_optim`. (The engine against candle's autograd: `transformer_oracle.rs`.)
 
 mod common;
 use common::grokscope;
 
-use candle_core::DType;
 use grokscope::config::{Axis, Config};
 use grokscope::data::Split;
 use grokscope::experiment::{train_config, Outcome};
@@ -48,27 +48,18 @@ fn corrupted_labels(split: &Split) -> Vec<u32> {
 fn check(cfg: TransformerConfig, loss: Loss, dropout: f32) {
     let split = Split::new(7, grokscope::data::Operation::Add, 0.5, 1).unwrap();
     let labels = corrupted_labels(&split);
-    let fleet = TFleet::new(
+    let mut fleet = TFleet::<f64>::new(
         &cfg,
         loss,
         &split,
-        vec![(5, hyper(dropout), labels)],
-        DType::F64,
-    )
-    .unwrap();
+        vec![(5, hyper(dropout), labels.clone())],
+    );
     let batch: Vec<u32> = (0..split.n_train() as u32).collect();
-    let (loss0, grads) = fleet.gradients(0, Some(&batch)).unwrap();
+    let (loss0, grads) = fleet.gradients(0, Some(&batch));
     if dropout > 0.0 {
         // Dropout really acts: the same weights without it give another loss.
-        let plain = TFleet::new(
-            &cfg,
-            loss,
-            &split,
-            vec![(5, hyper(0.0), corrupted_labels(&split))],
-            DType::F64,
-        )
-        .unwrap();
-        let l = plain.gradients(0, Some(&batch)).unwrap().0;
+        let mut plain = TFleet::<f64>::new(&cfg, loss, &split, vec![(5, hyper(0.0), labels)]);
+        let l = plain.gradients(0, Some(&batch)).0;
         assert!(
             (l - loss0).abs() > 1e-3,
             "dropout changed nothing: {l} vs {loss0}"
@@ -76,46 +67,27 @@ fn check(cfg: TransformerConfig, loss: Loss, dropout: f32) {
     }
     let eps = 1e-6;
     let mut worst = 0.0f64;
-    for (j, q) in fleet.models[0].model.params.iter().enumerate() {
-        let orig = q
-            .var
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let shape = q.var.shape().clone();
-        for i in 0..orig.len() {
-            let mut v = orig.clone();
+    let specs = fleet.specs.clone();
+    for (j, q) in specs.iter().enumerate() {
+        for i in q.range() {
+            let orig = fleet.models[0].params[i];
             let mut loss_at = |x: f64| {
-                v[i] = x;
-                let t = candle_core::Tensor::from_vec(
-                    v.clone(),
-                    shape.clone(),
-                    &candle_core::Device::Cpu,
-                )
-                .unwrap();
-                q.var.set(&t).unwrap();
-                fleet
-                    .batch_loss(0, Some(&batch))
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
+                fleet.models[0].params[i] = x;
+                fleet.gradients(0, Some(&batch)).0
             };
-            let fd = (loss_at(orig[i] + eps) - loss_at(orig[i] - eps)) / (2.0 * eps);
-            let g = grads[j][i];
+            let fd = (loss_at(orig + eps) - loss_at(orig - eps)) / (2.0 * eps);
+            fleet.models[0].params[i] = orig;
+            let g = grads[j][i - q.offset];
             let err = (fd - g).abs() / (1e-6 + g.abs().max(fd.abs()));
             if (fd - g).abs() > 1e-7 {
                 worst = worst.max(err);
                 assert!(
                     err < 1e-4,
-                    "{} [{i}]: autograd {g} vs finite difference {fd}",
+                    "{} [{i}]: gradient {g} vs finite difference {fd}",
                     q.name
                 );
             }
         }
-        let t = candle_core::Tensor::from_vec(orig, shape, &candle_core::Device::Cpu).unwrap();
-        q.var.set(&t).unwrap();
     }
     eprintln!("worst relative error {worst:.2e}");
 }
@@ -357,8 +329,7 @@ train.steps = 10
 }
 
 /// `--threads 1` runs the Transformer on one thread: its CPU time (user + sys, from the
-/// kernel's accounting of this child alone) is not above its wall time. (candle's own pool
-/// used to add a second busy thread: 1.7× the wall time.)
+/// kernel's accounting of this child alone) is not above its wall time.
 #[test]
 // The child is reaped by `wait4` (which also returns its resource usage), not by `wait()`.
 #[allow(clippy::zombie_processes)]
@@ -377,11 +348,10 @@ fn one_thread_means_one_thread() {
             "--set",
             "data.p=23",
             "--set",
-            "train.epochs=100",
+            "train.epochs=400",
             "--out",
         ])
         .arg(tmp.path().join("run"))
-        .env_remove("CANDLE_NUM_THREADS")
         .env_remove("RAYON_NUM_THREADS")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -445,30 +415,31 @@ fn rescale_optim_gives_the_reference_learning_rates() {
     let split = Split::new(7, grokscope::data::Operation::Add, 0.5, 1).unwrap();
     let mut h = hyper(0.0);
     h.adam.weight_decay = 2.0;
-    let mut fleet = TFleet::new(
+    let mut fleet = TFleet::<f64>::new(
         &small,
         Loss::CrossEntropy,
         &split,
         vec![(5, h, corrupted_labels(&split))],
-        DType::F64,
-    )
-    .unwrap();
-    let (_, grads) = fleet.gradients(0, None).unwrap();
-    let before = fleet.models[0].host.clone();
-    fleet.step_all().unwrap();
+    );
+    let (_, grads) = fleet.gradients(0, None);
+    let before = fleet.models[0].params.clone();
+    fleet.step_on(None);
     let st = &fleet.models[0];
     let mut checked = 0;
-    for (j, q) in st.model.params.iter().enumerate() {
+    for (j, q) in fleet.specs.iter().enumerate() {
         let (f, decays) = small.rescaled(&q.name, q.kind).unwrap();
         let lr = 0.01 * f;
         let wd = if decays { 2.0 } else { 0.0 };
-        for ((&p0, &p1), &g) in before[j].iter().zip(&st.host[j]).zip(&grads[j]) {
-            let want = -lr * wd * p0 as f64 - lr * g / (g.abs() + 1e-8);
-            let got = p1 as f64 - p0 as f64;
-            // The host copy is f32: Δ is known to a couple of its ulps.
-            let ulp = 2.0 * f32::EPSILON as f64 * (p0.abs().max(p1.abs()) as f64);
+        for ((&p0, &p1), &g) in before[q.range()]
+            .iter()
+            .zip(&st.params[q.range()])
+            .zip(&grads[j])
+        {
+            let want = -lr * wd * p0 - lr * g / (g.abs() + 1e-8);
+            let got = p1 - p0;
+            let ulp = 4.0 * f64::EPSILON * p0.abs().max(p1.abs());
             assert!(
-                (got - want).abs() <= 1e-6 * lr + ulp,
+                (got - want).abs() <= 1e-9 * lr + ulp,
                 "{}: Δ {got} vs {want} (lr {lr}, wd {wd})",
                 q.name
             );

@@ -1,4 +1,5 @@
-//! The paper's Transformer (SCIENCE.md §8) on candle tensors, differentiated by candle's autograd.
+//! The paper's Transformer (SCIENCE.md §8): its options, its parameters and their
+//! initialisation. The forward and backward passes are `train::tpass`.
 //!
 //! Tokens `[a, b]` → token embedding + learned position embedding → `layers` encoder blocks
 //! (multi-head self-attention without a mask, then an MLP of width `mlp_ratio·d`, both
@@ -6,13 +7,10 @@
 //! position through an unbiased output layer (optionally tied to the token embedding).
 //! Linear layers follow PyTorch's `[out, in]` layout, `y = x Wᵀ`.
 
-use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
-
-pub type CResult<T> = candle_core::Result<T>;
 
 /// MLP nonlinearity of the Transformer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -128,14 +126,16 @@ impl TransformerConfig {
         })
     }
 
-    fn logit_scale(&self) -> f64 {
+    /// The factor on the logits.
+    pub fn logit_scale(&self) -> f64 {
         if self.mup {
             (self.d_model as f64).powf(-(1.0 + self.mup_s) / 2.0)
         } else {
             1.0
         }
     }
-    fn attn_scale(&self) -> f64 {
+    /// The factor on the attention scores.
+    pub fn attn_scale(&self) -> f64 {
         let dh = self.head_dim() as f64;
         if self.mup {
             dh.powf(-(1.0 + self.mup_s) / 2.0)
@@ -154,35 +154,26 @@ pub enum Kind {
     Norm,
 }
 
-/// One named parameter.
-pub struct Param {
+/// One named parameter of the flat parameter vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
     pub name: String,
-    pub var: Var,
+    pub shape: Vec<usize>,
     pub kind: Kind,
+    /// Offset in the flat vector.
+    pub offset: usize,
 }
 
-/// Dropout masks of one training step (entries 0 or 1/(1−q)), at the reference's places.
-pub struct DropoutMasks {
-    /// On the sum of token and position embeddings, `[B, 2, d]`.
-    pub embedding: Tensor,
-    pub layers: Vec<LayerMasks>,
-}
-
-/// Dropout masks of one block.
-pub struct LayerMasks {
-    /// On the attention probabilities, `[B, heads, 2, 2]`.
-    pub attention: Tensor,
-    /// On the attention output after `Wo`, `[B, 2, d]`.
-    pub attn_out: Tensor,
-    /// On the MLP output, `[B, 2, d]`.
-    pub mlp_out: Tensor,
-}
-
-/// The parameters of one Transformer.
-pub struct TModel {
-    pub cfg: TransformerConfig,
-    pub p: usize,
-    pub params: Vec<Param>,
+impl ParamSpec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
 }
 
 fn uniform(rng: &mut ChaCha8Rng, n: usize, bound: f64) -> Vec<f32> {
@@ -203,212 +194,106 @@ fn linear(init: TInit, rng: &mut ChaCha8Rng, n: usize, fan_in: usize) -> Vec<f32
     }
 }
 
-impl TModel {
-    /// Embeddings `Normal(0, 1)`; linear weights `Normal(0, 1/fan_in)` (the reference's
-    /// init) or `Uniform(±1/sqrt(fan_in))` (PyTorch's default, `init = "uniform"`); MLP biases
-    /// `Uniform(±1/sqrt(fan_in))`; LayerNorm γ = 1, β = 0; drawn from `seed`.
-    pub fn init(cfg: &TransformerConfig, p: usize, seed: u64, dtype: DType) -> CResult<TModel> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let normal = Normal::new(0.0f64, 1.0).expect("valid");
-        let (d, h) = (cfg.d_model, cfg.hidden());
-        let mut specs: Vec<(String, Vec<usize>, Vec<f32>, Kind)> = Vec::new();
-        let emb = |name: &str, rows: usize, rng: &mut ChaCha8Rng| {
-            let v: Vec<f32> = (0..rows * d).map(|_| normal.sample(rng) as f32).collect();
-            (name.to_string(), vec![rows, d], v, Kind::Embedding)
-        };
-        specs.push(emb("tok_emb", p, &mut rng));
-        specs.push(emb("pos_emb", 2, &mut rng));
-        for l in 0..cfg.layers {
-            let lin = |name: &str, out: usize, inp: usize, rng: &mut ChaCha8Rng| {
-                (
-                    format!("layers.{l}.{name}"),
-                    vec![out, inp],
-                    linear(cfg.init, rng, out * inp, inp),
-                    Kind::Matrix,
-                )
-            };
-            let wq = lin("attn.wq", d, d, &mut rng);
-            let wk = lin("attn.wk", d, d, &mut rng);
-            let wv = lin("attn.wv", d, d, &mut rng);
-            let wo = lin("attn.wo", d, d, &mut rng);
-            let fc1 = lin("mlp.fc1", h, d, &mut rng);
-            let fc1_b = cfg.mlp_bias.then(|| {
-                (
-                    format!("layers.{l}.mlp.fc1_bias"),
-                    vec![h],
-                    uniform(&mut rng, h, 1.0 / (d as f64).sqrt()),
-                    Kind::Bias,
-                )
-            });
-            let fc2 = lin("mlp.fc2", d, h, &mut rng);
-            let fc2_b = cfg.mlp_bias.then(|| {
-                (
-                    format!("layers.{l}.mlp.fc2_bias"),
-                    vec![d],
-                    uniform(&mut rng, d, 1.0 / (h as f64).sqrt()),
-                    Kind::Bias,
-                )
-            });
-            specs.extend([wq, wk, wv, wo, fc1]);
-            specs.extend(fc1_b);
-            specs.push(fc2);
-            specs.extend(fc2_b);
-            if cfg.layernorm {
-                for n in ["ln1", "ln2"] {
-                    specs.push((
-                        format!("layers.{l}.{n}.weight"),
-                        vec![d],
-                        vec![1.0; d],
-                        Kind::Norm,
-                    ));
-                    specs.push((
-                        format!("layers.{l}.{n}.bias"),
-                        vec![d],
-                        vec![0.0; d],
-                        Kind::Norm,
-                    ));
-                }
-            }
-        }
-        if cfg.layernorm {
-            specs.push(("ln_f.weight".into(), vec![d], vec![1.0; d], Kind::Norm));
-            specs.push(("ln_f.bias".into(), vec![d], vec![0.0; d], Kind::Norm));
-        }
-        if !cfg.tie_embeddings {
-            specs.push((
-                "unembed".into(),
-                vec![p, d],
-                linear(cfg.init, &mut rng, p * d, d),
-                Kind::Matrix,
-            ));
-        }
-        let params = specs
-            .into_iter()
-            .map(|(name, shape, v, kind)| {
-                let t = Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?;
-                Ok(Param {
-                    name,
-                    var: Var::from_tensor(&t)?,
-                    kind,
-                })
-            })
-            .collect::<CResult<Vec<_>>>()?;
-        Ok(TModel {
-            cfg: cfg.clone(),
-            p,
-            params,
-        })
-    }
+/// The parameters of a Transformer in order (names as in PyTorch's `[out, in]` layout).
+pub fn layout(cfg: &TransformerConfig, p: usize) -> Vec<ParamSpec> {
+    init_specs(cfg, p, None).0
+}
 
-    pub fn get(&self, name: &str) -> &Tensor {
-        self.params
-            .iter()
-            .find(|q| q.name == name)
-            .unwrap_or_else(|| panic!("no parameter {name}"))
-            .var
-            .as_tensor()
-    }
-
-    /// The output layer `[p, d]` (the token embedding when tied).
-    pub fn unembed(&self) -> &Tensor {
-        if self.cfg.tie_embeddings {
-            self.get("tok_emb")
+/// The parameter layout and, with `seed`, the initial values (flat, in layout order).
+fn init_specs(cfg: &TransformerConfig, p: usize, seed: Option<u64>) -> (Vec<ParamSpec>, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
+    let draw = seed.is_some();
+    let normal = Normal::new(0.0f64, 1.0).expect("valid");
+    let (d, h) = (cfg.d_model, cfg.hidden());
+    let mut specs: Vec<ParamSpec> = Vec::new();
+    let mut values: Vec<f32> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, kind: Kind, v: Vec<f32>| {
+        let offset = specs
+            .last()
+            .map(|s: &ParamSpec| s.offset + s.len())
+            .unwrap_or(0);
+        specs.push(ParamSpec {
+            name,
+            shape,
+            kind,
+            offset,
+        });
+        values.extend(v);
+    };
+    let emb = |rows: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        if !draw {
+            return Vec::new();
+        }
+        (0..rows * d).map(|_| normal.sample(rng) as f32).collect()
+    };
+    let v = emb(p, &mut rng);
+    push("tok_emb".into(), vec![p, d], Kind::Embedding, v);
+    let v = emb(2, &mut rng);
+    push("pos_emb".into(), vec![2, d], Kind::Embedding, v);
+    let lin = |out: usize, inp: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        if draw {
+            linear(cfg.init, rng, out * inp, inp)
         } else {
-            self.get("unembed")
+            Vec::new()
         }
-    }
-
-    /// Logits `[B, p]` for `tokens` `[B, 2]` (u32), with dropout `masks` in training.
-    pub fn forward(&self, tokens: &Tensor, masks: Option<&DropoutMasks>) -> CResult<Tensor> {
-        let cfg = &self.cfg;
-        let (b, _) = tokens.dims2()?;
-        let (d, hd, nh) = (cfg.d_model, cfg.head_dim(), cfg.heads);
-        let emb = self
-            .get("tok_emb")
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, 2, d))?;
-        let mut x = emb.broadcast_add(self.get("pos_emb"))?;
-        if let Some(mk) = masks {
-            x = (x * &mk.embedding)?;
+    };
+    let bias = |n: usize, fan_in: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        if draw {
+            uniform(rng, n, 1.0 / (fan_in as f64).sqrt())
+        } else {
+            Vec::new()
         }
-        for l in 0..cfg.layers {
-            let w = |n: &str| self.get(&format!("layers.{l}.{n}"));
-            let h = if cfg.layernorm {
-                layer_norm(&x, w("ln1.weight"), w("ln1.bias"))?
-            } else {
-                x.clone()
-            };
-            let heads = |m: &Tensor| -> CResult<Tensor> {
-                h.broadcast_matmul(&m.t()?)?
-                    .reshape((b, 2, nh, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let (q, k, v) = (
-                heads(w("attn.wq"))?,
-                heads(w("attn.wk"))?,
-                heads(w("attn.wv"))?,
-            );
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * cfg.attn_scale())?;
-            let mut att = softmax_last(&scores)?;
-            if let Some(mk) = masks {
-                att = (att * &mk.layers[l].attention)?;
-            }
-            let o = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, 2, d))?
-                .broadcast_matmul(&w("attn.wo").t()?)?;
-            let o = match masks {
-                Some(mk) => (o * &mk.layers[l].attn_out)?,
-                None => o,
-            };
-            x = (x + o)?;
-            let h2 = if cfg.layernorm {
-                layer_norm(&x, w("ln2.weight"), w("ln2.bias"))?
-            } else {
-                x.clone()
-            };
-            let mut pre = h2.broadcast_matmul(&w("mlp.fc1").t()?)?;
-            if cfg.mlp_bias {
-                pre = pre.broadcast_add(w("mlp.fc1_bias"))?;
-            }
-            let act = match cfg.activation {
-                TActivation::Relu => pre.relu()?,
-                TActivation::Gelu => pre.gelu_erf()?,
-            };
-            let mut m = act.broadcast_matmul(&w("mlp.fc2").t()?)?;
-            if cfg.mlp_bias {
-                m = m.broadcast_add(w("mlp.fc2_bias"))?;
-            }
-            let m = match masks {
-                Some(mk) => (m * &mk.layers[l].mlp_out)?,
-                None => m,
-            };
-            x = (x + m)?;
+    };
+    let fill = |n: usize, x: f32| if draw { vec![x; n] } else { Vec::new() };
+    for l in 0..cfg.layers {
+        for n in ["attn.wq", "attn.wk", "attn.wv", "attn.wo"] {
+            let v = lin(d, d, &mut rng);
+            push(format!("layers.{l}.{n}"), vec![d, d], Kind::Matrix, v);
         }
-        let mut last = x.narrow(1, 1, 1)?.squeeze(1)?;
+        let v = lin(h, d, &mut rng);
+        push(format!("layers.{l}.mlp.fc1"), vec![h, d], Kind::Matrix, v);
+        if cfg.mlp_bias {
+            let v = bias(h, d, &mut rng);
+            push(format!("layers.{l}.mlp.fc1_bias"), vec![h], Kind::Bias, v);
+        }
+        let v = lin(d, h, &mut rng);
+        push(format!("layers.{l}.mlp.fc2"), vec![d, h], Kind::Matrix, v);
+        if cfg.mlp_bias {
+            let v = bias(d, h, &mut rng);
+            push(format!("layers.{l}.mlp.fc2_bias"), vec![d], Kind::Bias, v);
+        }
         if cfg.layernorm {
-            last = layer_norm(&last, self.get("ln_f.weight"), self.get("ln_f.bias"))?;
+            for n in ["ln1", "ln2"] {
+                push(
+                    format!("layers.{l}.{n}.weight"),
+                    vec![d],
+                    Kind::Norm,
+                    fill(d, 1.0),
+                );
+                push(
+                    format!("layers.{l}.{n}.bias"),
+                    vec![d],
+                    Kind::Norm,
+                    fill(d, 0.0),
+                );
+            }
         }
-        last.matmul(&self.unembed().t()?)? * cfg.logit_scale()
     }
+    if cfg.layernorm {
+        push("ln_f.weight".into(), vec![d], Kind::Norm, fill(d, 1.0));
+        push("ln_f.bias".into(), vec![d], Kind::Norm, fill(d, 0.0));
+    }
+    if !cfg.tie_embeddings {
+        let v = lin(p, d, &mut rng);
+        push("unembed".into(), vec![p, d], Kind::Matrix, v);
+    }
+    (specs, values)
 }
 
-/// LayerNorm over the last dimension (eps 1e-5), written out so that candle differentiates
-/// every part of it.
-pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> CResult<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-    xn.broadcast_mul(gamma)?.broadcast_add(beta)
-}
-
-/// Softmax over the last dimension (max-subtracted).
-pub fn softmax_last(x: &Tensor) -> CResult<Tensor> {
-    let m = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&m)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+/// The initial parameters of one Transformer, flat in [`layout`] order: embeddings
+/// `Normal(0, 1)`; linear weights `Normal(0, 1/fan_in)` (the reference's init) or
+/// `Uniform(±1/sqrt(fan_in))` (PyTorch's default, `init = "uniform"`); MLP biases
+/// `Uniform(±1/sqrt(fan_in))`; LayerNorm γ = 1, β = 0; drawn from `seed`.
+pub fn init(cfg: &TransformerConfig, p: usize, seed: u64) -> Vec<f32> {
+    init_specs(cfg, p, Some(seed)).1
 }

@@ -13,6 +13,7 @@ pub mod loss;
 pub mod memory;
 pub mod mlp;
 pub mod network;
+pub mod tpass;
 pub mod transformer;
 
 pub use engine::{BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};

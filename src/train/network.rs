@@ -55,13 +55,7 @@ impl Network {
                     .into_iter()
                     .map(|m| (m.init_seed, m.hyper, m.labels))
                     .collect();
-                Network::Transformer(TFleet::new(
-                    cfg,
-                    loss,
-                    split,
-                    models,
-                    candle_core::DType::F32,
-                )?)
+                Network::Transformer(TFleet::new(cfg, loss, split, models))
             }
         })
     }

@@ -1,49 +1,60 @@
-//! The Transformer fleet: M Transformers trained one after another with candle's autograd
-//! (candle's CPU matrix products use both cores), AdamW with PyTorch's semantics and weight
-//! decay only on the matrices unless configured (SCIENCE.md §8).
+//! The Transformer fleet: M Transformers trained together on the shared data with the
+//! hand-derived passes of [`super::tpass`], AdamW with PyTorch's semantics, weight decay by
+//! parameter group or the reference's `rescale_optim` (SCIENCE.md §8).
+//!
+//! A step cuts every model's batch into [`CHUNKS`] fixed row chunks and runs three phases:
+//! (A) per model, the shared first-block table (2p rows) when no dropout acts on the
+//! embeddings; (B) per (model, chunk), the forward and backward passes; (C) per model, the
+//! chunks' gradients summed in chunk order, the shared table's backward, AdamW. Tasks of each
+//! phase run in parallel on the rayon pool, each on one thread, so the numbers never depend
+//! on the number of threads or on the other models of the fleet.
 
 use super::adamw::{AdamWHyper, AdamWState};
 use super::engine::{self, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::{argmax, Loss};
+use super::tpass::{self, Chunk, Examples, Shape, Table, TableGrads};
 use crate::data::Split;
 use crate::error::{Error, Result};
+use crate::kernels::{flush_denormals, Real};
 use crate::model::ipr::{neuron_ipr, Ipr};
-use crate::model::transformer::{
-    CResult, DropoutMasks, Kind, LayerMasks, TModel, TransformerConfig,
-};
-use candle_core::{DType, Device, Tensor, D};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::model::transformer::{self as tm, Kind, ParamSpec, TransformerConfig};
+use rayon::prelude::*;
+
+/// Every batch is cut into this many row chunks (fewer if it has fewer rows). Part of the
+/// numerics: partial gradients are summed in chunk order.
+pub const CHUNKS: usize = 4;
+/// At most this many (model, chunk) tasks hold workspaces at once; larger fleets run in waves.
+const WAVE_TASKS: usize = 16;
+/// Rows per evaluation task (at most).
+const EVAL_ROWS: usize = 2048;
 
 /// One Transformer with its optimizer state.
-pub struct TModelState {
-    pub model: TModel,
-    /// Host copies of the parameters, in `model.params` order.
-    pub host: Vec<Vec<f32>>,
-    pub adam: Vec<AdamWState>,
+pub struct TModelState<T: Real = f32> {
+    /// Every parameter, flat in the fleet's [`TFleet::specs`] order.
+    pub params: Vec<T>,
+    /// One AdamW state per parameter.
+    pub adam: Vec<AdamWState<T>>,
     pub hyper: ModelHyper,
-    labels: Tensor,
+    labels: Vec<u32>,
     eval_labels: Vec<u32>,
 }
 
-pub struct TFleet {
+pub struct TFleet<T: Real = f32> {
     pub cfg: TransformerConfig,
     pub p: usize,
     pub loss: Loss,
-    pub models: Vec<TModelState>,
-    /// Which parameter kinds get weight decay.
+    /// The parameters in order: name, shape, kind, offset.
+    pub specs: Vec<ParamSpec>,
+    shape: Shape,
+    pub models: Vec<TModelState<T>>,
+    /// Which parameter kinds get weight decay (without `rescale_optim`).
     pub decay: fn(&TransformerConfig, Kind) -> bool,
-    train_tokens: Tensor,
-    eval_tokens: Vec<Tensor>,
+    train_tokens: Vec<[u32; 2]>,
+    eval_tokens: Vec<[u32; 2]>,
     pub step: u64,
-}
-
-/// Rows per evaluation chunk.
-const EVAL_ROWS: usize = 2048;
-
-fn tokens(pairs: &[(u32, u32)]) -> CResult<Tensor> {
-    let flat: Vec<u32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
-    Tensor::from_vec(flat, (pairs.len(), 2), &Device::Cpu)
+    pool: Vec<Chunk<T>>,
+    tables: Vec<Table<T>>,
+    all_rows: Vec<u32>,
 }
 
 /// Default decay groups: matrices always; embeddings and norms when configured; never biases.
@@ -56,267 +67,350 @@ pub fn default_decay(cfg: &TransformerConfig, kind: Kind) -> bool {
     }
 }
 
-impl TFleet {
-    /// A fleet on `split` with one Transformer per `(init seed, hyper-parameters, labels)`,
-    /// in `dtype` (f32 for training; f64 for gradient checks).
+fn chunk_ranges(n: usize, c: usize) -> Vec<std::ops::Range<usize>> {
+    let c = c.clamp(1, n.max(1));
+    (0..c).map(|i| (i * n / c)..((i + 1) * n / c)).collect()
+}
+
+fn grow_with<X>(v: &mut Vec<X>, n: usize, f: impl Fn() -> X) {
+    while v.len() < n {
+        v.push(f());
+    }
+}
+
+impl<T: Real> TFleet<T> {
+    /// A fleet on `split` with one Transformer per `(init seed, hyper-parameters, labels)`.
     pub fn new(
         cfg: &TransformerConfig,
         loss: Loss,
         split: &Split,
         models: Vec<(u64, ModelHyper, Vec<u32>)>,
-        dtype: DType,
-    ) -> Result<TFleet> {
+    ) -> TFleet<T> {
         let p = split.p;
-        let mut out = Vec::with_capacity(models.len());
-        for (seed, hyper, labels) in models {
-            let model = TModel::init(cfg, p, seed, dtype)?;
-            let host = model
-                .params
-                .iter()
-                .map(|q| {
-                    q.var
-                        .as_tensor()
-                        .flatten_all()?
-                        .to_dtype(DType::F32)?
-                        .to_vec1::<f32>()
-                })
-                .collect::<CResult<Vec<_>>>()?;
-            let adam = host.iter().map(|h| AdamWState::new(h.len())).collect();
-            let mut eval_labels = labels.clone();
-            eval_labels.extend_from_slice(&split.test_labels);
-            let n = labels.len();
-            out.push(TModelState {
-                model,
-                host,
-                adam,
-                hyper,
-                labels: Tensor::from_vec(labels, n, &Device::Cpu)?,
-                eval_labels,
-            });
-        }
-        let mut all = split.train_pairs.clone();
-        all.extend_from_slice(&split.test_pairs);
-        let eval_tokens = all
-            .chunks(EVAL_ROWS)
-            .map(tokens)
-            .collect::<CResult<Vec<_>>>()?;
-        Ok(TFleet {
+        let specs = tm::layout(cfg, p);
+        let shape = Shape::new(cfg, p, &specs);
+        let models = models
+            .into_iter()
+            .map(|(seed, hyper, labels)| {
+                let params: Vec<T> = tm::init(cfg, p, seed)
+                    .into_iter()
+                    .map(T::from_f32)
+                    .collect();
+                let adam = specs.iter().map(|s| AdamWState::new(s.len())).collect();
+                let mut eval_labels = labels.clone();
+                eval_labels.extend_from_slice(&split.test_labels);
+                TModelState {
+                    params,
+                    adam,
+                    hyper,
+                    labels,
+                    eval_labels,
+                }
+            })
+            .collect();
+        let pair = |&(a, b): &(u32, u32)| [a, b];
+        let train_tokens: Vec<[u32; 2]> = split.train_pairs.iter().map(pair).collect();
+        let mut eval_tokens = train_tokens.clone();
+        eval_tokens.extend(split.test_pairs.iter().map(pair));
+        TFleet {
             cfg: cfg.clone(),
             p,
             loss,
-            models: out,
+            specs,
+            shape,
+            models,
             decay: default_decay,
-            train_tokens: tokens(&split.train_pairs)?,
+            all_rows: (0..train_tokens.len() as u32).collect(),
+            train_tokens,
             eval_tokens,
             step: 0,
-        })
-    }
-
-    fn batch_tensors(&self, m: usize, batch: Option<&[u32]>) -> CResult<(Tensor, Tensor)> {
-        match batch {
-            None => Ok((self.train_tokens.clone(), self.models[m].labels.clone())),
-            Some(rows) => {
-                let idx = Tensor::from_slice(rows, rows.len(), &Device::Cpu)?;
-                Ok((
-                    self.train_tokens.index_select(&idx, 0)?,
-                    self.models[m].labels.index_select(&idx, 0)?,
-                ))
-            }
+            pool: Vec::new(),
+            tables: Vec::new(),
         }
     }
 
-    /// Dropout masks for model `m` at the current step: ChaCha8 from the model's dropout seed,
-    /// stream = step; entries 0 or 1/(1−q).
-    fn masks(&self, m: usize, b: usize, dtype: DType) -> CResult<Option<DropoutMasks>> {
-        let q = self.models[m].hyper.dropout;
-        if q <= 0.0 {
-            return Ok(None);
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(self.models[m].hyper.dropout_seed);
-        rng.set_stream(self.step);
-        let threshold = (q as f64 * u32::MAX as f64) as u32;
-        let scale = 1.0 / (1.0 - q);
-        let (d, nh) = (self.cfg.d_model, self.cfg.heads);
-        let mut mask = |shape: &[usize]| -> CResult<Tensor> {
-            let n = shape.iter().product();
-            let v: Vec<f32> = (0..n)
-                .map(|_| {
-                    if rng.next_u32() >= threshold {
-                        scale
-                    } else {
-                        0.0
+    /// The learning-rate factor and weight decay switch of parameter `j`.
+    fn group(&self, j: usize) -> (f64, bool) {
+        let s = &self.specs[j];
+        self.cfg
+            .rescaled(&s.name, s.kind)
+            .unwrap_or((1.0, (self.decay)(&self.cfg, s.kind)))
+    }
+
+    /// Forward and backward of every model on `batch` (indices of training pairs); with
+    /// `update`, an AdamW step. Returns each model's mean loss before the step and, without
+    /// `update`, its gradient.
+    fn run_batch(&mut self, batch: &[u32], update: bool) -> Vec<(f64, Option<Vec<T>>)> {
+        flush_denormals();
+        let chunks = chunk_ranges(batch.len(), CHUNKS);
+        let c = chunks.len();
+        let per_wave = (WAVE_TASKS / c).max(1);
+        let n_models = self.models.len();
+        grow_with(&mut self.pool, per_wave.min(n_models) * c, Chunk::default);
+        grow_with(&mut self.tables, per_wave.min(n_models), Table::default);
+        let groups: Vec<(f64, bool)> = (0..self.specs.len()).map(|j| self.group(j)).collect();
+        let (sh, specs, loss, step) = (&self.shape, &self.specs, self.loss, self.step);
+        let train = &self.train_tokens;
+        let mut out = Vec::with_capacity(n_models);
+        for first in (0..n_models).step_by(per_wave) {
+            let wave = &mut self.models[first..(first + per_wave).min(n_models)];
+            let tables = &mut self.tables[..wave.len()];
+            // (A) The shared first-block tables.
+            tables
+                .par_iter_mut()
+                .zip(wave.par_iter())
+                .for_each(|(tab, m)| {
+                    flush_denormals();
+                    if m.hyper.dropout <= 0.0 {
+                        tab.embeddings(sh, &m.params);
+                        tab.forward(sh, 0, &m.params);
                     }
+                });
+            // (B) Forward and backward per (model, chunk).
+            let pool = &mut self.pool[..wave.len() * c];
+            let (wm, tabs): (&[TModelState<T>], &[Table<T>]) = (wave, tables);
+            pool.par_iter_mut().enumerate().for_each(|(t, ch)| {
+                flush_denormals();
+                let (m, r) = (&wm[t / c], chunks[t % c].clone());
+                let rows = &batch[r.clone()];
+                let tokens: Vec<[u32; 2]> = rows.iter().map(|&i| train[i as usize]).collect();
+                let labels: Vec<u32> = rows.iter().map(|&i| m.labels[i as usize]).collect();
+                let ex = Examples {
+                    tokens: &tokens,
+                    labels: &labels,
+                };
+                let masks = tpass::masks::<T>(
+                    sh,
+                    m.hyper.dropout,
+                    m.hyper.dropout_seed,
+                    step,
+                    batch.len(),
+                    r,
+                );
+                let shared = Some(&tabs[t / c]);
+                ch.forward(sh, &m.params, &ex, shared, masks.as_ref());
+                ch.loss_grad(sh, loss, &labels, batch.len());
+                ch.backward(sh, &m.params, &ex, shared, masks.as_ref());
+            });
+            // (C) Sum the chunks, the shared table's backward, AdamW.
+            let pool: &[Chunk<T>] = pool;
+            let norm = loss.norm(batch.len(), sh.p);
+            let results: Vec<(f64, Option<Vec<T>>)> = wave
+                .par_iter_mut()
+                .zip(tables.par_iter())
+                .zip(pool.par_chunks(c))
+                .map(|((m, tab), parts)| {
+                    flush_denormals();
+                    let mut g = parts[0].grad[..sh.n_params].to_vec();
+                    for part in &parts[1..] {
+                        for (a, b) in g.iter_mut().zip(&part.grad[..sh.n_params]) {
+                            *a += *b;
+                        }
+                    }
+                    if m.hyper.dropout <= 0.0 {
+                        let mut tg = TableGrads::default();
+                        for part in parts {
+                            tg.add_or_take(&part.tgrads[0], sh, tab.rows);
+                        }
+                        tpass::shared_backward(sh, &m.params, tab, &mut tg, &mut g);
+                    }
+                    let l = parts.iter().map(|p| p.loss).sum::<f64>() / norm;
+                    if !update {
+                        return (l, Some(g));
+                    }
+                    for (j, s) in specs.iter().enumerate() {
+                        let (lr, decays) = groups[j];
+                        let hyper = AdamWHyper {
+                            lr: m.hyper.adam.lr * lr,
+                            weight_decay: if decays {
+                                m.hyper.adam.weight_decay
+                            } else {
+                                0.0
+                            },
+                            ..m.hyper.adam
+                        };
+                        m.adam[j].step(&hyper, &mut m.params[s.range()], &g[s.range()]);
+                    }
+                    (l, None)
                 })
                 .collect();
-            Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)
+            out.extend(results);
+        }
+        if update {
+            self.step += 1;
+        }
+        out
+    }
+
+    /// One step of every model on `batch` (all training pairs when `None`).
+    pub fn step_on(&mut self, batch: Option<&[u32]>) -> Vec<f64> {
+        let rows = match batch {
+            Some(b) => b.to_vec(),
+            None => std::mem::take(&mut self.all_rows),
         };
-        let embedding = mask(&[b, 2, d])?;
-        let mut layers = Vec::with_capacity(self.cfg.layers);
-        for _ in 0..self.cfg.layers {
-            layers.push(LayerMasks {
-                attention: mask(&[b, nh, 2, 2])?,
-                attn_out: mask(&[b, 2, d])?,
-                mlp_out: mask(&[b, 2, d])?,
-            });
+        let out = self.run_batch(&rows, true);
+        if batch.is_none() {
+            self.all_rows = rows;
         }
-        Ok(Some(DropoutMasks { embedding, layers }))
+        out.into_iter().map(|(l, _)| l).collect()
     }
 
-    /// The mean batch loss of model `m` (training mode: dropout of the current step).
-    pub fn batch_loss(&self, m: usize, batch: Option<&[u32]>) -> CResult<Tensor> {
-        let (tok, labels) = self.batch_tensors(m, batch)?;
-        let model = &self.models[m].model;
-        let dtype = model.params[0].var.dtype();
-        let masks = self.masks(m, tok.dims2()?.0, dtype)?;
-        let logits = model.forward(&tok, masks.as_ref())?;
-        loss_tensor(self.loss, &logits, &labels, self.p)
-    }
-
-    /// Loss and gradient (flattened, in parameter order) of model `m`, without a step.
-    pub fn gradients(&self, m: usize, batch: Option<&[u32]>) -> Result<(f64, Vec<Vec<f64>>)> {
-        let loss = self.batch_loss(m, batch)?;
-        let grads = loss.backward()?;
-        let g = self.models[m]
-            .model
-            .params
+    /// Loss and gradient (per parameter, in [`TFleet::specs`] order, as f64) of model `m` on
+    /// `batch` (all training pairs when `None`), in training mode at the current step,
+    /// without a step.
+    pub fn gradients(&mut self, m: usize, batch: Option<&[u32]>) -> (f64, Vec<Vec<f64>>) {
+        let rows = batch.map_or_else(|| self.all_rows.clone(), |b| b.to_vec());
+        let all = self.run_batch(&rows, false);
+        let (l, g) = &all[m];
+        let g = g.as_deref().unwrap_or(&[]);
+        let per = self
+            .specs
             .iter()
-            .map(|q| match grads.get(q.var.as_tensor()) {
-                Some(g) => g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>(),
-                None => Ok(vec![0.0; q.var.elem_count()]),
+            .map(|s| g[s.range()].iter().map(|x| x.to_f64()).collect())
+            .collect();
+        (*l, per)
+    }
+
+    /// Model `m`'s parameter `j` as f64.
+    pub fn param_f64(&self, m: usize, j: usize) -> Vec<f64> {
+        self.models[m].params[self.specs[j].range()]
+            .iter()
+            .map(|x| x.to_f64())
+            .collect()
+    }
+
+    /// Logits `[n, p]` of model `m` on `tokens`, in evaluation mode.
+    pub fn logits(&self, m: usize, tokens: &[[u32; 2]]) -> Vec<T> {
+        let sh = &self.shape;
+        let w = &self.models[m].params;
+        let mut tab = Table::default();
+        tab.embeddings(sh, w);
+        tab.forward(sh, 0, w);
+        let mut ch = Chunk::default();
+        let ex = Examples {
+            tokens,
+            labels: &[],
+        };
+        ch.forward(sh, w, &ex, Some(&tab), None);
+        ch.logits.truncate(tokens.len() * sh.p);
+        ch.logits
+    }
+
+    /// Predictions and row losses of every model on every pair (training, then test).
+    fn evaluate(&self) -> Vec<EvalOutput> {
+        let sh = &self.shape;
+        let tables: Vec<Table<T>> = self
+            .models
+            .par_iter()
+            .map(|m| {
+                flush_denormals();
+                let mut tab = Table::default();
+                tab.embeddings(sh, &m.params);
+                tab.forward(sh, 0, &m.params);
+                tab
             })
-            .collect::<CResult<Vec<_>>>()?;
-        Ok((loss.to_dtype(DType::F64)?.to_scalar::<f64>()?, g))
-    }
-
-    /// One step of every model; returns each one's batch loss before the update.
-    fn step_on(&mut self, batch: Option<&[u32]>) -> Result<Vec<f64>> {
-        let mut losses = Vec::with_capacity(self.models.len());
-        for m in 0..self.models.len() {
-            let loss = self.batch_loss(m, batch)?;
-            losses.push(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?);
-            let grads = loss.backward()?;
-            let st = &mut self.models[m];
-            for (j, q) in st.model.params.iter().enumerate() {
-                let g: Vec<f32> = match grads.get(q.var.as_tensor()) {
-                    Some(g) => g
-                        .flatten_all()
-                        .and_then(|g| g.to_dtype(DType::F32)?.to_vec1()),
-                    None => Ok(vec![0.0; st.host[j].len()]),
-                }?;
-                let (lr, decays) = self
-                    .cfg
-                    .rescaled(&q.name, q.kind)
-                    .unwrap_or((1.0, (self.decay)(&self.cfg, q.kind)));
-                let hyper = AdamWHyper {
-                    lr: st.hyper.adam.lr * lr,
-                    weight_decay: if decays {
-                        st.hyper.adam.weight_decay
-                    } else {
-                        0.0
-                    },
-                    ..st.hyper.adam
+            .collect();
+        let chunks: Vec<_> = (0..self.eval_tokens.len()).step_by(EVAL_ROWS).collect();
+        let nc = chunks.len();
+        let parts: Vec<(Vec<u32>, Vec<f64>)> = (0..self.models.len() * nc)
+            .into_par_iter()
+            .map(|t| {
+                flush_denormals();
+                let (mi, start) = (t / nc, chunks[t % nc]);
+                let m = &self.models[mi];
+                let end = (start + EVAL_ROWS).min(self.eval_tokens.len());
+                let mut ch = Chunk::default();
+                let ex = Examples {
+                    tokens: &self.eval_tokens[start..end],
+                    labels: &[],
                 };
-                st.adam[j].step(&hyper, &mut st.host[j], &g);
-                let t = Tensor::from_slice(&st.host[j], q.var.shape(), &Device::Cpu)
-                    .and_then(|t| t.to_dtype(q.var.dtype()))?;
-                q.var.set(&t)?;
-            }
-        }
-        self.step += 1;
-        Ok(losses)
+                ch.forward(sh, &m.params, &ex, Some(&tables[mi]), None);
+                let p = sh.p;
+                let mut row = vec![0f32; p];
+                let mut preds = Vec::with_capacity(end - start);
+                let mut losses = Vec::with_capacity(end - start);
+                for r in 0..end - start {
+                    for (o, x) in row.iter_mut().zip(&ch.logits[r * p..(r + 1) * p]) {
+                        *o = x.to_f32();
+                    }
+                    preds.push(argmax(&row));
+                    losses.push(self.loss.row_loss(&row, m.eval_labels[start + r]));
+                }
+                (preds, losses)
+            })
+            .collect();
+        parts
+            .chunks(nc.max(1))
+            .map(|ps| {
+                let mut out = EvalOutput {
+                    preds: Vec::new(),
+                    row_loss: Vec::new(),
+                };
+                for (p, l) in ps {
+                    out.preds.extend_from_slice(p);
+                    out.row_loss.extend_from_slice(l);
+                }
+                out
+            })
+            .collect()
     }
+}
 
+impl TFleet<f32> {
     /// Predictions and row losses of model `m` on every pair (training, then test), in
     /// evaluation mode.
     pub fn eval_model(&self, m: usize) -> Result<EvalOutput> {
+        let sh = &self.shape;
+        let logits = self.logits(m, &self.eval_tokens);
         let st = &self.models[m];
-        let mut preds = Vec::new();
-        let mut row_loss = Vec::new();
-        for tok in &self.eval_tokens {
-            let logits = st
-                .model
-                .forward(tok, None)
-                .and_then(|l| l.to_dtype(DType::F32)?.to_vec2::<f32>())?;
-            for row in logits {
-                let r = preds.len();
-                preds.push(argmax(&row));
-                row_loss.push(self.loss.row_loss(&row, st.eval_labels[r]));
-            }
+        let mut out = EvalOutput {
+            preds: Vec::with_capacity(self.eval_tokens.len()),
+            row_loss: Vec::with_capacity(self.eval_tokens.len()),
+        };
+        for (r, row) in logits.chunks_exact(sh.p).enumerate() {
+            out.preds.push(argmax(row));
+            out.row_loss
+                .push(self.loss.row_loss(row, st.eval_labels[r]));
         }
-        Ok(EvalOutput { preds, row_loss })
+        Ok(out)
     }
 
-    /// Replaces model `m`'s parameter `name` (host copy and tensor) by `values`.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.specs.iter().position(|s| s.name == name)
+    }
+
+    /// Replaces model `m`'s parameter `name` by `values`.
     pub fn set_param(&mut self, m: usize, name: &str, values: &[f32]) -> Result<()> {
-        let st = &mut self.models[m];
-        let j = st
-            .model
-            .params
-            .iter()
-            .position(|q| q.name == name)
+        let j = self
+            .index(name)
             .ok_or_else(|| Error::Weights(format!("the Transformer has no parameter {name}")))?;
-        if st.host[j].len() != values.len() {
+        let s = &self.specs[j];
+        if s.len() != values.len() {
             return Err(Error::Weights(format!(
                 "{name}: {} values for a parameter of {}",
                 values.len(),
-                st.host[j].len()
+                s.len()
             )));
         }
-        st.host[j].copy_from_slice(values);
-        let q = &st.model.params[j];
-        let t = Tensor::from_slice(values, q.var.shape(), &Device::Cpu)
-            .and_then(|t| t.to_dtype(q.var.dtype()))?;
-        Ok(q.var.set(&t)?)
+        self.models[m].params[s.range()].copy_from_slice(values);
+        Ok(())
     }
 
     /// Parameter names in order.
     pub fn param_names(&self) -> Vec<String> {
-        self.models[0]
-            .model
-            .params
-            .iter()
-            .map(|q| q.name.clone())
-            .collect()
+        self.specs.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Host copy of a parameter by name, with its shape.
+    /// A parameter of model `m` by name, with its shape.
     pub fn host(&self, m: usize, name: &str) -> Option<(&[f32], Vec<usize>)> {
-        let st = &self.models[m];
-        st.model
-            .params
-            .iter()
-            .position(|q| q.name == name)
-            .map(|j| {
-                (
-                    st.host[j].as_slice(),
-                    st.model.params[j].var.dims().to_vec(),
-                )
-            })
+        self.index(name).map(|j| {
+            let s = &self.specs[j];
+            (&self.models[m].params[s.range()], s.shape.clone())
+        })
     }
 }
 
-/// Mean batch loss: cross-entropy over examples, or MSE over all `B × p` entries.
-pub fn loss_tensor(loss: Loss, logits: &Tensor, labels: &Tensor, p: usize) -> CResult<Tensor> {
-    match loss {
-        Loss::CrossEntropy => {
-            let lse = logits.log_sum_exp(D::Minus1)?;
-            let picked = logits.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
-            (lse - picked)?.mean_all()
-        }
-        Loss::Mse => {
-            let b = labels.dims1()?;
-            let idx = labels.to_vec1::<u32>()?;
-            let mut onehot = vec![0.0f32; b * p];
-            for (r, &y) in idx.iter().enumerate() {
-                onehot[r * p + y as usize] = 1.0;
-            }
-            let t = Tensor::from_vec(onehot, (b, p), &Device::Cpu)?.to_dtype(logits.dtype())?;
-            (logits - t)?.sqr()?.mean_all()
-        }
-    }
-}
-
-impl Engine for TFleet {
+impl Engine for TFleet<f32> {
     fn n_models(&self) -> usize {
         self.models.len()
     }
@@ -324,13 +418,13 @@ impl Engine for TFleet {
         self.loss
     }
     fn step_batch(&mut self, batch: &[u32]) -> Result<Vec<f64>> {
-        self.step_on(Some(batch))
+        Ok(self.step_on(Some(batch)))
     }
     fn step_all(&mut self) -> Result<Vec<f64>> {
-        self.step_on(None)
+        Ok(self.step_on(None))
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
-        (0..self.models.len()).map(|m| self.eval_model(m)).collect()
+        Ok(self.evaluate())
     }
     fn weight_stats(&self, m: usize) -> WeightStats {
         let norm = |names: &[String]| {
@@ -362,17 +456,15 @@ impl Engine for TFleet {
     /// Every parameter under its name, stacked over the models (leading dimension M).
     fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>> {
         let mm = models.len();
-        let tensors = self.models[0]
-            .model
-            .params
+        let tensors = self
+            .specs
             .iter()
-            .enumerate()
-            .map(|(j, q)| {
+            .map(|q| {
                 let mut shape = vec![mm];
-                shape.extend_from_slice(q.var.dims());
+                shape.extend_from_slice(&q.shape);
                 let data = models
                     .iter()
-                    .flat_map(|&i| self.models[i].host[j].iter().copied())
+                    .flat_map(|&i| self.models[i].params[q.range()].iter().copied())
                     .collect();
                 (q.name.clone(), shape, data)
             })
@@ -396,9 +488,13 @@ impl Engine for TFleet {
         let mut tensors = Vec::new();
         let mut t = Vec::new();
         for (i, st) in self.models.iter().enumerate() {
-            for (j, q) in st.model.params.iter().enumerate() {
-                let n = st.host[j].len();
-                tensors.push((format!("{i}.{}", q.name), vec![n], st.host[j].clone()));
+            for (j, q) in self.specs.iter().enumerate() {
+                let n = q.len();
+                tensors.push((
+                    format!("{i}.{}", q.name),
+                    vec![n],
+                    st.params[q.range()].to_vec(),
+                ));
                 tensors.push((
                     format!("{i}.{}.adam_m", q.name),
                     vec![n],
@@ -425,7 +521,7 @@ impl Engine for TFleet {
         )?;
         for i in 0..self.models.len() {
             for (j, name) in names.iter().enumerate() {
-                let n = self.models[i].host[j].len();
+                let n = self.specs[j].len();
                 let host = engine::read_tensor(&st, &format!("{i}.{name}"), &[n])?;
                 self.set_param(i, name, &host)?;
                 let adam = &mut self.models[i].adam[j];
@@ -454,7 +550,7 @@ impl Engine for TFleet {
         )?;
         for (j, name) in self.param_names().into_iter().enumerate() {
             let mut shape = vec![m];
-            shape.extend_from_slice(self.models[0].model.params[j].var.dims());
+            shape.extend_from_slice(&self.specs[j].shape);
             let all = engine::read_tensor(&st, &name, &shape)?;
             let per = all.len() / m.max(1);
             for i in 0..m {
@@ -465,7 +561,7 @@ impl Engine for TFleet {
     }
 }
 
-impl TFleet {
+impl TFleet<f32> {
     /// The name of the output layer's matrix (`[p, d]`).
     fn output_name(&self) -> &'static str {
         if self.cfg.tie_embeddings {
