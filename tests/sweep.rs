@@ -442,3 +442,46 @@ train.batch_size = 8
     assert!(grid.contains("Dv"), "{grid}");
     grokscope::report::report(&dir, false).unwrap();
 }
+
+/// A sweep over ξ and the weight decay (α fixed, as the Transformer presets) gets phase
+/// grids with the weight decay along the rows, in the text, the CSV and the report.
+#[test]
+fn weight_decay_by_corruption_grids() {
+    let text = r#"
+name = "wdxi"
+[base]
+data.p = 11
+model.width = 16
+train.epochs = 5
+[axes]
+"data.corruption" = [0.0, 0.3]
+"train.weight_decay" = [0.0, 1.0, 5.0]
+"model.init_seed" = [1, 2]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = Plan::from_text(text).unwrap();
+    let dir = tmp.path().join("s");
+    let recs = grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
+    assert_eq!(recs.len(), 12);
+    let grid = std::fs::read_to_string(dir.join("phase_grid.txt")).unwrap();
+    let rows: Vec<&str> = grid.lines().filter(|l| l.contains('|')).collect();
+    assert!(rows[0].contains("wd ↑"), "{grid}");
+    // Largest weight decay on top, one row per value, two cells each.
+    assert!(rows[1].trim_start().starts_with("5 |"), "{grid}");
+    assert!(rows[3].trim_start().starts_with("0 |"), "{grid}");
+    let csv = std::fs::read_to_string(dir.join("phase_grid.csv")).unwrap();
+    assert!(csv.starts_with("group,weight_decay,xi,phase,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(5) == Some("2")),
+        "two seeds a cell: {csv}"
+    );
+    grokscope::report::report(&dir, false).unwrap();
+    let html = std::fs::read_to_string(dir.join("report/report.html")).unwrap();
+    assert!(
+        html.contains("wd ↑") && html.contains("(wd, ξ)"),
+        "the report's grids"
+    );
+}

@@ -86,7 +86,7 @@ fn cases(d: usize) -> Vec<Case> {
             loss: Loss::Mse,
             dropout: 0.2,
             weight_decay: 0.0,
-            minibatch: None,
+            minibatch: Some(40),
         },
         Case {
             name: "rescale_optim, LayerNorm, μP s = 0.5",
@@ -288,4 +288,47 @@ fn two_hundred_step_loss_curves_match_the_oracle_in_f32() {
             c.name
         );
     }
+}
+
+/// The same models give the same bits on 1 or 3 threads, and a model trained in a fleet
+/// equals the model trained alone (the chunks are fixed; every sum runs in chunk order).
+#[test]
+fn the_numbers_depend_on_neither_threads_nor_the_fleet() {
+    let c = &cases(16)[3];
+    let split = Split::new(17, Operation::Add, 0.5, 1).unwrap();
+    let labels = split.corrupt(0.3, CorruptionMode::Wrong, 2).unwrap().labels;
+    let models = |which: &[usize]| -> Vec<(u64, ModelHyper, Vec<u32>)> {
+        which
+            .iter()
+            .map(|&i| {
+                let mut h = hyper(c, 1e-3);
+                h.adam.weight_decay = i as f64;
+                h.dropout = [0.0, 0.2, 0.1][i];
+                (5 + i as u64, h, labels.clone())
+            })
+            .collect()
+    };
+    let train = |threads: usize, which: &[usize]| -> Vec<Vec<f32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut f = TFleet::<f32>::new(&c.cfg, c.loss, &split, models(which));
+            for s in 0..12u64 {
+                let rows = batch(c, split.n_train(), s);
+                if s % 3 == 0 {
+                    f.step_on(None);
+                } else {
+                    f.step_on(Some(&rows));
+                }
+            }
+            f.models.iter().map(|m| m.params.clone()).collect()
+        })
+    };
+    let one = train(1, &[0, 1, 2]);
+    let three = train(3, &[0, 1, 2]);
+    assert!(one == three, "1 and 3 threads differ");
+    assert!(train(2, &[1])[0] == one[1], "alone ≠ in the fleet");
+    assert!(one[0] != one[1], "the models differ");
 }

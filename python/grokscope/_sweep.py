@@ -69,15 +69,16 @@ class Sweep:
         return df
 
     def grid(self, group: Optional[str] = None) -> pd.DataFrame:
-        """The phase diagram of one group as a table: α rows (growing upward, as in the
-        figures), ξ columns, phase names."""
+        """The phase diagram of one group as a table: α rows (or weight-decay rows when the
+        sweep varies the weight decay but not α; growing upward, as in the figures), ξ
+        columns, phase names."""
         g = self.phase_grid
         groups = list(dict.fromkeys(g["group"]))
         if group is None:
             group = groups[0] if groups else ""
         if group not in groups:
             raise GrokscopeError(f"no group {group!r}; groups: {groups}")
-        t = g[g["group"] == group].pivot(index="alpha", columns="xi", values="phase")
+        t = g[g["group"] == group].pivot(index=g.columns[1], columns="xi", values="phase")
         return t.sort_index(ascending=False)
 
     def curves(self, run: int) -> pd.DataFrame:

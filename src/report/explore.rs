@@ -38,7 +38,7 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// The phase grids as clickable tables (α upward, ξ rightward, each cell in its phase's
+/// The phase grids as clickable tables (α or the weight decay upward, ξ rightward, each cell in its phase's
 /// colour with its code, a corner mark where seeds disagree).
 fn grid_tables(grids: &[Grid]) -> String {
     let mut h = String::new();
@@ -48,27 +48,28 @@ fn grid_tables(grids: &[Grid]) -> String {
             "<h3>{}</h3>\n<table class=\"grid\">\n",
             esc(&title)
         ));
-        for (row, a) in g.alphas.iter().enumerate().rev() {
+        for (row, a) in g.rows.iter().enumerate().rev() {
             h.push_str(&format!(
                 "<tr><th>{}</th>",
-                if row + 1 == g.alphas.len() {
-                    format!("α ↑ {}", esc(&tick_str(a)))
+                if row + 1 == g.rows.len() {
+                    format!("{} ↑ {}", g.axis.symbol, esc(&tick_str(a)))
                 } else {
                     esc(&tick_str(a))
                 }
             ));
             for x in &g.xis {
-                match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
+                match g.cells.iter().find(|c| c.row == *a && c.xi == *x) {
                     Some(c) => {
                         let (r, gr, b) = c.phase.rgb();
                         let light =
                             0.299 * r as f64 + 0.587 * gr as f64 + 0.114 * b as f64 <= 140.0;
                         let ids: Vec<String> = c.ids.iter().map(|i| i.to_string()).collect();
                         h.push_str(&format!(
-                            "<td class=\"{}{}\" style=\"background:#{r:02x}{gr:02x}{b:02x}\" data-runs=\"{}\" title=\"α = {}, ξ = {}: {} ({} of {} runs agree)\">{}</td>",
+                            "<td class=\"{}{}\" style=\"background:#{r:02x}{gr:02x}{b:02x}\" data-runs=\"{}\" title=\"{} = {}, ξ = {}: {} ({} of {} runs agree)\">{}</td>",
                             if light { "light" } else { "" },
                             if c.agreement < 1.0 { " dis" } else { "" },
                             ids.join(" "),
+                            g.axis.symbol,
                             esc(a),
                             esc(x),
                             esc(c.phase.name()),

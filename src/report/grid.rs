@@ -207,13 +207,15 @@ pub fn phase_color(phase: Phase) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// An α × ξ grid coloured by phase, the phase's code in every cell, and a corner mark where
+/// An α × ξ (or weight decay × ξ) grid coloured by phase, the phase's code in every cell, and a corner mark where
 /// the seeds disagree on the majority phase.
 pub struct PhaseGrid<'a> {
     pub title: String,
-    pub alphas: &'a [String],
+    /// The row axis's name and values (upward).
+    pub y_desc: &'a str,
+    pub rows: &'a [String],
     pub xis: &'a [String],
-    /// `(alpha index, xi index, phase, agreement)`.
+    /// `(row index, xi index, phase, agreement)`.
     pub cells: Vec<(usize, usize, Phase, f64)>,
 }
 
@@ -224,14 +226,8 @@ impl PhaseGrid<'_> {
             .map_err(pe)?;
         let (main, legend) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 190);
         let xl: Vec<String> = self.xis.iter().map(|s| tick_str(s)).collect();
-        let yl: Vec<String> = self.alphas.iter().map(|s| tick_str(s)).collect();
-        let mut c = cells(
-            &main,
-            "corruption fraction ξ",
-            "training fraction α",
-            &xl,
-            &yl,
-        )?;
+        let yl: Vec<String> = self.rows.iter().map(|s| tick_str(s)).collect();
+        let mut c = cells(&main, "corruption fraction ξ", self.y_desc, &xl, &yl)?;
         // Cell size in pixels decides the code's size.
         let (p0, p1) = (c.backend_coord(&(0.0, 0.0)), c.backend_coord(&(1.0, 1.0)));
         let cell = (p1.0 - p0.0).abs().min((p1.1 - p0.1).abs());

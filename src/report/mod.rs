@@ -536,7 +536,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
         };
         let idx = |g: &Grid, a: &str, x: &str| {
             (
-                g.alphas.iter().position(|v| v == a).unwrap_or(0),
+                g.rows.iter().position(|v| v == a).unwrap_or(0),
                 g.xis.iter().position(|v| v == x).unwrap_or(0),
             )
         };
@@ -546,13 +546,14 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             .map(|g| {
                 Panel::Phase(PhaseGrid {
                     title: title(g),
-                    alphas: &g.alphas,
+                    y_desc: g.axis.desc,
+                    rows: &g.rows,
                     xis: &g.xis,
                     cells: g
                         .cells
                         .iter()
                         .map(|c| {
-                            let (a, x) = idx(g, &c.alpha, &c.xi);
+                            let (a, x) = idx(g, &c.row, &c.xi);
                             (a, x, c.phase, c.agreement)
                         })
                         .collect(),
@@ -563,7 +564,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             out,
             "phase_grid",
             "Phase diagrams",
-            "Majority phase of each (α, ξ) cell over its seeds (its code written in the cell), one panel per value of the other axes; a black corner: the seeds disagree (the agreement is in phase_grid.csv). α grows upward, as in phase_grid.txt.",
+            &format!("Majority phase of each ({sym}, ξ) cell over its seeds (its code written in the cell), one panel per value of the other axes; a black corner: the seeds disagree (the agreement is in phase_grid.csv). {sym} grows upward, as in phase_grid.txt.", sym = grids[0].axis.symbol),
             &panels,
             2,
             (640, 480),
@@ -584,17 +585,17 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
             let panels: Vec<Panel> = grids
                 .iter()
                 .map(|g| {
-                    let mut values = vec![vec![f64::NAN; g.xis.len()]; g.alphas.len()];
+                    let mut values = vec![vec![f64::NAN; g.xis.len()]; g.rows.len()];
                     for c in &g.cells {
-                        let (a, x) = idx(g, &c.alpha, &c.xi);
+                        let (a, x) = idx(g, &c.row, &c.xi);
                         values[a][x] = f(c).unwrap_or(f64::NAN);
                     }
                     Panel::Heat(Heatmap {
                         title: format!("{}: {short}", title(g)),
                         x_desc: "corruption fraction ξ",
-                        y_desc: "training fraction α",
+                        y_desc: g.axis.desc,
                         x_labels: labels(&g.xis),
-                        y_labels: labels(&g.alphas),
+                        y_labels: labels(&g.rows),
                         values,
                         annotate: true,
                         bar: short.to_string(),
@@ -605,7 +606,7 @@ fn sweep_report(dir: &Path, out: &Path) -> Result<PathBuf> {
                 out,
                 fname,
                 &format!("Mean {what} over the grid"),
-                &format!("Mean final {what} per (α, ξ) cell, averaged over seeds; colour from 0 (light) to 1 (dark)."),
+                &format!("Mean final {what} per ({}, ξ) cell, averaged over seeds; colour from 0 (light) to 1 (dark).", grids[0].axis.symbol),
                 &panels,
                 2,
                 (640, 480),

@@ -9,6 +9,36 @@ use std::collections::BTreeMap;
 
 const ALPHA: &str = "data.train_fraction";
 const XI: &str = "data.corruption";
+const WD: &str = "train.weight_decay";
+
+/// The axis along a phase grid's rows: the training fraction α when the sweep varies it,
+/// else the weight decay (ξ runs along the columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowAxis {
+    /// The config key.
+    pub key: &'static str,
+    /// Its symbol in tables (`α`, `wd`).
+    pub symbol: &'static str,
+    /// Its name on figure axes.
+    pub desc: &'static str,
+    /// Its column in phase_grid.csv.
+    pub csv: &'static str,
+}
+
+const ROW_AXES: [RowAxis; 2] = [
+    RowAxis {
+        key: ALPHA,
+        symbol: "α",
+        desc: "training fraction α",
+        csv: "alpha",
+    },
+    RowAxis {
+        key: WD,
+        symbol: "wd",
+        desc: "weight decay",
+        csv: "weight_decay",
+    },
+];
 
 fn cell(v: &serde_json::Value) -> String {
     match v {
@@ -66,7 +96,8 @@ pub fn results_csv(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Str
 /// One cell of a phase grid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GridCell {
-    pub alpha: String,
+    /// The row axis's value (α or the weight decay).
+    pub row: String,
     pub xi: String,
     pub phase: Phase,
     /// Share of the cell's runs (seeds) in the majority phase.
@@ -81,9 +112,12 @@ pub struct GridCell {
 /// A phase grid for one combination of the other (non-seed) axes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
-    /// `key=value` of the other axes (empty when α and ξ are the only ones).
+    /// `key=value` of the other axes (empty when the grid's two are the only ones).
     pub group: Vec<(String, String)>,
-    pub alphas: Vec<String>,
+    /// What the rows are.
+    pub axis: RowAxis,
+    /// The row axis's values, increasing.
+    pub rows: Vec<String>,
     pub xis: Vec<String>,
     pub cells: Vec<GridCell>,
 }
@@ -103,14 +137,23 @@ impl Grid {
     }
 }
 
-/// Phase grids, or none if the sweep does not vary both α and ξ.
+/// Phase grids over (α, ξ), or over (weight decay, ξ) when the sweep varies the weight
+/// decay but not α; none if it does not vary ξ and one of them.
 pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec<Grid> {
-    if !axes.iter().any(|a| a == ALPHA) || !axes.iter().any(|a| a == XI) {
+    let Some(axis) = ROW_AXES
+        .iter()
+        .find(|r| axes.iter().any(|a| a == r.key))
+        .copied()
+    else {
+        return Vec::new();
+    };
+    if !axes.iter().any(|a| a == XI) {
         return Vec::new();
     }
+    let row_key = axis.key;
     let others: Vec<&String> = axes
         .iter()
-        .filter(|a| *a != ALPHA && *a != XI && !SEED_KEYS.contains(&a.as_str()))
+        .filter(|a| *a != row_key && *a != XI && !SEED_KEYS.contains(&a.as_str()))
         .collect();
     type CellRuns<'a> = BTreeMap<(String, String), Vec<&'a RunRecord>>;
     let mut groups: Vec<(Vec<(String, String)>, CellRuns)> = Vec::new();
@@ -122,7 +165,7 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
             .iter()
             .map(|a| ((*a).clone(), r.coords.get(*a).map(cell).unwrap_or_default()))
             .collect();
-        let (Some(a), Some(x)) = (r.coords.get(ALPHA), r.coords.get(XI)) else {
+        let (Some(a), Some(x)) = (r.coords.get(row_key), r.coords.get(XI)) else {
             continue;
         };
         if !alphas.iter().any(|(_, s)| *s == cell(a)) {
@@ -149,7 +192,7 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
         .map(|(group, cells)| {
             let cells = cells
                 .into_iter()
-                .map(|((alpha, xi), runs)| {
+                .map(|((row, xi), runs)| {
                     let mut count: BTreeMap<Phase, usize> = BTreeMap::new();
                     for r in &runs {
                         *count.entry(r.phase).or_default() += 1;
@@ -163,7 +206,7 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
                     let k = runs.len() as f64;
                     let mems: Vec<f64> = runs.iter().filter_map(|r| r.last.mem_acc).collect();
                     GridCell {
-                        alpha,
+                        row,
                         xi,
                         phase,
                         agreement: n as f64 / k,
@@ -177,7 +220,8 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
                 .collect();
             Grid {
                 group,
-                alphas: alphas.clone(),
+                axis,
+                rows: alphas.clone(),
                 xis: xis.clone(),
                 cells,
             }
@@ -197,12 +241,15 @@ pub fn grid_text(grids: &[Grid]) -> String {
     ));
     for g in grids {
         let title = g.title();
-        // α grows upward, as in the figure (phase_grid.png).
-        s.push_str(&format!("\n{title}\n{:>8} |\n", "α ↑"));
-        for a in g.alphas.iter().rev() {
+        // α (or the weight decay) grows upward, as in the figure (phase_grid.png).
+        s.push_str(&format!(
+            "\n{title}\n{:>8} |\n",
+            format!("{} ↑", g.axis.symbol)
+        ));
+        for a in g.rows.iter().rev() {
             s.push_str(&format!("{:>8} |", trim(a)));
             for x in &g.xis {
-                match g.cells.iter().find(|c| c.alpha == *a && c.xi == *x) {
+                match g.cells.iter().find(|c| c.row == *a && c.xi == *x) {
                     Some(c) => s.push_str(&format!(
                         " {:>4}{}",
                         c.phase.code(),
@@ -235,8 +282,10 @@ fn trim(x: &str) -> String {
         .unwrap_or_else(|_| x.to_string())
 }
 
+/// The grids as CSV: `group, alpha (or weight_decay), xi, phase, …`.
 pub fn grid_csv(grids: &[Grid]) -> String {
-    let mut s = String::from("group,alpha,xi,phase,agreement,runs,mean_test_acc,mean_mem_acc\n");
+    let row = grids.first().map_or("alpha", |g| g.axis.csv);
+    let mut s = format!("group,{row},xi,phase,agreement,runs,mean_test_acc,mean_mem_acc\n");
     for g in grids {
         let group = g
             .group
@@ -247,7 +296,7 @@ pub fn grid_csv(grids: &[Grid]) -> String {
         for c in &g.cells {
             s.push_str(&format!(
                 "{group},{},{},{},{},{},{},{}\n",
-                c.alpha,
+                c.row,
                 c.xi,
                 c.phase,
                 c.agreement,

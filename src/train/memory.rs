@@ -57,7 +57,7 @@ pub struct Shape<'a> {
 const RECORD_BYTES: f64 = 400.0;
 /// Tasks that hold a workspace at once in the MLP engine (`mlp::WAVE_TASKS`).
 const TASKS: f64 = 16.0;
-/// Fixed overhead of the process (code, thread stacks, allocator, candle).
+/// Fixed overhead of the process (code, thread stacks, allocator).
 const BASE: f64 = 64e6;
 
 /// The memory a fleet needs at its peak, by part.
@@ -117,21 +117,26 @@ pub fn estimate(s: Shape) -> Estimate {
             let params = layers * (4.0 * d * d + 2.0 * hidden * d + hidden + 9.0 * d)
                 + 2.0 * p * d
                 + 4.0 * d;
-            // Host copy, candle variable, AdamW's moments, the gradient, and the copies of a
-            // save of the resumable state.
-            parts.push(("models", "model.transformer.d_model", m * 44.0 * params));
-            // One model's forward and backward graph (the models step one after another):
-            // per layer and token the residual stream, attention and MLP activations, kept
-            // for autograd and matched by their gradients, plus the logits.
-            let per_row =
-                layers * (2.0 * (24.0 * d + 4.0 * hidden) + 16.0 * heads) + 2.0 * 8.0 * d + 6.0 * p;
-            // Evaluation: forward only, 2048 rows at a time, one layer's tensors alive.
-            let eval_row =
-                2.0 * (2.0 * (24.0 * d + 4.0 * hidden) + 16.0 * heads + 8.0 * d) + 6.0 * p;
+            // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
+            // or the resumable state are written, their copies and serialized bytes (24).
+            parts.push(("models", "model.transformer.d_model", m * 36.0 * params));
+            // The engine (train::transformer): at most TASKS (model, chunk) workspaces at
+            // once, each holding its chunk's activations, their gradients and a parameter
+            // gradient, plus each wave model's summed gradient. Per example and block, in
+            // f32: a chunk's own table (two rows: x, LayerNorm, Q, K, V and VO), the
+            // example part (attention, residual, LayerNorm, the MLP's two hidden layers,
+            // output) and their gradients; then the logits and the head's buffers.
+            let per_example = layers
+                * (22.0 * d + 4.0 * heads * d + 4.0 * hidden + 4.0 * heads + 4.0)
+                + p
+                + 8.0 * d
+                + 2.0 * hidden;
+            let chunk_rows = (rows / crate::train::transformer::CHUNKS as f64).ceil();
+            let task_rows = chunk_rows.max(2048.0);
             parts.push((
                 "activations",
                 "model.transformer.d_model",
-                4.0 * (2.0 * rows * per_row).max(2048.0 * eval_row),
+                TASKS * 4.0 * (task_rows * per_example + params) + 4.0 * 4.0 * params,
             ));
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! A fleet is M models that share the architecture and the training pairs and differ in
 //! their labels, init and hyper-parameters. [`mlp::Fleet`] trains MLPs with hand-derived
-//! gradients over `gemm`; [`transformer::TFleet`] trains Transformers with candle's
-//! autograd. Both implement [`Engine`]; [`Network`] wraps either and adds what analysis,
+//! gradients over `gemm`; [`transformer::TFleet`] trains Transformers with the hand-derived
+//! passes of [`tpass`], also over `gemm`. Both implement [`Engine`]; [`Network`] wraps either and adds what analysis,
 //! pruning, weights I/O and reports need from a model.
 
 pub mod adamw;
