@@ -454,7 +454,8 @@ fn phase_grid_marks_disagreement_without_changing_the_hue() {
     let xis = vec!["0.1".to_string(), "0.3".to_string()];
     let grid = PhaseGrid {
         title: "test".into(),
-        alphas: &alphas,
+        y_desc: "training fraction α",
+        rows: &alphas,
         xis: &xis,
         cells: vec![
             (0, 0, Phase::Coexistence, 1.0),
