@@ -575,7 +575,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let threads = rayon::current_num_threads();
-    println!("grokscope bench: p = 97, N = 500, α = 0.5 (n = 4704), full batch, {threads} threads");
+    println!(
+        "grokscope bench: p = 97, N = 500, α = 0.5 (n = 4704), full batch, {threads} thread{}",
+        if threads == 1 { "" } else { "s" }
+    );
     let peak = bench::peak_gflops(2048, threads, 5);
     println!(
         "{:<42} {:>10} {:>9.1} GFLOP/s",
@@ -887,7 +890,12 @@ fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                         outcome.worker,
                         hms(t0.elapsed().as_secs_f64()),
                         out.display(),
-                        sweep::store::TABLE_FILES.join(", ")
+                        sweep::store::TABLE_FILES
+                            .iter()
+                            .filter(|f| !f.starts_with("phase_grid") || out.join(f).exists())
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     Ok(0)
                 }

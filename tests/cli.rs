@@ -214,8 +214,8 @@ fn presets_parse_and_validate() {
     }
     assert!(n >= 6, "default + five paper presets, found {n}");
     assert_eq!(
-        sweeps, 9,
-        "four phase diagrams, their quick variants and configs/sweep-bench.toml"
+        sweeps, 11,
+        "five phase diagrams (four of the MLP, the Transformer's), their quick variants and configs/sweep-bench.toml"
     );
 }
 

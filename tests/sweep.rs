@@ -455,28 +455,40 @@ model.width = 16
 train.epochs = 5
 [axes]
 "data.corruption" = [0.0, 0.3]
-"train.weight_decay" = [0.0, 1.0, 5.0]
+"train.weight_decay" = [5.0, 0.0005, 0.0001, 0.0, -0.0]
 "model.init_seed" = [1, 2]
 "#;
     let tmp = tempfile::tempdir().unwrap();
     let plan = Plan::from_text(text).unwrap();
     let dir = tmp.path().join("s");
     let recs = grokscope::sweep::run_all(&plan, &dir, None, &mut |_| {}).unwrap();
-    assert_eq!(recs.len(), 12);
+    assert_eq!(recs.len(), 20);
     let grid = std::fs::read_to_string(dir.join("phase_grid.txt")).unwrap();
     let rows: Vec<&str> = grid.lines().filter(|l| l.contains('|')).collect();
     assert!(rows[0].contains("wd ↑"), "{grid}");
-    // Largest weight decay on top, one row per value, two cells each.
-    assert!(rows[1].trim_start().starts_with("5 |"), "{grid}");
-    assert!(rows[3].trim_start().starts_with("0 |"), "{grid}");
+    // Largest weight decay on top, one row per value (−0 is 0), labels exact.
+    let labels: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r.split('|').next().unwrap().trim())
+        .collect();
+    assert_eq!(labels, ["5", "5e-4", "1e-4", "0"], "{grid}");
     let csv = std::fs::read_to_string(dir.join("phase_grid.csv")).unwrap();
     assert!(csv.starts_with("group,weight_decay,xi,phase,"), "{csv}");
-    assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
-    assert!(
+    let col = |i: usize| -> Vec<String> {
         csv.lines()
             .skip(1)
-            .all(|l| l.split(',').nth(5) == Some("2")),
-        "two seeds a cell: {csv}"
+            .map(|l| l.split(',').nth(i).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        col(1),
+        ["0.0", "0.0", "0.0001", "0.0001", "0.0005", "0.0005", "5.0", "5.0"],
+        "numeric order: {csv}"
+    );
+    assert_eq!(
+        col(5),
+        ["4", "4", "2", "2", "2", "2", "2", "2"],
+        "two seeds a cell, ±0 one value: {csv}"
     );
     grokscope::report::report(&dir, false).unwrap();
     let html = std::fs::read_to_string(dir.join("report/report.html")).unwrap();

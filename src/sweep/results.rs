@@ -47,6 +47,14 @@ fn cell(v: &serde_json::Value) -> String {
     }
 }
 
+/// A grid coordinate: as [`cell`], with −0 and 0 one value.
+fn grid_cell(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if x == 0.0 && v.is_f64() => "0.0".to_string(),
+        _ => cell(v),
+    }
+}
+
 fn opt<T: ToString>(x: Option<T>) -> String {
     x.map(|v| v.to_string()).unwrap_or_default()
 }
@@ -168,11 +176,12 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
         let (Some(a), Some(x)) = (r.coords.get(row_key), r.coords.get(XI)) else {
             continue;
         };
-        if !alphas.iter().any(|(_, s)| *s == cell(a)) {
-            alphas.push((order(a), cell(a)));
+        let (a_key, x_key) = (grid_cell(a), grid_cell(x));
+        if !alphas.iter().any(|(_, s)| *s == a_key) {
+            alphas.push((order(a), a_key.clone()));
         }
-        if !xis.iter().any(|(_, s)| *s == cell(x)) {
-            xis.push((order(x), cell(x)));
+        if !xis.iter().any(|(_, s)| *s == x_key) {
+            xis.push((order(x), x_key.clone()));
         }
         let g = match groups.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
@@ -181,7 +190,7 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
                 groups.len() - 1
             }
         };
-        groups[g].1.entry((cell(a), cell(x))).or_default().push(r);
+        groups[g].1.entry((a_key, x_key)).or_default().push(r);
     }
     alphas.sort_by(|a, b| a.0.total_cmp(&b.0));
     xis.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -190,6 +199,10 @@ pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec
     groups
         .into_iter()
         .map(|(group, cells)| {
+            let pos = |v: &[String], k: &str| v.iter().position(|s| s == k).unwrap_or(0);
+            let mut cells: Vec<_> = cells.into_iter().collect();
+            // Numeric order of the values (the map's keys sort as text).
+            cells.sort_by_key(|((row, xi), _)| (pos(&alphas, row), pos(&xis, xi)));
             let cells = cells
                 .into_iter()
                 .map(|((row, xi), runs)| {
@@ -241,43 +254,60 @@ pub fn grid_text(grids: &[Grid]) -> String {
     ));
     for g in grids {
         let title = g.title();
+        let head = format!("{} ↑", g.axis.symbol);
+        let lw = g
+            .rows
+            .iter()
+            .map(|a| trim(a).chars().count())
+            .chain([8, head.chars().count()])
+            .max()
+            .unwrap_or(8);
+        let cw = g
+            .xis
+            .iter()
+            .map(|x| trim(x).chars().count() + 1)
+            .chain([6])
+            .max()
+            .unwrap_or(6);
         // α (or the weight decay) grows upward, as in the figure (phase_grid.png).
-        s.push_str(&format!(
-            "\n{title}\n{:>8} |\n",
-            format!("{} ↑", g.axis.symbol)
-        ));
+        s.push_str(&format!("\n{title}\n{head:>lw$} |\n"));
         for a in g.rows.iter().rev() {
-            s.push_str(&format!("{:>8} |", trim(a)));
+            s.push_str(&format!("{:>lw$} |", trim(a)));
             for x in &g.xis {
                 match g.cells.iter().find(|c| c.row == *a && c.xi == *x) {
                     Some(c) => s.push_str(&format!(
-                        " {:>4}{}",
+                        "{:>w$}{}",
                         c.phase.code(),
-                        if c.agreement < 1.0 { "*" } else { " " }
+                        if c.agreement < 1.0 { "*" } else { " " },
+                        w = cw - 1
                     )),
-                    None => s.push_str(&format!(" {:>4} ", "··")),
+                    None => s.push_str(&format!("{:>w$} ", "··", w = cw - 1)),
                 }
             }
             s.push('\n');
         }
-        s.push_str(&format!("{:>8} +", ""));
-        s.push_str(&"-".repeat(6 * g.xis.len()));
-        s.push_str(&format!("\n{:>8}  ", ""));
+        s.push_str(&format!("{:>lw$} +", ""));
+        s.push_str(&"-".repeat(cw * g.xis.len()));
+        s.push_str(&format!("\n{:>lw$}  ", ""));
         for x in &g.xis {
-            s.push_str(&format!(" {:>5}", trim(x)));
+            s.push_str(&format!("{:>cw$}", trim(x)));
         }
         s.push_str("  ξ →\n");
     }
     s
 }
 
+/// A value as short as it can be written without losing digits (`0.1`, `5e-4`, `1e9`).
 fn trim(x: &str) -> String {
     x.parse::<f64>()
         .map(|v| {
-            format!("{v:.3}")
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
+            if v == 0.0 {
+                "0".to_string()
+            } else if (1e-3..1e5).contains(&v.abs()) {
+                format!("{v}")
+            } else {
+                format!("{v:e}")
+            }
         })
         .unwrap_or_else(|_| x.to_string())
 }

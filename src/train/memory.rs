@@ -120,23 +120,32 @@ pub fn estimate(s: Shape) -> Estimate {
             // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
             // or the resumable state are written, their copies and serialized bytes (24).
             parts.push(("models", "model.transformer.d_model", m * 36.0 * params));
-            // The engine (train::transformer): at most TASKS (model, chunk) workspaces at
-            // once, each holding its chunk's activations, their gradients and a parameter
-            // gradient, plus each wave model's summed gradient. Per example and block, in
-            // f32: a chunk's own table (two rows: x, LayerNorm, Q, K, V and VO), the
-            // example part (attention, residual, LayerNorm, the MLP's two hidden layers,
-            // output) and their gradients; then the logits and the head's buffers.
+            // The engine (train::transformer): at most TASKS (model, chunk) training
+            // workspaces, kept between steps, each holding its chunk's activations, their
+            // gradients and a parameter gradient, plus each wave model's summed gradient;
+            // evaluation adds one workspace of up to 2048 rows per busy thread. Per example
+            // and block, in f32: a chunk's own table (two rows: x, LayerNorm, Q, K, V and
+            // VO), the example part (attention, residual, LayerNorm, the MLP's two hidden
+            // layers, output) and their gradients; then the logits and the head's buffers.
             let per_example = layers
                 * (22.0 * d + 4.0 * heads * d + 4.0 * hidden + 4.0 * heads + 4.0)
                 + p
                 + 8.0 * d
                 + 2.0 * hidden;
-            let chunk_rows = (rows / crate::train::transformer::CHUNKS as f64).ceil();
-            let task_rows = chunk_rows.max(2048.0);
+            let chunks = (crate::train::transformer::CHUNKS as f64).min(rows.max(1.0));
+            let chunk_rows = (rows / chunks).ceil();
+            let train_tasks = TASKS.min(m * chunks);
+            let threads = std::thread::available_parallelism()
+                .map_or(TASKS, |n| n.get() as f64)
+                .min(TASKS);
+            let eval_rows = table.min(2048.0);
+            let eval_tasks = threads.min(m * (table / 2048.0).ceil());
             parts.push((
                 "activations",
                 "model.transformer.d_model",
-                TASKS * 4.0 * (task_rows * per_example + params) + 4.0 * 4.0 * params,
+                4.0 * (train_tasks * (chunk_rows * per_example + params)
+                    + eval_tasks * eval_rows * per_example
+                    + 4.0 * params),
             ));
         }
     }
