@@ -78,7 +78,9 @@ fn grid_tables(grids: &[Grid]) -> String {
                             c.phase.code()
                         ));
                     }
-                    None => h.push_str("<td title=\"not run\">··</td>"),
+                    None => {
+                        h.push_str("<td title=\"no run: not finished, or not in the plan\">··</td>")
+                    }
                 }
             }
             h.push_str("</tr>\n");

@@ -249,7 +249,7 @@ pub fn grid_text(grids: &[Grid]) -> String {
         .map(|p| format!("{} {}", p.code(), p.name()))
         .collect();
     s.push_str(&format!(
-        "phases: {}; ·· not run; * seeds disagree\n",
+        "phases: {}; ·· no run (not finished, or not in the plan); * seeds disagree\n",
         legend.join(", ")
     ));
     for g in grids {
