@@ -35,69 +35,44 @@ pub trait Real:
     fn max(self, other: Self) -> Self;
 }
 
-impl Real for f32 {
-    const ZERO: f32 = 0.0;
-    const ONE: f32 = 1.0;
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn from_f32(x: f32) -> f32 {
-        x
-    }
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn exp(self) -> f32 {
-        f32::exp(self)
-    }
-    fn ln(self) -> f32 {
-        f32::ln(self)
-    }
-    fn sqrt(self) -> f32 {
-        f32::sqrt(self)
-    }
-    fn erf(self) -> f32 {
-        libm::erff(self)
-    }
-    fn max(self, other: f32) -> f32 {
-        f32::max(self, other)
-    }
+macro_rules! real {
+    ($t:ty, $erf:path) => {
+        impl Real for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            fn from_f64(x: f64) -> $t {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f32(x: f32) -> $t {
+                x as $t
+            }
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            fn exp(self) -> $t {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> $t {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> $t {
+                <$t>::sqrt(self)
+            }
+            fn erf(self) -> $t {
+                $erf(self)
+            }
+            fn max(self, other: $t) -> $t {
+                <$t>::max(self, other)
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    const ZERO: f64 = 0.0;
-    const ONE: f64 = 1.0;
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn from_f32(x: f32) -> f64 {
-        x as f64
-    }
-    fn to_f32(self) -> f32 {
-        self as f32
-    }
-    fn exp(self) -> f64 {
-        f64::exp(self)
-    }
-    fn ln(self) -> f64 {
-        f64::ln(self)
-    }
-    fn sqrt(self) -> f64 {
-        f64::sqrt(self)
-    }
-    fn erf(self) -> f64 {
-        libm::erf(self)
-    }
-    fn max(self, other: f64) -> f64 {
-        f64::max(self, other)
-    }
-}
+real!(f32, libm::erff);
+real!(f64, libm::erf);
 
 /// A strided view of a row-major or transposed matrix: element `(i, j)` is
 /// `data[i * rs + j * cs]`.

@@ -217,14 +217,13 @@ fn gradients_match_the_oracle_in_f64() {
     }
 }
 
-#[test]
-fn fifty_step_trajectories_match_the_oracle_in_f64() {
-    for c in cases(8) {
-        let mut s = setup::<f64>(&c, 7, 0.01, DType::F64);
-        let adam = hyper(&c, 0.01).adam;
-        let mut worst = 0.0f64;
-        for step in 0..50u64 {
-            let rows = batch(&c, s.tokens.len(), step);
+/// Trains the engine and the oracle side by side for `steps` steps (same rows, same dropout
+/// masks, the same AdamW); returns each step's (engine loss, oracle loss).
+fn side_by_side<T: Real>(c: &Case, s: &mut Setup<T>, lr: f64, steps: u64) -> Vec<(f64, f64)> {
+    let adam = hyper(c, lr).adam;
+    (0..steps)
+        .map(|step| {
+            let rows = batch(c, s.tokens.len(), step);
             let l = s.fleet.step_on(Some(&rows))[0];
             let (lo, go) = s.oracle.gradients(
                 c.loss,
@@ -233,6 +232,17 @@ fn fifty_step_trajectories_match_the_oracle_in_f64() {
                 (c.dropout, 3, step),
             );
             s.oracle.step(&adam, &go);
+            (l, lo)
+        })
+        .collect()
+}
+
+#[test]
+fn fifty_step_trajectories_match_the_oracle_in_f64() {
+    for c in cases(8) {
+        let mut s = setup::<f64>(&c, 7, 0.01, DType::F64);
+        let mut worst = 0.0f64;
+        for (step, (l, lo)) in side_by_side(&c, &mut s, 0.01, 50).into_iter().enumerate() {
             let r = (l - lo).abs() / lo.abs();
             assert!(r < 1e-6, "{} step {step}: loss {l} vs oracle {lo}", c.name);
             worst = worst.max(r);
@@ -260,27 +270,14 @@ fn two_hundred_step_loss_curves_match_the_oracle_in_f32() {
         // The reference's learning rate (`rescale_optim` divides most of it by up to 2d).
         let lr = if c.cfg.rescale_optim { 0.01 } else { 1e-3 };
         let mut s = setup::<f32>(&c, 17, lr, DType::F32);
-        let adam = hyper(&c, lr).adam;
+        let curves = side_by_side(&c, &mut s, lr, 200);
         let mut worst = 0.0f64;
-        let (mut first, mut last) = (0.0, 0.0);
-        for step in 0..200u64 {
-            let rows = batch(&c, s.tokens.len(), step);
-            let l = s.fleet.step_on(Some(&rows))[0];
-            let (lo, go) = s.oracle.gradients(
-                c.loss,
-                &pick(&s.tokens, &rows),
-                &pick_labels(&s.labels, &rows),
-                (c.dropout, 3, step),
-            );
-            s.oracle.step(&adam, &go);
+        for (step, &(l, lo)) in curves.iter().enumerate() {
             let r = (l - lo).abs() / lo.abs();
             assert!(r < 1e-3, "{} step {step}: loss {l} vs oracle {lo}", c.name);
             worst = worst.max(r);
-            if step == 0 {
-                first = l;
-            }
-            last = l;
         }
+        let (first, last) = (curves[0].0, curves[199].0);
         // The curves are not flat: training happened.
         assert!(last < 0.9 * first, "{}: loss {first} → {last}", c.name);
         eprintln!(

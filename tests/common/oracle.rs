@@ -2,7 +2,7 @@
 //! differentiated by candle's autograd, trained by the same AdamW. Tests only.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use grokscope::model::transformer::{Kind, ParamSpec, TActivation, TransformerConfig};
+use grokscope::model::transformer::{ParamSpec, TActivation, TransformerConfig};
 use grokscope::train::adamw::{AdamWHyper, AdamWState};
 use grokscope::train::loss::Loss;
 use grokscope::train::tpass::{self, Shape};
@@ -249,11 +249,6 @@ impl Oracle {
             .unwrap()
             .to_vec1::<f64>()
             .unwrap()
-    }
-
-    #[allow(dead_code)]
-    pub fn kinds(&self) -> Vec<Kind> {
-        self.specs.iter().map(|s| s.kind).collect()
     }
 }
 

@@ -120,6 +120,7 @@ impl<T: Real> Table<T> {
             );
         }
         let ln = b.ln1.is_some();
+        // Field by field (not `normed`): q, k, v are written while h or x is read.
         let h = if ln { &self.h } else { &self.x };
         for (dst, at) in [
             (&mut self.q, b.wq),
