@@ -12,6 +12,7 @@
 import os
 import sys
 from pathlib import Path
+from typing import Any, Dict
 
 import matplotlib
 
@@ -24,7 +25,7 @@ import grokscope  # noqa: E402
 SMALL = os.environ.get("GROKSCOPE_EXAMPLE_SMALL") == "1"
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "paper-figures")
 OUT.mkdir(parents=True, exist_ok=True)
-size = {"data.p": 23, "model.width": 64, "train.epochs": 150} if SMALL else {}
+size: Dict[str, Any] = {"data.p": 23, "model.width": 64, "train.epochs": 150} if SMALL else {}
 
 # %% [markdown]
 # ## Regularization: three weight decays at α = 0.5, ξ = 0.35 (the default experiment)
@@ -53,7 +54,7 @@ fig.savefig(OUT / "accuracy.png", dpi=120)
 # %% IPR histograms (Fig. 3): per-neuron IPR of the trained networks
 neurons = run.analyze()
 fig, ax = plt.subplots(figsize=(6, 4))
-bins = np.linspace(0, 1, 21)
+bins = np.linspace(0, 1, 21).tolist()
 for model, g in neurons.groupby("model"):
     wd = run.summary.loc[model, "weight_decay"]
     ax.hist(g["ipr"].dropna(), bins=bins, histtype="step", linewidth=2, label=f"wd {wd:g}")

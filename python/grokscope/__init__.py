@@ -7,13 +7,18 @@ or not to grok", ICLR 2024).
     run = grokscope.train("default", **{"train.epochs": 200})
     run.summary            # one row per model: hyper-parameters, final metrics, phase
     run.metrics            # every evaluation, tidy, hyper-parameters as columns
+
+Pure functions over your own arrays, computed by the library: ``ipr`` and ``neuron_ipr``
+(Fourier IPR of weight vectors, SCIENCE.md §4), ``phase`` (of final accuracies, §5) and
+``dataset`` (the pairs, split and labels of a config, §1).
 """
 
 import atexit as _atexit
 
 from ._native import GrokscopeError, __version__
 from ._native import shutdown as _shutdown
-from ._config import PHASES, Config, presets
+from ._arrays import Dataset, dataset, ipr, neuron_ipr, phase
+from ._config import PHASES, Config, ConfigLike, presets
 from ._run import Run, load_run, train
 from ._sweep import Sweep, load_sweep, sweep
 
@@ -26,11 +31,17 @@ __all__ = [
     "GrokscopeError",
     "PHASES",
     "Config",
+    "ConfigLike",
+    "Dataset",
     "Run",
     "Sweep",
     "__version__",
+    "dataset",
+    "ipr",
     "load_run",
     "load_sweep",
+    "neuron_ipr",
+    "phase",
     "presets",
     "sweep",
     "train",

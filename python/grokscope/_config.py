@@ -3,13 +3,17 @@
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Union
 
 from . import _native
 from ._native import GrokscopeError
 
 #: The phases of SCIENCE.md §5, in the order of the paper's table (from the library).
-PHASES = list(_native.phases())
+PHASES: List[str] = list(_native.phases())
+
+#: What a config can be given as: a preset name, a TOML path, a dict of sections or a
+#: `Config` (None: the default experiment).
+ConfigLike = Union[str, "os.PathLike[str]", Dict[str, Any], "Config", None]
 
 
 def presets() -> Dict[str, str]:
@@ -90,8 +94,12 @@ class Config:
     with dotted keys (``**{"train.weight_decay": [0, 5]}``).
     """
 
-    def __init__(self, source: Any = None, **overrides: Any):
-        self.sets: List[str] = []
+    text: str  #: the TOML text
+    origin: str  #: where the text came from (for error messages)
+    sets: List[str]  #: the overrides, ``KEY=VALUE`` with TOML values
+
+    def __init__(self, source: ConfigLike = None, **overrides: Any) -> None:
+        self.sets = []
         if source is None:
             source = "default"
         if isinstance(source, Config):
@@ -136,5 +144,5 @@ class Config:
         return f"Config({self.origin}{sets})"
 
 
-def as_config(config: Optional[Any], overrides: Dict[str, Any]) -> Config:
+def as_config(config: ConfigLike, overrides: Dict[str, Any]) -> Config:
     return Config(config, **overrides)

@@ -4,26 +4,27 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union, cast
 
 import numpy as np
 import pandas as pd
 
 from . import _native, _safetensors
-from ._config import PHASES, Config
+from ._arrays import Dataset
+from ._config import PHASES, Config, ConfigLike
 from ._native import GrokscopeError
 
 _SPEC_COLUMNS = ["corruption", "corruption_seed", "init_seed", "weight_decay", "dropout", "lr"]
 
 
-def _progress_callback(progress: Any, what: str):
+def _progress_callback(progress: Any, what: str) -> Tuple[Optional[Callable[[int, int], None]], Callable[[], None]]:
     """(callback, close): a tqdm bar for ``True``, the user's callable, or nothing."""
     if progress is True:
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return None, lambda: None
-        bar = {"bar": None}
+        bar: Dict[str, Any] = {"bar": None}
 
         def update(step: int, total: int) -> None:
             if bar["bar"] is None:
@@ -136,7 +137,7 @@ class Run:
         return {k: v[model] for k, v in tensors.items()}
 
     @property
-    def dataset(self) -> Dict[str, np.ndarray]:
+    def dataset(self) -> Dataset:
         """The pairs and labels the run trains and is evaluated on (dataset.safetensors):
         ``pairs`` [N, 2], ``train`` (bool mask) [N], ``labels`` (true) [N], and per model
         ``train_labels`` [M, n_train] and ``corrupted`` (bool) [M, n_train]."""
@@ -149,7 +150,7 @@ class Run:
         _safetensors.require(path, t, {"pairs": 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
         t["train"] = t["train"].astype(bool)
         t["corrupted"] = t["corrupted"].astype(bool)
-        return t
+        return cast(Dataset, t)
 
     def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:
         """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv). Like
@@ -187,10 +188,10 @@ class _TermAsExit:
     """While training in the main thread, SIGTERM raises SystemExit(143) at the next check,
     so that the run is saved resumably first (as the CLI does on SIGTERM)."""
 
-    def __enter__(self):
-        self.old = None
+    def __enter__(self) -> "_TermAsExit":
+        self.old: Any = None
         if threading.current_thread() is threading.main_thread():
-            def on_term(signum, frame):
+            def on_term(signum: int, frame: Any) -> None:
                 raise SystemExit(128 + signum)
 
             try:
@@ -199,7 +200,7 @@ class _TermAsExit:
                 self.old = None
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> Literal[False]:
         if self.old is not None:
             signal.signal(signal.SIGTERM, self.old)
         return False
@@ -216,7 +217,7 @@ def load_run(path: Union[str, Path]) -> Run:
     return Run(path)
 
 
-def train(config: Any = None, *, out: Union[str, Path, None] = None, runs_dir: Union[str, Path] = "runs",
+def train(config: ConfigLike = None, *, out: Union[str, Path, None] = None, runs_dir: Union[str, Path] = "runs",
           resume: Union[str, Path, None] = None, progress: Union[bool, Callable[[int, int], None]] = True,
           report: bool = True, **overrides: Any) -> Run:
     """Trains a fleet and returns its `Run`.

@@ -90,9 +90,10 @@ class Sweep:
         return pd.read_csv(path)
 
     def report(self, force: bool = True) -> Path:
+        """Writes the sweep's figures and report.html; returns report.html's path."""
         return Path(_native.report(str(self.path), force))
 
-    def to_xarray(self, value: str = "test_acc"):
+    def to_xarray(self, value: str = "test_acc") -> Any:
         """The results as an xarray DataArray over the sweep's axes (needs xarray)."""
         try:
             import xarray  # noqa: F401
@@ -108,7 +109,7 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
     return Sweep(path)
 
 
-def sweep(spec: Any, out: Union[str, Path], workers: int = 1,
+def sweep(spec: Union[str, "os.PathLike[str]", Dict[str, Any]], out: Union[str, Path], workers: int = 1,
           progress: Union[bool, Callable[[int, int], None]] = True) -> Sweep:
     """Runs a sweep (a sweep file, a preset such as ``"phase-wd-quick"``, TOML text or a
     dict with ``name``, ``base`` and ``axes``) in directory ``out`` with ``workers`` workers

@@ -489,6 +489,245 @@ fn is_sweep(dir: PathBuf) -> bool {
     grokscope::sweep::store::is_sweep(Path::new(&dir))
 }
 
+// ============================================================================================
+// Pure functions over arrays (issue 23, "Python for people with their own arrays"): the
+// Fourier IPR of weight vectors, the phase of accuracies and the dataset of a config, each
+// computed by the library itself for `grokscope.ipr`, `grokscope.neuron_ipr`,
+// `grokscope.phase` and `grokscope.dataset` (python/grokscope/_arrays.py). Arrays travel as
+// little-endian bytes (numpy's `tobytes`), since the abi3 build has no buffer protocol.
+// ============================================================================================
+
+/// The f32 values of `data` (little-endian), checked to be whole vectors of length `p`.
+fn f32_vectors(data: &[u8], p: usize) -> PyResult<Vec<f32>> {
+    if p == 0 {
+        return Err(GrokscopeError::new_err(
+            "vectors of length 0 have no Fourier spectrum: give vectors of length p ≥ 1",
+        ));
+    }
+    let whole = p
+        .checked_mul(4)
+        .is_some_and(|w| data.len().is_multiple_of(w));
+    if !whole {
+        return Err(GrokscopeError::new_err(format!(
+            "{} bytes are not whole float32 vectors of length {p}",
+            data.len()
+        )));
+    }
+    Ok(data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// The Fourier `IPR_2` (SCIENCE.md §4) of each length-`p` vector of `data` (float32,
+/// little-endian, the vectors one after another), by the library's `model::ipr::Ipr::of`:
+/// `None` for an all-zero vector (no IPR), NaN for a vector with a NaN or infinite entry.
+#[pyfunction]
+fn ipr_vectors(py: Python<'_>, data: &[u8], p: usize) -> PyResult<Vec<Option<f64>>> {
+    let x = f32_vectors(data, p)?;
+    if x.is_empty() {
+        return Ok(Vec::new()); // no vectors: no FFT to plan, however long they would be
+    }
+    Ok(py.allow_threads(|| {
+        let mut calc = grokscope::model::ipr::Ipr::new(p);
+        x.chunks_exact(p)
+            .map(|v| calc.of(v).map(|s| s.ipr))
+            .collect()
+    }))
+}
+
+/// The IPR of each neuron given as `vectors` length-`p` vectors (`data`: float32,
+/// little-endian, `[neurons, vectors, p]`): the mean of its vectors' IPRs over the non-zero
+/// ones (`model::ipr::mean_of_vectors`, as `neuron_iprs` of the metrics); `None` for a dead
+/// neuron (every vector zero).
+#[pyfunction]
+fn neuron_ipr_vectors(
+    py: Python<'_>,
+    data: &[u8],
+    vectors: usize,
+    p: usize,
+) -> PyResult<Vec<Option<f64>>> {
+    if vectors == 0 {
+        return Err(GrokscopeError::new_err(
+            "a neuron needs at least one weight vector",
+        ));
+    }
+    let x = f32_vectors(data, p.saturating_mul(vectors))?;
+    if x.is_empty() {
+        return Ok(Vec::new()); // no neurons: no FFT to plan, however long their vectors
+    }
+    Ok(py.allow_threads(|| {
+        let mut calc = grokscope::model::ipr::Ipr::new(p);
+        x.chunks_exact(p * vectors)
+            .map(|neuron| {
+                grokscope::model::ipr::mean_of_vectors(
+                    neuron.chunks_exact(p).map(|v| calc.of(v).map(|s| s.ipr)),
+                )
+            })
+            .collect()
+    }))
+}
+
+/// The phase names (SCIENCE.md §5, `metrics::phase::classify`) of equally long lists of final
+/// accuracies; `mem`, `inv` are `None` where there are no corrupted examples, `clean` where
+/// there are no clean ones. The thresholds default to the library's (`Thresholds::default`)
+/// and are checked as `eval.threshold` and `eval.full_threshold` are.
+#[pyfunction]
+#[pyo3(signature = (test, mem, inv, clean, threshold = None, full_threshold = None))]
+fn classify_phases(
+    test: Vec<f64>,
+    mem: Vec<Option<f64>>,
+    inv: Vec<Option<f64>>,
+    clean: Vec<Option<f64>>,
+    threshold: Option<f64>,
+    full_threshold: Option<f64>,
+) -> PyResult<Vec<&'static str>> {
+    use grokscope::metrics::phase::{classify, Thresholds};
+    let invalid = |key: &str, why: String| err(grokscope::Error::invalid(key, why));
+    let d = Thresholds::default();
+    let t = Thresholds {
+        hi: threshold.unwrap_or(d.hi),
+        full: full_threshold.unwrap_or(d.full),
+    };
+    if !(t.hi > 0.0 && t.hi <= 1.0) {
+        return Err(invalid(
+            "threshold",
+            format!("must lie in (0, 1] (as eval.threshold), got {}", t.hi),
+        ));
+    }
+    if !(t.full >= t.hi && t.full <= 1.0) {
+        return Err(invalid(
+            "full_threshold",
+            format!(
+                "must lie in [threshold, 1] = [{}, 1] (as eval.full_threshold), got {}",
+                t.hi, t.full
+            ),
+        ));
+    }
+    let n = test.len();
+    if [mem.len(), inv.len(), clean.len()] != [n, n, n] {
+        return Err(GrokscopeError::new_err(format!(
+            "test, mem, inv and clean must be equally long, got {}, {}, {}, {}",
+            n,
+            mem.len(),
+            inv.len(),
+            clean.len()
+        )));
+    }
+    let accuracy = |what: &str, i: usize, a: f64| -> PyResult<f64> {
+        if (0.0..=1.0).contains(&a) {
+            Ok(a)
+        } else {
+            let at = if n > 1 {
+                format!("[{i}]")
+            } else {
+                String::new()
+            };
+            Err(invalid(
+                what,
+                format!("{what}{at} = {a}: an accuracy is a fraction in [0, 1]"),
+            ))
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let test = accuracy("test", i, test[i])?;
+            let mem = mem[i].map(|a| accuracy("mem", i, a)).transpose()?;
+            let inv = inv[i].map(|a| accuracy("inv", i, a)).transpose()?;
+            let clean = clean[i].map(|a| accuracy("clean", i, a)).transpose()?;
+            if mem.is_some() != inv.is_some() {
+                return Err(invalid(
+                    "mem",
+                    format!(
+                        "mem and inv are both given (the model has corrupted examples) or both missing (it has none), got mem {mem:?} and inv {inv:?}{}",
+                        if n > 1 { format!(" at [{i}]") } else { String::new() }
+                    ),
+                ));
+            }
+            Ok(classify(test, mem, inv, clean, t).name())
+        })
+        .collect()
+}
+
+/// The dataset that the config `text` with `sets` trains on, built as `Checked::setup` builds
+/// it (`data::Split::new` from the data settings, `Split::corrupt` per model of the fleet)
+/// without the network: `(n_train, models, pairs, labels, train_labels, corrupted)`, the
+/// arrays as little-endian bytes laid out as in `dataset.safetensors` (pairs u32 `[N, 2]`,
+/// training pairs first; true labels u32 `[N]`; training labels u32 `[models, n_train]`;
+/// corrupted u8 `[models, n_train]`).
+#[pyfunction]
+#[pyo3(signature = (text, sets, source = "the config".to_string()))]
+#[allow(clippy::type_complexity)]
+fn dataset<'py>(
+    py: Python<'py>,
+    text: &str,
+    sets: Vec<String>,
+    source: String,
+) -> PyResult<(
+    usize,
+    usize,
+    Bound<'py, pyo3::types::PyBytes>,
+    Bound<'py, pyo3::types::PyBytes>,
+    Bound<'py, pyo3::types::PyBytes>,
+    Bound<'py, pyo3::types::PyBytes>,
+)> {
+    use pyo3::types::PyBytes;
+    let blamed = |e: grokscope::Error| GrokscopeError::new_err(blamed_message(&e, &sets, &source));
+    let cfg = Config::from_toml(text, &sets).map_err(blamed)?;
+    let cfg = cfg.check().map_err(blamed)?;
+    let built = py.allow_threads(|| {
+        let d = &cfg.data;
+        let split = grokscope::data::Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
+        let labels = cfg
+            .fleet()
+            .iter()
+            .map(|s| split.corrupt(s.corruption, d.corruption_mode, s.corruption_seed))
+            .collect::<grokscope::Result<Vec<_>>>()?;
+        let pairs: Vec<u8> = split
+            .train_pairs
+            .iter()
+            .chain(&split.test_pairs)
+            .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
+            .flatten()
+            .collect();
+        let truth: Vec<u8> = split
+            .train_true
+            .iter()
+            .chain(&split.test_labels)
+            .flat_map(|l| l.to_le_bytes())
+            .collect();
+        let trained: Vec<u8> = labels
+            .iter()
+            .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
+            .collect();
+        let corrupted: Vec<u8> = labels
+            .iter()
+            .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
+            .collect();
+        Ok((
+            split.n_train(),
+            labels.len(),
+            pairs,
+            truth,
+            trained,
+            corrupted,
+        ))
+    });
+    let (n_train, models, pairs, truth, trained, corrupted) = built.map_err(blamed)?;
+    Ok((
+        n_train,
+        models,
+        PyBytes::new(py, &pairs),
+        PyBytes::new(py, &truth),
+        PyBytes::new(py, &trained),
+        PyBytes::new(py, &corrupted),
+    ))
+}
+
+// ============================================================================================
+// End of the pure functions over arrays.
+// ============================================================================================
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GrokscopeError", m.py().get_type::<GrokscopeError>())?;
@@ -506,5 +745,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(is_sweep, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(check_history, m)?)?;
+    // The pure functions over arrays (issue 23).
+    m.add_function(wrap_pyfunction!(ipr_vectors, m)?)?;
+    m.add_function(wrap_pyfunction!(neuron_ipr_vectors, m)?)?;
+    m.add_function(wrap_pyfunction!(classify_phases, m)?)?;
+    m.add_function(wrap_pyfunction!(dataset, m)?)?;
     Ok(())
 }
