@@ -268,7 +268,7 @@ pub fn analyze_run(
         };
         summaries.push(ModelAnalysis {
             model: i,
-            phase: rec.phase(thresholds),
+            phase: crate::metrics::final_phase(&rec, None, thresholds),
             test_acc: rec.test_acc,
             mem_acc: rec.mem_acc,
             inv_acc: rec.inv_acc,

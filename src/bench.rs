@@ -5,6 +5,7 @@
 use crate::config::{Axis, Config};
 use crate::error::{Error, Result};
 use crate::kernels::{flush_denormals, matmul_par, Mat};
+use crate::setup::Prepare;
 use crate::train::mlp::Fleet;
 use crate::train::{Engine, Network};
 use std::time::Instant;

@@ -58,6 +58,16 @@ pub enum Error {
     /// A figure could not be drawn.
     #[error("figure {figure}: {why}")]
     Plot { figure: String, why: String },
+    /// A config file that cannot be read.
+    #[error("cannot read config {path}: {error}")]
+    ConfigUnreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// An error about a config with whom to blame for it in front (`--set K=V: …`,
+    /// `in SOURCE: …`; `job::Request::resolve`).
+    #[error("{message}")]
+    Blamed { message: String, error: Box<Error> },
     /// A sweep directory that cannot be used as asked.
     #[error("sweep directory {dir}: {why}")]
     Sweep { dir: PathBuf, why: String },

@@ -3,10 +3,11 @@
 //! (checkpoints every `eval.checkpoint_every` steps, streamed metrics, autosaves, stopping).
 //! [`train_into`] runs it in a run directory: interrupted runs resume to the same bytes.
 
-use crate::config::{Checked, ModelSpec, Setup};
+use crate::config::{Checked, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::{record, Record};
 use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
+use crate::setup::{Prepare, Setup};
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

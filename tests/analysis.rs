@@ -10,6 +10,7 @@ use grokscope::metrics::{accuracies, Record};
 use grokscope::model::analytic::{analytic_params, evaluate_analytic};
 use grokscope::model::ipr::Ipr;
 use grokscope::model::{Activation, Arch};
+use grokscope::setup::Prepare;
 use grokscope::train::Engine;
 
 #[test]

@@ -17,6 +17,7 @@
 mod common;
 
 use grokscope::config::Config;
+use grokscope::setup::Prepare;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::panic::{catch_unwind, AssertUnwindSafe};

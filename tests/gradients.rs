@@ -2,6 +2,7 @@
 
 use grokscope::config::{Axis, Config};
 use grokscope::model::Activation;
+use grokscope::setup::Prepare;
 use grokscope::train::loss::Loss;
 
 fn tiny(loss: Loss, bn: bool, act: Activation, dropout: f64) -> Config {

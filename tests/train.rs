@@ -1,9 +1,10 @@
 //! AdamW against a hand computation; end-to-end training; determinism; fleet independence.
 
-use grokscope::config::{Axis, Config, Setup};
+use grokscope::config::{Axis, Config};
 use grokscope::experiment::{train_config, Outcome};
 use grokscope::metrics::{classify, Phase, Thresholds};
 use grokscope::model::ipr::{mean_ipr, Ipr};
+use grokscope::setup::{Prepare, Setup};
 use grokscope::train::adamw::{AdamWHyper, AdamWState};
 use grokscope::train::mlp::Fleet;
 

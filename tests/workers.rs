@@ -318,7 +318,7 @@ fn three_workers_equal_one_even_when_one_is_killed() {
 }
 
 /// Counts the sweep file operations of a whole small sweep, then kills a fresh sweep at each
-/// one (the test hook of `sweep::fsio`) and resumes it: every directory left behind resumes,
+/// one (the test hook of `fsio`) and resumes it: every directory left behind resumes,
 /// and ends with the results of an uninterrupted sweep.
 #[test]
 fn a_kill_at_every_file_operation_leaves_a_resumable_directory() {

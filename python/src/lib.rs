@@ -6,8 +6,10 @@
 
 use grokscope::analysis::prune::Order;
 use grokscope::config::{blamed_message, Config, DEFAULT_CONFIG};
-use grokscope::experiment::{train_into, Control, Progress, RunEnd};
+use grokscope::experiment::{Control, Progress, RunEnd};
+use grokscope::job::{Request, Source};
 use grokscope::rundir::{self, RunDir};
+use grokscope::setup::Prepare;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use std::path::{Path, PathBuf};
@@ -110,72 +112,6 @@ impl Drop for InUse {
 /// Sweep calls of this process so far: each call's workers get their own names.
 static SWEEP_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// The configs shipped with grokscope: `default` and the paper's presets (`configs/paper/`).
-const PRESETS: [(&str, &str); 17] = [
-    ("default", DEFAULT_CONFIG),
-    (
-        "batchnorm",
-        include_str!("../../configs/paper/batchnorm.toml"),
-    ),
-    (
-        "grokking",
-        include_str!("../../configs/paper/grokking.toml"),
-    ),
-    (
-        "minibatch",
-        include_str!("../../configs/paper/minibatch.toml"),
-    ),
-    (
-        "phase-bn-quick",
-        include_str!("../../configs/paper/phase-bn-quick.toml"),
-    ),
-    (
-        "phase-bn",
-        include_str!("../../configs/paper/phase-bn.toml"),
-    ),
-    (
-        "phase-dropout-quick",
-        include_str!("../../configs/paper/phase-dropout-quick.toml"),
-    ),
-    (
-        "phase-dropout",
-        include_str!("../../configs/paper/phase-dropout.toml"),
-    ),
-    (
-        "phase-minibatch-quick",
-        include_str!("../../configs/paper/phase-minibatch-quick.toml"),
-    ),
-    (
-        "phase-minibatch",
-        include_str!("../../configs/paper/phase-minibatch.toml"),
-    ),
-    (
-        "phase-wd-quick",
-        include_str!("../../configs/paper/phase-wd-quick.toml"),
-    ),
-    (
-        "phase-wd",
-        include_str!("../../configs/paper/phase-wd.toml"),
-    ),
-    ("pruning", include_str!("../../configs/paper/pruning.toml")),
-    (
-        "regularization-wd20",
-        include_str!("../../configs/paper/regularization-wd20.toml"),
-    ),
-    (
-        "regularization",
-        include_str!("../../configs/paper/regularization.toml"),
-    ),
-    (
-        "transformer-corrupted",
-        include_str!("../../configs/paper/transformer-corrupted.toml"),
-    ),
-    (
-        "transformer-grokking",
-        include_str!("../../configs/paper/transformer-grokking.toml"),
-    ),
-];
-
 /// The phases of SCIENCE.md §5, in the order of the paper's table.
 #[pyfunction]
 fn phases() -> Vec<&'static str> {
@@ -188,7 +124,7 @@ fn phases() -> Vec<&'static str> {
 /// `[(name, toml text)]` of the shipped configs.
 #[pyfunction]
 fn presets() -> Vec<(&'static str, &'static str)> {
-    PRESETS.to_vec()
+    grokscope::config::PRESETS.to_vec()
 }
 
 /// The config `text` with `sets` (`KEY=VALUE`, TOML values) applied and checked, every default
@@ -219,46 +155,46 @@ fn train(
     progress: Option<PyObject>,
     source: String,
 ) -> PyResult<String> {
+    // The library's one entry point for a run: everything is checked and built before the
+    // directory is created (or, on resume, changed).
     let _in_use;
-    let (cfg, run, setup, resumed) = match resume {
+    let job = match resume {
         Some(dir) => {
             _in_use = InUse::claim(&dir)?;
-            let run = RunDir::open(&dir).map_err(err)?;
-            let cfg = run.read_config().map_err(err)?;
-            let setup = cfg.setup().map_err(err)?;
-            // Check everything before anything changes.
-            run.resume_point(&cfg, setup.specs.len(), setup.total_steps)
-                .map_err(err)?;
-            (cfg, run, setup, true)
+            Request::Resume { dir }
+                .resolve()
+                .map_err(err)?
+                .create()
+                .map_err(err)?
         }
         None => {
-            let text = text.unwrap_or_else(|| DEFAULT_CONFIG.to_string());
-            let blamed =
-                |e: grokscope::Error| GrokscopeError::new_err(blamed_message(&e, &sets, &source));
-            let cfg = Config::from_toml(&text, &sets).map_err(blamed)?;
-            let cfg = cfg.check().map_err(blamed)?;
-            let dir = out.unwrap_or_else(|| RunDir::default_path(&runs_dir, &cfg.name));
-            // Build everything that can fail before creating the directory.
-            let setup = cfg.setup().map_err(blamed)?;
-            let run = RunDir::create(&dir).map_err(err)?;
-            _in_use = InUse::claim(&dir)?;
-            run.write_config(&cfg).map_err(err)?;
-            (cfg, run, setup, false)
+            let source = match text {
+                Some(text) => Source::Text { text, name: source },
+                None => Source::Default,
+            };
+            let request = Request::Fresh {
+                source,
+                sets,
+                out,
+                runs_dir,
+            };
+            let job = request.resolve().map_err(err)?.create().map_err(err)?;
+            _in_use = InUse::claim(job.run.path())?;
+            job
         }
     };
-    let dir = run.path().to_path_buf();
+    let dir = job.run.path().to_path_buf();
     let active = Active::new();
     let stop: &AtomicUsize = &active.0;
     // What Python said while training ran without the GIL: a callback's error or Ctrl-C.
     let raised: Mutex<Option<PyErr>> = Mutex::new(None);
-    let minutes = cfg.eval.autosave_minutes;
     let control = Control {
         stop: Some(stop),
-        autosave: (minutes > 0.0).then_some(minutes * 60.0),
+        autosave: job.autosave_seconds(),
     };
     let mut last = Instant::now() - Duration::from_secs(1);
     let end = py.allow_threads(|| {
-        train_into(&cfg, setup, &run, resumed, control, &mut |p: &Progress| {
+        job.train(control, &mut |p: &Progress| {
             let done = p.step >= p.total_steps;
             if !done && last.elapsed() < Duration::from_millis(100) {
                 return Ok(());

@@ -14,9 +14,9 @@
 use crate::data::{Split, TrainLabels};
 use crate::error::Result;
 use crate::metrics::{accuracies, Accuracies};
+use crate::model::memory;
 use crate::model::Arch;
 use crate::train::loss::{argmax, Loss};
-use crate::train::memory;
 use crate::train::mlp::{Fleet, ModelState};
 use crate::train::transformer::TFleet;
 use crate::train::{Engine, Network};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// One model's metrics at one step. Accuracies are fractions in [0, 1]; `None` where the
 /// set they are measured on is empty (no corrupted examples, or no clean ones). In JSON a NaN
 /// or infinite value is written as a string ([`nonfinite`]), never as `null`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub step: u64,
     #[serde(with = "nonfinite")]
@@ -112,6 +112,17 @@ impl Record {
             return Phase::Diverged;
         }
         classify(self.test_acc, self.mem_acc, self.inv_acc, self.clean_acc, t)
+    }
+}
+
+/// The phase a trained model ends in (SCIENCE.md §5): Diverged if its training loss was ever
+/// NaN or infinite (`diverged_at`, the first such step), else the phase of its last record.
+/// The one rule that run summaries, sweep records, reports and analyses use.
+pub fn final_phase(last: &Record, diverged_at: Option<u64>, t: Thresholds) -> Phase {
+    if diverged_at.is_some() {
+        Phase::Diverged
+    } else {
+        last.phase(t)
     }
 }
 

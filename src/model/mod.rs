@@ -1,6 +1,6 @@
 //! The networks (SCIENCE.md §2, §7, §8) and what is a property of a network alone: parameter
-//! layouts, initialisation, the forward passes, Gromov's analytic network and the Fourier IPR
-//! of weight vectors.
+//! layouts, initialisation, the forward passes, Gromov's analytic network, the Fourier IPR
+//! of weight vectors, and the memory a fleet of them needs to train (`memory`).
 //!
 //! Which network an experiment trains is decided once, when its config is checked: the
 //! result is an [`Architecture`], and every later stage matches on the fleet built from it
@@ -8,6 +8,7 @@
 
 pub mod analytic;
 pub mod ipr;
+pub mod memory;
 pub mod mlp;
 pub mod transformer;
 
@@ -25,6 +26,17 @@ pub enum ModelKind {
     Mlp,
     /// The paper's Transformer (SCIENCE.md §8), configured under `[model.transformer]`.
     Transformer,
+}
+
+/// The loss a model's logits are scored by (`train.loss`; SCIENCE.md §3): MSE against one-hot
+/// targets or cross-entropy. Its arithmetic is in `train::loss`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    #[default]
+    Mse,
+    #[serde(rename = "ce")]
+    CrossEntropy,
 }
 
 /// How an MLP's weights start.

@@ -12,6 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
+/// The fixed row chunks every model's batch is cut into by the Transformer engine
+/// (`train::transformer`): part of the numerics, and of the memory estimate.
+pub const CHUNKS: usize = 4;
+
 /// MLP nonlinearity of the Transformer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

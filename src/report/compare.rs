@@ -364,7 +364,7 @@ fn write(curves: &[Curve], drawn: usize, dir: &Path, opts: &Options) -> Result<(
         (960, 460),
     )?;
     let csv = dir.join("compare.csv");
-    crate::rundir::atomic_write(&csv, csv_text.as_bytes())?;
+    crate::fsio::write_atomic(&csv, csv_text.as_bytes())?;
     html::write(
         dir,
         PAGE,

@@ -163,7 +163,7 @@ pub fn write(dir: &Path, file: &str, page: &Page) -> Result<PathBuf> {
         title = esc(&page.title),
     );
     let path = dir.join(file);
-    crate::rundir::atomic_write(&path, html.as_bytes())?;
+    crate::fsio::write_atomic(&path, html.as_bytes())?;
     Ok(path)
 }
 

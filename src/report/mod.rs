@@ -351,8 +351,9 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     let phases: Vec<_> = history
         .iter()
         .map(|h| {
-            h.last()
-                .map_or(crate::metrics::Phase::Confusion, |r| r.phase(th))
+            h.last().map_or(crate::metrics::Phase::Confusion, |r| {
+                crate::metrics::final_phase(r, None, th)
+            })
         })
         .collect();
     let ctx = weights::Ctx {

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::metrics::Phase;
 use crate::model::ipr::Ipr;
 use crate::rundir::RunDir;
+use crate::setup::Prepare;
 use std::path::Path;
 
 /// What every weight figure needs to know about the run and the report.

@@ -51,7 +51,7 @@ fn leftovers(dest: &Path) -> Result<Vec<(PathBuf, String, u32)>> {
 /// directories of dead processes. Call before reading or replacing `dest`.
 pub fn recover(dest: &Path) -> Result<()> {
     for (path, kind, pid) in leftovers(dest)? {
-        if pid == std::process::id() || crate::rundir::process_alive(pid) {
+        if pid == std::process::id() || crate::fsio::process_alive(pid) {
             continue;
         }
         if kind == "old" && !dest.exists() {
@@ -139,19 +139,19 @@ pub fn keep_others(src: &Path, dst: &Path, skip: &dyn Fn(&str) -> bool) -> Resul
 /// Makes the complete directory `staged` the new `dest`, in one step where the file system
 /// allows it, and removes the old one.
 pub fn swap_in(staged: &Path, dest: &Path) -> Result<()> {
-    crate::rundir::fault_point("swap");
+    crate::fsio::fault_point("swap");
     if !dest.exists() {
         return fs::rename(staged, dest).map_err(io(dest));
     }
     if std::env::var_os("GROKSCOPE_NO_EXCHANGE").is_none() && exchange(staged, dest) {
         // `staged` now holds the old directory.
-        crate::rundir::fault_point("remove-old");
+        crate::fsio::fault_point("remove-old");
         return fs::remove_dir_all(staged).map_err(io(staged));
     }
     let (parent, name) = parts(dest)?;
     let old = parent.join(format!(".{name}.old.{}", std::process::id()));
     fs::rename(dest, &old).map_err(io(dest))?;
-    crate::rundir::fault_point("between-renames");
+    crate::fsio::fault_point("between-renames");
     fs::rename(staged, dest).map_err(io(dest))?;
     fs::remove_dir_all(&old).map_err(io(&old))
 }

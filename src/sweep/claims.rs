@@ -16,8 +16,8 @@
 //! is gone, or when it names this worker (a Slurm task requeued under the same name). A worker
 //! that finds a later generation on its unit has lost it and stops training it.
 
-use super::fsio::{self, create_exclusive, host_tag, now, write_atomic};
 use crate::error::{Error, Result};
+use crate::fsio::{self, create_exclusive, host_tag, now, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -146,7 +146,7 @@ fn unit_file(dir: &Path, unit: usize, gen: u32) -> PathBuf {
 }
 
 fn pid_gone(pid: u32) -> bool {
-    !crate::rundir::process_alive(pid)
+    !crate::fsio::process_alive(pid)
 }
 
 impl Claims {

@@ -2,7 +2,6 @@
 //! store, sharded over processes and merged back.
 
 pub mod claims;
-pub mod fsio;
 pub mod results;
 pub mod slurm;
 pub mod spec;
@@ -13,7 +12,8 @@ use crate::analysis::dynamics::dynamics;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::experiment::train;
-use crate::metrics::Thresholds;
+use crate::metrics::{final_phase, Thresholds};
+use crate::setup::Prepare;
 use claims::{Attempt, Claims, Me, Pulse, WorkerState};
 pub use spec::Shard;
 use spec::{group_fleets, FleetPlan, RunPoint, SweepSpec};
@@ -280,11 +280,11 @@ pub fn run(
     let work_total: u64 = run_work.values().sum();
     if let Some(h) = claims.heartbeat(&me.name) {
         let running = !matches!(h.state, WorkerState::Finished | WorkerState::Stopped);
-        let here = h.host == me.host && h.pid != me.pid && crate::rundir::process_alive(h.pid);
+        let here = h.host == me.host && h.pid != me.pid && crate::fsio::process_alive(h.pid);
         // A name given by the user, alive on another host (a Slurm task requeued elsewhere
         // keeps its default name and continues).
         let elsewhere =
-            opts.name.is_some() && h.host != me.host && fsio::now() - h.beat < opts.lease;
+            opts.name.is_some() && h.host != me.host && crate::fsio::now() - h.beat < opts.lease;
         let alive = running && (here || elsewhere);
         if alive {
             return Err(Error::Sweep {
@@ -533,7 +533,7 @@ impl Worker<'_> {
                 )?;
                 continue;
             }
-            let history = out.history;
+            let (history, diverged_at) = (out.history, out.diverged_at);
             for (i, &run) in f.runs.iter().enumerate() {
                 let Some(last) = history[i].last().cloned() else {
                     continue;
@@ -546,7 +546,11 @@ impl Worker<'_> {
                         .iter()
                         .map(|(k, v)| (k.clone(), toml_to_json(v)))
                         .collect(),
-                    phase: last.phase(Thresholds::from(&f.cfg.eval)),
+                    phase: final_phase(
+                        &last,
+                        diverged_at.get(i).copied().flatten(),
+                        Thresholds::from(&f.cfg.eval),
+                    ),
                     steps,
                     dynamics: dynamics(&history[i], hi),
                     last,
@@ -670,7 +674,7 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     // Built under a staging name and renamed into place complete: a merge killed or failed
     // halfway leaves no directory that looks like a (partial) sweep.
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsio::create_dir_all(parent)?;
+        crate::fsio::create_dir_all(parent)?;
     }
     let staged = crate::rundir::swap::stage(out)?;
     let built = merge_into(&staged, &plans[0], &all, &from, inputs)

@@ -6,8 +6,8 @@
 //! `DIR/slurm/finish.sbatch`, submitted with `--dependency=afterany:<array job>`, runs one more
 //! worker (it finishes whatever a failed task left), then writes the report and the status.
 
-use super::fsio;
 use crate::error::{Error, Result};
+use crate::fsio;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,10 +1,10 @@
 //! Where a sweep directory stands: finished, running (by worker), left, diverged, and an ETA.
 
 use super::claims::{Claims, Heartbeat, Me, WorkerState};
-use super::fsio::now;
 use super::store::{read_records, PlanFile};
 use super::{n_train, units, Plan, Shard};
 use crate::error::Result;
+use crate::fsio::now;
 use crate::metrics::Phase;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -51,7 +51,7 @@ pub fn status(dir: &Path, lease: f64) -> Result<Status> {
     // An observer on this host: a dead worker of this host counts as dead at once.
     let observer = Me {
         name: "\u{0}status".into(),
-        host: super::fsio::host_tag().to_string(),
+        host: crate::fsio::host_tag().to_string(),
         pid: std::process::id(),
     };
     let mut phases = BTreeMap::new();

@@ -14,9 +14,9 @@
 //! curve. A process killed at any moment leaves whole files or none: a run is either committed
 //! or redone.
 
-use super::fsio;
 use crate::analysis::dynamics::Dynamics;
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::metrics::{Phase, Record};
 use crate::rundir::{checkpoint_name, curve_csv, read_curve_csv};
 use crate::train::{Engine, Network};
@@ -276,7 +276,7 @@ impl Store {
 /// `max_fleet` agree with the spec.
 pub fn read_plan(dir: &Path) -> Result<PlanFile> {
     let p = dir.join(PLAN);
-    let text = crate::rundir::read_text(&p).map_err(|e| Error::Sweep {
+    let text = crate::fsio::read_text(&p).map_err(|e| Error::Sweep {
         dir: dir.to_path_buf(),
         why: if !dir.exists() {
             "no such directory".to_string()
@@ -356,7 +356,7 @@ pub fn has_curve(dir: &Path, run: usize) -> bool {
 /// The curve of a committed run (its metrics at every evaluation).
 pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
     let p = dir.join(CURVES).join(format!("{run:06}.csv"));
-    let text = crate::rundir::read_text(&p).map_err(io(&p))?;
+    let text = crate::fsio::read_text(&p).map_err(io(&p))?;
     read_curve_csv(&p, &text)
 }
 
@@ -409,7 +409,7 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         if hidden || p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let text = crate::rundir::read_text(&p).map_err(io(&p))?;
+        let text = crate::fsio::read_text(&p).map_err(io(&p))?;
         let rec: RunRecord =
             serde_json::from_str(&text).map_err(|e| Error::json(&p, "corrupt run record", e))?;
         let named: Option<usize> = p
@@ -457,7 +457,9 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
             // The run's steps and phase follow from its config and final metrics.
             let cfg = spec.config_at(&spec.coords(rec.run))?;
             let steps = cfg.total_steps(cfg.table_sizes().1);
-            let phase = rec.last.phase(crate::metrics::Thresholds::from(&cfg.eval));
+            // A record keeps no divergence step: a diverged model's last record is not finite.
+            let t = crate::metrics::Thresholds::from(&cfg.eval);
+            let phase = crate::metrics::final_phase(&rec.last, None, t);
             if rec.steps != steps || rec.last.step != steps || rec.phase != phase {
                 return Err(bad(format!(
                     "it says {} steps (final step {}) and phase {}; the run's config and final metrics give {steps} steps and phase {} (delete it to have the run trained again)",

@@ -2,16 +2,8 @@
 //! all `n × p` entries) and cross-entropy (mean over examples).
 
 pub use crate::model::argmax;
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Loss {
-    #[default]
-    Mse,
-    #[serde(rename = "ce")]
-    CrossEntropy,
-}
+pub use crate::model::Loss;
 
 impl Loss {
     /// The loss of one row of logits, *unnormalised*: `Σ_q (l_q − t_q)²` for MSE,

@@ -10,7 +10,6 @@
 pub mod adamw;
 pub mod engine;
 pub mod loss;
-pub mod memory;
 pub mod mlp;
 pub mod network;
 pub mod tpass;

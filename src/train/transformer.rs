@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 /// Every batch is cut into this many row chunks (fewer if it has fewer rows). Part of the
 /// numerics: partial gradients are summed in chunk order.
-pub const CHUNKS: usize = 4;
+pub use crate::model::transformer::CHUNKS;
 /// At most this many (model, chunk) tasks hold workspaces at once; larger fleets run in waves.
 const WAVE_TASKS: usize = 16;
 /// Rows per evaluation task (at most).

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use grokscope::setup::Prepare;
 use std::path::Path;
 use std::process::{Command, Output};
 

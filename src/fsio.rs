@@ -1,4 +1,6 @@
-//! The file operations of a sweep directory, safe for many writers on a shared file system.
+//! Every file operation a user relies on, at the bottom of the pipeline: run directories
+//! (`rundir`), sweep directories (`sweep`) and reports write through these, safe for many
+//! writers on a shared file system.
 //!
 //! - [`write_atomic`]: a flushed temporary file with a name unique to the writer, renamed into
 //!   place. Readers see the old file or the new one; two writers never share a temporary.
@@ -8,11 +10,15 @@
 //!   no `flock`, no `O_EXCL` (unreliable on old NFS), and a reader never sees the file half
 //!   written.
 //!
-//! **Fault injection (a test hook).** With `GROKSCOPE_SWEEP_FAULT=N` in the environment the
+//! - [`read_bytes`], [`read_text`]: a file read back, refused unless it is a regular file.
+//!
+//! **Fault injection (the test hooks).** With `GROKSCOPE_SWEEP_FAULT=N` in the environment the
 //! process aborts (like `kill -9`: no clean-up, no destructors) just before its N-th sweep
 //! file operation (each create, write, flush, rename, link, remove and directory creation
 //! counts), so a test can stop a sweep at every file operation and check that the directory
-//! it leaves resumes. `GROKSCOPE_SWEEP_FAULT_LOG=FILE` appends `N op path` for each operation.
+//! it leaves resumes. `GROKSCOPE_SWEEP_FAULT_LOG=FILE` appends `N op path` for each operation. With
+//! `GROKSCOPE_FAULT=NAME` it aborts at the named point `NAME` ([`fault_point`]: the steps of a
+//! report's or analysis's swap).
 
 use crate::error::{Error, Result};
 use std::fs;
@@ -167,6 +173,60 @@ pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
     fs::copy(from, &tmp).map_err(io(from))?;
     op("rename", to);
     fs::rename(&tmp, to).map_err(io(to))
+}
+
+/// Writes `bytes` to `dir/name` atomically; refuses to replace an existing file unless
+/// `replace`.
+pub fn write_new(dir: &Path, name: &str, bytes: &[u8], replace: bool) -> Result<()> {
+    let path = dir.join(name);
+    if path.exists() && !replace {
+        return Err(Error::FileExists(path));
+    }
+    write_atomic(&path, bytes)
+}
+
+/// Reads a file that must be a regular file (a FIFO or device would block or never end).
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a directory, FIFO or device)",
+        ));
+    }
+    fs::read(path)
+}
+
+/// [`read_bytes`] as UTF-8 text.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// Whether process `pid` of this machine is alive: it exists and is not a zombie (a killed
+/// process whose parent has not reaped it holds nothing). True where it cannot be known
+/// (no /proc).
+pub fn process_alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses (which may hold spaces).
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_none_or(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
+}
+
+/// Test hook: with `GROKSCOPE_FAULT=NAME`, the process aborts (as if killed) at the fault
+/// point `NAME` (`swap`, `remove-old`, `between-renames`: the steps of a directory swap).
+/// `GROKSCOPE_NO_EXCHANGE=1` makes swaps use the two-rename path of file systems that cannot
+/// exchange two names.
+pub fn fault_point(name: &str) {
+    if std::env::var("GROKSCOPE_FAULT").is_ok_and(|f| f == name) {
+        std::process::abort();
+    }
 }
 
 /// Whether `name` is one of this module's temporary files.

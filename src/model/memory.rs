@@ -132,7 +132,7 @@ pub fn estimate(s: Shape) -> Estimate {
                 + p
                 + 8.0 * d
                 + 2.0 * hidden;
-            let chunks = (crate::train::transformer::CHUNKS as f64).min(rows.max(1.0));
+            let chunks = (crate::model::transformer::CHUNKS as f64).min(rows.max(1.0));
             let chunk_rows = (rows / chunks).ceil();
             let train_tasks = TASKS.min(m * chunks);
             let threads = std::thread::available_parallelism()

@@ -1,0 +1,206 @@
+//! `grokscope analyze`, `prune`, `analytic` and `bench`: thin shells over `grokscope::analyze`,
+//! `grokscope::analysis` and `grokscope::bench`.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use grokscope::analysis::prune::Order;
+use grokscope::bench;
+use grokscope::progress::{busy, fmt_opt};
+use grokscope::rundir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// A run directory written by `grokscope train`.
+    pub run_dir: PathBuf,
+    /// Only this model of the fleet (0-based index, as in summary.json).
+    #[arg(long)]
+    pub model: Option<usize>,
+    /// Replace analysis files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// A run directory written by `grokscope train`.
+    pub run_dir: PathBuf,
+    /// Which neurons go first: ascending IPR (memorizing first), descending, or random.
+    #[arg(long, value_enum, default_value = "ascending")]
+    pub order: Order,
+    /// Only this model of the fleet (0-based index).
+    #[arg(long)]
+    pub model: Option<usize>,
+    /// Seed of the random order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct AnalyticArgs {
+    /// Modulus (≥ 3).
+    #[arg(long, default_value_t = 97)]
+    pub p: usize,
+    /// Number of neurons (≥ 8 per frequency, i.e. ≥ 8·(p−1)/2, for exact cancellation).
+    #[arg(long, short, default_value_t = 500)]
+    pub n: usize,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Timed steps per case.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Also time the Transformer of docs/SCIENCE.md §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1 and 4).
+    #[arg(long)]
+    pub transformer: bool,
+}
+
+pub fn cmd_bench(a: BenchArgs) -> Result<()> {
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let threads = rayon::current_num_threads();
+    println!(
+        "grokscope bench: p = 97, N = 500, α = 0.5 (n = 4704), full batch, {threads} thread{}",
+        if threads == 1 { "" } else { "s" }
+    );
+    let peak = bench::peak_gflops(2048, threads, 5);
+    println!(
+        "{:<42} {:>10} {:>9.1} GFLOP/s",
+        "matmul 2048×2048×2048 (peak)", "", peak
+    );
+    let mut normal = None;
+    for (m, sub) in [(1, false), (8, false), (1, true), (8, true)] {
+        let t = bench::time_step(m, a.steps, sub)?;
+        println!(
+            "{:<42} {:>7.2} ms {:>9.1} GFLOP/s  {:>5.1} % of peak  (per model-step)",
+            t.label,
+            t.ms_per_model_step,
+            t.gflops,
+            100.0 * t.gflops / peak
+        );
+        if !sub && m == 1 {
+            normal = Some(t.ms_per_model_step);
+        } else if sub && m == 1 {
+            if let Some(n) = normal {
+                println!(
+                    "{:<42} {:>7.2}×",
+                    "subnormal / normal step time (M = 1)",
+                    t.ms_per_model_step / n
+                );
+            }
+        }
+    }
+    if a.transformer {
+        for models in [1, 4] {
+            let ms = bench::time_transformer_step(a.steps.min(5), models)?;
+            println!(
+                "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch; per model-step)",
+                format!("transformer train step, M = {models}"),
+                ms
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
+    let mut run = rundir::load_run(&a.run_dir)?;
+    let m = run.setup.specs.len();
+    eprintln!(
+        "analysing {} ({m} model{})",
+        a.run_dir.display(),
+        if m == 1 { "" } else { "s" }
+    );
+    let summaries = busy("per-neuron analysis and three pruning sweeps", || {
+        grokscope::analyze::analyze_run(&mut run, a.model, a.force)
+    })?;
+    for m in &summaries {
+        let freqs: Vec<String> = m
+            .dominant_frequencies
+            .iter()
+            .take(8)
+            .map(|(f, c)| format!("{f}:{c}"))
+            .collect();
+        println!(
+            "model {}: {} (test {:.3}, A_mem {}, A_inv {}) | mean IPR {} | IPR ≥ 0.5: {} | dead {} | dominant freq:neurons {}{}",
+            m.model,
+            m.phase,
+            m.test_acc,
+            fmt_opt(m.mem_acc),
+            fmt_opt(m.inv_acc),
+            fmt_opt(m.mean_ipr),
+            fmt_opt(m.frac_ipr_ge_half),
+            m.dead_neurons,
+            freqs.join(" "),
+            if m.dominant_frequencies.len() > 8 { " …" } else { "" }
+        );
+        if let Some(r) = m.bn_scale_ipr_spearman {
+            println!(
+                "  BatchNorm: Spearman(|γ|/σ, IPR) = {r:.3}, Spearman(|γ|, IPR) = {}",
+                fmt_opt(m.bn_gamma_ipr_spearman)
+            );
+        }
+    }
+    println!(
+        "Written to {}/analysis/ ({})",
+        a.run_dir.display(),
+        grokscope::analyze::analysis_files(&run)
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+pub fn cmd_prune(a: PruneArgs) -> Result<()> {
+    let mut run = rundir::load_run(&a.run_dir)?;
+    let (path, sweeps) = busy("pruning", || {
+        grokscope::analyze::write_prune(&mut run, a.model, a.order, a.seed, a.force)
+    })?;
+    let n = run.setup.network.n_neurons();
+    for (m, pts) in &sweeps {
+        println!("model {m}, {} order:", a.order.name());
+        println!(
+            "{:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "pruned", "train", "test", "A_mem", "A_inv", "A_clean"
+        );
+        for tenth in 0..=10 {
+            let target = (tenth * n / 10) as i64;
+            let Some(pt) = pts.iter().min_by_key(|p| (p.pruned as i64 - target).abs()) else {
+                continue;
+            };
+            println!(
+                "{:>6.0}% {:>7.3} {:>7.3} {:>7} {:>7} {:>7}",
+                100.0 * pt.pruned as f64 / n as f64,
+                pt.acc.train_acc,
+                pt.acc.test_acc,
+                fmt_opt(pt.acc.mem_acc),
+                fmt_opt(pt.acc.inv_acc),
+                fmt_opt(pt.acc.clean_acc)
+            );
+        }
+    }
+    println!("Written to {}", path.display());
+    Ok(())
+}
+
+pub fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
+    use grokscope::model::memory;
+    grokscope::model::analytic::limits(a.p, a.n)?;
+    memory::ensure(&memory::analytic(a.p, a.n), "the analytic network", "")?;
+    let r = grokscope::model::analytic::evaluate_analytic(a.p, a.n)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "analytic network p = {}, N = {}: accuracy {:.4} on all {} pairs ({} wrong); IPR mean {:.6}, min {:.6}; {} frequencies",
+        a.p, a.n, r.accuracy, r.pairs, r.wrong, r.mean_ipr, r.min_ipr, r.frequencies
+    );
+    Ok(())
+}

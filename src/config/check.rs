@@ -1,0 +1,350 @@
+//! `Config::check`: every value validated once, into a [`Checked`] config that carries its
+//! warnings and the [`Architecture`] it asks for; the memory a fleet of it needs.
+
+use super::axis::nonempty;
+use super::schema::{
+    Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS, MAX_WIDTH,
+};
+use crate::data::{validate_table, Operation};
+use crate::error::{Error, Result};
+use crate::model::memory;
+use crate::model::{Arch, Architecture, Init, ModelKind};
+
+impl Config {
+    /// Checks every value once; the result carries the warnings that do not stop a run and
+    /// the network the config asks for.
+    pub fn check(self) -> Result<Checked> {
+        let warnings = self.validate()?;
+        let models = self.fleet_len()?;
+        let m = &self.model;
+        let architecture = match m.kind {
+            ModelKind::Mlp => {
+                let arch = Arch {
+                    p: self.data.p,
+                    width: m.width,
+                    activation: m.activation,
+                    batchnorm: m.batchnorm,
+                    bn_momentum: m.bn_momentum as f32,
+                    bn_eps: m.bn_eps as f32,
+                };
+                Architecture::Mlp {
+                    arch,
+                    init: m.init,
+                    init_std: m.init_std.unwrap_or_else(|| arch.default_init_std()),
+                }
+            }
+            ModelKind::Transformer => {
+                validate_transformer(m)?;
+                Architecture::Transformer {
+                    cfg: m.transformer.clone(),
+                    p: self.data.p,
+                }
+            }
+        };
+        let checked = Checked {
+            cfg: self,
+            warnings,
+            architecture,
+        };
+        checked.check_size(models)?;
+        Ok(checked)
+    }
+
+    /// Checks every value but the Transformer's; returns warnings that do not stop a run.
+    fn validate(&self) -> Result<Vec<String>> {
+        let d = &self.data;
+        let mut warnings = validate_table(d.p, d.operation)?;
+        if !(d.train_fraction > 0.0 && d.train_fraction < 1.0) {
+            return Err(Error::invalid(
+                "data.train_fraction",
+                format!("α must satisfy 0 < α < 1, got {}", d.train_fraction),
+            ));
+        }
+        for &xi in nonempty(&d.corruption, "data.corruption")?.iter() {
+            if !(0.0..1.0).contains(&xi) {
+                return Err(Error::invalid(
+                    "data.corruption",
+                    format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
+                ));
+            }
+        }
+        nonempty(&d.corruption_seed, "data.corruption_seed")?;
+        let m = &self.model;
+        if m.width == 0 || m.width > MAX_WIDTH {
+            return Err(Error::invalid(
+                "model.width",
+                format!("the width N must lie in [1, {MAX_WIDTH}], got {}", m.width),
+            ));
+        }
+        for &q in nonempty(&m.dropout, "model.dropout")?.iter() {
+            if !(0.0..1.0).contains(&q) {
+                return Err(Error::invalid(
+                    "model.dropout",
+                    format!("the dropout rate must satisfy 0 ≤ q < 1, got {q}"),
+                ));
+            }
+        }
+        nonempty(&m.init_seed, "model.init_seed")?;
+        if m.init == Init::Analytic {
+            warnings.extend(crate::model::analytic::check(d.p, m.width)?);
+            if d.operation != Operation::Add {
+                warnings.push(format!(
+                    "init = \"analytic\" is the solution of `add`, not of `{}`",
+                    d.operation.name()
+                ));
+            }
+        }
+        if !(m.bn_momentum >= 0.0 && m.bn_momentum <= 1.0) {
+            return Err(Error::invalid("model.bn_momentum", "must lie in [0, 1]"));
+        }
+        if m.bn_eps.is_nan() || m.bn_eps <= 0.0 {
+            return Err(Error::invalid("model.bn_eps", "must be positive"));
+        }
+        if let Some(s) = m.init_std {
+            if !(s >= 0.0 && s.is_finite()) {
+                return Err(Error::invalid(
+                    "model.init_std",
+                    "must be a finite number ≥ 0",
+                ));
+            }
+        }
+        let t = &self.train;
+        for &lr in nonempty(&t.lr, "train.lr")?.iter() {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return Err(Error::invalid(
+                    "train.lr",
+                    format!("must be positive, got {lr}"),
+                ));
+            }
+        }
+        for &wd in nonempty(&t.weight_decay, "train.weight_decay")?.iter() {
+            if !(wd >= 0.0 && wd.is_finite()) {
+                return Err(Error::invalid(
+                    "train.weight_decay",
+                    format!("must be ≥ 0, got {wd}"),
+                ));
+            }
+        }
+        let lrs = t.lr.values();
+        let over: Vec<(f64, f64)> = t
+            .weight_decay
+            .values()
+            .iter()
+            .flat_map(|&wd| lrs.iter().map(move |&lr| (lr, wd)))
+            .filter(|(lr, wd)| lr * wd >= 1.0)
+            .collect();
+        if let Some(&(lr, wd)) = over.first() {
+            let more = match over.len() {
+                1 => String::new(),
+                k => format!(" (and {} more of the fleet's lr, wd pairs)", k - 1),
+            };
+            warnings.push(format!(
+                "lr·wd = {lr}·{wd} = {} ≥ 1{more}: the decoupled decay factor 1 − lr·wd is not positive",
+                lr * wd
+            ));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err(Error::invalid("train.beta1/beta2", "must lie in [0, 1)"));
+        }
+        if t.eps.is_nan() || t.eps <= 0.0 {
+            return Err(Error::invalid("train.eps", "must be positive"));
+        }
+        match (t.epochs, t.steps) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "train.epochs",
+                    "give either `epochs` or `steps`, not both",
+                ))
+            }
+            (Some(0), _) => {
+                return Err(Error::invalid(
+                    "train.epochs",
+                    "the training length must be at least 1 epoch",
+                ))
+            }
+            (_, Some(0)) => {
+                return Err(Error::invalid(
+                    "train.steps",
+                    "the training length must be at least 1 step",
+                ))
+            }
+            _ => {}
+        }
+        if t.batch_size == Some(0) {
+            return Err(Error::invalid(
+                "train.batch_size",
+                "must be at least 1 (omit it for full batch)",
+            ));
+        }
+        let e = &self.eval;
+        if !(e.autosave_minutes >= 0.0 && e.autosave_minutes.is_finite()) {
+            return Err(Error::invalid(
+                "eval.autosave_minutes",
+                format!(
+                    "must be a finite number of minutes ≥ 0 (0: only on interrupt), got {}",
+                    e.autosave_minutes
+                ),
+            ));
+        }
+        if !(e.threshold > 0.0 && e.threshold <= 1.0) {
+            return Err(Error::invalid(
+                "eval.threshold",
+                format!("must lie in (0, 1], got {}", e.threshold),
+            ));
+        }
+        if !(e.full_threshold >= e.threshold && e.full_threshold <= 1.0) {
+            return Err(Error::invalid(
+                "eval.full_threshold",
+                format!(
+                    "the Full Inversion threshold must lie in [eval.threshold, 1] = [{}, 1], got {} (its default is 0.95: raising eval.threshold above it needs eval.full_threshold too)",
+                    e.threshold, e.full_threshold
+                ),
+            ));
+        }
+        if self.name.is_empty()
+            || self
+                .name
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "use letters, digits, '-', '_' and '.' only, got {:?}",
+                    self.name
+                ),
+            ));
+        }
+        Ok(warnings)
+    }
+}
+
+/// The Transformer's settings (`model.kind = "transformer"`).
+fn validate_transformer(m: &ModelConfig) -> Result<()> {
+    let t = &m.transformer;
+    for (key, value, max) in [
+        ("d_model", t.d_model, MAX_D_MODEL),
+        ("heads", t.heads, MAX_D_MODEL),
+        ("layers", t.layers, MAX_LAYERS),
+        ("mlp_ratio", t.mlp_ratio, MAX_MLP_RATIO),
+    ] {
+        if value == 0 || value > max {
+            return Err(Error::invalid(
+                format!("model.transformer.{key}"),
+                format!("must lie in [1, {max}], got {value}"),
+            ));
+        }
+    }
+    if !t.d_model.is_multiple_of(t.heads) {
+        return Err(Error::invalid(
+            "model.transformer.heads",
+            format!(
+                "d_model = {} is not divisible by {} heads",
+                t.d_model, t.heads
+            ),
+        ));
+    }
+    if !(-1.0..=3.0).contains(&t.mup_s) {
+        return Err(Error::invalid(
+            "model.transformer.mup_s",
+            format!(
+                "{} is outside [-1, 3] (1 is μP, 0 the standard parametrization)",
+                t.mup_s
+            ),
+        ));
+    }
+    if t.rescale_optim && t.mlp_bias {
+        return Err(Error::invalid(
+            "model.transformer.rescale_optim",
+            "the reference's rescale_optim has no learning-rate group for biases: set model.transformer.mlp_bias = false",
+        ));
+    }
+    if m.batchnorm || m.init != Init::Normal {
+        return Err(Error::invalid(
+            "model.kind",
+            "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",
+        ));
+    }
+    Ok(())
+}
+
+/// A config that passed [`Config::check`]: the only kind the rest of the library accepts.
+/// It reads as the [`Config`] it wraps.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    cfg: Config,
+    warnings: Vec<String>,
+    architecture: Architecture,
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+impl Checked {
+    /// Refuses a run longer than [`MAX_STEPS`] or a fleet of `models` models that needs more
+    /// memory than this machine allows, before anything is allocated.
+    pub fn check_size(&self, models: usize) -> Result<()> {
+        let (_, n) = self.table_sizes();
+        let per_epoch = self.steps_per_epoch(n);
+        let steps = match (self.train.steps, self.train.epochs) {
+            (Some(s), _) => Some(s),
+            (None, e) => e.unwrap_or(1000).checked_mul(per_epoch),
+        };
+        match steps {
+            Some(s) if s <= MAX_STEPS => {}
+            _ => {
+                let (key, given) = match (self.train.steps, self.train.epochs) {
+                    (Some(s), _) => ("train.steps", s.to_string()),
+                    (None, e) => (
+                        "train.epochs",
+                        format!("{} epochs of {per_epoch} steps", e.unwrap_or(1000)),
+                    ),
+                };
+                return Err(Error::invalid(
+                    key,
+                    format!("{given} is more than the {MAX_STEPS} optimizer steps a run may take"),
+                ));
+            }
+        }
+        let steps = steps.unwrap_or(0) as f64;
+        let every = self.eval.every;
+        let evals = if every == 0 {
+            2.0
+        } else {
+            steps / every as f64 + 2.0
+        };
+        let est = memory::estimate(memory::Shape {
+            architecture: &self.architecture,
+            p: self.data.p,
+            n_train: n,
+            batch: self.train.batch_size.unwrap_or(n).min(n),
+            models,
+            evals,
+        });
+        let fleet = if models > 1 {
+            format!(" or the fleet ({models} models)")
+        } else {
+            String::new()
+        };
+        memory::ensure(&est, "this experiment", &fleet)?;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// What the config allows but a researcher should know.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The network the config asks for.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+}

@@ -1,0 +1,130 @@
+//! The configs shipped with grokscope, by name: `default` (the built-in default experiment)
+//! and the paper's presets (`configs/paper/*.toml`): training configs for `grokscope train
+//! --preset NAME`, and sweep files (`phase-*`) for `grokscope sweep run NAME --out DIR`.
+//! Python's `grokscope.presets()` reads this same list.
+
+use crate::error::{Error, Result};
+
+/// The built-in default experiment (the regularization study at 500 epochs).
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
+
+/// `(name, TOML text)` of every shipped config, `default` first, then by name.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("default", DEFAULT_CONFIG),
+    (
+        "batchnorm",
+        include_str!("../../configs/paper/batchnorm.toml"),
+    ),
+    (
+        "grokking",
+        include_str!("../../configs/paper/grokking.toml"),
+    ),
+    (
+        "minibatch",
+        include_str!("../../configs/paper/minibatch.toml"),
+    ),
+    (
+        "phase-bn",
+        include_str!("../../configs/paper/phase-bn.toml"),
+    ),
+    (
+        "phase-bn-quick",
+        include_str!("../../configs/paper/phase-bn-quick.toml"),
+    ),
+    (
+        "phase-dropout",
+        include_str!("../../configs/paper/phase-dropout.toml"),
+    ),
+    (
+        "phase-dropout-quick",
+        include_str!("../../configs/paper/phase-dropout-quick.toml"),
+    ),
+    (
+        "phase-minibatch",
+        include_str!("../../configs/paper/phase-minibatch.toml"),
+    ),
+    (
+        "phase-minibatch-quick",
+        include_str!("../../configs/paper/phase-minibatch-quick.toml"),
+    ),
+    (
+        "phase-transformer",
+        include_str!("../../configs/paper/phase-transformer.toml"),
+    ),
+    (
+        "phase-transformer-quick",
+        include_str!("../../configs/paper/phase-transformer-quick.toml"),
+    ),
+    (
+        "phase-wd",
+        include_str!("../../configs/paper/phase-wd.toml"),
+    ),
+    (
+        "phase-wd-quick",
+        include_str!("../../configs/paper/phase-wd-quick.toml"),
+    ),
+    ("pruning", include_str!("../../configs/paper/pruning.toml")),
+    (
+        "regularization",
+        include_str!("../../configs/paper/regularization.toml"),
+    ),
+    (
+        "regularization-wd20",
+        include_str!("../../configs/paper/regularization-wd20.toml"),
+    ),
+    (
+        "transformer-corrupted",
+        include_str!("../../configs/paper/transformer-corrupted.toml"),
+    ),
+    (
+        "transformer-grokking",
+        include_str!("../../configs/paper/transformer-grokking.toml"),
+    ),
+];
+
+/// Whether a preset is a sweep file (it has `[axes]`) rather than a training config.
+pub fn is_sweep(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "[axes]")
+}
+
+/// The text of the preset `name` (a trailing `.toml` and a leading `paper/` are ignored);
+/// an error lists the presets there are.
+pub fn preset(name: &str) -> Result<&'static str> {
+    let key = name.strip_prefix("paper/").unwrap_or(name);
+    let key = key.strip_suffix(".toml").unwrap_or(key);
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == key)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            Error::Config(format!(
+                "{name}: no such preset (presets: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_named_once_and_found() {
+        let mut names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), PRESETS.len());
+        assert_eq!(
+            preset("paper/minibatch.toml").unwrap(),
+            preset("minibatch").unwrap()
+        );
+        let err = preset("nope").unwrap_err().to_string();
+        assert!(
+            err.contains("no such preset") && err.contains("default, "),
+            "{err}"
+        );
+        assert!(is_sweep(preset("phase-wd-quick").unwrap()));
+        assert!(!is_sweep(preset("default").unwrap()));
+    }
+}

@@ -1,0 +1,366 @@
+//! The config file's schema: its sections and keys with their defaults (docs/CONFIG.md),
+//! and what follows from them alone (fingerprints, table sizes, steps, the effective lr).
+
+use super::axis::Axis;
+use crate::data::{CorruptionMode, Operation};
+use crate::model::transformer::TransformerConfig;
+use crate::model::{Activation, Init, Loss, ModelKind};
+use serde::{Deserialize, Serialize};
+
+/// The largest hidden width N (and Transformer width d · mlp_ratio).
+pub const MAX_WIDTH: usize = 1 << 24;
+/// The most models one fleet trains together (the product of the fleet axes' lengths).
+pub const MAX_FLEET: usize = 1 << 16;
+/// The longest run, in optimizer steps (about 2 weeks at a microsecond per step).
+pub const MAX_STEPS: u64 = 1 << 40;
+/// The Transformer's largest `d_model`, `layers` and `mlp_ratio`.
+pub const MAX_D_MODEL: usize = 1 << 16;
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_MLP_RATIO: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A name for the experiment; names the default output directory.
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// How the report draws the run (written to config.toml only when not the default).
+    #[serde(default, skip_serializing_if = "ReportConfig::is_default")]
+    pub report: ReportConfig,
+}
+
+/// The step axis of the report's curves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepAxis {
+    /// Logarithmic when the evaluated steps span at least 1.5 decades.
+    #[default]
+    Auto,
+    Log,
+    Linear,
+}
+
+impl StepAxis {
+    /// Whether curves over `steps` are drawn on a log step axis. A log axis needs two
+    /// evaluations after step 0 (step 0 cannot be drawn on it): with fewer, the axis is linear
+    /// whatever was asked.
+    pub fn is_log(self, steps: impl Iterator<Item = u64>) -> bool {
+        let (lo, hi) = steps
+            .filter(|&s| s > 0)
+            .fold((u64::MAX, 0), |(a, b), s| (a.min(s), b.max(s)));
+        let two = hi > lo;
+        match self {
+            StepAxis::Log => two,
+            StepAxis::Linear => false,
+            StepAxis::Auto => two && hi as f64 / lo as f64 >= 30.0,
+        }
+    }
+}
+
+impl std::str::FromStr for StepAxis {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(StepAxis::Auto),
+            "log" => Ok(StepAxis::Log),
+            "linear" => Ok(StepAxis::Linear),
+            _ => Err(format!("{s:?}: expected auto, log or linear")),
+        }
+    }
+}
+
+/// The `[report]` section: how figures are drawn (never changes training).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// `auto` (log when the steps span 1.5 decades or more), `log` or `linear`.
+    pub step_axis: StepAxis,
+}
+
+impl ReportConfig {
+    fn is_default(&self) -> bool {
+        *self == ReportConfig::default()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: default_name(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            eval: EvalConfig::default(),
+            report: ReportConfig::default(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Modulus p.
+    pub p: usize,
+    pub operation: Operation,
+    /// Training fraction α, 0 < α < 1.
+    pub train_fraction: f64,
+    /// Seed of the train/test split (shared by the fleet).
+    pub split_seed: u64,
+    /// Corruption fraction ξ, 0 ≤ ξ < 1 (fleet axis).
+    pub corruption: Axis<f64>,
+    /// How corrupted labels are drawn (SCIENCE.md §1, `data::CorruptionMode`): `wrong` (a
+    /// uniformly drawn wrong label), `any` (any label; a draw of the true one is clean),
+    /// `reference` (the reference's MLP draw: any label, every pick counted as corrupted) or
+    /// `reference-transformer` (its Transformer draw: labels 0 … p − 2).
+    pub corruption_mode: CorruptionMode,
+    /// Seed of which examples are corrupted and of their new labels (fleet axis).
+    pub corruption_seed: Axis<u64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            p: 97,
+            operation: Operation::Add,
+            train_fraction: 0.5,
+            split_seed: 0,
+            corruption: Axis::One(0.0),
+            corruption_mode: CorruptionMode::Wrong,
+            corruption_seed: Axis::One(0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `mlp` or `transformer`.
+    pub kind: ModelKind,
+    /// Hidden width N (MLP).
+    pub width: usize,
+    pub activation: Activation,
+    /// Dropout rate q before φ, 0 ≤ q < 1 (fleet axis).
+    pub dropout: Axis<f64>,
+    pub batchnorm: bool,
+    pub bn_momentum: f64,
+    pub bn_eps: f64,
+    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SCIENCE.md §7).
+    pub init: Init,
+    /// Standard deviation of the normal init; absent: the paper's 0.5 / (2N)^{1/3}.
+    pub init_std: Option<f64>,
+    /// Seed of the initial weights and of the dropout masks (fleet axis).
+    pub init_seed: Axis<u64>,
+    /// The Transformer's shape (with `kind = "transformer"`).
+    pub transformer: TransformerConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 500,
+            activation: Activation::Square,
+            dropout: Axis::One(0.0),
+            batchnorm: false,
+            bn_momentum: 0.1,
+            bn_eps: 1e-5,
+            init: Init::Normal,
+            init_std: None,
+            init_seed: Axis::One(0),
+            kind: ModelKind::default(),
+            transformer: TransformerConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub loss: Loss,
+    /// Learning rate (fleet axis).
+    pub lr: Axis<f64>,
+    /// AdamW weight decay (fleet axis); the per-step shrink is `1 − lr·wd`.
+    pub weight_decay: Axis<f64>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Minibatch size B; absent or `"full"`: full batch.
+    #[serde(
+        deserialize_with = "batch_size_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub batch_size: Option<usize>,
+    /// The reference's rule `lr ← lr · sqrt(B / 256)` for `B < 256`.
+    pub scale_lr_with_batch: bool,
+    /// Training length in epochs (an epoch is ⌊n_train / B⌋ steps). Give `epochs` or `steps`.
+    pub epochs: Option<u64>,
+    /// Training length in optimizer steps.
+    pub steps: Option<u64>,
+    /// Seed of the minibatch permutations (shared by the fleet).
+    pub batch_seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            loss: Loss::Mse,
+            lr: Axis::One(0.01),
+            weight_decay: Axis::One(0.0),
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            batch_size: None,
+            scale_lr_with_batch: false,
+            epochs: None,
+            steps: None,
+            batch_seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (0: only at the start and the end).
+    pub every: u64,
+    /// The threshold `hi` of the phase classification and the dynamics.
+    pub threshold: f64,
+    /// The stricter threshold `full` that `A_inv` must reach for Full Inversion (SCIENCE.md §5).
+    pub full_threshold: f64,
+    /// Save every model's weights every this many steps under `checkpoints/` (0: never).
+    pub checkpoint_every: u64,
+    /// Minutes of wall time between saves of the resumable state (`resume.safetensors`) of a
+    /// run directory; 0: only when interrupted.
+    pub autosave_minutes: f64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            every: 10,
+            threshold: 0.9,
+            full_threshold: 0.95,
+            checkpoint_every: 0,
+            autosave_minutes: 5.0,
+        }
+    }
+}
+
+impl Config {
+    /// A fingerprint of the resolved config (FNV-1a of its TOML): what a saved state or a
+    /// sweep plan belongs to.
+    pub fn fingerprint(&self) -> String {
+        // How often the state is saved does not change what is trained.
+        let mut c = self.clone();
+        c.eval.autosave_minutes = 0.0;
+        fingerprint(&c.to_toml())
+    }
+
+    /// A fingerprint of what is trained: the data, model and train sections (not the name or
+    /// the evaluation settings, which may change after training).
+    pub fn training_fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.name = String::new();
+        c.eval = EvalConfig::default();
+        c.report = ReportConfig::default();
+        fingerprint(&c.to_toml())
+    }
+
+    /// The config as TOML, every default filled in.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serializes")
+    }
+
+    /// The number of pairs of the table (`p²`, or `p(p − 1)` for `div`) and of training pairs
+    /// (`⌊α · table⌋`), as [`Split::new`] draws them.
+    pub fn table_sizes(&self) -> (usize, usize) {
+        let p = self.data.p;
+        let table = if self.data.operation == Operation::Div {
+            p.saturating_mul(p.saturating_sub(1))
+        } else {
+            p.saturating_mul(p)
+        };
+        (
+            table,
+            (self.data.train_fraction * table as f64).floor() as usize,
+        )
+    }
+
+    /// Optimizer steps per epoch for `n_train` training examples.
+    pub fn steps_per_epoch(&self, n_train: usize) -> u64 {
+        match self.train.batch_size {
+            Some(b) if b < n_train => (n_train / b) as u64,
+            _ => 1,
+        }
+    }
+
+    /// Total optimizer steps (default: 1000 epochs).
+    pub fn total_steps(&self, n_train: usize) -> u64 {
+        match (self.train.steps, self.train.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e.saturating_mul(self.steps_per_epoch(n_train)),
+            (None, None) => 1000u64.saturating_mul(self.steps_per_epoch(n_train)),
+        }
+    }
+
+    /// The learning rate actually used for a configured `lr`.
+    pub fn effective_lr(&self, lr: f64) -> f64 {
+        match self.train.batch_size {
+            Some(b) if self.train.scale_lr_with_batch && b < 256 => lr * (b as f64 / 256.0).sqrt(),
+            _ => lr,
+        }
+    }
+}
+
+/// FNV-1a (64 bits, hex) of `text`: a stable fingerprint, the same on every machine.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `batch_size`: a positive integer or `"full"` (= absent).
+fn batch_size_de<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<usize>, D::Error> {
+    use serde::de::Unexpected;
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a batch size ≥ 1 or \"full\"")
+        }
+        fn visit_i64<E: serde::de::Error>(self, x: i64) -> std::result::Result<Self::Value, E> {
+            if x >= 1 {
+                Ok(Some(x as usize))
+            } else {
+                Err(E::invalid_value(Unexpected::Signed(x), &self))
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, x: u64) -> std::result::Result<Self::Value, E> {
+            self.visit_i64(x as i64)
+        }
+        fn visit_str<E: serde::de::Error>(self, x: &str) -> std::result::Result<Self::Value, E> {
+            if x == "full" {
+                Ok(None)
+            } else {
+                Err(E::invalid_value(Unexpected::Str(x), &self))
+            }
+        }
+    }
+    d.deserialize_any(V)
+}

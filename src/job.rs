@@ -1,0 +1,212 @@
+//! One entry point for a training run, the same for every front end (the CLI, Python, the
+//! tests): a [`Request`] says what to train and where; [`Request::resolve`] reads and checks
+//! everything and builds the network, writing nothing; [`Resolved::create`] creates the run
+//! directory (a fresh run) and [`Prepared::train`] trains it, resumably.
+//!
+//! Errors about a config name where the bad value came from, once for every front end: the
+//! override (`--set K=V`, as typed) that set the key, or the config's source.
+
+use crate::config::presets::is_sweep;
+use crate::config::{blamed_message, preset, Checked, Config, DEFAULT_CONFIG};
+use crate::error::{Error, Result};
+use crate::experiment::{train_into, Control, Progress, RunEnd};
+use crate::fsio::read_text;
+use crate::rundir::{ResumePoint, RunDir};
+use crate::setup::{Prepare, Setup};
+use std::path::PathBuf;
+
+/// Where a fresh run's config comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The built-in default experiment (`configs/default.toml`).
+    Default,
+    /// A shipped config by name (`config::PRESETS`).
+    Preset(String),
+    /// A TOML file.
+    File(PathBuf),
+    /// TOML text, with the name errors give it (`the config dict`, a path, …).
+    Text { text: String, name: String },
+}
+
+impl Source {
+    /// The config text and the name errors give it.
+    fn text(&self) -> Result<(String, String)> {
+        Ok(match self {
+            Source::Default => (DEFAULT_CONFIG.to_string(), "built-in default".to_string()),
+            Source::Preset(name) => {
+                let text = preset(name)?;
+                if is_sweep(text) {
+                    return Err(Error::Config(format!(
+                        "preset {name} is a sweep (a phase diagram), not one run: run it with `grokscope sweep run {name} --out DIR`"
+                    )));
+                }
+                (text.to_string(), format!("preset {name}"))
+            }
+            Source::File(path) => {
+                let text = read_text(path).map_err(|error| Error::ConfigUnreadable {
+                    path: path.clone(),
+                    error,
+                })?;
+                (text, path.display().to_string())
+            }
+            Source::Text { text, name } => (text.clone(), name.clone()),
+        })
+    }
+}
+
+/// What to train.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// A new run of the config from `source` with the overrides `sets` (`KEY=VALUE`, TOML
+    /// values), into `out` (which must not exist) or a new `runs_dir/<name>-<UTC time>`.
+    Fresh {
+        source: Source,
+        sets: Vec<String>,
+        out: Option<PathBuf>,
+        runs_dir: PathBuf,
+    },
+    /// The interrupted run in `dir`, continued from its saved state.
+    Resume { dir: PathBuf },
+}
+
+/// A request with everything checked and built; nothing written yet.
+pub struct Resolved {
+    pub cfg: Checked,
+    pub setup: Setup,
+    /// What the overrides replaced (e.g. `train.steps` given over the config's `epochs`).
+    pub notes: Vec<String>,
+    target: Target,
+}
+
+enum Target {
+    Fresh(PathBuf),
+    Resume(RunDir, Box<ResumePoint>),
+}
+
+/// A run ready to train: its checked config, its directory and its untrained (or restored on
+/// resume) network.
+pub struct Prepared {
+    pub cfg: Checked,
+    pub run: RunDir,
+    pub setup: Setup,
+    /// Whether it continues an interrupted run.
+    pub resumed: bool,
+}
+
+impl Request {
+    /// Reads the config (or the run directory to resume), checks every value, builds the
+    /// split, the labels and the network, and for a resume checks the saved state against
+    /// it all — before anything is written.
+    pub fn resolve(&self) -> Result<Resolved> {
+        match self {
+            Request::Resume { dir } => {
+                let run = RunDir::open(dir)?;
+                let cfg = run.read_config()?;
+                let setup = cfg.setup()?;
+                let point = run.resume_point(&cfg, setup.specs.len(), setup.total_steps)?;
+                Ok(Resolved {
+                    cfg,
+                    setup,
+                    notes: Vec::new(),
+                    target: Target::Resume(run, Box::new(point)),
+                })
+            }
+            Request::Fresh {
+                source,
+                sets,
+                out,
+                runs_dir,
+            } => {
+                let (text, name) = source.text()?;
+                let blamed = |e: Error| blame(e, sets, &name);
+                let (cfg, notes) = Config::from_toml_noted(&text, sets).map_err(blamed)?;
+                let cfg = cfg.check().map_err(blamed)?;
+                let setup = cfg.setup().map_err(blamed)?;
+                let dir = out
+                    .clone()
+                    .unwrap_or_else(|| RunDir::default_path(runs_dir, &cfg.name));
+                Ok(Resolved {
+                    cfg,
+                    setup,
+                    notes,
+                    target: Target::Fresh(dir),
+                })
+            }
+        }
+    }
+}
+
+/// `e` with whom to blame for it in front, in the words the CLI and Python share.
+fn blame(e: Error, sets: &[String], source: &str) -> Error {
+    let message = blamed_message(&e, sets, source);
+    if message == e.to_string() {
+        e
+    } else {
+        Error::Blamed {
+            message,
+            error: Box::new(e),
+        }
+    }
+}
+
+impl Resolved {
+    /// The run directory it trains into.
+    pub fn dir(&self) -> PathBuf {
+        match &self.target {
+            Target::Fresh(d) => d.clone(),
+            Target::Resume(run, _) => run.path().to_path_buf(),
+        }
+    }
+
+    /// For a resume, the step it continues from and the status it was left in.
+    pub fn resume_point(&self) -> Option<&ResumePoint> {
+        match &self.target {
+            Target::Fresh(_) => None,
+            Target::Resume(_, p) => Some(p),
+        }
+    }
+
+    /// Creates the run directory with its `config.toml` (a fresh run; fails if it exists).
+    pub fn create(self) -> Result<Prepared> {
+        let (run, resumed) = match self.target {
+            Target::Fresh(dir) => {
+                let run = RunDir::create(&dir)?;
+                run.write_config(&self.cfg)?;
+                (run, false)
+            }
+            Target::Resume(run, _) => (run, true),
+        };
+        Ok(Prepared {
+            cfg: self.cfg,
+            run,
+            setup: self.setup,
+            resumed,
+        })
+    }
+}
+
+impl Prepared {
+    /// Trains the run in its directory (streaming metrics, autosaves, stopping on `control`'s
+    /// flag with a resumable state), calling `progress` at step 0 and after every step.
+    pub fn train(
+        self,
+        control: Control,
+        progress: &mut dyn FnMut(&Progress) -> Result<()>,
+    ) -> Result<RunEnd> {
+        train_into(
+            &self.cfg,
+            self.setup,
+            &self.run,
+            self.resumed,
+            control,
+            progress,
+        )
+    }
+
+    /// The autosave interval of the config (`eval.autosave_minutes`) in seconds, `None` for
+    /// never: what [`Control::autosave`] takes.
+    pub fn autosave_seconds(&self) -> Option<f64> {
+        let minutes = self.cfg.eval.autosave_minutes;
+        (minutes > 0.0).then_some(minutes * 60.0)
+    }
+}

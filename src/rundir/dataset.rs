@@ -1,0 +1,63 @@
+//! `dataset.safetensors`: the pairs, the split, the true labels and per model the labels it
+//! trains on and its corrupted set — everything needed to recompute any accuracy outside
+//! grokscope (docs/OUTPUTS.md).
+
+use crate::data::{Split, TrainLabels};
+use crate::error::{Error, Result};
+
+/// The tensors of `dataset.safetensors`, little-endian: `pairs` u32 [N, 2] (the training
+/// pairs, then the test pairs), `train` u8 [N] (1 for a training pair), `labels` u32 [N] (the
+/// true label `a ∘ b mod p`), `train_labels` u32 [M, n_train] (what model m trains on) and
+/// `corrupted` u8 [M, n_train] (1 for an example of model m's corrupted set C).
+pub(super) fn dataset_bytes(split: &Split, labels: &[TrainLabels]) -> Result<Vec<u8>> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let n_train = split.train_pairs.len();
+    let pairs: Vec<u8> = split
+        .train_pairs
+        .iter()
+        .chain(&split.test_pairs)
+        .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
+        .flatten()
+        .collect();
+    let n = split.train_pairs.len() + split.test_pairs.len();
+    let train: Vec<u8> = (0..n).map(|i| u8::from(i < n_train)).collect();
+    let truth: Vec<u8> = split
+        .train_true
+        .iter()
+        .chain(&split.test_labels)
+        .flat_map(|l| l.to_le_bytes())
+        .collect();
+    let models = labels.len();
+    let trained: Vec<u8> = labels
+        .iter()
+        .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
+    let corrupted: Vec<u8> = labels
+        .iter()
+        .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
+        .collect();
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
+        TensorView::new(dtype, shape, data).map_err(|e| Error::Config(format!("dataset: {e}")))
+    }
+    let views = vec![
+        ("pairs", view(Dtype::U32, vec![n, 2], &pairs)?),
+        ("train", view(Dtype::U8, vec![n], &train)?),
+        ("labels", view(Dtype::U32, vec![n], &truth)?),
+        (
+            "train_labels",
+            view(Dtype::U32, vec![models, n_train], &trained)?,
+        ),
+        (
+            "corrupted",
+            view(Dtype::U8, vec![models, n_train], &corrupted)?,
+        ),
+    ];
+    // One metadata key holding sorted JSON, as in the weights: the file is the same to the
+    // byte for the same config.
+    let meta = std::collections::HashMap::from([(
+        crate::train::engine::META_KEY.to_string(),
+        format!("{{\"format\":\"grokscope-dataset\",\"p\":{}}}", split.p),
+    )]);
+    Ok(safetensors::serialize(views, Some(meta))?)
+}

@@ -1,0 +1,292 @@
+//! A run directory and everything in it (formats in `docs/OUTPUTS.md`): the one place that
+//! knows the file names, writes them (through a temporary file renamed into place, never
+//! replacing one that exists unless asked) and reads them back (validated, errors naming the
+//! file).
+//!
+//! ```text
+//! config.toml            the resolved config
+//! metrics.csv            one row per model per evaluation step
+//! ipr_hist.csv           per-neuron IPR histogram per model and evaluation step
+//! summary.json           per model: settings, final metrics, phase, dynamics
+//! weights.safetensors    the trained fleet
+//! state.json             running | finished | interrupted | diverged, the step, the time
+//! resume.safetensors     while a run is unfinished: everything needed to continue it
+//! checkpoints/           step-XXXXXXXX.safetensors every eval.checkpoint_every steps
+//! analysis/              what `grokscope analyze` and `prune` write
+//! report/                figures and report.html
+//! ```
+
+use crate::analysis::prune::Order;
+use crate::config::{Checked, Config};
+use crate::error::{Error, Result};
+use crate::fsio::{read_bytes, read_text, write_atomic, write_new};
+use crate::metrics::Record;
+use crate::setup::{Prepare, Setup};
+use crate::train::{Engine, Network};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+mod dataset;
+mod lock;
+pub mod metrics_csv;
+mod paths;
+mod resume;
+mod summary;
+pub mod swap;
+
+pub use lock::RunLock;
+pub use paths::{RunDir, REPORT, RESULT_FILES};
+use paths::{ANALYSIS, CHECKPOINTS, CONFIG, DATASET, IPR_HIST, METRICS, SUMMARY, WEIGHTS};
+
+pub use metrics_csv::{curve_csv, read_curve_csv, MetricsStream};
+pub use resume::{ResumePoint, RunState, Status};
+pub use summary::{ModelSummary, Summary};
+
+/// A file of a run's `analysis/` directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalysisFile {
+    /// `neurons.csv`: the per-neuron table.
+    Neurons,
+    /// `spectra.csv`: `|û|` of every neuron vector.
+    Spectra,
+    /// `embedding.csv`: the token embedding's columns (Transformer).
+    Embedding,
+    /// `summary.json`: per model, phase and IPR summary.
+    Summary,
+    /// `prune-<order>.csv`, or `prune-<order>-model<i>.csv` for one model.
+    Prune { order: Order, model: Option<usize> },
+}
+
+impl AnalysisFile {
+    pub fn name(self) -> String {
+        match self {
+            AnalysisFile::Neurons => "neurons.csv".into(),
+            AnalysisFile::Spectra => "spectra.csv".into(),
+            AnalysisFile::Embedding => "embedding.csv".into(),
+            AnalysisFile::Summary => SUMMARY.into(),
+            AnalysisFile::Prune { order, model: None } => format!("prune-{}.csv", order.name()),
+            AnalysisFile::Prune {
+                order,
+                model: Some(i),
+            } => format!("prune-{}-model{i}.csv", order.name()),
+        }
+    }
+}
+
+/// A trained run, ready to analyse: its directory, its checked config and the network with
+/// the trained weights (everything else rebuilt from the seeds in the config).
+pub struct LoadedRun {
+    pub dir: RunDir,
+    pub cfg: Checked,
+    pub setup: Setup,
+}
+
+/// Loads the run directory `path`.
+pub fn load_run(path: &Path) -> Result<LoadedRun> {
+    RunDir::open(path)?.load()
+}
+
+impl RunDir {
+    /// Writes `config.toml`: the resolved config, every default filled in.
+    pub fn write_config(&self, cfg: &Config) -> Result<()> {
+        let text = format!(
+            "# Resolved configuration of this run: every default filled in.\n# Re-run with: grokscope train --config {}\n\n{}",
+            self.path.join(CONFIG).display(),
+            cfg.to_toml()
+        );
+        write_new(&self.path, CONFIG, text.as_bytes(), false)
+    }
+
+    /// Writes `dataset.safetensors` (unless it exists): the pairs, the split, the true labels,
+    /// and per model the labels it trains on and which examples are corrupted — everything
+    /// needed to recompute any accuracy outside grokscope (docs/OUTPUTS.md).
+    pub fn write_dataset(
+        &self,
+        split: &crate::data::Split,
+        labels: &[crate::data::TrainLabels],
+    ) -> Result<()> {
+        if self.path.join(DATASET).exists() {
+            return Ok(());
+        }
+        let bytes = dataset::dataset_bytes(split, labels)?;
+        write_new(&self.path, DATASET, &bytes, false)
+    }
+
+    /// The text of `config.toml`.
+    pub fn config_text(&self) -> Result<String> {
+        read_text(&self.path.join(CONFIG)).map_err(|e| self.not_a_run(format!("{CONFIG}: {e}")))
+    }
+    /// The run's config, checked, and checked against `summary.json` if the run finished.
+    pub fn read_config(&self) -> Result<Checked> {
+        let cfg = Config::from_toml(&self.config_text()?, &[])
+            .and_then(Config::check)
+            .map_err(|e| self.bad_file(CONFIG, e))?;
+        self.check_summary(&cfg)?;
+        Ok(cfg)
+    }
+    /// The config and the trained weights of the run.
+    pub fn load(&self) -> Result<LoadedRun> {
+        let cfg = self.read_config()?;
+        let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
+        let bytes = read_bytes(&self.path.join(WEIGHTS))
+            .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
+        // The weights are written after summary.json: weights without it were not written
+        // by a run that finished.
+        if !self.path.join(SUMMARY).is_file() {
+            return Err(self.bad_file(
+                SUMMARY,
+                format!("missing, but {WEIGHTS} is there: the run's results are incomplete"),
+            ));
+        }
+        // The final weights of this run: written at its last step, with grokscope's metadata.
+        let step = crate::train::engine::read_meta(&bytes, "step")
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
+        if step != Some(setup.total_steps.to_string()) {
+            return Err(self.bad_file(
+                WEIGHTS,
+                format!(
+                    "{}, but the run's last step is {}: the file belongs to another run",
+                    step.map_or("it has no step in its metadata".into(), |s| format!(
+                        "it holds the weights of step {s}"
+                    )),
+                    setup.total_steps
+                ),
+            ));
+        }
+        setup
+            .network
+            .load(&bytes)
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
+        Ok(LoadedRun {
+            dir: self.clone(),
+            cfg,
+            setup,
+        })
+    }
+
+    /// Writes `checkpoints/step-XXXXXXXX.safetensors`, every model, in the layout of
+    /// `weights.safetensors`.
+    /// `resumed`: a resumed run may write again a checkpoint its killed attempt wrote (the
+    /// same bytes).
+    pub fn write_checkpoint(&self, network: &Network, step: u64, resumed: bool) -> Result<()> {
+        let dir = self.path.join(CHECKPOINTS);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_new(
+            &dir,
+            &checkpoint_name(step),
+            &network.save_all(step)?,
+            resumed,
+        )
+    }
+
+    /// Writes the summary and the weights of a finished run (its metrics were streamed);
+    /// `resumed`: replacing those of an attempt killed while finishing.
+    pub fn write_results(
+        &self,
+        cfg: &Checked,
+        setup: &Setup,
+        history: &[Vec<Record>],
+        diverged_at: &[Option<u64>],
+        resumed: bool,
+    ) -> Result<Summary> {
+        // A resumed run replaces what an earlier attempt, killed while finishing, wrote: the
+        // same deterministic run writes the same bytes.
+        let s = summary::summary(cfg, setup, history, diverged_at);
+        let json = serde_json::to_string_pretty(&s)
+            .map_err(|e| Error::json(self.path.join(SUMMARY), "cannot write the summary", e))?;
+        write_new(&self.path, SUMMARY, json.as_bytes(), resumed)?;
+        write_new(
+            &self.path,
+            WEIGHTS,
+            &setup.network.save_all(setup.total_steps)?,
+            resumed,
+        )?;
+        Ok(s)
+    }
+
+    /// Creates `metrics.csv` and `ipr_hist.csv` (headers only) for streaming.
+    pub fn start_metrics(&self) -> Result<MetricsStream> {
+        self.restart_metrics(&[])
+    }
+
+    /// Rewrites `metrics.csv` and `ipr_hist.csv` from `history` (a resumed run's records up
+    /// to its saved step, in the order they were streamed), then opens them for appending.
+    pub fn restart_metrics(&self, history: &[Vec<Record>]) -> Result<MetricsStream> {
+        let (m, h) = metrics_csv::metrics_files(history);
+        write_atomic(&self.path.join(METRICS), m.as_bytes())?;
+        write_atomic(&self.path.join(IPR_HIST), h.as_bytes())?;
+        MetricsStream::open(self.path.join(METRICS), self.path.join(IPR_HIST))
+    }
+
+    /// The analysis directory, created if needed.
+    pub fn analysis_dir(&self) -> Result<PathBuf> {
+        let d = self.path.join(ANALYSIS);
+        swap::recover(&d)?;
+        fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        Ok(d)
+    }
+
+    /// Whether `path` is a run's analysis directory; its run directory if so.
+    pub fn of_analysis_dir(path: &Path) -> Option<RunDir> {
+        if path.file_name().is_some_and(|n| n == ANALYSIS) {
+            let run = path.parent()?;
+            return RunDir::open(run).ok();
+        }
+        None
+    }
+
+    /// The path of an analysis file.
+    pub fn analysis_path(&self, file: AnalysisFile) -> PathBuf {
+        self.path.join(ANALYSIS).join(file.name())
+    }
+
+    /// Refuses to replace the analysis files `files` unless `force`.
+    pub fn check_analysis_free(&self, files: &[AnalysisFile], force: bool) -> Result<()> {
+        for &f in files {
+            let p = self.analysis_path(f);
+            if p.exists() && !force {
+                return Err(Error::FileExists(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the analysis files `files` together: the new analysis/ is staged beside the old
+    /// one (keeping the old files that `files` does not replace) and swapped in whole.
+    pub fn replace_analysis(&self, files: &[(AnalysisFile, String)], force: bool) -> Result<()> {
+        let dest = self.path.join(ANALYSIS);
+        swap::recover(&dest)?;
+        let which: Vec<AnalysisFile> = files.iter().map(|f| f.0).collect();
+        self.check_analysis_free(&which, force)?;
+        let staged = swap::stage(&dest)?;
+        let names: Vec<String> = which.iter().map(|f| f.name()).collect();
+        let built = swap::keep_others(&dest, &staged, &|n| names.iter().any(|m| m == n))
+            .and_then(|_| {
+                files.iter().try_for_each(|(f, text)| {
+                    let path = staged.join(f.name());
+                    let mut file = fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                    file.write_all(text.as_bytes())
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| Error::io(&path, e))
+                })
+            })
+            .and_then(|_| swap::swap_in(&staged, &dest));
+        if built.is_err() {
+            swap::discard(&staged);
+        }
+        built
+    }
+
+    /// Writes an analysis file (replacing it only with `force`).
+    pub fn write_analysis(&self, file: AnalysisFile, bytes: &[u8], force: bool) -> Result<PathBuf> {
+        let dir = self.analysis_dir()?;
+        write_new(&dir, &file.name(), bytes, force)?;
+        Ok(self.analysis_path(file))
+    }
+}
+
+/// The file name of the checkpoint at `step`.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:08}.safetensors")
+}
