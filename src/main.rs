@@ -173,15 +173,10 @@ fn run() -> Result<i32> {
             );
             Ok(0)
         }
-        Some(Command::DefaultConfig) => {
-            print!("{DEFAULT_CONFIG}");
-            Ok(0)
-        }
-        Some(Command::Presets { name: Some(name) }) => {
-            print!("{}", grokscope::config::preset(&name)?);
-            Ok(0)
-        }
+        Some(Command::DefaultConfig) => out(DEFAULT_CONFIG),
+        Some(Command::Presets { name: Some(name) }) => out(grokscope::config::preset(&name)?),
         Some(Command::Presets { name: None }) => {
+            let mut lines = String::new();
             for (name, text) in grokscope::config::PRESETS {
                 let what = if grokscope::config::presets::is_sweep(text) {
                     "sweep"
@@ -193,10 +188,25 @@ fn run() -> Result<i32> {
                     .lines()
                     .find_map(|l| l.strip_prefix("# "))
                     .unwrap_or_default();
-                println!("{name:<24} {what:<6} {about}");
+                lines.push_str(&format!("{name:<24} {what:<6} {about}\n"));
             }
-            Ok(0)
+            out(&lines)
         }
+    }
+}
+
+/// Writes `text` to stdout: a closed pipe (`| head`) ends quietly, another write error is an
+/// error, never a panic.
+fn out(text: &str) -> Result<i32> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
     }
 }
 

@@ -47,8 +47,7 @@ impl Prepare for Checked {
             ));
         }
         self.check_size(specs.len())?;
-        let d = &self.data;
-        let split = Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
+        let (split, labels) = self.dataset(&specs)?;
         let n = split.n_train();
         if let Some(b) = self.train.batch_size {
             if b > n {
@@ -58,10 +57,8 @@ impl Prepare for Checked {
                 ));
             }
         }
-        let mut labels = Vec::with_capacity(specs.len());
         let mut models = Vec::with_capacity(specs.len());
-        for s in &specs {
-            let l = split.corrupt(s.corruption, d.corruption_mode, s.corruption_seed)?;
+        for (s, l) in specs.iter().zip(&labels) {
             models.push(ModelInit {
                 init_seed: s.init_seed,
                 hyper: ModelHyper {
@@ -77,7 +74,6 @@ impl Prepare for Checked {
                 },
                 labels: l.labels.clone(),
             });
-            labels.push(l);
         }
         let network = Network::new(self.architecture(), self.train.loss, &split, models)?;
         Ok(Setup {

@@ -31,18 +31,20 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every library source file with its module path (`src/train/mlp.rs` → `["train", "mlp"]`).
-fn files() -> Vec<(Vec<String>, PathBuf)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
+/// Every `.rs` file under `dir`, recursively.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
         }
     }
+}
+
+/// Every library source file with its module path (`src/train/mlp.rs` → `["train", "mlp"]`).
+fn files() -> Vec<(Vec<String>, PathBuf)> {
     let mut all = Vec::new();
     walk(&src(), &mut all);
     all.sort();
@@ -288,16 +290,6 @@ fn config_is_a_pure_schema() {
 #[test]
 fn no_source_file_is_over_700_lines() {
     // One concept per file, each readable in one sitting.
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
     let mut all = Vec::new();
     walk(&src(), &mut all);
     let long: Vec<String> = all

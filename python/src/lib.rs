@@ -612,41 +612,15 @@ fn dataset<'py>(
     let cfg = Config::from_toml(text, &sets).map_err(blamed)?;
     let cfg = cfg.check().map_err(blamed)?;
     let built = py.allow_threads(|| {
-        let d = &cfg.data;
-        let split = grokscope::data::Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
-        let labels = cfg
-            .fleet()
-            .iter()
-            .map(|s| split.corrupt(s.corruption, d.corruption_mode, s.corruption_seed))
-            .collect::<grokscope::Result<Vec<_>>>()?;
-        let pairs: Vec<u8> = split
-            .train_pairs
-            .iter()
-            .chain(&split.test_pairs)
-            .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
-            .flatten()
-            .collect();
-        let truth: Vec<u8> = split
-            .train_true
-            .iter()
-            .chain(&split.test_labels)
-            .flat_map(|l| l.to_le_bytes())
-            .collect();
-        let trained: Vec<u8> = labels
-            .iter()
-            .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
-            .collect();
-        let corrupted: Vec<u8> = labels
-            .iter()
-            .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
-            .collect();
+        let (split, labels) = cfg.dataset(&cfg.fleet())?;
+        let a = grokscope::rundir::dataset::dataset_arrays(&split, &labels);
         Ok((
-            split.n_train(),
-            labels.len(),
-            pairs,
-            truth,
-            trained,
-            corrupted,
+            a.n_train,
+            a.models,
+            a.pairs,
+            a.labels,
+            a.train_labels,
+            a.corrupted,
         ))
     });
     let (n_train, models, pairs, truth, trained, corrupted) = built.map_err(blamed)?;

@@ -109,14 +109,17 @@ pub enum SweepCmd {
 }
 
 pub fn read_plan_file(file: &std::path::Path) -> Result<grokscope::sweep::Plan> {
-    // A sweep preset by name (`grokscope presets`), unless a file has that name.
-    if !file.exists() {
+    // A shipped sweep by name (`grokscope presets`), unless a file (or a link) has that name;
+    // a directory of that name (a sweep directory named after its preset) does not hide it.
+    let entry = std::fs::symlink_metadata(file);
+    if entry.as_ref().map_or(true, |m| m.is_dir()) {
         let name = file.to_string_lossy();
         if let Ok(text) = grokscope::config::preset(&name) {
-            if grokscope::config::presets::is_sweep(text) {
-                return grokscope::sweep::Plan::from_text(text)
-                    .with_context(|| format!("in preset {name}"));
+            if !grokscope::config::presets::is_sweep(text) {
+                bail!("preset {name:?} is a training config, not a sweep: grokscope train --preset {name}");
             }
+            return grokscope::sweep::Plan::from_text(text)
+                .with_context(|| format!("in preset {name}"));
         }
     }
     let text = grokscope::fsio::read_text(file)

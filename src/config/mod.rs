@@ -12,6 +12,7 @@
 
 pub mod axis;
 pub mod check;
+pub mod dataset;
 pub mod fleet;
 pub mod parse;
 pub mod presets;

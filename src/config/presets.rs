@@ -98,8 +98,10 @@ pub fn preset(name: &str) -> Result<&'static str> {
         .map(|(_, text)| *text)
         .ok_or_else(|| {
             let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            // Quoted (escapes shown, never sent to the terminal) and at most 80 characters.
+            let shown: String = name.chars().take(80).collect();
             Error::Config(format!(
-                "{name}: no such preset (presets: {})",
+                "{shown:?}: no such preset (presets: {})",
                 names.join(", ")
             ))
         })

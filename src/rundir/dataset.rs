@@ -5,38 +5,69 @@
 use crate::data::{Split, TrainLabels};
 use crate::error::{Error, Result};
 
-/// The tensors of `dataset.safetensors`, little-endian: `pairs` u32 [N, 2] (the training
-/// pairs, then the test pairs), `train` u8 [N] (1 for a training pair), `labels` u32 [N] (the
-/// true label `a ∘ b mod p`), `train_labels` u32 [M, n_train] (what model m trains on) and
-/// `corrupted` u8 [M, n_train] (1 for an example of model m's corrupted set C).
+/// The tensors of `dataset.safetensors` as little-endian bytes: `pairs` u32 [N, 2] (the
+/// training pairs, then the test pairs), `train` u8 [N] (1 for a training pair), `labels`
+/// u32 [N] (the true label `a ∘ b mod p`), `train_labels` u32 [M, n_train] (what model m
+/// trains on) and `corrupted` u8 [M, n_train] (1 for an example of model m's corrupted set
+/// C). Python's `grokscope.dataset` returns the same arrays.
+pub struct DatasetArrays {
+    pub n: usize,
+    pub n_train: usize,
+    pub models: usize,
+    pub pairs: Vec<u8>,
+    pub train: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub train_labels: Vec<u8>,
+    pub corrupted: Vec<u8>,
+}
+
+/// The arrays of `split` and the models' `labels`.
+pub fn dataset_arrays(split: &Split, labels: &[TrainLabels]) -> DatasetArrays {
+    let n_train = split.train_pairs.len();
+    let n = n_train + split.test_pairs.len();
+    DatasetArrays {
+        n,
+        n_train,
+        models: labels.len(),
+        pairs: split
+            .train_pairs
+            .iter()
+            .chain(&split.test_pairs)
+            .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
+            .flatten()
+            .collect(),
+        train: (0..n).map(|i| u8::from(i < n_train)).collect(),
+        labels: split
+            .train_true
+            .iter()
+            .chain(&split.test_labels)
+            .flat_map(|l| l.to_le_bytes())
+            .collect(),
+        train_labels: labels
+            .iter()
+            .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
+            .collect(),
+        corrupted: labels
+            .iter()
+            .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
+            .collect(),
+    }
+}
+
+/// `dataset.safetensors` of `split` and the models' `labels` ([`DatasetArrays`]).
 pub(super) fn dataset_bytes(split: &Split, labels: &[TrainLabels]) -> Result<Vec<u8>> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
-    let n_train = split.train_pairs.len();
-    let pairs: Vec<u8> = split
-        .train_pairs
-        .iter()
-        .chain(&split.test_pairs)
-        .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
-        .flatten()
-        .collect();
-    let n = split.train_pairs.len() + split.test_pairs.len();
-    let train: Vec<u8> = (0..n).map(|i| u8::from(i < n_train)).collect();
-    let truth: Vec<u8> = split
-        .train_true
-        .iter()
-        .chain(&split.test_labels)
-        .flat_map(|l| l.to_le_bytes())
-        .collect();
-    let models = labels.len();
-    let trained: Vec<u8> = labels
-        .iter()
-        .flat_map(|l| l.labels.iter().flat_map(|x| x.to_le_bytes()))
-        .collect();
-    let corrupted: Vec<u8> = labels
-        .iter()
-        .flat_map(|l| l.corrupted.iter().map(|&c| u8::from(c)))
-        .collect();
+    let DatasetArrays {
+        n,
+        n_train,
+        models,
+        pairs,
+        train,
+        labels: truth,
+        train_labels: trained,
+        corrupted,
+    } = dataset_arrays(split, labels);
     fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
         TensorView::new(dtype, shape, data).map_err(|e| Error::Config(format!("dataset: {e}")))
     }

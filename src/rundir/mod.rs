@@ -27,7 +27,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-mod dataset;
+pub mod dataset;
 mod lock;
 pub mod metrics_csv;
 mod paths;
