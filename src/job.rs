@@ -26,6 +26,9 @@ pub enum Source {
     File(PathBuf),
     /// TOML text, with the name errors give it (`the config dict`, a path, …).
     Text { text: String, name: String },
+    /// A config in hand (a library caller's): trained as its resolved TOML, as `config.toml`
+    /// will hold it.
+    Config(Config),
 }
 
 impl Source {
@@ -50,6 +53,7 @@ impl Source {
                 (text, path.display().to_string())
             }
             Source::Text { text, name } => (text.clone(), name.clone()),
+            Source::Config(cfg) => (cfg.to_toml(), "the given config".to_string()),
         })
     }
 }

@@ -37,6 +37,9 @@ class GrokscopeError(ValueError):
 def presets() -> list[tuple[str, str]]:
     """`[(name, toml text)]` of the shipped configs."""
 
+def fleet_axes() -> list[str]:
+    """The fields a fleet may vary per model (the library's ``config::FLEET_AXES``)."""
+
 def phases() -> list[str]:
     """The phases of SCIENCE.md §5, in the order of the paper's table."""
 

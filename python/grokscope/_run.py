@@ -4,7 +4,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union, cast
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,8 @@ from ._arrays import Dataset
 from ._config import PHASES, Config, ConfigLike
 from ._native import GrokscopeError
 
-_SPEC_COLUMNS = ["corruption", "corruption_seed", "init_seed", "weight_decay", "dropout", "lr"]
+#: The fleet axes (the library's `config::FLEET_AXES`): the hyper-parameter columns.
+_SPEC_COLUMNS: List[str] = list(_native.fleet_axes())
 
 
 def _progress_callback(progress: Any, what: str) -> Tuple[Optional[Callable[[int, int], None]], Callable[[], None]]:

@@ -121,6 +121,16 @@ fn phases() -> Vec<&'static str> {
         .collect()
 }
 
+/// The fields of a model's settings that a fleet may vary (`config::FLEET_AXES`, in their
+/// order): the hyper-parameter columns of `Run.summary` and `Run.metrics`.
+#[pyfunction]
+fn fleet_axes() -> Vec<&'static str> {
+    grokscope::config::FLEET_AXES
+        .iter()
+        .map(|a| a.field)
+        .collect()
+}
+
 /// `[(name, toml text)]` of the shipped configs.
 #[pyfunction]
 fn presets() -> Vec<(&'static str, &'static str)> {
@@ -643,6 +653,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GrokscopeError", m.py().get_type::<GrokscopeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(fleet_axes, m)?)?;
     m.add_function(wrap_pyfunction!(phases, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;

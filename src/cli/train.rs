@@ -213,22 +213,32 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
     Ok(0)
 }
 
+/// The final accuracies and phase of every model, with its fleet-axis values
+/// (`config::FLEET_AXES`, in their order).
 fn print_table(s: &rundir::Summary) {
+    use grokscope::config::FLEET_AXES;
     let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+    let axes = |cell: &dyn Fn(&grokscope::config::FleetAxis) -> String| {
+        FLEET_AXES
+            .iter()
+            .map(|a| format!(" {:>6}", cell(a)))
+            .collect::<String>()
+    };
     println!(
-        "\n{:>3} {:>5} {:>6} {:>5} {:>7} {:>5} {:>5} | {:>6} {:>6} {:>6} {:>6} {:>7} | phase",
-        "#", "ξ", "wd", "drop", "lr", "init", "corr", "train", "test", "A_mem", "A_inv", "A_clean"
+        "\n{:>3}{} | {:>6} {:>6} {:>6} {:>6} {:>7} | phase",
+        "#",
+        axes(&|a| a.short.to_string()),
+        "train",
+        "test",
+        "A_mem",
+        "A_inv",
+        "A_clean"
     );
     for m in &s.models {
         println!(
-            "{:>3} {:>5} {:>6} {:>5} {:>7} {:>5} {:>5} | {:>6} {:>6} {:>6} {:>6} {:>7} | {}",
+            "{:>3}{} | {:>6} {:>6} {:>6} {:>6} {:>7} | {}",
             m.spec.index,
-            m.spec.corruption,
-            m.spec.weight_decay,
-            m.spec.dropout,
-            m.spec.lr,
-            m.spec.init_seed,
-            m.spec.corruption_seed,
+            axes(&|a| (a.value)(&m.spec)),
             f(Some(m.last.train_acc)),
             f(Some(m.last.test_acc)),
             f(m.last.mem_acc),

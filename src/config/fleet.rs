@@ -1,44 +1,100 @@
-//! The fleet axes (`data.corruption`, `data.corruption_seed`, `model.init_seed`,
-//! `model.dropout`, `train.weight_decay`, `train.lr`) expanded into one model per combination.
+//! The fleet axes — the settings a fleet may vary from model to model — declared once, in
+//! [`fleet_axes!`]: the per-model [`ModelSpec`], the expansion into one model per combination
+//! ([`Config::fleet`]), the fleet's size check, and the table [`FLEET_AXES`] (config key,
+//! field, labels, value) that sweeps, reports, the CLI's table and Python read.
 
+use super::axis::Axis;
 use super::schema::{Config, MAX_FLEET};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
-/// The settings of one model of the fleet.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ModelSpec {
-    pub index: usize,
-    pub corruption: f64,
-    pub corruption_seed: u64,
-    pub init_seed: u64,
-    pub weight_decay: f64,
-    pub dropout: f64,
+/// One fleet axis: its config key, its field of [`ModelSpec`] (and column in tables and
+/// `summary.json`), its short label (legends, the CLI's table), its long label (the report's
+/// table) and the value of a model.
+pub struct FleetAxis {
+    pub key: &'static str,
+    pub field: &'static str,
+    pub short: &'static str,
+    pub long: &'static str,
+    pub value: fn(&ModelSpec) -> String,
+}
+
+macro_rules! fleet_axes {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $section:ident . $key:ident, $short:literal, $long:literal;)*) => {
+        /// The settings of one model of the fleet.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+        pub struct ModelSpec {
+            pub index: usize,
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        /// The fleet axes in expansion order (the last varies fastest).
+        pub const FLEET_AXES: &[FleetAxis] = &[$(FleetAxis {
+            key: concat!(stringify!($section), ".", stringify!($key)),
+            field: stringify!($field),
+            short: $short,
+            long: $long,
+            value: |m| m.$field.to_string(),
+        }),*];
+
+        impl Config {
+            /// Each fleet axis's number of values, in [`FLEET_AXES`] order.
+            pub fn fleet_lens(&self) -> Vec<usize> {
+                vec![$(self.$section.$key.len()),*]
+            }
+
+            /// One model per combination of the fleet axes, in [`FLEET_AXES`] order (the
+            /// last varies fastest).
+            pub fn fleet(&self) -> Vec<ModelSpec> {
+                let mut out = vec![ModelSpec::default()];
+                $(
+                    let values = self.$section.$key.values();
+                    out = out
+                        .into_iter()
+                        .flat_map(|s| {
+                            values.iter().map(move |&v| ModelSpec { $field: v, ..s.clone() })
+                        })
+                        .collect();
+                )*
+                for (i, s) in out.iter_mut().enumerate() {
+                    s.index = i;
+                }
+                out
+            }
+
+            /// The config with every fleet axis emptied: what the models of one fleet share
+            /// (sweeps group runs into fleets by it).
+            pub fn without_fleet_axes(&self) -> Config {
+                let mut c = self.clone();
+                $(c.$section.$key = Axis::Many(vec![]);)*
+                c
+            }
+        }
+    };
+}
+
+fleet_axes! {
+    corruption: f64 = data.corruption, "ξ", "ξ";
+    corruption_seed: u64 = data.corruption_seed, "corr", "corruption seed";
+    init_seed: u64 = model.init_seed, "seed", "init seed";
+    weight_decay: f64 = train.weight_decay, "wd", "weight decay";
+    dropout: f64 = model.dropout, "drop", "dropout";
     /// The learning rate as configured (before any batch-size scaling).
-    pub lr: f64,
+    lr: f64 = train.lr, "lr", "lr";
 }
 
 impl Config {
     /// The number of models of the fleet (the product of the fleet axes' lengths), refused
     /// above [`MAX_FLEET`].
     pub fn fleet_len(&self) -> Result<usize> {
-        let lens = [
-            ("data.corruption", self.data.corruption.len()),
-            ("data.corruption_seed", self.data.corruption_seed.len()),
-            ("model.init_seed", self.model.init_seed.len()),
-            ("train.weight_decay", self.train.weight_decay.len()),
-            ("model.dropout", self.model.dropout.len()),
-            ("train.lr", self.train.lr.len()),
-        ];
-        let mut n: usize = 1;
-        for (_, len) in lens {
-            n = n.saturating_mul(len);
-        }
+        let lens = self.fleet_lens();
+        let n = lens.iter().fold(1usize, |n, &l| n.saturating_mul(l));
         if n > MAX_FLEET {
-            let many: Vec<String> = lens
+            let many: Vec<String> = FLEET_AXES
                 .iter()
-                .filter(|l| l.1 > 1)
-                .map(|l| format!("{} {}", l.1, l.0))
+                .zip(&lens)
+                .filter(|(_, &l)| l > 1)
+                .map(|(a, l)| format!("{l} {}", a.key))
                 .collect();
             return Err(Error::invalid(
                 "fleet",
@@ -50,33 +106,5 @@ impl Config {
             ));
         }
         Ok(n)
-    }
-
-    /// One model per combination of the fleet axes, in the order corruption, corruption_seed,
-    /// init_seed, weight_decay, dropout, lr (the last varies fastest).
-    pub fn fleet(&self) -> Vec<ModelSpec> {
-        let mut out = Vec::new();
-        for &corruption in &self.data.corruption.values() {
-            for &corruption_seed in &self.data.corruption_seed.values() {
-                for &init_seed in &self.model.init_seed.values() {
-                    for &weight_decay in &self.train.weight_decay.values() {
-                        for &dropout in &self.model.dropout.values() {
-                            for &lr in &self.train.lr.values() {
-                                out.push(ModelSpec {
-                                    index: out.len(),
-                                    corruption,
-                                    corruption_seed,
-                                    init_seed,
-                                    weight_decay,
-                                    dropout,
-                                    lr,
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out
     }
 }

@@ -4,7 +4,7 @@
 use super::grid::{Heatmap, PhaseGrid};
 use super::plot::*;
 use super::text::{Crisp, TextMode};
-use crate::config::ModelSpec;
+use crate::config::{ModelSpec, FLEET_AXES};
 use crate::error::{Error, Result};
 use image::ImageEncoder;
 use plotters::coord::Shift;
@@ -115,43 +115,33 @@ pub fn save_figure(
     })
 }
 
+/// A model's label in captions: its ξ and weight decay, and every other fleet axis
+/// (`config::FLEET_AXES`) that differs between the models of the fleet or is not zero
+/// (dropout).
 pub fn model_label(specs: &[ModelSpec], i: usize) -> String {
     let s = &specs[i];
-    let mut parts = vec![
-        format!("ξ={}", s.corruption),
-        format!("wd={}", s.weight_decay),
-    ];
-    if s.dropout > 0.0 {
-        parts.push(format!("q={}", s.dropout));
-    }
-    if specs.iter().any(|o| o.init_seed != s.init_seed) {
-        parts.push(format!("seed={}", s.init_seed));
-    }
-    if specs.iter().any(|o| o.lr != s.lr) {
-        parts.push(format!("lr={}", s.lr));
-    }
+    let parts: Vec<String> = FLEET_AXES
+        .iter()
+        .filter(|a| {
+            let v = (a.value)(s);
+            matches!(a.field, "corruption" | "weight_decay")
+                || (a.field == "dropout" && v != "0")
+                || specs.iter().any(|o| (a.value)(o) != v)
+        })
+        .map(|a| format!("{}={}", a.short, (a.value)(s)))
+        .collect();
     format!("model {i} ({})", parts.join(", "))
 }
 
-/// A model's short label in legends: what differs between the models of the fleet
-/// (`wd=5`), or `model i` when nothing does.
+/// A model's short label in legends: the fleet axes whose values differ between the models
+/// of the fleet (`wd=5`), or `model i` when none does.
 pub fn short_label(specs: &[ModelSpec], i: usize) -> String {
     let s = &specs[i];
-    let differs = |f: &dyn Fn(&ModelSpec) -> String| specs.iter().any(|o| f(o) != f(s));
-    let mut parts = Vec::new();
-    type Key<'a> = (&'a str, &'a dyn Fn(&ModelSpec) -> String);
-    let keys: [Key; 5] = [
-        ("ξ", &|m| m.corruption.to_string()),
-        ("wd", &|m| m.weight_decay.to_string()),
-        ("q", &|m| m.dropout.to_string()),
-        ("lr", &|m| m.lr.to_string()),
-        ("seed", &|m| m.init_seed.to_string()),
-    ];
-    for (k, f) in keys {
-        if differs(f) {
-            parts.push(format!("{k}={}", f(s)));
-        }
-    }
+    let parts: Vec<String> = FLEET_AXES
+        .iter()
+        .filter(|a| specs.iter().any(|o| (a.value)(o) != (a.value)(s)))
+        .map(|a| format!("{}={}", a.short, (a.value)(s)))
+        .collect();
     if parts.is_empty() {
         format!("model {i}")
     } else {

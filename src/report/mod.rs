@@ -481,13 +481,20 @@ fn step(s: Option<u64>) -> String {
 }
 
 fn run_table(specs: &[ModelSpec], history: &[Vec<Record>], th: Thresholds, hi: f64) -> String {
-    let mut t = format!("<table><tr><th>model</th><th>ξ</th><th>weight decay</th><th>dropout</th><th>lr</th><th>init seed</th><th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th><th title=\"first step with train accuracy ≥ {hi}\">train ≥ hi</th><th title=\"first step with test accuracy ≥ {hi}\">test ≥ hi</th><th title=\"first step with A_inv ≥ {hi}\">A_inv ≥ hi</th><th title=\"first step with A_mem ≥ {hi}\">A_mem ≥ hi</th><th title=\"last step at which A_mem fell below {hi}\">A_mem drop</th></tr>\n");
+    let axes: String = crate::config::FLEET_AXES
+        .iter()
+        .map(|a| format!("<th>{}</th>", esc(a.long)))
+        .collect();
+    let mut t = format!("<table><tr><th>model</th>{axes}<th>train</th><th>test</th><th>A_mem</th><th>A_inv</th><th>A_clean</th><th>mean IPR</th><th>phase</th><th title=\"first step with train accuracy ≥ {hi}\">train ≥ hi</th><th title=\"first step with test accuracy ≥ {hi}\">test ≥ hi</th><th title=\"first step with A_inv ≥ {hi}\">A_inv ≥ hi</th><th title=\"first step with A_mem ≥ {hi}\">A_mem ≥ hi</th><th title=\"last step at which A_mem fell below {hi}\">A_mem drop</th></tr>\n");
     for (i, (spec, h)) in specs.iter().zip(history).enumerate() {
         let Some(r) = h.last() else { continue };
         let d = dynamics(h, hi);
         t.push_str(&format!(
-            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            spec.corruption, spec.weight_decay, spec.dropout, spec.lr, spec.init_seed,
+            "<tr><td>{i}</td>{}<td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            crate::config::FLEET_AXES
+                .iter()
+                .map(|a| format!("<td>{}</td>", (a.value)(spec)))
+                .collect::<String>(),
             r.train_acc, r.test_acc, fmt(r.mem_acc), fmt(r.inv_acc), fmt(r.clean_acc), fmt(r.mean_ipr),
             esc(r.phase(th).name()),
             step(d.first_train_acc_hi), step(d.first_test_acc_hi), step(d.first_inv_acc_hi),

@@ -350,15 +350,7 @@ pub fn group_fleets(points: &[&RunPoint], max_fleet: usize) -> Vec<FleetPlan> {
 }
 
 fn fleet_key(cfg: &Checked) -> String {
-    use crate::config::Axis;
-    let mut c = cfg.config().clone();
-    c.data.corruption = Axis::Many(vec![]);
-    c.data.corruption_seed = Axis::Many(vec![]);
-    c.model.init_seed = Axis::Many(vec![]);
-    c.model.dropout = Axis::Many(vec![]);
-    c.train.weight_decay = Axis::Many(vec![]);
-    c.train.lr = Axis::Many(vec![]);
-    c.to_toml()
+    cfg.config().without_fleet_axes().to_toml()
 }
 
 /// `i/n`: this process runs the runs with `id % n == i − 1`.

@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-use grokscope::setup::Prepare;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -35,18 +34,17 @@ pub fn trained_counts(dir: &Path) -> std::collections::BTreeMap<usize, usize> {
     out
 }
 
-/// Trains the checked config `cfg` through the library into the new run directory `dir`.
+/// Trains the checked config `cfg` through the library's entry point for a run
+/// (`grokscope::job`) into the new run directory `dir`.
 #[allow(dead_code)]
 pub fn train_dir(cfg: &grokscope::config::Checked, dir: &Path) {
-    let run = grokscope::rundir::RunDir::create(dir).unwrap();
-    run.write_config(cfg).unwrap();
-    grokscope::experiment::train_into(
-        cfg,
-        cfg.setup().unwrap(),
-        &run,
-        false,
-        Default::default(),
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    use grokscope::job::{Request, Source};
+    let request = Request::Fresh {
+        source: Source::Config(cfg.config().clone()),
+        sets: Vec::new(),
+        out: Some(dir.to_path_buf()),
+        runs_dir: std::path::PathBuf::from("runs"),
+    };
+    let job = request.resolve().unwrap().create().unwrap();
+    job.train(Default::default(), &mut |_| Ok(())).unwrap();
 }
