@@ -28,7 +28,7 @@ pub enum Source {
     Text { text: String, name: String },
     /// A config in hand (a library caller's): trained as its resolved TOML, as `config.toml`
     /// will hold it.
-    Config(Config),
+    Config(Box<Config>),
 }
 
 impl Source {

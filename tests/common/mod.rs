@@ -40,7 +40,7 @@ pub fn trained_counts(dir: &Path) -> std::collections::BTreeMap<usize, usize> {
 pub fn train_dir(cfg: &grokscope::config::Checked, dir: &Path) {
     use grokscope::job::{Request, Source};
     let request = Request::Fresh {
-        source: Source::Config(cfg.config().clone()),
+        source: Source::Config(Box::new(cfg.config().clone())),
         sets: Vec::new(),
         out: Some(dir.to_path_buf()),
         runs_dir: std::path::PathBuf::from("runs"),
