@@ -127,17 +127,38 @@ pub struct Split {
     pub test_labels: Vec<u32>,
 }
 
+/// The training fraction α must satisfy 0 < α < 1 (`data.train_fraction`; the one check of
+/// it, for configs and for direct callers of [`Split::new`]).
+pub fn check_alpha(alpha: f64) -> Result<()> {
+    if alpha > 0.0 && alpha < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "data.train_fraction",
+            format!("α must satisfy 0 < α < 1, got {alpha}"),
+        ))
+    }
+}
+
+/// The corruption fraction ξ must satisfy 0 ≤ ξ < 1 (`data.corruption`; the one check of it,
+/// for configs and for direct callers of [`Split::corrupt`]).
+pub fn check_xi(xi: f64) -> Result<()> {
+    if (0.0..1.0).contains(&xi) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "data.corruption",
+            format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
+        ))
+    }
+}
+
 impl Split {
     /// Builds the full table, shuffles it with `seed` and keeps the first `⌊α · |table|⌋`
     /// pairs for training (for `div`, the table has `p(p−1)` pairs).
     pub fn new(p: usize, operation: Operation, alpha: f64, seed: u64) -> Result<Split> {
         validate_table(p, operation)?;
-        if !(alpha > 0.0 && alpha < 1.0) {
-            return Err(Error::invalid(
-                "data.train_fraction",
-                format!("must lie strictly between 0 and 1, got {alpha}"),
-            ));
-        }
+        check_alpha(alpha)?;
         let mut pairs: Vec<(Pair, u32)> = Vec::with_capacity(p * p);
         for a in 0..p as u64 {
             for b in 0..p as u64 {
@@ -180,12 +201,7 @@ impl Split {
     /// The training labels of one model: `⌊ξ · n_train⌋` examples chosen with `seed` get a
     /// random label (SCIENCE.md §1).
     pub fn corrupt(&self, xi: f64, mode: CorruptionMode, seed: u64) -> Result<TrainLabels> {
-        if !(0.0..1.0).contains(&xi) {
-            return Err(Error::invalid(
-                "data.corruption",
-                format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
-            ));
-        }
+        check_xi(xi)?;
         let n = self.n_train();
         let k = (xi * n as f64).floor() as usize;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

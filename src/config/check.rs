@@ -5,7 +5,7 @@ use super::axis::nonempty;
 use super::schema::{
     Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS, MAX_WIDTH,
 };
-use crate::data::{validate_table, Operation};
+use crate::data::{check_alpha, check_xi, validate_table, Operation};
 use crate::error::{Error, Result};
 use crate::model::memory;
 use crate::model::{Arch, Architecture, Init, ModelKind};
@@ -54,19 +54,9 @@ impl Config {
     fn validate(&self) -> Result<Vec<String>> {
         let d = &self.data;
         let mut warnings = validate_table(d.p, d.operation)?;
-        if !(d.train_fraction > 0.0 && d.train_fraction < 1.0) {
-            return Err(Error::invalid(
-                "data.train_fraction",
-                format!("α must satisfy 0 < α < 1, got {}", d.train_fraction),
-            ));
-        }
+        check_alpha(d.train_fraction)?;
         for &xi in nonempty(&d.corruption, "data.corruption")?.iter() {
-            if !(0.0..1.0).contains(&xi) {
-                return Err(Error::invalid(
-                    "data.corruption",
-                    format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
-                ));
-            }
+            check_xi(xi)?;
         }
         nonempty(&d.corruption_seed, "data.corruption_seed")?;
         let m = &self.model;

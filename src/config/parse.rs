@@ -1,7 +1,7 @@
 //! A config from TOML text and `--set key=value` overrides, with errors in the words of the
 //! config file, and whom to blame for an error (the file, or an override).
 
-use super::schema::Config;
+use super::schema::{Config, SECTIONS};
 use crate::error::{Error, Result};
 
 impl Config {
@@ -110,11 +110,7 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
         return Err(bad("empty key (or an empty part between dots)".into()));
     }
-    if matches!(
-        key,
-        "data" | "model" | "train" | "eval" | "report" | "model.transformer"
-    ) || raw.trim_start().starts_with('{')
-    {
+    if SECTIONS.iter().any(|(name, _)| *name == key) || raw.trim_start().starts_with('{') {
         return Err(bad(format!(
             "set one key at a time (e.g. {key}.KEY=VALUE), not a whole table"
         )));
@@ -141,15 +137,17 @@ fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
 
 /// The sections of a config are tables: serde would read an array by position.
 fn check_sections(table: &toml::Table) -> Result<()> {
-    let model = table.get("model").and_then(|m| m.as_table());
-    for (name, v) in ["data", "model", "train", "eval", "report"]
-        .iter()
-        .map(|k| (k.to_string(), table.get(*k)))
-        .chain(std::iter::once((
-            "model.transformer".to_string(),
-            model.and_then(|m| m.get("transformer")),
-        )))
-    {
+    for (name, _) in SECTIONS {
+        let v = name
+            .split('.')
+            .try_fold(None::<&toml::Value>, |at, part| {
+                let t = match at {
+                    None => table,
+                    Some(v) => v.as_table()?,
+                };
+                Some(t.get(part))
+            })
+            .flatten();
         if let Some(v) = v.filter(|v| !v.is_table()) {
             return Err(Error::Config(format!(
                 "`{name}` must be a table of settings ([{name}] with keys), got {} {v}",
@@ -172,16 +170,11 @@ fn looks_numeric(raw: &str) -> bool {
 /// A serde message in the words of the config file: sections, not Rust types.
 fn plain(message: &str) -> String {
     let mut m = message.to_string();
-    for (rust, toml) in [
-        ("struct DataConfig", "the table [data]"),
-        ("struct ModelConfig", "the table [model]"),
-        ("struct TrainConfig", "the table [train]"),
-        ("struct EvalConfig", "the table [eval]"),
-        ("struct ReportConfig", "the table [report]"),
-        ("struct TransformerConfig", "the table [model.transformer]"),
-        ("struct Config", "a config"),
-        ("unit variant", "a value"),
-    ] {
+    for (name, rust) in SECTIONS {
+        let ty = rust().rsplit("::").next().unwrap_or_default();
+        m = m.replace(&format!("struct {ty}"), &format!("the table [{name}]"));
+    }
+    for (rust, toml) in [("struct Config", "a config"), ("unit variant", "a value")] {
         m = m.replace(rust, toml);
     }
     m

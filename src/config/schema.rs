@@ -18,6 +18,24 @@ pub const MAX_D_MODEL: usize = 1 << 16;
 pub const MAX_LAYERS: usize = 1024;
 pub const MAX_MLP_RATIO: usize = 64;
 
+/// The name of a Rust type (`std::any::type_name::<T>`).
+pub type TypeName = fn() -> &'static str;
+
+/// The tables of a config file, with the Rust type each is read into: one list for the
+/// section checks, the whole-table `--set` refusal and error messages in the file's words
+/// (`config::parse`). A new table (a model kind's `[model.<kind>]`) is one line here.
+pub const SECTIONS: &[(&str, TypeName)] = &[
+    ("data", std::any::type_name::<DataConfig>),
+    ("model", std::any::type_name::<ModelConfig>),
+    ("train", std::any::type_name::<TrainConfig>),
+    ("eval", std::any::type_name::<EvalConfig>),
+    ("report", std::any::type_name::<ReportConfig>),
+    (
+        "model.transformer",
+        std::any::type_name::<TransformerConfig>,
+    ),
+];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -28,6 +28,20 @@ pub enum ModelKind {
     Transformer,
 }
 
+impl ModelKind {
+    /// Every model kind: the one list a new kind is added to.
+    pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Transformer];
+
+    /// The config table of the kind's own keys under `[model]` (`None`: its keys are in
+    /// `[model]` itself).
+    pub fn table(self) -> Option<&'static str> {
+        match self {
+            ModelKind::Mlp => None,
+            ModelKind::Transformer => Some("transformer"),
+        }
+    }
+}
+
 /// The loss a model's logits are scored by (`train.loss`; SCIENCE.md §3): MSE against one-hot
 /// targets or cross-entropy. Its arithmetic is in `train::loss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -73,6 +87,15 @@ impl Architecture {
             Architecture::Transformer { .. } => {
                 ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"]
             }
+        }
+    }
+
+    /// What decides the time of a training step besides the batch (sweeps measure one fleet
+    /// of each): the shape, not the init.
+    pub fn shape_key(&self) -> String {
+        match self {
+            Architecture::Mlp { arch, .. } => format!("mlp {arch:?}"),
+            Architecture::Transformer { cfg, p } => format!("transformer p={p} {cfg:?}"),
         }
     }
 

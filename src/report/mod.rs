@@ -23,8 +23,8 @@ pub use figure::{save_figure, FigureFile, Panel, MAX_MODELS_SHOWN};
 const HTML: &str = "report.html";
 
 use crate::analysis::dynamics::dynamics;
-use crate::config::ModelSpec;
 use crate::config::StepAxis;
+use crate::config::{ModelKind, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::{Record, Thresholds, IPR_BINS};
 use crate::rundir::{swap, RunDir, REPORT};
@@ -459,12 +459,19 @@ fn shown_config(text: &str) -> String {
         return text.to_string();
     };
     if let Some(m) = t.get_mut("model").and_then(|m| m.as_table_mut()) {
-        let mlp = m
+        // Only the run's own kind's table: the others hold defaults it does not use.
+        let kind = m
             .get("kind")
             .and_then(|k| k.as_str())
-            .is_none_or(|k| k == "mlp");
-        if mlp {
-            m.remove("transformer");
+            .unwrap_or("mlp")
+            .to_string();
+        for other in ModelKind::ALL {
+            let name = serde_json::to_value(other).ok();
+            if name.as_ref().and_then(|n| n.as_str()) != Some(kind.as_str()) {
+                if let Some(table) = other.table() {
+                    m.remove(table);
+                }
+            }
         }
     }
     toml::to_string(&t).unwrap_or_else(|_| text.to_string())

@@ -71,7 +71,7 @@ pub fn n_train(cfg: &crate::config::Checked) -> Result<usize> {
 }
 
 /// Estimated seconds per fleet on this machine, from a few measured steps and one evaluation
-/// of each distinct fleet shape (batch rows, width, p, BatchNorm, dropout, loss).
+/// of each distinct fleet shape (batch rows, dropout, loss, the architecture's shape key).
 pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
     let mut measured: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut out = Vec::with_capacity(fleets.len());
@@ -80,13 +80,9 @@ pub fn estimate(fleets: &[FleetPlan]) -> Result<Vec<f64>> {
         let rows = f.cfg.train.batch_size.unwrap_or(n).min(n);
         let dropout = f.specs.iter().any(|s| s.dropout > 0.0);
         let shape = format!(
-            "{rows}/{}/{}/{}/{dropout}/{:?}/{n}/{:?}/{:?}",
-            f.cfg.model.width,
-            f.cfg.data.p,
-            f.cfg.model.batchnorm,
+            "{rows}/{dropout}/{:?}/{n}/{}",
             f.cfg.train.loss,
-            f.cfg.model.kind,
-            f.cfg.model.transformer
+            f.cfg.architecture().shape_key()
         );
         let (t_step, t_eval) = match measured.get(&shape) {
             Some(&t) => t,
