@@ -73,7 +73,41 @@ pub enum Error {
     Sweep { dir: PathBuf, why: String },
 }
 
+/// How a front end names the options its messages point to: the CLI's flags, Python's
+/// keyword arguments. [`Error`]'s `Display` uses the CLI's; [`Error::message`] any.
+pub struct Names {
+    pub out: &'static str,
+    pub force: &'static str,
+}
+
+/// The CLI's names (`--out`, `--force`).
+pub const CLI: Names = Names {
+    out: "--out",
+    force: "--force",
+};
+
+/// Python's names (`out=`, `force=True`).
+pub const PYTHON: Names = Names {
+    out: "out=",
+    force: "force=True",
+};
+
 impl Error {
+    /// The message, naming the options of the front end `names`.
+    pub fn message(&self, names: &Names) -> String {
+        match self {
+            Error::OutputExists(p) => format!(
+                "output directory {} already exists; choose another {} or remove it (nothing was written)",
+                p.display(),
+                names.out
+            ),
+            Error::FileExists(p) => {
+                format!("{} exists; pass {} to replace it", p.display(), names.force)
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Invalid {
             key: key.into(),
@@ -107,3 +141,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_names_are_the_display_and_python_gets_its_own() {
+        for e in [
+            Error::OutputExists(PathBuf::from("runs/x")),
+            Error::FileExists(PathBuf::from("runs/x/analysis/neurons.csv")),
+        ] {
+            assert_eq!(e.message(&CLI), e.to_string());
+            let py = e.message(&PYTHON);
+            assert!(
+                !py.contains("--") && (py.contains("out=") || py.contains("force=True")),
+                "{py}"
+            );
+        }
+    }
+}

@@ -25,7 +25,7 @@ pyo3::create_exception!(
 );
 
 fn err(e: grokscope::Error) -> PyErr {
-    GrokscopeError::new_err(e.to_string())
+    GrokscopeError::new_err(e.message(&grokscope::error::PYTHON))
 }
 
 /// The stop flags of the trainings and sweeps running now (any thread), so that an exiting

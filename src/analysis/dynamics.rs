@@ -1,7 +1,7 @@
 //! The two stages of the dynamics (SCIENCE.md §5): grokking (train and test accuracy rise, the
 //! corrupted labels memorized), then unlearning of the memorized labels.
 
-use crate::metrics::Record;
+use crate::metrics::{final_phase, Phase, Record, Thresholds};
 use serde::{Deserialize, Serialize};
 
 /// Steps at which the dynamics happen, from the evaluated steps (`None`: never).
@@ -21,6 +21,25 @@ pub struct Dynamics {
     pub grokked: bool,
     /// The corrupted labels were memorized (`A_mem` ≥ hi) and, at the end, are not any more.
     pub unlearned: bool,
+}
+
+/// What a trained model ended as: its phase, its final record and its dynamics — the one
+/// summary a run's `summary.json` and a sweep's run record both hold.
+pub struct Outcome {
+    pub phase: Phase,
+    pub last: Record,
+    pub dynamics: Dynamics,
+}
+
+/// The outcome of a model from its records in step order (`None` without any) and the step
+/// its loss first was not finite (`diverged_at`).
+pub fn outcome(history: &[Record], diverged_at: Option<u64>, t: Thresholds) -> Option<Outcome> {
+    let last = history.last()?.clone();
+    Some(Outcome {
+        phase: final_phase(&last, diverged_at, t),
+        dynamics: dynamics(history, t.hi),
+        last,
+    })
 }
 
 pub fn dynamics(history: &[Record], hi: f64) -> Dynamics {

@@ -2,11 +2,11 @@
 //! that a finished run's summary belongs to its `config.toml`.
 
 use super::paths::{RunDir, CONFIG, SUMMARY, WEIGHTS};
-use crate::analysis::dynamics::{dynamics, Dynamics};
+use crate::analysis::dynamics::{outcome, Dynamics};
 use crate::config::{Checked, ModelSpec};
 use crate::error::{Error, Result};
 use crate::fsio::read_text;
-use crate::metrics::{final_phase, Phase, Record, Thresholds};
+use crate::metrics::{Phase, Record, Thresholds};
 use crate::setup::Setup;
 use serde::{Deserialize, Serialize};
 
@@ -62,15 +62,16 @@ pub(super) fn summary(
             .zip(&setup.labels)
             .enumerate()
             .filter_map(|(i, ((spec, hist), labels))| {
-                let last = hist.last()?.clone();
+                let diverged_step = diverged_at.get(i).copied().flatten();
+                let o = outcome(hist, diverged_step, t)?;
                 Some(ModelSummary {
                     spec: spec.clone(),
                     lr_effective: cfg.effective_lr(spec.lr),
                     n_corrupted: labels.n_corrupted(),
-                    phase: final_phase(&last, diverged_at.get(i).copied().flatten(), t),
-                    diverged_step: diverged_at.get(i).copied().flatten(),
-                    dynamics: dynamics(hist, hi),
-                    last,
+                    phase: o.phase,
+                    diverged_step,
+                    dynamics: o.dynamics,
+                    last: o.last,
                 })
             })
             .collect(),

@@ -8,11 +8,11 @@ pub mod spec;
 pub mod status;
 pub mod store;
 
-use crate::analysis::dynamics::dynamics;
+use crate::analysis::dynamics::outcome;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::experiment::train;
-use crate::metrics::{final_phase, Thresholds};
+use crate::metrics::Thresholds;
 use crate::setup::Prepare;
 use claims::{Attempt, Claims, Me, Pulse, WorkerState};
 pub use spec::Shard;
@@ -476,7 +476,6 @@ impl Worker<'_> {
             st.runs_done = done.iter().filter(|r| run_work.contains_key(r)).count();
             let base = st.work_done;
             let m = f.specs.len() as u64;
-            let hi = f.cfg.eval.threshold;
             let setup = f.cfg.setup_specs(f.specs.clone())?;
             let sink = |net: &crate::train::Network, step: u64| {
                 store.write_checkpoints(&f.runs, net, step)
@@ -531,7 +530,8 @@ impl Worker<'_> {
             }
             let (history, diverged_at) = (out.history, out.diverged_at);
             for (i, &run) in f.runs.iter().enumerate() {
-                let Some(last) = history[i].last().cloned() else {
+                let t = Thresholds::from(&f.cfg.eval);
+                let Some(o) = outcome(&history[i], diverged_at.get(i).copied().flatten(), t) else {
                     continue;
                 };
                 let rec = RunRecord {
@@ -542,14 +542,10 @@ impl Worker<'_> {
                         .iter()
                         .map(|(k, v)| (k.clone(), toml_to_json(v)))
                         .collect(),
-                    phase: final_phase(
-                        &last,
-                        diverged_at.get(i).copied().flatten(),
-                        Thresholds::from(&f.cfg.eval),
-                    ),
+                    phase: o.phase,
                     steps,
-                    dynamics: dynamics(&history[i], hi),
-                    last,
+                    dynamics: o.dynamics,
+                    last: o.last,
                 };
                 store.commit(&rec, &history[i])?;
                 trained.push(run);
