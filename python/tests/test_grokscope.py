@@ -267,3 +267,19 @@ def test_bad_files_and_arguments_raise_grokscope_errors(tmp_path, cli):
         run.weights(0)
     with pytest.raises(TypeError):
         grokscope.train("default", out=tmp_path / "x", progress=5)
+
+
+def test_messages_name_python_arguments_and_presets_are_the_librarys(tmp_path):
+    run = grokscope.train("default", out=tmp_path / "run", progress=False, report=False,
+                          **{**SMALL, "train.epochs": 2})
+    with pytest.raises(grokscope.GrokscopeError) as e:
+        grokscope.train("default", out=tmp_path / "run", progress=False, **SMALL)
+    assert "out=" in str(e.value) and "--out" not in str(e.value)
+    run.analyze()
+    with pytest.raises(grokscope.GrokscopeError) as e:
+        run.analyze(force=False)
+    assert "force=True" in str(e.value) and "--force" not in str(e.value)
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = {p.stem: p.read_text() for p in (root / "paper").glob("*.toml")}
+    files["default"] = (root / "default.toml").read_text()
+    assert grokscope.presets() == files
