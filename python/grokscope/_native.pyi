@@ -11,6 +11,7 @@ __all__ = [
     "GrokscopeError",
     "__version__",
     "presets",
+    "fleet_axes",
     "phases",
     "resolve",
     "train",
