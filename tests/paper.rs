@@ -6,6 +6,7 @@ use grokscope::config::{Config, DEFAULT_CONFIG};
 use grokscope::experiment::{train_config, Outcome};
 use grokscope::kernels::init_threads;
 use grokscope::metrics::{Phase, Thresholds};
+use grokscope::train::Engine;
 
 fn train(cfg: Config) -> Outcome {
     train_config(&cfg.check().unwrap(), &mut |_| Ok(())).unwrap()

@@ -5,7 +5,7 @@
 //! models `γ`, `β` and the effective output scale next to the IPR.
 
 use crate::model::ipr::{mean_of_vectors, Ipr};
-use crate::train::{Network, NeuronView};
+use crate::train::{Engine, Network, NeuronView};
 use serde::Serialize;
 
 /// One row of `neurons.csv`.

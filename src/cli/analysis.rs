@@ -7,6 +7,7 @@ use grokscope::analysis::prune::Order;
 use grokscope::bench;
 use grokscope::progress::{busy, fmt_opt};
 use grokscope::rundir;
+use grokscope::train::Engine;
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -14,6 +14,7 @@ use crate::metrics::Phase;
 use crate::model::ipr::Ipr;
 use crate::rundir::RunDir;
 use crate::setup::Prepare;
+use crate::train::Engine;
 use std::path::Path;
 
 /// What every weight figure needs to know about the run and the report.

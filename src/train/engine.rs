@@ -32,6 +32,29 @@ pub trait Engine {
     fn save_state(&self, extra: Vec<(&str, String)>) -> Result<Vec<u8>>;
     /// Restores a state written by [`Engine::save_state`] for the same fleet.
     fn load_state(&mut self, bytes: &[u8]) -> Result<()>;
+
+    // What the analyses see of a model kind: its neurons as weight vectors over the tokens.
+
+    /// The number of token values (the modulus p): the inputs' vocabulary and the outputs.
+    fn vocab(&self) -> usize;
+    /// What the vectors of a [`NeuronView`] are, in order.
+    fn vector_names(&self) -> &'static [&'static str];
+    /// A sentence on what the vectors of a [`NeuronView`] are (for figure captions).
+    fn vector_description(&self) -> &'static str;
+    /// Every neuron of model `m`.
+    fn neurons(&self, m: usize) -> Vec<NeuronView>;
+    /// The number of neurons per model.
+    fn n_neurons(&self) -> usize;
+    /// The (layer, neuron within the layer) of neuron `i` of [`Engine::neurons`].
+    fn neuron_id(&self, i: usize) -> (usize, usize) {
+        (0, i)
+    }
+    /// The columns of the token embedding of model `m` (`None`: the kind has none).
+    fn embedding_columns(&self, _m: usize) -> Option<Vec<Vec<f32>>> {
+        None
+    }
+    /// Predictions and row losses of model `m` on every pair, in evaluation mode.
+    fn eval_model(&mut self, m: usize) -> Result<EvalOutput>;
 }
 
 /// The per-model settings a fleet may vary.

@@ -74,73 +74,9 @@ impl Network {
         }
     }
 
-    /// The modulus: vocabulary and number of outputs.
+    /// The modulus: vocabulary and number of outputs ([`Engine::vocab`]).
     pub fn p(&self) -> usize {
-        match self {
-            Network::Mlp(f) => f.arch.p,
-            Network::Transformer(f) => f.p,
-        }
-    }
-
-    /// What the vectors of a [`NeuronView`] are, in order.
-    pub fn vector_names(&self) -> &'static [&'static str] {
-        match self {
-            Network::Mlp(_) => &["U", "V", "W"],
-            Network::Transformer(_) => &["in", "out"],
-        }
-    }
-
-    /// A sentence on what the vectors of a [`NeuronView`] are (for figure captions).
-    pub fn vector_description(&self) -> &'static str {
-        match self {
-            Network::Mlp(_) => "each neuron's U row, V row and W column",
-            Network::Transformer(_) => {
-                "each MLP neuron's input E·fc1[k] and output unembed·fc2[:,k] as seen from the tokens"
-            }
-        }
-    }
-
-    /// Every neuron of model `m` (for the Transformer: every MLP neuron of every layer).
-    pub fn neurons(&self, m: usize) -> Vec<NeuronView> {
-        match self {
-            Network::Mlp(f) => f.neurons(m),
-            Network::Transformer(f) => f.neurons(m),
-        }
-    }
-
-    /// The number of neurons per model.
-    pub fn n_neurons(&self) -> usize {
-        match self {
-            Network::Mlp(f) => f.arch.width,
-            Network::Transformer(f) => f.cfg.hidden() * f.cfg.layers,
-        }
-    }
-
-    /// The (layer, neuron within the layer) of neuron `i` of [`Network::neurons`].
-    pub fn neuron_id(&self, i: usize) -> (usize, usize) {
-        match self {
-            Network::Mlp(_) => (0, i),
-            Network::Transformer(f) => {
-                let h = f.cfg.hidden().max(1);
-                (i / h, i % h)
-            }
-        }
-    }
-
-    /// The columns of the token embedding of model `m` (`None`: the MLP has none).
-    pub fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
-        match self {
-            Network::Mlp(_) => None,
-            Network::Transformer(f) => Some(f.embedding_columns(m)),
-        }
-    }
-
-    /// Predictions and row losses of model `m` on every pair, in evaluation mode.
-    pub fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
-        match self {
-            Network::Mlp(f) => Ok(f.evaluate_models(m..m + 1).remove(0)),
-            Network::Transformer(f) => f.eval_model(m),
-        }
+        self.engine().vocab()
     }
 
     /// Every model's weights as a safetensors file ([`Engine::save`] of all models).
@@ -196,5 +132,29 @@ impl Engine for Network {
     }
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         self.engine_mut().load_state(bytes)
+    }
+    fn vocab(&self) -> usize {
+        self.engine().vocab()
+    }
+    fn vector_names(&self) -> &'static [&'static str] {
+        self.engine().vector_names()
+    }
+    fn vector_description(&self) -> &'static str {
+        self.engine().vector_description()
+    }
+    fn neurons(&self, m: usize) -> Vec<NeuronView> {
+        self.engine().neurons(m)
+    }
+    fn n_neurons(&self) -> usize {
+        self.engine().n_neurons()
+    }
+    fn neuron_id(&self, i: usize) -> (usize, usize) {
+        self.engine().neuron_id(i)
+    }
+    fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
+        self.engine().embedding_columns(m)
+    }
+    fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
+        self.engine_mut().eval_model(m)
     }
 }

@@ -512,6 +512,39 @@ impl Engine for TFleet<f32> {
         engine::write_state(head, &t, tensors, extra)
     }
 
+    fn vocab(&self) -> usize {
+        self.p
+    }
+
+    fn vector_names(&self) -> &'static [&'static str] {
+        &["in", "out"]
+    }
+
+    fn vector_description(&self) -> &'static str {
+        "each MLP neuron's input E·fc1[k] and output unembed·fc2[:,k] as seen from the tokens"
+    }
+
+    fn neurons(&self, m: usize) -> Vec<NeuronView> {
+        TFleet::neurons(self, m)
+    }
+
+    fn n_neurons(&self) -> usize {
+        self.cfg.hidden() * self.cfg.layers
+    }
+
+    fn neuron_id(&self, i: usize) -> (usize, usize) {
+        let h = self.cfg.hidden().max(1);
+        (i / h, i % h)
+    }
+
+    fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
+        Some(TFleet::embedding_columns(self, m))
+    }
+
+    fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
+        TFleet::eval_model(self, m)
+    }
+
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         let names = self.param_names();
         let (st, step, t) = engine::read_state(

@@ -430,6 +430,30 @@ impl engine::Engine for Fleet {
         self.load_state_impl(bytes)
     }
 
+    fn vocab(&self) -> usize {
+        self.arch.p
+    }
+
+    fn vector_names(&self) -> &'static [&'static str] {
+        &["U", "V", "W"]
+    }
+
+    fn vector_description(&self) -> &'static str {
+        "each neuron's U row, V row and W column"
+    }
+
+    fn neurons(&self, m: usize) -> Vec<NeuronView> {
+        Fleet::neurons(self, m)
+    }
+
+    fn n_neurons(&self) -> usize {
+        self.arch.width
+    }
+
+    fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
+        Ok(self.evaluate_models(m..m + 1).remove(0))
+    }
+
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
