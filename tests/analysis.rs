@@ -199,3 +199,46 @@ fn dynamics_find_both_stages() {
     assert!(d.grokked && !d.unlearned);
     assert_eq!(d.last_mem_acc_drop, None);
 }
+
+/// The generic from-scratch sweep (what any model kind without a fast sweep gets, through
+/// `Engine::prune_neurons`) on an MLP equals the MLP's fast sweep, and leaves the weights as
+/// they were.
+#[test]
+fn the_engines_scratch_sweep_equals_the_mlps_fast_sweep() {
+    use grokscope::analysis::prune::scratch_prune_sweep;
+    let mut cfg = Config::default();
+    cfg.data.p = 17;
+    cfg.data.corruption = Axis::One(0.3);
+    cfg.model.width = 24;
+    cfg.model.batchnorm = true;
+    cfg.train.epochs = Some(60);
+    cfg.eval.every = 0;
+    let cfg = cfg.check().unwrap();
+    let mut s = train_config(&cfg, &mut |_| Ok(())).unwrap().setup;
+    let before = s.network.as_mlp().unwrap().models[0].params.clone();
+    let ord = s.network.prune_order(0, Order::Ascending, 0);
+    let at: Vec<usize> = vec![0, 1, 5, 12, 23, 24];
+    let fast = s
+        .network
+        .prune_sweep(0, &s.split, &s.labels[0], &ord, &at)
+        .unwrap();
+    let scratch =
+        scratch_prune_sweep(&mut s.network, 0, (&s.split, &s.labels[0]), &ord, &at).unwrap();
+    assert_eq!(fast.len(), scratch.len());
+    for (f, g) in fast.iter().zip(&scratch) {
+        assert_eq!((f.pruned, f.neuron), (g.pruned, g.neuron));
+        let (a, b) = (&f.acc, &g.acc);
+        assert_eq!(
+            (a.train_acc, a.test_acc, a.mem_acc, a.inv_acc, a.clean_acc),
+            (b.train_acc, b.test_acc, b.mem_acc, b.inv_acc, b.clean_acc),
+            "level {}",
+            f.pruned
+        );
+        assert!((a.test_loss - b.test_loss).abs() <= 1e-5 * a.test_loss.max(1e-3));
+    }
+    assert_eq!(
+        s.network.as_mlp().unwrap().models[0].params,
+        before,
+        "weights restored"
+    );
+}

@@ -18,7 +18,6 @@ use crate::model::memory;
 use crate::model::Arch;
 use crate::train::loss::{argmax, Loss};
 use crate::train::mlp::{Fleet, ModelState};
-use crate::train::transformer::TFleet;
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -71,15 +70,13 @@ impl Network {
     /// else `max` evenly spaced ones.
     pub fn prune_levels(&self, max: usize) -> Vec<usize> {
         let n = self.n_neurons();
-        match self {
-            Network::Mlp(_) => (0..=n).collect(),
-            Network::Transformer(_) if n < max => (0..=n).collect(),
-            Network::Transformer(_) => {
-                let steps = max.saturating_sub(1).max(1);
-                let mut v: Vec<usize> = (0..=steps).map(|i| i * n / steps).collect();
-                v.dedup();
-                v
-            }
+        if self.as_mlp().is_some() || n < max {
+            (0..=n).collect()
+        } else {
+            let steps = max.saturating_sub(1).max(1);
+            let mut v: Vec<usize> = (0..=steps).map(|i| i * n / steps).collect();
+            v.dedup();
+            v
         }
     }
 
@@ -94,8 +91,8 @@ impl Network {
         order: &[usize],
         at: &[usize],
     ) -> Result<Vec<PrunePoint>> {
-        match self {
-            Network::Mlp(f) => {
+        match self.as_mlp_mut() {
+            Some(f) => {
                 let (pairs, n) = (
                     (split.n_train() + split.n_test()) as f64,
                     f.arch.width as f64,
@@ -122,7 +119,8 @@ impl Network {
                     .filter_map(|&l| all.get(l.min(order.len())).cloned())
                     .collect())
             }
-            Network::Transformer(f) => transformer_prune_sweep(f, m, (split, labels), order, at),
+            // Any other kind: each level from scratch, through the engine.
+            None => scratch_prune_sweep(self, m, (split, labels), order, at),
         }
     }
 }
@@ -264,30 +262,27 @@ fn mlp_prune_sweep(
         .collect()
 }
 
-/// Prunes Transformer `m`'s MLP neurons in `order` and evaluates each level of `at` from
-/// scratch; the weights are restored afterwards.
-fn transformer_prune_sweep(
-    fleet: &mut TFleet,
+/// Prunes model `m`'s neurons in `order` and evaluates each level of `at` from scratch,
+/// through the engine (`Engine::prune_neurons`, `eval_model`); the weights are restored
+/// afterwards. Any model kind; the MLP has its fast sweep besides.
+pub fn scratch_prune_sweep(
+    engine: &mut dyn Engine,
     m: usize,
     (split, labels): Data,
     order: &[usize],
     at: &[usize],
 ) -> Result<Vec<PrunePoint>> {
-    let neurons = fleet.neurons(m);
-    let saved = fleet.mlp_params(m);
+    let saved = engine.prunable_weights(m);
+    let (p, loss) = (engine.vocab(), engine.loss());
     let mut out = Vec::with_capacity(at.len());
     let mut result = Ok(());
     for &level in at {
         let level = level.min(order.len());
-        let gone: Vec<(usize, usize)> = order[..level]
-            .iter()
-            .map(|&i| (neurons[i].layer, neurons[i].neuron))
-            .collect();
-        result = fleet.zero_mlp_neurons(m, &saved, &gone);
+        result = engine.prune_neurons(m, &saved, &order[..level]);
         if result.is_err() {
             break;
         }
-        let ev = match fleet.eval_model(m) {
+        let ev = match engine.eval_model(m) {
             Ok(ev) => ev,
             Err(e) => {
                 result = Err(e);
@@ -297,16 +292,9 @@ fn transformer_prune_sweep(
         out.push(PrunePoint {
             pruned: level,
             neuron: level.checked_sub(1).map(|i| order[i]),
-            acc: accuracies(
-                fleet.p,
-                fleet.loss,
-                split,
-                &labels.labels,
-                &labels.corrupted,
-                &ev,
-            ),
+            acc: accuracies(p, loss, split, &labels.labels, &labels.corrupted, &ev),
         });
     }
-    fleet.zero_mlp_neurons(m, &saved, &[])?;
+    engine.prune_neurons(m, &saved, &[])?;
     result.map(|_| out)
 }

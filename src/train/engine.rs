@@ -55,6 +55,17 @@ pub trait Engine {
     }
     /// Predictions and row losses of model `m` on every pair, in evaluation mode.
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput>;
+    /// The weights of model `m` that pruning changes, as named tensors (what
+    /// [`Engine::prune_neurons`] starts from).
+    fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)>;
+    /// Sets model `m`'s weights to `saved` (from [`Engine::prunable_weights`]) with the neurons
+    /// `gone` (indices of [`Engine::neurons`]) removed; `gone` empty restores them.
+    fn prune_neurons(
+        &mut self,
+        m: usize,
+        saved: &[(String, Vec<f32>)],
+        gone: &[usize],
+    ) -> Result<()>;
 }
 
 /// The per-model settings a fleet may vary.

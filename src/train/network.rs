@@ -157,4 +157,15 @@ impl Engine for Network {
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
         self.engine_mut().eval_model(m)
     }
+    fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {
+        self.engine().prunable_weights(m)
+    }
+    fn prune_neurons(
+        &mut self,
+        m: usize,
+        saved: &[(String, Vec<f32>)],
+        gone: &[usize],
+    ) -> Result<()> {
+        self.engine_mut().prune_neurons(m, saved, gone)
+    }
 }

@@ -545,6 +545,20 @@ impl Engine for TFleet<f32> {
         TFleet::eval_model(self, m)
     }
 
+    fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {
+        self.mlp_params(m)
+    }
+
+    fn prune_neurons(
+        &mut self,
+        m: usize,
+        saved: &[(String, Vec<f32>)],
+        gone: &[usize],
+    ) -> Result<()> {
+        let gone: Vec<(usize, usize)> = gone.iter().map(|&i| Engine::neuron_id(self, i)).collect();
+        self.zero_mlp_neurons(m, saved, &gone)
+    }
+
     fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         let names = self.param_names();
         let (st, step, t) = engine::read_state(

@@ -454,6 +454,31 @@ impl engine::Engine for Fleet {
         Ok(self.evaluate_models(m..m + 1).remove(0))
     }
 
+    fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {
+        vec![("params".to_string(), self.models[m].params.clone())]
+    }
+
+    fn prune_neurons(
+        &mut self,
+        m: usize,
+        saved: &[(String, Vec<f32>)],
+        gone: &[usize],
+    ) -> Result<()> {
+        let n = self.arch.n_params();
+        let Some((_, params)) = saved.first().filter(|(_, v)| v.len() == n) else {
+            return Err(crate::error::Error::Weights(format!(
+                "pruning needs the {n} parameters of model {m}"
+            )));
+        };
+        let arch = self.arch;
+        let model = &mut self.models[m];
+        model.params.copy_from_slice(params);
+        for &k in gone {
+            arch.zero_neuron(&mut model.params, k);
+        }
+        Ok(())
+    }
+
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
