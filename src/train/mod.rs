@@ -12,6 +12,7 @@ pub mod engine;
 pub mod loss;
 pub mod mlp;
 pub mod network;
+pub mod tneurons;
 pub mod tpass;
 pub mod transformer;
 
