@@ -5,11 +5,10 @@
 //! resumable, as the CLI's does, and raises `KeyboardInterrupt`.
 
 use grokscope::analysis::prune::Order;
-use grokscope::config::{blamed_message, Config, DEFAULT_CONFIG};
+use grokscope::config::{blamed_message, Config};
 use grokscope::experiment::{Control, Progress, RunEnd};
 use grokscope::job::{Request, Source};
 use grokscope::rundir::{self, RunDir};
-use grokscope::setup::Prepare;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use std::path::{Path, PathBuf};
