@@ -85,18 +85,30 @@ fn analytic_network_solves_addition() {
     assert_eq!((a.train_acc, a.test_acc), (1.0, 1.0));
 }
 
+/// A small MLP on ξ = 0.3 (p, width, BatchNorm, epochs as given; no evaluations on the way),
+/// trained: its checked config and its setup with the trained network.
+fn trained_corrupted(
+    p: usize,
+    width: usize,
+    batchnorm: bool,
+    epochs: u64,
+) -> (grokscope::config::Checked, grokscope::setup::Setup) {
+    let mut cfg = Config::default();
+    cfg.data.p = p;
+    cfg.data.corruption = Axis::One(0.3);
+    cfg.model.width = width;
+    cfg.model.batchnorm = batchnorm;
+    cfg.train.epochs = Some(epochs);
+    cfg.eval.every = 0;
+    let cfg = cfg.check().unwrap();
+    let out = train_config(&cfg, &mut |_| Ok(())).unwrap().setup;
+    (cfg, out)
+}
+
 /// Trains a small corrupted model, then checks the fast sweep against zeroing the neurons and
 /// evaluating from scratch.
 fn check_pruning(batchnorm: bool) {
-    let mut cfg = Config::default();
-    cfg.data.p = 23;
-    cfg.data.corruption = Axis::One(0.3);
-    cfg.model.width = 64;
-    cfg.model.batchnorm = batchnorm;
-    cfg.train.epochs = Some(150);
-    cfg.eval.every = 0;
-    let cfg = cfg.check().unwrap();
-    let mut out = train_config(&cfg, &mut |_| Ok(())).unwrap().setup;
+    let (cfg, mut out) = trained_corrupted(23, 64, batchnorm, 150);
     let arch = out.network.as_mlp().unwrap().arch;
     let model = out.network.as_mlp().unwrap().models[0].clone();
     for order in [Order::Ascending, Order::Descending, Order::Random] {
@@ -206,15 +218,7 @@ fn dynamics_find_both_stages() {
 #[test]
 fn the_engines_scratch_sweep_equals_the_mlps_fast_sweep() {
     use grokscope::analysis::prune::scratch_prune_sweep;
-    let mut cfg = Config::default();
-    cfg.data.p = 17;
-    cfg.data.corruption = Axis::One(0.3);
-    cfg.model.width = 24;
-    cfg.model.batchnorm = true;
-    cfg.train.epochs = Some(60);
-    cfg.eval.every = 0;
-    let cfg = cfg.check().unwrap();
-    let mut s = train_config(&cfg, &mut |_| Ok(())).unwrap().setup;
+    let (_, mut s) = trained_corrupted(17, 24, true, 60);
     let before = s.network.as_mlp().unwrap().models[0].params.clone();
     let ord = s.network.prune_order(0, Order::Ascending, 0);
     let at: Vec<usize> = vec![0, 1, 5, 12, 23, 24];
