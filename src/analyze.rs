@@ -225,6 +225,15 @@ pub fn analyze_run(
     model: Option<usize>,
     force: bool,
 ) -> Result<Vec<ModelAnalysis>> {
+    if run.setup.split.token_space().is_none() {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "the per-neuron analysis is Fourier analysis over tokens, and {} has dense feature vectors",
+                run.setup.split.describe()
+            ),
+        ));
+    }
     let models = select(run.setup.network.n_models(), model)?;
     let files = analysis_files(run);
     let has_embedding = files.contains(&AnalysisFile::Embedding);

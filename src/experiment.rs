@@ -136,7 +136,7 @@ pub fn run_loop(
             let mut r = record(
                 step,
                 epoch,
-                s.split.p,
+                s.split.n_classes(),
                 s.network.loss(),
                 &s.split,
                 &s.labels[i].labels,

@@ -3,7 +3,7 @@
 //! place that builds a `train::Network` from a config.
 
 use crate::config::{Checked, ModelSpec, MAX_FLEET};
-use crate::data::{Split, TrainLabels};
+use crate::data::{Dataset, TrainLabels};
 use crate::error::{Error, Result};
 use crate::train::adamw::AdamWHyper;
 use crate::train::network::{ModelInit, Network};
@@ -11,7 +11,8 @@ use crate::train::ModelHyper;
 
 /// Everything a checked config resolves to before training.
 pub struct Setup {
-    pub split: Split,
+    /// The dataset, split into training and test examples.
+    pub split: Dataset,
     pub specs: Vec<ModelSpec>,
     pub labels: Vec<TrainLabels>,
     pub network: Network,

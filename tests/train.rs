@@ -136,6 +136,8 @@ fn batchnorm_running_stats_follow_pytorch() {
     let k = 3;
     let zs: Vec<f64> = s0
         .split
+        .table()
+        .unwrap()
         .train_pairs
         .iter()
         .map(|&(a, b)| {
@@ -314,7 +316,7 @@ fn the_dataset_is_exported_with_the_run() {
     let run = RunDir::create(&dir).unwrap();
     run.write_config(&cfg).unwrap();
     let s = cfg.setup().unwrap();
-    let (split, labels) = (s.split.clone(), s.labels.clone());
+    let (split, labels) = (s.split.table().unwrap().clone(), s.labels.clone());
     train_into(&cfg, s, &run, false, Default::default(), &mut |_| Ok(())).unwrap();
     let bytes = std::fs::read(dir.join("dataset.safetensors")).unwrap();
     // The same config gives the same file to the byte (metadata order included).

@@ -17,20 +17,26 @@ from ._native import GrokscopeError
 NonFinite = Literal["raise", "nan"]
 
 
-class Dataset(TypedDict):
-    """The pairs and labels of a config or a run (the tensors of ``dataset.safetensors``,
-    docs/OUTPUTS.md): N pairs, the training pairs first."""
-
-    #: uint32 [N, 2]: the pairs (a, b).
-    pairs: NDArray[np.uint32]
-    #: bool [N]: True for a training pair.
+class _Labels(TypedDict):
+    #: bool [N]: True for a training example.
     train: NDArray[np.bool_]
-    #: uint32 [N]: the true label a ∘ b mod p.
+    #: uint32 [N]: the true label (a ∘ b mod p on an operation table).
     labels: NDArray[np.uint32]
     #: uint32 [M, n_train]: the labels model m trains on (corrupted ones included).
     train_labels: NDArray[np.uint32]
     #: bool [M, n_train]: True for an example of model m's corrupted set C.
     corrupted: NDArray[np.bool_]
+
+
+class Dataset(_Labels, total=False):
+    """The inputs and labels of a config or a run (the tensors of ``dataset.safetensors``,
+    docs/OUTPUTS.md): N examples, the training examples first. A token task (the operation
+    tables) has ``pairs``; a dataset of dense features has ``features`` instead."""
+
+    #: uint32 [N, 2]: the pairs (a, b) of a token task.
+    pairs: NDArray[np.uint32]
+    #: float32 [N, dim]: the feature vectors of a dense dataset.
+    features: NDArray[np.float32]
 
 
 def _real_array(x: Any, what: str) -> NDArray[Any]:
@@ -208,14 +214,20 @@ def dataset(config: ConfigLike = None, **overrides: Any) -> Dataset:
     CLI's message.
     """
     cfg = Config(config, **overrides)
-    n_train, models, pairs, labels, trained, corrupted = _native.dataset(cfg.text, cfg.sets, cfg.origin)
+    n_train, models, name, shape, inputs, labels, trained, corrupted = _native.dataset(
+        cfg.text, cfg.sets, cfg.origin
+    )
     n = len(labels) // 4
     train = np.zeros(n, dtype=np.bool_)
     train[:n_train] = True
-    return Dataset(
-        pairs=np.frombuffer(pairs, dtype="<u4").reshape(n, 2).astype(np.uint32),
+    out = Dataset(
         train=train,
         labels=np.frombuffer(labels, dtype="<u4").astype(np.uint32),
         train_labels=np.frombuffer(trained, dtype="<u4").reshape(models, n_train).astype(np.uint32),
         corrupted=np.frombuffer(corrupted, dtype=np.uint8).reshape(models, n_train).astype(np.bool_),
     )
+    if name == "pairs":
+        out["pairs"] = np.frombuffer(inputs, dtype="<u4").reshape(shape).astype(np.uint32)
+    else:
+        out["features"] = np.frombuffer(inputs, dtype="<f4").reshape(shape).astype(np.float32)
+    return out

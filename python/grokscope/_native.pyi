@@ -105,6 +105,9 @@ def classify_phases(
 ) -> list[str]:
     """The phase names of equally long lists of final accuracies."""
 
-def dataset(text: str, sets: Sequence[str], source: str = ...) -> tuple[int, int, bytes, bytes, bytes, bytes]:
-    """`(n_train, models, pairs, labels, train_labels, corrupted)` of the config, the arrays
-    as little-endian bytes (u32 [N, 2], u32 [N], u32 [models, n_train], u8 [models, n_train])."""
+def dataset(
+    text: str, sets: Sequence[str], source: str = ...
+) -> tuple[int, int, str, list[int], bytes, bytes, bytes, bytes]:
+    """`(n_train, models, inputs_name, inputs_shape, inputs, labels, train_labels, corrupted)`
+    of the config, the arrays as little-endian bytes (inputs: ``pairs`` u32 [N, 2] or
+    ``features`` f32 [N, dim]; u32 [N], u32 [models, n_train], u8 [models, n_train])."""

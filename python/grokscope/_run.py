@@ -139,8 +139,8 @@ class Run:
 
     @property
     def dataset(self) -> Dataset:
-        """The pairs and labels the run trains and is evaluated on (dataset.safetensors):
-        ``pairs`` [N, 2], ``train`` (bool mask) [N], ``labels`` (true) [N], and per model
+        """The inputs and labels the run trains and is evaluated on (dataset.safetensors):
+        ``pairs`` [N, 2] (a token task) or ``features`` [N, dim] (dense data), ``train`` (bool mask) [N], ``labels`` (true) [N], and per model
         ``train_labels`` [M, n_train] and ``corrupted`` (bool) [M, n_train]."""
         path = self.path / "dataset.safetensors"
         if not path.is_file():
@@ -148,7 +148,8 @@ class Run:
                 f"{path}: missing (runs written before grokscope exported its dataset lack it)"
             )
         t, _ = _safetensors.read(path)
-        _safetensors.require(path, t, {"pairs": 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
+        inputs = "features" if "features" in t else "pairs"
+        _safetensors.require(path, t, {inputs: 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
         t["train"] = t["train"].astype(bool)
         t["corrupted"] = t["corrupted"].astype(bool)
         return cast(Dataset, t)

@@ -595,11 +595,12 @@ fn classify_phases(
 }
 
 /// The dataset that the config `text` with `sets` trains on, built as `Checked::setup` builds
-/// it (`data::Split::new` from the data settings, `Split::corrupt` per model of the fleet)
-/// without the network: `(n_train, models, pairs, labels, train_labels, corrupted)`, the
-/// arrays as little-endian bytes laid out as in `dataset.safetensors` (pairs u32 `[N, 2]`,
-/// training pairs first; true labels u32 `[N]`; training labels u32 `[models, n_train]`;
-/// corrupted u8 `[models, n_train]`).
+/// it (`Checked::dataset`: the split dataset, and its corruption per model of the fleet)
+/// without the network: `(n_train, models, inputs_name, inputs_shape, inputs, labels,
+/// train_labels, corrupted)`, the arrays as little-endian bytes laid out as in
+/// `dataset.safetensors` (inputs `pairs` u32 `[N, 2]` or `features` f32 `[N, dim]`, training
+/// examples first; true labels u32 `[N]`; training labels u32 `[models, n_train]`; corrupted
+/// u8 `[models, n_train]`).
 #[pyfunction]
 #[pyo3(signature = (text, sets, source = "the config".to_string()))]
 #[allow(clippy::type_complexity)]
@@ -611,6 +612,8 @@ fn dataset<'py>(
 ) -> PyResult<(
     usize,
     usize,
+    &'static str,
+    Vec<usize>,
     Bound<'py, pyo3::types::PyBytes>,
     Bound<'py, pyo3::types::PyBytes>,
     Bound<'py, pyo3::types::PyBytes>,
@@ -620,26 +623,21 @@ fn dataset<'py>(
     let blamed = |e: grokscope::Error| GrokscopeError::new_err(blamed_message(&e, &sets, &source));
     let cfg = Config::from_toml(text, &sets).map_err(blamed)?;
     let cfg = cfg.check().map_err(blamed)?;
-    let built = py.allow_threads(|| {
-        let (split, labels) = cfg.dataset(&cfg.fleet())?;
-        let a = grokscope::rundir::dataset::dataset_arrays(&split, &labels);
-        Ok((
-            a.n_train,
-            a.models,
-            a.pairs,
-            a.labels,
-            a.train_labels,
-            a.corrupted,
-        ))
-    });
-    let (n_train, models, pairs, truth, trained, corrupted) = built.map_err(blamed)?;
+    let a = py
+        .allow_threads(|| {
+            let (split, labels) = cfg.dataset(&cfg.fleet())?;
+            Ok(grokscope::rundir::dataset::dataset_arrays(&split, &labels))
+        })
+        .map_err(blamed)?;
     Ok((
-        n_train,
-        models,
-        PyBytes::new(py, &pairs),
-        PyBytes::new(py, &truth),
-        PyBytes::new(py, &trained),
-        PyBytes::new(py, &corrupted),
+        a.n_train,
+        a.models,
+        a.inputs_name,
+        a.inputs_shape,
+        PyBytes::new(py, &a.inputs),
+        PyBytes::new(py, &a.labels),
+        PyBytes::new(py, &a.train_labels),
+        PyBytes::new(py, &a.corrupted),
     ))
 }
 

@@ -11,7 +11,7 @@
 //! bias and column `k` of `fc2`. Layers after it (and LayerNorm) make the logits non-additive
 //! in the neurons, so each level is evaluated from scratch.
 
-use crate::data::{Split, TrainLabels};
+use crate::data::{Dataset, Split, TrainLabels};
 use crate::error::Result;
 use crate::metrics::{accuracies, Accuracies};
 use crate::model::memory;
@@ -86,13 +86,13 @@ impl Network {
     pub fn prune_sweep(
         &mut self,
         m: usize,
-        split: &Split,
+        split: &Dataset,
         labels: &TrainLabels,
         order: &[usize],
         at: &[usize],
     ) -> Result<Vec<PrunePoint>> {
-        match self.as_mlp_mut() {
-            Some(f) => {
+        match (split.table(), self.as_mlp_mut()) {
+            (Some(table), Some(f)) => {
                 let (pairs, n) = (
                     (split.n_train() + split.n_test()) as f64,
                     f.arch.width as f64,
@@ -113,14 +113,14 @@ impl Network {
                     ],
                 };
                 memory::ensure(&est, "pruning", "")?;
-                let all = mlp_prune_sweep(f, m, (split, labels), order);
+                let all = mlp_prune_sweep(f, m, (table, labels), order);
                 Ok(at
                     .iter()
                     .filter_map(|&l| all.get(l.min(order.len())).cloned())
                     .collect())
             }
             // Any other kind: each level from scratch, through the engine.
-            None => scratch_prune_sweep(self, m, (split, labels), order, at),
+            _ => scratch_prune_sweep(self, m, (split, labels), order, at),
         }
     }
 }
@@ -151,6 +151,9 @@ const PRUNE_BLOCK: usize = 64;
 
 /// The pairs and one model's training labels.
 type Data<'a> = (&'a Split, &'a TrainLabels);
+
+/// A dataset and one model's training labels.
+type DataOf<'a> = (&'a Dataset, &'a TrainLabels);
 
 /// Prunes the neurons of MLP `m` in `order`, returning the metrics for `m = 0 … N`.
 ///
@@ -268,7 +271,7 @@ fn mlp_prune_sweep(
 pub fn scratch_prune_sweep(
     engine: &mut dyn Engine,
     m: usize,
-    (split, labels): Data,
+    (split, labels): DataOf,
     order: &[usize],
     at: &[usize],
 ) -> Result<Vec<PrunePoint>> {

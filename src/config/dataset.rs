@@ -4,14 +4,27 @@
 
 use super::check::Checked;
 use super::fleet::ModelSpec;
-use crate::data::{Split, TrainLabels};
+use crate::data::dataset::TokenSpace;
+use crate::data::{Dataset, Split, TrainLabels};
 use crate::error::Result;
 
 impl Checked {
-    /// The split and the labels of the models `specs` (in their order).
-    pub fn dataset(&self, specs: &[ModelSpec]) -> Result<(Split, Vec<TrainLabels>)> {
+    /// The token space of the config's dataset, as [`Dataset::token_space`] gives it, without
+    /// building the dataset: what reports ask before drawing Fourier figures.
+    pub fn token_space(&self) -> Option<TokenSpace> {
+        Some(TokenSpace { vocab: self.data.p })
+    }
+
+    /// The split dataset and the labels of the models `specs` (in their order). The kind of
+    /// dataset is decided here, once: today every config's data is an operation table.
+    pub fn dataset(&self, specs: &[ModelSpec]) -> Result<(Dataset, Vec<TrainLabels>)> {
         let d = &self.data;
-        let split = Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?;
+        let split = Dataset::from(Split::new(
+            d.p,
+            d.operation,
+            d.train_fraction,
+            d.split_seed,
+        )?);
         let labels = specs
             .iter()
             .map(|s| split.corrupt(s.corruption, d.corruption_mode, s.corruption_seed))

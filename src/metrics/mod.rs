@@ -6,7 +6,7 @@ pub mod phase;
 
 pub use phase::{classify, Phase, Thresholds};
 
-use crate::data::Split;
+use crate::data::dataset::Examples;
 use crate::model::ipr::mean_ipr;
 use crate::train::loss::Loss;
 use crate::train::{EvalOutput, WeightStats};
@@ -142,17 +142,18 @@ pub struct Accuracies {
     pub clean_acc: Option<f64>,
 }
 
-/// Accuracies and losses from predictions and row losses on every pair (training pairs
-/// first, then test pairs).
+/// Accuracies and losses from predictions and row losses on every example (training
+/// examples first, then test examples) of a dataset (or of its operation table).
 pub fn accuracies(
     p: usize,
     loss: Loss,
-    split: &Split,
+    split: &impl Examples,
     labels: &[u32],
     corrupted: &[bool],
     out: &EvalOutput,
 ) -> Accuracies {
     let nt = split.n_train();
+    let truth = split.train_true();
     let (train_preds, test_preds) = out.preds.split_at(nt);
     let mut train_hits = 0;
     let (mut mem, mut inv, mut n_c) = (0, 0, 0);
@@ -163,15 +164,15 @@ pub fn accuracies(
         if corrupted[i] {
             n_c += 1;
             mem += (pred == labels[i]) as usize;
-            inv += (pred == split.train_true[i]) as usize;
+            inv += (pred == truth[i]) as usize;
         } else {
             n_k += 1;
-            clean += (pred == split.train_true[i]) as usize;
+            clean += (pred == truth[i]) as usize;
         }
     }
     let test_hits = test_preds
         .iter()
-        .zip(&split.test_labels)
+        .zip(split.test_labels())
         .filter(|(a, b)| a == b)
         .count();
     Accuracies {
@@ -192,7 +193,7 @@ pub fn record(
     epoch: f64,
     p: usize,
     loss: Loss,
-    split: &Split,
+    split: &impl Examples,
     labels: &[u32],
     corrupted: &[bool],
     stats: &WeightStats,

@@ -337,7 +337,9 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
             }));
         }
     }
-    figs.push(save_figure(
+    let fourier = cfg.token_space().is_some();
+    if fourier {
+        figs.push(save_figure(
         out,
         "ipr",
         "Inverse participation ratio",
@@ -346,6 +348,7 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         2,
         PANEL,
     )?);
+    }
 
     // Figures from the weights.
     let phases: Vec<_> = history
@@ -368,7 +371,9 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     // A run still training (or interrupted) has its streamed metrics but no final weights yet:
     // its report shows the metrics figures.
     let mut notes = Vec::new();
-    if run.has_weights() {
+    if !fourier {
+        notes.push(NO_TOKEN_SPACE.to_string());
+    } else if run.has_weights() {
         notes = weights::figures(&ctx, &mut figs)?;
     }
     if axis == StepAxis::Log && !log_x {
@@ -451,6 +456,10 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         },
     )
 }
+
+/// The report's note for a dataset without a token space (its figures of Fourier IPR, spectra
+/// and neurons are left out).
+pub const NO_TOKEN_SPACE: &str = "This run's inputs are dense feature vectors, not tokens: they have no Fourier basis, so the report leaves out the IPR figure, the Fourier spectra and the neuron figures (docs/SCIENCE.md §9).";
 
 /// The run's config as the report shows it: without the table of the network it does not use
 /// (`[model.transformer]` of an MLP run).

@@ -1,20 +1,26 @@
-//! `dataset.safetensors`: the pairs, the split, the true labels and per model the labels it
+//! `dataset.safetensors`: the inputs, the split, the true labels and per model the labels it
 //! trains on and its corrupted set — everything needed to recompute any accuracy outside
 //! grokscope (docs/OUTPUTS.md).
 
-use crate::data::{Split, TrainLabels};
+use crate::data::{Dataset, Inputs, TrainLabels};
 use crate::error::{Error, Result};
 
-/// The tensors of `dataset.safetensors` as little-endian bytes: `pairs` u32 [N, 2] (the
-/// training pairs, then the test pairs), `train` u8 [N] (1 for a training pair), `labels`
-/// u32 [N] (the true label `a ∘ b mod p`), `train_labels` u32 [M, n_train] (what model m
+/// The tensors of `dataset.safetensors` as little-endian bytes: the inputs (`pairs` u32
+/// [N, 2] for a token task, `features` f32 [N, dim] for dense data; the training examples,
+/// then the test examples), `train` u8 [N] (1 for a training example), `labels` u32 [N] (the
+/// true label, `a ∘ b mod p` on a table), `train_labels` u32 [M, n_train] (what model m
 /// trains on) and `corrupted` u8 [M, n_train] (1 for an example of model m's corrupted set
 /// C). Python's `grokscope.dataset` returns the same arrays.
 pub struct DatasetArrays {
     pub n: usize,
     pub n_train: usize,
     pub models: usize,
-    pub pairs: Vec<u8>,
+    /// The inputs tensor's name: `pairs` (u32) or `features` (f32).
+    pub inputs_name: &'static str,
+    /// Its shape, `[N, 2]` or `[N, dim]`.
+    pub inputs_shape: Vec<usize>,
+    /// Its values, 4 little-endian bytes each.
+    pub inputs: Vec<u8>,
     pub train: Vec<u8>,
     pub labels: Vec<u8>,
     pub train_labels: Vec<u8>,
@@ -22,25 +28,42 @@ pub struct DatasetArrays {
 }
 
 /// The arrays of `split` and the models' `labels`.
-pub fn dataset_arrays(split: &Split, labels: &[TrainLabels]) -> DatasetArrays {
-    let n_train = split.train_pairs.len();
-    let n = n_train + split.test_pairs.len();
+pub fn dataset_arrays(split: &Dataset, labels: &[TrainLabels]) -> DatasetArrays {
+    let n_train = split.n_train();
+    let n = n_train + split.n_test();
+    let (inputs_name, width, inputs) = match split.inputs() {
+        Inputs::Tokens { train, test, .. } => (
+            "pairs",
+            2,
+            train
+                .iter()
+                .chain(test)
+                .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
+                .flatten()
+                .collect(),
+        ),
+        Inputs::Dense { dim, train, test } => (
+            "features",
+            dim,
+            train
+                .iter()
+                .chain(test)
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+    };
     DatasetArrays {
         n,
         n_train,
         models: labels.len(),
-        pairs: split
-            .train_pairs
-            .iter()
-            .chain(&split.test_pairs)
-            .flat_map(|&(a, b)| [a.to_le_bytes(), b.to_le_bytes()])
-            .flatten()
-            .collect(),
+        inputs_name,
+        inputs_shape: vec![n, width],
+        inputs,
         train: (0..n).map(|i| u8::from(i < n_train)).collect(),
         labels: split
-            .train_true
+            .train_true()
             .iter()
-            .chain(&split.test_labels)
+            .chain(split.test_labels())
             .flat_map(|l| l.to_le_bytes())
             .collect(),
         train_labels: labels
@@ -55,14 +78,16 @@ pub fn dataset_arrays(split: &Split, labels: &[TrainLabels]) -> DatasetArrays {
 }
 
 /// `dataset.safetensors` of `split` and the models' `labels` ([`DatasetArrays`]).
-pub(super) fn dataset_bytes(split: &Split, labels: &[TrainLabels]) -> Result<Vec<u8>> {
+pub(super) fn dataset_bytes(split: &Dataset, labels: &[TrainLabels]) -> Result<Vec<u8>> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
     let DatasetArrays {
         n,
         n_train,
         models,
-        pairs,
+        inputs_name,
+        inputs_shape,
+        inputs,
         train,
         labels: truth,
         train_labels: trained,
@@ -72,7 +97,17 @@ pub(super) fn dataset_bytes(split: &Split, labels: &[TrainLabels]) -> Result<Vec
         TensorView::new(dtype, shape, data).map_err(|e| Error::Config(format!("dataset: {e}")))
     }
     let views = vec![
-        ("pairs", view(Dtype::U32, vec![n, 2], &pairs)?),
+        (
+            inputs_name,
+            view(
+                match split.inputs() {
+                    Inputs::Tokens { .. } => Dtype::U32,
+                    Inputs::Dense { .. } => Dtype::F32,
+                },
+                inputs_shape,
+                &inputs,
+            )?,
+        ),
         ("train", view(Dtype::U8, vec![n], &train)?),
         ("labels", view(Dtype::U32, vec![n], &truth)?),
         (
@@ -86,9 +121,17 @@ pub(super) fn dataset_bytes(split: &Split, labels: &[TrainLabels]) -> Result<Vec
     ];
     // One metadata key holding sorted JSON, as in the weights: the file is the same to the
     // byte for the same config.
-    let meta = std::collections::HashMap::from([(
-        crate::train::engine::META_KEY.to_string(),
-        format!("{{\"format\":\"grokscope-dataset\",\"p\":{}}}", split.p),
-    )]);
+    let about = match split {
+        Dataset::Table(s) => format!("{{\"format\":\"grokscope-dataset\",\"p\":{}}}", s.p),
+        Dataset::Dense(d) => serde_json::json!({
+            "classes": d.n_classes,
+            "format": "grokscope-dataset",
+            "name": d.name,
+            "shape": d.shape,
+        })
+        .to_string(),
+    };
+    let meta =
+        std::collections::HashMap::from([(crate::train::engine::META_KEY.to_string(), about)]);
     Ok(safetensors::serialize(views, Some(meta))?)
 }

@@ -98,12 +98,12 @@ impl RunDir {
         write_new(&self.path, CONFIG, text.as_bytes(), false)
     }
 
-    /// Writes `dataset.safetensors` (unless it exists): the pairs, the split, the true labels,
+    /// Writes `dataset.safetensors` (unless it exists): the inputs, the split, the true labels,
     /// and per model the labels it trains on and which examples are corrupted — everything
     /// needed to recompute any accuracy outside grokscope (docs/OUTPUTS.md).
     pub fn write_dataset(
         &self,
-        split: &crate::data::Split,
+        split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
     ) -> Result<()> {
         if self.path.join(DATASET).exists() {

@@ -6,7 +6,7 @@ use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::Loss;
 use super::mlp::Fleet;
 use super::transformer::TFleet;
-use crate::data::Split;
+use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::analytic::analytic_params;
 use crate::model::{Architecture, Init};
@@ -25,11 +25,12 @@ pub struct ModelInit {
 }
 
 impl Network {
-    /// A fleet of `architecture` on `split`, one model per entry of `models`.
+    /// A fleet of `architecture` on `dataset`, one model per entry of `models`. Both kinds
+    /// of today read token pairs: a dataset of dense features is refused here, saying so.
     pub fn new(
         architecture: &Architecture,
         loss: Loss,
-        split: &Split,
+        dataset: &Dataset,
         models: Vec<ModelInit>,
     ) -> Result<Network> {
         Ok(match architecture {
@@ -48,6 +49,7 @@ impl Network {
                         (params, m.hyper, m.labels)
                     })
                     .collect();
+                let split = dataset.require_table("the two-layer MLP")?;
                 Network::Mlp(Fleet::new(*arch, loss, split, models))
             }
             Architecture::Transformer { cfg, .. } => {
@@ -55,6 +57,7 @@ impl Network {
                     .into_iter()
                     .map(|m| (m.init_seed, m.hyper, m.labels))
                     .collect();
+                let split = dataset.require_table("the Transformer")?;
                 Network::Transformer(TFleet::new(cfg, loss, split, models))
             }
         })

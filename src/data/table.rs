@@ -1,11 +1,9 @@
-//! Data (SCIENCE.md §1): the operation table, the seeded train/test split, and label corruption.
-//!
-//! Every training example keeps its true label, the label it is trained on, and a flag that
-//! says whether the two differ because of corruption.
+//! The operation tables of SCIENCE.md §1 and their seeded train/test split ([`Split`]).
 
+use super::corrupt::{corrupt, CorruptionMode, TrainLabels};
 use crate::error::{Error, Result};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -94,25 +92,6 @@ fn is_prime(p: u64) -> bool {
     true
 }
 
-/// How a corrupted label is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum CorruptionMode {
-    /// Uniform over the `p − 1` wrong labels (the default).
-    #[default]
-    Wrong,
-    /// Uniform over all `p` labels; the picked examples whose draw is their true label are
-    /// not counted as corrupted (they are clean).
-    Any,
-    /// The reference's MLP code: uniform over all `p` labels, and every picked example counts
-    /// as corrupted (in `C`, `A_mem`, `A_inv`), also where the draw is its true label.
-    Reference,
-    /// The reference's Transformer notebook: uniform over `0 … p−2` (label `p − 1` is never
-    /// drawn), every picked example counted as corrupted.
-    #[serde(rename = "reference-transformer")]
-    ReferenceTransformer,
-}
-
 /// One input pair `(a, b)`.
 pub type Pair = (u32, u32);
 
@@ -136,19 +115,6 @@ pub fn check_alpha(alpha: f64) -> Result<()> {
         Err(Error::invalid(
             "data.train_fraction",
             format!("α must satisfy 0 < α < 1, got {alpha}"),
-        ))
-    }
-}
-
-/// The corruption fraction ξ must satisfy 0 ≤ ξ < 1 (`data.corruption`; the one check of it,
-/// for configs and for direct callers of [`Split::corrupt`]).
-pub fn check_xi(xi: f64) -> Result<()> {
-    if (0.0..1.0).contains(&xi) {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "data.corruption",
-            format!("ξ must satisfy 0 ≤ ξ < 1, got {xi}"),
         ))
     }
 }
@@ -199,52 +165,9 @@ impl Split {
     }
 
     /// The training labels of one model: `⌊ξ · n_train⌋` examples chosen with `seed` get a
-    /// random label (SCIENCE.md §1).
+    /// random label (SCIENCE.md §1; [`corrupt`] over the `p` classes).
     pub fn corrupt(&self, xi: f64, mode: CorruptionMode, seed: u64) -> Result<TrainLabels> {
-        check_xi(xi)?;
-        let n = self.n_train();
-        let k = (xi * n as f64).floor() as usize;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let chosen = rand::seq::index::sample(&mut rng, n, k);
-        let mut labels = self.train_true.clone();
-        let mut corrupted = vec![false; n];
-        let p = self.p as u32;
-        for i in chosen.iter() {
-            let truth = labels[i];
-            let new = match mode {
-                CorruptionMode::Wrong => {
-                    let r = rng.random_range(0..p - 1);
-                    if r >= truth {
-                        r + 1
-                    } else {
-                        r
-                    }
-                }
-                CorruptionMode::Any | CorruptionMode::Reference => rng.random_range(0..p),
-                CorruptionMode::ReferenceTransformer => rng.random_range(0..(p - 1).max(1)),
-            };
-            labels[i] = new;
-            corrupted[i] = match mode {
-                CorruptionMode::Wrong | CorruptionMode::Any => new != truth,
-                CorruptionMode::Reference | CorruptionMode::ReferenceTransformer => true,
-            };
-        }
-        Ok(TrainLabels { labels, corrupted })
-    }
-}
-
-/// The labels one model trains on, aligned with `Split::train_pairs`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrainLabels {
-    pub labels: Vec<u32>,
-    /// The examples of `C`: where the training label differs from the true label, and in the
-    /// reference modes every example picked for corruption (its draw may be the true label).
-    pub corrupted: Vec<bool>,
-}
-
-impl TrainLabels {
-    pub fn n_corrupted(&self) -> usize {
-        self.corrupted.iter().filter(|&&c| c).count()
+        corrupt(&self.train_true, self.p, xi, mode, seed)
     }
 }
 
