@@ -59,8 +59,8 @@ fn analytic_network_solves_addition() {
     };
     let mut cfg = Config::default();
     cfg.data.p = 11;
-    cfg.model.width = 40;
-    cfg.model.init = Init::Analytic;
+    cfg.model.mlp.width = 40;
+    cfg.model.mlp.init = Init::Analytic;
     cfg.train.steps = Some(1);
     let mut s = cfg.check().unwrap().setup().unwrap();
     assert_eq!(
@@ -96,8 +96,8 @@ fn trained_corrupted(
     let mut cfg = Config::default();
     cfg.data.p = p;
     cfg.data.corruption = Axis::One(0.3);
-    cfg.model.width = width;
-    cfg.model.batchnorm = batchnorm;
+    cfg.model.mlp.width = width;
+    cfg.model.mlp.batchnorm = batchnorm;
     cfg.train.epochs = Some(epochs);
     cfg.eval.every = 0;
     let cfg = cfg.check().unwrap();

@@ -10,11 +10,11 @@ fn tiny(loss: Loss, bn: bool, act: Activation, dropout: f64) -> Config {
     c.data.p = 7;
     c.data.train_fraction = 0.6;
     c.data.corruption = Axis::One(0.3);
-    c.model.width = 6;
-    c.model.activation = act;
-    c.model.batchnorm = bn;
+    c.model.mlp.width = 6;
+    c.model.mlp.activation = act;
+    c.model.mlp.batchnorm = bn;
     c.model.dropout = Axis::One(dropout);
-    c.model.init_std = Some(0.8);
+    c.model.mlp.init_std = Some(0.8);
     c.train.loss = loss;
     c.train.steps = Some(1);
     c

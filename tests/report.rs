@@ -71,8 +71,8 @@ fn run_report_has_every_figure() {
     };
     cfg.data.p = 13;
     cfg.data.corruption = Axis::One(0.3);
-    cfg.model.width = 24;
-    cfg.model.batchnorm = true;
+    cfg.model.mlp.width = 24;
+    cfg.model.mlp.batchnorm = true;
     cfg.train.weight_decay = Axis::Many(vec![0.0, 1.0]);
     cfg.train.epochs = Some(60);
     let dir = tmp.path().join("run");
@@ -390,7 +390,7 @@ fn compare_overlays_runs() {
         };
         cfg.data.p = 13;
         cfg.data.corruption = Axis::One(0.3);
-        cfg.model.width = 24;
+        cfg.model.mlp.width = 24;
         cfg.train.weight_decay = Axis::One(wd);
         cfg.train.epochs = Some(40);
         let dir = tmp.path().join(name);
@@ -524,7 +524,7 @@ fn diverged_and_unfinished_runs_are_reported() {
         ..Default::default()
     };
     cfg.data.p = 13;
-    cfg.model.width = 16;
+    cfg.model.mlp.width = 16;
     cfg.train.lr = Axis::Many(vec![0.01, 1e6]);
     cfg.train.epochs = Some(40);
     let dir = tmp.path().join("nan");

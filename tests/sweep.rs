@@ -53,7 +53,7 @@ model.batchnorm = [false, true]
             let cfg = &plan.points[r].cfg;
             // Members share everything but the fleet axes; the spec carries the run's values.
             assert_eq!(cfg.data.train_fraction, f.cfg.data.train_fraction);
-            assert_eq!(cfg.model.batchnorm, f.cfg.model.batchnorm);
+            assert_eq!(cfg.model.mlp.batchnorm, f.cfg.model.mlp.batchnorm);
             let own = cfg.fleet().remove(0);
             assert_eq!(
                 (own.corruption, own.weight_decay, own.init_seed),

@@ -63,7 +63,7 @@ fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {
         ..Default::default()
     };
     c.data.p = p;
-    c.model.width = 128;
+    c.model.mlp.width = 128;
     c.train.weight_decay = Axis::Many(wd);
     c.train.epochs = Some(epochs);
     c
@@ -94,7 +94,7 @@ fn same_config_gives_identical_metrics() {
     let mut cfg = small(23, vec![0.0, 2.0], 60);
     cfg.data.corruption = Axis::One(0.2);
     cfg.model.dropout = Axis::One(0.1);
-    cfg.model.batchnorm = true;
+    cfg.model.mlp.batchnorm = true;
     cfg.train.batch_size = Some(64);
     let a = train(&cfg);
     let b = train(&cfg);
@@ -124,7 +124,7 @@ fn a_model_trains_the_same_alone_or_in_a_fleet() {
 #[test]
 fn batchnorm_running_stats_follow_pytorch() {
     let mut cfg = small(11, vec![0.0], 1);
-    cfg.model.batchnorm = true;
+    cfg.model.mlp.batchnorm = true;
     let mut s = setup(&cfg);
     s.network.as_mlp_mut().unwrap().step_full();
     // After one step from (0, 1): mean = 0.1·μ_batch, var = 0.9 + 0.1·var_unbiased, where the
@@ -281,7 +281,7 @@ fn the_reference_notebooks_six_networks_get_its_labels() {
 #[test]
 fn a_huge_learning_rate_diverges() {
     let mut cfg = small(11, vec![0.0], 50);
-    cfg.model.width = 32;
+    cfg.model.mlp.width = 32;
     cfg.data.corruption = Axis::One(0.2);
     cfg.train.lr = Axis::One(1e6);
     let out = train(&cfg);

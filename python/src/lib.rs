@@ -260,12 +260,23 @@ fn train(
     }
 }
 
-/// The resolved config of a run directory (`config.toml`, checked) as JSON.
+/// The resolved config of a run directory (`config.toml`, checked) as JSON. The MLP's keys
+/// are in `model.mlp` and, as before 0.2, also in `model` itself (notebooks read
+/// `cfg["model"]["width"]`).
 #[pyfunction]
 fn run_config(dir: PathBuf) -> PyResult<String> {
     let run = RunDir::open(&dir).map_err(err)?;
     let cfg = run.read_config().map_err(err)?;
-    serde_json::to_string(&*cfg).map_err(|e| GrokscopeError::new_err(e.to_string()))
+    let to_py = |e: serde_json::Error| GrokscopeError::new_err(e.to_string());
+    let mut json = serde_json::to_value(&*cfg).map_err(to_py)?;
+    if let Some(model) = json.get_mut("model").and_then(|m| m.as_object_mut()) {
+        if let Some(mlp) = model.get("mlp").and_then(|m| m.as_object()).cloned() {
+            for (k, v) in mlp {
+                model.entry(k).or_insert(v);
+            }
+        }
+    }
+    serde_json::to_string(&json).map_err(to_py)
 }
 
 /// The settings of every model of a run's fleet, as JSON (a list of objects).

@@ -2,13 +2,11 @@
 //! warnings and the [`Architecture`] it asks for; the memory a fleet of it needs.
 
 use super::axis::nonempty;
-use super::schema::{
-    Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS, MAX_WIDTH,
-};
+use super::schema::{Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS};
 use crate::data::{check_alpha, check_xi, validate_table, Operation};
 use crate::error::{Error, Result};
 use crate::model::memory;
-use crate::model::{Arch, Architecture, Init, ModelKind};
+use crate::model::{Architecture, Init, ModelKind};
 
 impl Config {
     /// Checks every value once; the result carries the warnings that do not stop a run and
@@ -19,18 +17,11 @@ impl Config {
         let m = &self.model;
         let architecture = match m.kind {
             ModelKind::Mlp => {
-                let arch = Arch {
-                    p: self.data.p,
-                    width: m.width,
-                    activation: m.activation,
-                    batchnorm: m.batchnorm,
-                    bn_momentum: m.bn_momentum as f32,
-                    bn_eps: m.bn_eps as f32,
-                };
+                let (arch, init, init_std) = m.mlp.check(self.data.p)?;
                 Architecture::Mlp {
                     arch,
-                    init: m.init,
-                    init_std: m.init_std.unwrap_or_else(|| arch.default_init_std()),
+                    init,
+                    init_std,
                 }
             }
             ModelKind::Transformer => {
@@ -60,12 +51,8 @@ impl Config {
         }
         nonempty(&d.corruption_seed, "data.corruption_seed")?;
         let m = &self.model;
-        if m.width == 0 || m.width > MAX_WIDTH {
-            return Err(Error::invalid(
-                "model.width",
-                format!("the width N must lie in [1, {MAX_WIDTH}], got {}", m.width),
-            ));
-        }
+        // The MLP's table is checked whatever the kind (as before per-kind tables).
+        m.mlp.check(d.p)?;
         for &q in nonempty(&m.dropout, "model.dropout")?.iter() {
             if !(0.0..1.0).contains(&q) {
                 return Err(Error::invalid(
@@ -75,26 +62,12 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
-        if m.init == Init::Analytic {
-            warnings.extend(crate::model::analytic::check(d.p, m.width)?);
+        if m.mlp.init == Init::Analytic {
+            warnings.extend(crate::model::analytic::check(d.p, m.mlp.width)?);
             if d.operation != Operation::Add {
                 warnings.push(format!(
                     "init = \"analytic\" is the solution of `add`, not of `{}`",
                     d.operation.name()
-                ));
-            }
-        }
-        if !(m.bn_momentum >= 0.0 && m.bn_momentum <= 1.0) {
-            return Err(Error::invalid("model.bn_momentum", "must lie in [0, 1]"));
-        }
-        if m.bn_eps.is_nan() || m.bn_eps <= 0.0 {
-            return Err(Error::invalid("model.bn_eps", "must be positive"));
-        }
-        if let Some(s) = m.init_std {
-            if !(s >= 0.0 && s.is_finite()) {
-                return Err(Error::invalid(
-                    "model.init_std",
-                    "must be a finite number ≥ 0",
                 ));
             }
         }
@@ -249,7 +222,7 @@ fn validate_transformer(m: &ModelConfig) -> Result<()> {
             "the reference's rescale_optim has no learning-rate group for biases: set model.transformer.mlp_bias = false",
         ));
     }
-    if m.batchnorm || m.init != Init::Normal {
+    if m.mlp.batchnorm || m.mlp.init != Init::Normal {
         return Err(Error::invalid(
             "model.kind",
             "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",

@@ -1,7 +1,7 @@
 //! A config from TOML text and `--set key=value` overrides, with errors in the words of the
 //! config file, and whom to blame for an error (the file, or an override).
 
-use super::schema::{Config, SECTIONS};
+use super::schema::{Config, MLP_KEYS, SECTIONS};
 use crate::error::{Error, Result};
 
 impl Config {
@@ -30,7 +30,7 @@ impl Config {
         check_sections(&table)?;
         if sets.is_empty() {
             let cfg = toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
-            return Ok((cfg, Vec::new()));
+            return Ok((cfg, legacy_note(&table).into_iter().collect()));
         }
         let mut notes = Vec::new();
         let set_keys: Vec<&str> = sets
@@ -44,6 +44,17 @@ impl Config {
                 if let Some(old) = train.and_then(|t| t.remove(other)) {
                     notes.push(format!(
                         "--set {gk} replaces the config's {ok} = {old} (give one length, not both)"
+                    ));
+                }
+            }
+        }
+        notes.extend(legacy_note(&table));
+        hoist_legacy(&mut table)?;
+        for s in sets {
+            if let Some(k) = s.split_once('=').map(|(k, _)| k.trim()) {
+                if let Some(new) = k.strip_prefix("model.").filter(|k| MLP_KEYS.contains(k)) {
+                    notes.push(format!(
+                        "--set {k} is read as model.mlp.{new} (the MLP's keys are in [model.mlp])"
                     ));
                 }
             }
@@ -75,8 +86,19 @@ impl Config {
 }
 
 /// Sets the dotted `key` (e.g. `train.weight_decay`) of a TOML table to `value`, creating
-/// intermediate tables.
+/// intermediate tables. The MLP's keys before 0.2 (`model.width`) set the key of
+/// `[model.mlp]` (a table with the old layout is first brought to the new one:
+/// [`hoist_legacy`]).
 pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let canonical = key
+        .trim()
+        .strip_prefix("model.")
+        .filter(|k| MLP_KEYS.contains(&k.trim()))
+        .map(|k| format!("model.mlp.{}", k.trim()));
+    if canonical.is_some() || key.trim().starts_with("model.mlp.") {
+        hoist_legacy(table)?;
+    }
+    let key = canonical.as_deref().unwrap_or(key);
     let parts: Vec<&str> = key.split('.').map(str::trim).collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(Error::Config(format!("empty part in key `{key}`")));
@@ -188,18 +210,73 @@ pub enum Blame<'a> {
     Source,
 }
 
+/// The key before 0.2 of a key of the MLP's table (`model.mlp.width` → `model.width`).
+fn legacy_key(key: &str) -> Option<String> {
+    let k = key.strip_prefix("model.mlp.")?;
+    MLP_KEYS.contains(&k).then(|| format!("model.{k}"))
+}
+
+/// Moves the MLP's keys given in `[model]` (the layout before 0.2) into `[model.mlp]`, so that
+/// `--set` overrides meet them under one name; a key given in both is an error.
+pub fn hoist_legacy(table: &mut toml::Table) -> Result<()> {
+    let Some(model) = table.get_mut("model").and_then(|m| m.as_table_mut()) else {
+        return Ok(());
+    };
+    let moved: Vec<(String, toml::Value)> = MLP_KEYS
+        .iter()
+        .filter_map(|k| model.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let mlp = model
+        .entry("mlp")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| Error::Config("`model.mlp` must be a table of settings".into()))?;
+    for (k, v) in moved {
+        if mlp.contains_key(&k) {
+            return Err(Error::Config(format!(
+                "model.{k} and model.mlp.{k} are the same setting: give it once (under [model.mlp])"
+            )));
+        }
+        mlp.insert(k, v);
+    }
+    Ok(())
+}
+
+/// The note on a config that gives the MLP's keys in `[model]` (the layout before 0.2).
+fn legacy_note(table: &toml::Table) -> Option<String> {
+    let model = table.get("model")?.as_table()?;
+    let old: Vec<String> = MLP_KEYS
+        .iter()
+        .filter(|k| model.contains_key(**k))
+        .map(|k| format!("model.{k}"))
+        .collect();
+    (!old.is_empty()).then(|| {
+        format!(
+            "{} {} the MLP's, read as in [model.mlp] (write them there; the layout before 0.2 still works)",
+            old.join(", "),
+            if old.len() == 1 { "is" } else { "are" }
+        )
+    })
+}
+
 /// Whom to blame for `e`, an error of reading or checking a config given with `sets`.
 pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
     match e {
         Error::Set { .. } | Error::Memory(_) => Blame::Itself,
-        Error::Invalid { key, .. } => sets
-            .iter()
-            .rev()
-            .find(|s| {
-                s.split_once('=')
-                    .is_some_and(|(k, _)| k.trim() == key.as_str())
-            })
-            .map_or(Blame::Source, |s| Blame::Set(s)),
+        Error::Invalid { key, .. } => {
+            let old = legacy_key(key);
+            sets.iter()
+                .rev()
+                .find(|s| {
+                    s.split_once('=').is_some_and(|(k, _)| {
+                        k.trim() == key.as_str() || Some(k.trim()) == old.as_deref()
+                    })
+                })
+                .map_or(Blame::Source, |s| Blame::Set(s))
+        }
         _ => Blame::Source,
     }
 }
@@ -208,7 +285,14 @@ pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
 pub fn blamed_message(e: &Error, sets: &[String], source: &str) -> String {
     match blame(e, sets) {
         Blame::Itself => e.to_string(),
-        Blame::Set(s) => format!("--set {s}: {e}"),
+        Blame::Set(s) => match e {
+            // The key as the `--set` spelled it (`model.width` for `model.mlp.width`).
+            Error::Invalid { key, message } => {
+                let typed = s.split_once('=').map_or(key.as_str(), |(k, _)| k.trim());
+                format!("--set {s}: {}", Error::invalid(typed, message.clone()))
+            }
+            e => format!("--set {s}: {e}"),
+        },
         Blame::Source => format!("in {source}: {e}"),
     }
 }

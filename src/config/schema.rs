@@ -4,11 +4,10 @@
 use super::axis::Axis;
 use crate::data::{CorruptionMode, Operation};
 use crate::model::transformer::TransformerConfig;
-use crate::model::{Activation, Init, Loss, ModelKind};
+use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind};
 use serde::{Deserialize, Serialize};
 
-/// The largest hidden width N (and Transformer width d · mlp_ratio).
-pub const MAX_WIDTH: usize = 1 << 24;
+pub use crate::model::MAX_WIDTH;
 /// The most models one fleet trains together (the product of the fleet axes' lengths).
 pub const MAX_FLEET: usize = 1 << 16;
 /// The longest run, in optimizer steps (about 2 weeks at a microsecond per step).
@@ -26,7 +25,8 @@ pub type TypeName = fn() -> &'static str;
 /// (`config::parse`). A new table (a model kind's `[model.<kind>]`) is one line here.
 pub const SECTIONS: &[(&str, TypeName)] = &[
     ("data", std::any::type_name::<DataConfig>),
-    ("model", std::any::type_name::<ModelConfig>),
+    ("model", std::any::type_name::<RawModel>),
+    ("model.mlp", std::any::type_name::<RawMlp>),
     ("train", std::any::type_name::<TrainConfig>),
     ("eval", std::any::type_name::<EvalConfig>),
     ("report", std::any::type_name::<ReportConfig>),
@@ -161,25 +161,20 @@ impl Default for DataConfig {
     }
 }
 
+/// The `[model]` table: which kind of network, the fleet axes every kind has, and each kind's
+/// own table (`[model.mlp]`, `[model.transformer]`). The MLP's keys are still read from
+/// `[model]` itself, where they were before 0.2 (with a note; [`MLP_KEYS`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "RawModel")]
 pub struct ModelConfig {
     /// `mlp` or `transformer`.
     pub kind: ModelKind,
-    /// Hidden width N (MLP).
-    pub width: usize,
-    pub activation: Activation,
     /// Dropout rate q before φ, 0 ≤ q < 1 (fleet axis).
     pub dropout: Axis<f64>,
-    pub batchnorm: bool,
-    pub bn_momentum: f64,
-    pub bn_eps: f64,
-    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SCIENCE.md §7).
-    pub init: Init,
-    /// Standard deviation of the normal init; absent: the paper's 0.5 / (2N)^{1/3}.
-    pub init_std: Option<f64>,
     /// Seed of the initial weights and of the dropout masks (fleet axis).
     pub init_seed: Axis<u64>,
+    /// The MLP's settings (with `kind = "mlp"`).
+    pub mlp: MlpConfig,
     /// The Transformer's shape (with `kind = "transformer"`).
     pub transformer: TransformerConfig,
 }
@@ -187,18 +182,115 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            width: 500,
-            activation: Activation::Square,
-            dropout: Axis::One(0.0),
-            batchnorm: false,
-            bn_momentum: 0.1,
-            bn_eps: 1e-5,
-            init: Init::Normal,
-            init_std: None,
-            init_seed: Axis::One(0),
             kind: ModelKind::default(),
+            dropout: Axis::One(0.0),
+            init_seed: Axis::One(0),
+            mlp: MlpConfig::default(),
             transformer: TransformerConfig::default(),
         }
+    }
+}
+
+/// The MLP's keys that `[model]` itself still accepts (the layout before 0.2).
+pub const MLP_KEYS: [&str; 7] = [
+    "width",
+    "activation",
+    "batchnorm",
+    "bn_momentum",
+    "bn_eps",
+    "init",
+    "init_std",
+];
+
+/// The MLP's keys as written, in `[model.mlp]` or (before 0.2) in `[model]`: each absent
+/// key takes `MlpConfig`'s default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMlp {
+    width: Option<usize>,
+    activation: Option<Activation>,
+    batchnorm: Option<bool>,
+    bn_momentum: Option<f64>,
+    bn_eps: Option<f64>,
+    init: Option<Init>,
+    init_std: Option<f64>,
+}
+
+/// `[model]` as written: the MLP's keys in `[model.mlp]` or in `[model]` itself, not both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    #[serde(default)]
+    kind: ModelKind,
+    #[serde(default = "no_dropout")]
+    dropout: Axis<f64>,
+    #[serde(default = "seed_zero")]
+    init_seed: Axis<u64>,
+    // The MLP's keys where they were before 0.2 (`MLP_KEYS`).
+    width: Option<usize>,
+    activation: Option<Activation>,
+    batchnorm: Option<bool>,
+    bn_momentum: Option<f64>,
+    bn_eps: Option<f64>,
+    init: Option<Init>,
+    init_std: Option<f64>,
+    #[serde(default)]
+    mlp: RawMlp,
+    #[serde(default)]
+    transformer: TransformerConfig,
+}
+
+fn no_dropout() -> Axis<f64> {
+    Axis::One(0.0)
+}
+
+fn seed_zero() -> Axis<u64> {
+    Axis::One(0)
+}
+
+impl TryFrom<RawModel> for ModelConfig {
+    type Error = String;
+    fn try_from(r: RawModel) -> std::result::Result<ModelConfig, String> {
+        let old = RawMlp {
+            width: r.width,
+            activation: r.activation,
+            batchnorm: r.batchnorm,
+            bn_momentum: r.bn_momentum,
+            bn_eps: r.bn_eps,
+            init: r.init,
+            init_std: r.init_std,
+        };
+        let new = r.mlp;
+        let d = MlpConfig::default();
+        fn one<T>(
+            key: &str,
+            old: Option<T>,
+            new: Option<T>,
+        ) -> std::result::Result<Option<T>, String> {
+            match (old, new) {
+                (Some(_), Some(_)) => Err(format!(
+                    "model.{key} and model.mlp.{key} are the same setting: give it once (under [model.mlp])"
+                )),
+                (old, new) => Ok(new.or(old)),
+            }
+        }
+        let mlp = MlpConfig {
+            width: one("width", old.width, new.width)?.unwrap_or(d.width),
+            activation: one("activation", old.activation, new.activation)?.unwrap_or(d.activation),
+            batchnorm: one("batchnorm", old.batchnorm, new.batchnorm)?.unwrap_or(d.batchnorm),
+            bn_momentum: one("bn_momentum", old.bn_momentum, new.bn_momentum)?
+                .unwrap_or(d.bn_momentum),
+            bn_eps: one("bn_eps", old.bn_eps, new.bn_eps)?.unwrap_or(d.bn_eps),
+            init: one("init", old.init, new.init)?.unwrap_or(d.init),
+            init_std: one("init_std", old.init_std, new.init_std)?.or(d.init_std),
+        };
+        Ok(ModelConfig {
+            kind: r.kind,
+            dropout: r.dropout,
+            init_seed: r.init_seed,
+            mlp,
+            transformer: r.transformer,
+        })
     }
 }
 
@@ -282,7 +374,7 @@ impl Config {
         // How often the state is saved does not change what is trained.
         let mut c = self.clone();
         c.eval.autosave_minutes = 0.0;
-        fingerprint(&c.to_toml())
+        fingerprint(&c.legacy_toml())
     }
 
     /// A fingerprint of what is trained: the data, model and train sections (not the name or
@@ -292,7 +384,60 @@ impl Config {
         c.name = String::new();
         c.eval = EvalConfig::default();
         c.report = ReportConfig::default();
-        fingerprint(&c.to_toml())
+        fingerprint(&c.legacy_toml())
+    }
+
+    /// The config as TOML in the layout before 0.2 (the MLP's keys in `[model]`), to the byte
+    /// as that version wrote it: what the fingerprints are taken over, so that the
+    /// fingerprints in run directories and sweeps written before stay valid.
+    pub fn legacy_toml(&self) -> String {
+        #[derive(Serialize)]
+        struct Legacy<'a> {
+            name: &'a str,
+            data: &'a DataConfig,
+            model: LegacyModel<'a>,
+            train: &'a TrainConfig,
+            eval: &'a EvalConfig,
+            #[serde(skip_serializing_if = "ReportConfig::is_default")]
+            report: &'a ReportConfig,
+        }
+        // `ModelConfig`'s fields in their order before 0.2.
+        #[derive(Serialize)]
+        struct LegacyModel<'a> {
+            kind: ModelKind,
+            width: usize,
+            activation: Activation,
+            dropout: &'a Axis<f64>,
+            batchnorm: bool,
+            bn_momentum: f64,
+            bn_eps: f64,
+            init: Init,
+            init_std: Option<f64>,
+            init_seed: &'a Axis<u64>,
+            transformer: &'a TransformerConfig,
+        }
+        let (m, mlp) = (&self.model, &self.model.mlp);
+        let legacy = Legacy {
+            name: &self.name,
+            data: &self.data,
+            model: LegacyModel {
+                kind: m.kind,
+                width: mlp.width,
+                activation: mlp.activation,
+                dropout: &m.dropout,
+                batchnorm: mlp.batchnorm,
+                bn_momentum: mlp.bn_momentum,
+                bn_eps: mlp.bn_eps,
+                init: mlp.init,
+                init_std: mlp.init_std,
+                init_seed: &m.init_seed,
+                transformer: &m.transformer,
+            },
+            train: &self.train,
+            eval: &self.eval,
+            report: &self.report,
+        };
+        toml::to_string(&legacy).expect("a config always serializes")
     }
 
     /// The config as TOML, every default filled in.

@@ -19,6 +19,7 @@
 //! start from the same [`Arch::gather`].
 
 use crate::data::Pair;
+use crate::error::{Error, Result};
 use crate::kernels::{matmul, Mat};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -96,6 +97,94 @@ impl Activation {
                 .for_each(|(d, &x)| *d = if x > 0.0 { *d } else { 0.0 }),
             Activation::Gelu => d.iter_mut().zip(h).for_each(|(d, &x)| *d *= self.df(x)),
         }
+    }
+}
+
+/// How an MLP's weights start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Every entry of U, V, W from Normal(0, init_std²).
+    #[default]
+    Normal,
+    /// Gromov's analytic solution for modular addition (SCIENCE.md §7), output layer scaled by 2/N.
+    Analytic,
+}
+
+/// The largest hidden width N (and Transformer width d · mlp_ratio).
+pub const MAX_WIDTH: usize = 1 << 24;
+
+/// The MLP's own settings, the table `[model.mlp]` (SCIENCE.md §2; before 0.2 these keys were
+/// in `[model]` itself, where they are still read).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    /// Hidden width N.
+    pub width: usize,
+    pub activation: Activation,
+    pub batchnorm: bool,
+    pub bn_momentum: f64,
+    pub bn_eps: f64,
+    /// `normal` (the paper's Gaussian init) or `analytic` (Gromov's periodic network, SCIENCE.md §7).
+    pub init: Init,
+    /// Standard deviation of the normal init; absent: the paper's 0.5 / (2N)^{1/3}.
+    pub init_std: Option<f64>,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig {
+            width: 500,
+            activation: Activation::Square,
+            batchnorm: false,
+            bn_momentum: 0.1,
+            bn_eps: 1e-5,
+            init: Init::Normal,
+            init_std: None,
+        }
+    }
+}
+
+impl MlpConfig {
+    /// Checks the table's values (each once) into the shared architecture of a fleet on `p`
+    /// tokens, with its init and the init's standard deviation.
+    pub fn check(&self, p: usize) -> Result<(Arch, Init, f64)> {
+        if self.width == 0 || self.width > MAX_WIDTH {
+            return Err(Error::invalid(
+                "model.mlp.width",
+                format!(
+                    "the width N must lie in [1, {MAX_WIDTH}], got {}",
+                    self.width
+                ),
+            ));
+        }
+        if !(self.bn_momentum >= 0.0 && self.bn_momentum <= 1.0) {
+            return Err(Error::invalid(
+                "model.mlp.bn_momentum",
+                "must lie in [0, 1]",
+            ));
+        }
+        if self.bn_eps.is_nan() || self.bn_eps <= 0.0 {
+            return Err(Error::invalid("model.mlp.bn_eps", "must be positive"));
+        }
+        if let Some(s) = self.init_std {
+            if !(s >= 0.0 && s.is_finite()) {
+                return Err(Error::invalid(
+                    "model.mlp.init_std",
+                    "must be a finite number ≥ 0",
+                ));
+            }
+        }
+        let arch = Arch {
+            p,
+            width: self.width,
+            activation: self.activation,
+            batchnorm: self.batchnorm,
+            bn_momentum: self.bn_momentum as f32,
+            bn_eps: self.bn_eps as f32,
+        };
+        let std = self.init_std.unwrap_or_else(|| arch.default_init_std());
+        Ok((arch, self.init, std))
     }
 }
 

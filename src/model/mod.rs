@@ -12,7 +12,7 @@ pub mod memory;
 pub mod mlp;
 pub mod transformer;
 
-pub use mlp::{Activation, Arch, RunningStats};
+pub use mlp::{Activation, Arch, Init, MlpConfig, RunningStats, MAX_WIDTH};
 
 use serde::{Deserialize, Serialize};
 use transformer::TransformerConfig;
@@ -21,7 +21,7 @@ use transformer::TransformerConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// The paper's two-layer MLP (SCIENCE.md §2).
+    /// The paper's two-layer MLP (SCIENCE.md §2), configured under `[model.mlp]`.
     #[default]
     Mlp,
     /// The paper's Transformer (SCIENCE.md §8), configured under `[model.transformer]`.
@@ -32,12 +32,12 @@ impl ModelKind {
     /// Every model kind: the one list a new kind is added to.
     pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Transformer];
 
-    /// The config table of the kind's own keys under `[model]` (`None`: its keys are in
-    /// `[model]` itself).
-    pub fn table(self) -> Option<&'static str> {
+    /// The config table of the kind's own keys under `[model]` (`[model.mlp]`,
+    /// `[model.transformer]`).
+    pub fn table(self) -> &'static str {
         match self {
-            ModelKind::Mlp => None,
-            ModelKind::Transformer => Some("transformer"),
+            ModelKind::Mlp => "mlp",
+            ModelKind::Transformer => "transformer",
         }
     }
 }
@@ -51,17 +51,6 @@ pub enum Loss {
     Mse,
     #[serde(rename = "ce")]
     CrossEntropy,
-}
-
-/// How an MLP's weights start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// Every entry of U, V, W from Normal(0, init_std²).
-    #[default]
-    Normal,
-    /// Gromov's analytic solution for modular addition (SCIENCE.md §7), output layer scaled by 2/N.
-    Analytic,
 }
 
 /// A checked network shape with everything its fleet needs to initialise its models.

@@ -477,9 +477,7 @@ fn shown_config(text: &str) -> String {
         for other in ModelKind::ALL {
             let name = serde_json::to_value(other).ok();
             if name.as_ref().and_then(|n| n.as_str()) != Some(kind.as_str()) {
-                if let Some(table) = other.table() {
-                    m.remove(table);
-                }
+                m.remove(other.table());
             }
         }
     }
