@@ -35,7 +35,7 @@ print(f"{len(data['pairs'])} pairs, {n_train} for training, "
 def analytic(p: int, per_frequency: int = 8) -> Weights:
     """Gromov's solution (SCIENCE.md §7): neuron k on frequency σ_k with phases φ_k, ψ_k;
     the m ≥ 8 neurons of one frequency get φ_j = 2πj/m, ψ_j = 2φ_j, which cancels every
-    unwanted term exactly (as grokscope's model.init = "analytic")."""
+    unwanted term exactly (as grokscope's model.mlp.init = "analytic")."""
     sigma = np.repeat(np.arange(1, (p - 1) // 2 + 1), per_frequency)
     phi = 2 * np.pi * np.tile(np.arange(per_frequency), (p - 1) // 2) / per_frequency
     psi = 2 * phi

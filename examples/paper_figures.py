@@ -25,7 +25,7 @@ import grokscope  # noqa: E402
 SMALL = os.environ.get("GROKSCOPE_EXAMPLE_SMALL") == "1"
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "paper-figures")
 OUT.mkdir(parents=True, exist_ok=True)
-size: Dict[str, Any] = {"data.p": 23, "model.width": 64, "train.epochs": 150} if SMALL else {}
+size: Dict[str, Any] = {"data.p": 23, "model.mlp.width": 64, "train.epochs": 150} if SMALL else {}
 
 # %% [markdown]
 # ## Regularization: three weight decays at α = 0.5, ξ = 0.35 (the default experiment)

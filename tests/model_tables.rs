@@ -1,4 +1,4 @@
-//! Per-kind config tables: the MLP's keys in `[model.mlp]`, the layout before 0.2 (its keys in
+//! Per-kind config tables: the MLP's keys in `[model.mlp]`, the layout of release 0.1 (its keys in
 //! `[model]`) still read with a note, fingerprints taken over the old layout so that run
 //! directories written before stay valid, and `--set` and sweeps reaching the same key under
 //! either spelling.
@@ -116,5 +116,17 @@ fn sweep_axes_and_bases_take_either_spelling() {
             runs.iter().all(|r| r.cfg.model.mlp.width == 8),
             "{base} / {axis}"
         );
+    }
+}
+
+#[test]
+fn a_sweep_may_not_give_one_key_in_both_spellings() {
+    for axes in [
+        "\"model.width\" = [8, 16]\n\"model.mlp.width\" = [8, 16]\n",
+        "\"model.width,model.mlp.width\" = [[8, 16], [16, 8]]\n",
+    ] {
+        let text = format!("name = \"s\"\n[base]\ndata.p = 11\ntrain.steps = 5\n[axes]\n{axes}");
+        let e = SweepSpec::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("is swept twice"), "{e}");
     }
 }

@@ -261,7 +261,7 @@ fn train(
 }
 
 /// The resolved config of a run directory (`config.toml`, checked) as JSON. The MLP's keys
-/// are in `model.mlp` and, as before 0.2, also in `model` itself (notebooks read
+/// are in `model.mlp` and, as in release 0.1, also in `model` itself (notebooks read
 /// `cfg["model"]["width"]`).
 #[pyfunction]
 fn run_config(dir: PathBuf) -> PyResult<String> {

@@ -101,12 +101,12 @@ impl Network {
                     parts: vec![
                         (
                             "the hidden layer on every pair",
-                            "model.width",
+                            "model.mlp.width",
                             4.0 * pairs * n,
                         ),
                         (
                             "the tallies of every level",
-                            "model.width",
+                            "model.mlp.width",
                             (pairs / PRUNE_BLOCK as f64).ceil() * (n + 1.0) * 56.0,
                         ),
                         ("the pairs", "data.p", 8.0 * pairs),

@@ -6,6 +6,7 @@ use super::schema::{Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO,
 use crate::data::{check_alpha, check_xi, validate_table, Operation};
 use crate::error::{Error, Result};
 use crate::model::memory;
+use crate::model::transformer::TransformerArch;
 use crate::model::{Architecture, Init, ModelKind};
 
 impl Config {
@@ -26,10 +27,10 @@ impl Config {
             }
             ModelKind::Transformer => {
                 validate_transformer(m)?;
-                Architecture::Transformer {
+                Architecture::Transformer(TransformerArch {
                     cfg: m.transformer.clone(),
                     p: self.data.p,
-                }
+                })
             }
         };
         let checked = Checked {
@@ -224,7 +225,11 @@ fn validate_transformer(m: &ModelConfig) -> Result<()> {
     }
     if m.mlp.batchnorm || m.mlp.init != Init::Normal {
         return Err(Error::invalid(
-            "model.kind",
+            if m.mlp.batchnorm {
+                "model.mlp.batchnorm"
+            } else {
+                "model.mlp.init"
+            },
             "the Transformer has no BatchNorm and no analytic init (use LayerNorm: model.transformer.layernorm)",
         ));
     }

@@ -23,6 +23,6 @@ pub use crate::model::{Init, Loss, ModelKind};
 pub use axis::Axis;
 pub use check::Checked;
 pub use fleet::{FleetAxis, ModelSpec, FLEET_AXES};
-pub use parse::{blame, blamed_message, located, set_path, Blame};
+pub use parse::{blame, blamed_message, canonical_key, located, set_path, Blame};
 pub use presets::{preset, DEFAULT_CONFIG, PRESETS};
 pub use schema::*;

@@ -86,7 +86,7 @@ impl Config {
 }
 
 /// Sets the dotted `key` (e.g. `train.weight_decay`) of a TOML table to `value`, creating
-/// intermediate tables. The MLP's keys before 0.2 (`model.width`) set the key of
+/// intermediate tables. The MLP's keys in release 0.1 (`model.width`) set the key of
 /// `[model.mlp]` (a table with the old layout is first brought to the new one:
 /// [`hoist_legacy`]).
 pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
@@ -94,7 +94,7 @@ pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Resul
         .trim()
         .strip_prefix("model.")
         .filter(|k| MLP_KEYS.contains(&k.trim()))
-        .map(|k| format!("model.mlp.{}", k.trim()));
+        .map(|_| canonical_key(key));
     if canonical.is_some() || key.trim().starts_with("model.mlp.") {
         hoist_legacy(table)?;
     }
@@ -210,13 +210,23 @@ pub enum Blame<'a> {
     Source,
 }
 
-/// The key before 0.2 of a key of the MLP's table (`model.mlp.width` → `model.width`).
+/// The key in release 0.1 of a key of the MLP's table (`model.mlp.width` → `model.width`).
 fn legacy_key(key: &str) -> Option<String> {
     let k = key.strip_prefix("model.mlp.")?;
     MLP_KEYS.contains(&k).then(|| format!("model.{k}"))
 }
 
-/// Moves the MLP's keys given in `[model]` (the layout before 0.2) into `[model.mlp]`, so that
+/// A dotted key in the layout of today: the MLP's keys of release 0.1 (`model.width`) become
+/// those of `[model.mlp]` (`model.mlp.width`); every other key is itself.
+pub fn canonical_key(key: &str) -> String {
+    let key = key.trim();
+    match key.strip_prefix("model.").map(str::trim) {
+        Some(k) if MLP_KEYS.contains(&k) => format!("model.mlp.{k}"),
+        _ => key.to_string(),
+    }
+}
+
+/// Moves the MLP's keys given in `[model]` (the layout of release 0.1) into `[model.mlp]`, so that
 /// `--set` overrides meet them under one name; a key given in both is an error.
 pub fn hoist_legacy(table: &mut toml::Table) -> Result<()> {
     let Some(model) = table.get_mut("model").and_then(|m| m.as_table_mut()) else {
@@ -245,7 +255,7 @@ pub fn hoist_legacy(table: &mut toml::Table) -> Result<()> {
     Ok(())
 }
 
-/// The note on a config that gives the MLP's keys in `[model]` (the layout before 0.2).
+/// The note on a config that gives the MLP's keys in `[model]` (the layout of release 0.1).
 fn legacy_note(table: &toml::Table) -> Option<String> {
     let model = table.get("model")?.as_table()?;
     let old: Vec<String> = MLP_KEYS
@@ -254,10 +264,10 @@ fn legacy_note(table: &toml::Table) -> Option<String> {
         .map(|k| format!("model.{k}"))
         .collect();
     (!old.is_empty()).then(|| {
+        let (verb, them) = if old.len() == 1 { ("is", "it") } else { ("are", "them") };
         format!(
-            "{} {} the MLP's, read as in [model.mlp] (write them there; the layout before 0.2 still works)",
+            "{} {verb} the MLP's, read as in [model.mlp] (write {them} there; the layout of release 0.1 still works)",
             old.join(", "),
-            if old.len() == 1 { "is" } else { "are" }
         )
     })
 }
@@ -284,6 +294,17 @@ pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
 /// The message of [`blame`]: `--set K=V: …`, `in SOURCE: …`, or the error itself.
 pub fn blamed_message(e: &Error, sets: &[String], source: &str) -> String {
     match blame(e, sets) {
+        // A memory limit names the key to make smaller: as the `--set`s spell it.
+        Blame::Itself if matches!(e, Error::Memory(_)) => {
+            let mut m = e.to_string();
+            for s in sets {
+                let k = s.split_once('=').map_or("", |(k, _)| k.trim());
+                if let Some(old) = k.strip_prefix("model.").filter(|k| MLP_KEYS.contains(k)) {
+                    m = m.replace(&format!("model.mlp.{old}"), k);
+                }
+            }
+            m
+        }
         Blame::Itself => e.to_string(),
         Blame::Set(s) => match e {
             // The key as the `--set` spelled it (`model.width` for `model.mlp.width`).

@@ -163,7 +163,7 @@ impl Default for DataConfig {
 
 /// The `[model]` table: which kind of network, the fleet axes every kind has, and each kind's
 /// own table (`[model.mlp]`, `[model.transformer]`). The MLP's keys are still read from
-/// `[model]` itself, where they were before 0.2 (with a note; [`MLP_KEYS`]).
+/// `[model]` itself, where they were in release 0.1 (with a note; [`MLP_KEYS`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawModel")]
 pub struct ModelConfig {
@@ -191,7 +191,7 @@ impl Default for ModelConfig {
     }
 }
 
-/// The MLP's keys that `[model]` itself still accepts (the layout before 0.2).
+/// The MLP's keys that `[model]` itself still accepts (the layout of release 0.1).
 pub const MLP_KEYS: [&str; 7] = [
     "width",
     "activation",
@@ -202,7 +202,7 @@ pub const MLP_KEYS: [&str; 7] = [
     "init_std",
 ];
 
-/// The MLP's keys as written, in `[model.mlp]` or (before 0.2) in `[model]`: each absent
+/// The MLP's keys as written, in `[model.mlp]` or (in release 0.1) in `[model]`: each absent
 /// key takes `MlpConfig`'s default.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -226,7 +226,7 @@ struct RawModel {
     dropout: Axis<f64>,
     #[serde(default = "seed_zero")]
     init_seed: Axis<u64>,
-    // The MLP's keys where they were before 0.2 (`MLP_KEYS`).
+    // The MLP's keys where they were in release 0.1 (`MLP_KEYS`).
     width: Option<usize>,
     activation: Option<Activation>,
     batchnorm: Option<bool>,
@@ -387,7 +387,7 @@ impl Config {
         fingerprint(&c.legacy_toml())
     }
 
-    /// The config as TOML in the layout before 0.2 (the MLP's keys in `[model]`), to the byte
+    /// The config as TOML in the layout of release 0.1 (the MLP's keys in `[model]`), to the byte
     /// as that version wrote it: what the fingerprints are taken over, so that the
     /// fingerprints in run directories and sweeps written before stay valid.
     pub fn legacy_toml(&self) -> String {
@@ -401,7 +401,7 @@ impl Config {
             #[serde(skip_serializing_if = "ReportConfig::is_default")]
             report: &'a ReportConfig,
         }
-        // `ModelConfig`'s fields in their order before 0.2.
+        // `ModelConfig`'s fields in their order in release 0.1.
         #[derive(Serialize)]
         struct LegacyModel<'a> {
             kind: ModelKind,

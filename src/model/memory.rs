@@ -6,6 +6,7 @@
 //! docs/DECISIONS.md "Size limits"); all arithmetic is in `f64`, so no size can overflow.
 
 use crate::error::{Error, Result};
+use crate::model::kind::Sizes;
 use crate::model::Architecture;
 
 /// The parts of an estimate, in bytes, each with the config key that drives it.
@@ -55,8 +56,6 @@ pub struct Shape<'a> {
 
 /// Bytes of one record of the metric history (with its IPR histogram).
 const RECORD_BYTES: f64 = 400.0;
-/// Tasks that hold a workspace at once in the MLP engine (`mlp::WAVE_TASKS`).
-const TASKS: f64 = 16.0;
 /// Fixed overhead of the process (code, thread stacks, allocator).
 const BASE: f64 = 64e6;
 
@@ -84,71 +83,13 @@ pub fn estimate(s: Shape) -> Estimate {
             m * s.evals.max(2.0) * RECORD_BYTES,
         ),
     ];
-    match s.architecture {
-        Architecture::Mlp { arch, .. } => {
-            let width = arch.width as f64;
-            let params = 3.0 * p * width + 2.0 * width;
-            // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
-            // or the resumable state are written, their copies and serialized bytes (24).
-            parts.push(("models", "model.width", m * 36.0 * params));
-            parts.push((
-                "gradients",
-                "model.width",
-                TASKS.min(2.0 * m) * 4.0 * params,
-            ));
-            // A task's workspace: a BatchNorm training task holds half the batch, the
-            // others a block of 256 rows; evaluation tasks hold 2048 rows.
-            let task_rows = if arch.batchnorm {
-                (rows / 2.0).ceil().max(2048.0)
-            } else {
-                2048.0
-            };
-            parts.push((
-                "activations",
-                "model.width",
-                TASKS * task_rows * (12.0 * width + 4.0 * p + 16.0),
-            ));
-        }
-        Architecture::Transformer { cfg, .. } => {
-            let d = cfg.d_model as f64;
-            let hidden = cfg.hidden() as f64;
-            let layers = cfg.layers as f64;
-            let heads = cfg.heads as f64;
-            let params = layers * (4.0 * d * d + 2.0 * hidden * d + hidden + 9.0 * d)
-                + 2.0 * p * d
-                + 4.0 * d;
-            // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
-            // or the resumable state are written, their copies and serialized bytes (24).
-            parts.push(("models", "model.transformer.d_model", m * 36.0 * params));
-            // The engine (train::transformer): at most TASKS (model, chunk) training
-            // workspaces, kept between steps, each holding its chunk's activations, their
-            // gradients and a parameter gradient, plus each wave model's summed gradient;
-            // evaluation adds one workspace of up to 2048 rows per busy thread. Per example
-            // and block, in f32: a chunk's own table (two rows: x, LayerNorm, Q, K, V and
-            // VO), the example part (attention, residual, LayerNorm, the MLP's two hidden
-            // layers, output) and their gradients; then the logits and the head's buffers.
-            let per_example = layers
-                * (22.0 * d + 4.0 * heads * d + 4.0 * hidden + 4.0 * heads + 4.0)
-                + p
-                + 8.0 * d
-                + 2.0 * hidden;
-            let chunks = (crate::model::transformer::CHUNKS as f64).min(rows.max(1.0));
-            let chunk_rows = (rows / chunks).ceil();
-            let train_tasks = TASKS.min(m * chunks);
-            let threads = std::thread::available_parallelism()
-                .map_or(TASKS, |n| n.get() as f64)
-                .min(TASKS);
-            let eval_rows = table.min(2048.0);
-            let eval_tasks = threads.min(m * (table / 2048.0).ceil());
-            parts.push((
-                "activations",
-                "model.transformer.d_model",
-                4.0 * (train_tasks * (chunk_rows * per_example + params)
-                    + eval_tasks * eval_rows * per_example
-                    + 4.0 * params),
-            ));
-        }
-    }
+    let sizes = Sizes {
+        p,
+        table,
+        rows,
+        models: m,
+    };
+    parts.extend(s.architecture.kind().memory_parts(&sizes));
     Estimate { parts }
 }
 

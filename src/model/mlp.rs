@@ -21,6 +21,7 @@
 use crate::data::Pair;
 use crate::error::{Error, Result};
 use crate::kernels::{matmul, Mat};
+use crate::model::kind::{NetworkKind, Part, Sizes, Tensor, TASKS};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -114,7 +115,7 @@ pub enum Init {
 /// The largest hidden width N (and Transformer width d · mlp_ratio).
 pub const MAX_WIDTH: usize = 1 << 24;
 
-/// The MLP's own settings, the table `[model.mlp]` (SCIENCE.md §2; before 0.2 these keys were
+/// The MLP's own settings, the table `[model.mlp]` (SCIENCE.md §2; in release 0.1 these keys were
 /// in `[model]` itself, where they are still read).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -185,6 +186,61 @@ impl MlpConfig {
         };
         let std = self.init_std.unwrap_or_else(|| arch.default_init_std());
         Ok((arch, self.init, std))
+    }
+}
+
+impl NetworkKind for Arch {
+    fn parameters(&self) -> Vec<Tensor> {
+        let (p, n) = (self.p, self.width);
+        let t = |name: &str, shape: Vec<usize>| Tensor {
+            name: name.to_string(),
+            shape,
+        };
+        let mut out = vec![t("Uᵀ", vec![p, n]), t("Vᵀ", vec![p, n]), t("W", vec![p, n])];
+        if self.batchnorm {
+            out.extend([t("γ", vec![n]), t("β", vec![n])]);
+        }
+        out
+    }
+
+    fn norm_names(&self) -> [&'static str; 3] {
+        ["‖U‖", "‖V‖", "‖W‖"]
+    }
+
+    fn neuron_noun(&self) -> &'static str {
+        "neurons"
+    }
+
+    fn shape_key(&self) -> String {
+        format!("mlp {self:?}")
+    }
+
+    fn memory_parts(&self, s: &Sizes) -> Vec<Part> {
+        let (p, m, rows) = (s.p, s.models, s.rows);
+        let mut parts = Vec::new();
+        let width = self.width as f64;
+        let params = 3.0 * p * width + 2.0 * width;
+        // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
+        // or the resumable state are written, their copies and serialized bytes (24).
+        parts.push(("models", "model.mlp.width", m * 36.0 * params));
+        parts.push((
+            "gradients",
+            "model.mlp.width",
+            TASKS.min(2.0 * m) * 4.0 * params,
+        ));
+        // A task's workspace: a BatchNorm training task holds half the batch, the
+        // others a block of 256 rows; evaluation tasks hold 2048 rows.
+        let task_rows = if self.batchnorm {
+            (rows / 2.0).ceil().max(2048.0)
+        } else {
+            2048.0
+        };
+        parts.push((
+            "activations",
+            "model.mlp.width",
+            TASKS * task_rows * (12.0 * width + 4.0 * p + 16.0),
+        ));
+        parts
     }
 }
 

@@ -8,14 +8,16 @@
 
 pub mod analytic;
 pub mod ipr;
+pub mod kind;
 pub mod memory;
 pub mod mlp;
 pub mod transformer;
 
 pub use mlp::{Activation, Arch, Init, MlpConfig, RunningStats, MAX_WIDTH};
 
+use kind::NetworkKind;
 use serde::{Deserialize, Serialize};
-use transformer::TransformerConfig;
+use transformer::TransformerArch;
 
 /// Which network a config asks for (`model.kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -62,38 +64,33 @@ pub enum Architecture {
         /// Standard deviation of the normal init.
         init_std: f64,
     },
-    Transformer {
-        cfg: TransformerConfig,
-        p: usize,
-    },
+    Transformer(TransformerArch),
 }
 
 impl Architecture {
+    /// The kind's implementation of [`NetworkKind`]: the one `match` on the kinds outside the
+    /// engines.
+    pub fn kind(&self) -> &dyn NetworkKind {
+        match self {
+            Architecture::Mlp { arch, .. } => arch,
+            Architecture::Transformer(t) => t,
+        }
+    }
+
     /// What the three weight norms of the metrics (`norm_u`, `norm_v`, `norm_w`) measure.
     pub fn norm_names(&self) -> [&'static str; 3] {
-        match self {
-            Architecture::Mlp { .. } => ["‖U‖", "‖V‖", "‖W‖"],
-            Architecture::Transformer { .. } => {
-                ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"]
-            }
-        }
+        self.kind().norm_names()
     }
 
     /// What decides the time of a training step besides the batch (sweeps measure one fleet
     /// of each): the shape, not the init.
     pub fn shape_key(&self) -> String {
-        match self {
-            Architecture::Mlp { arch, .. } => format!("mlp {arch:?}"),
-            Architecture::Transformer { cfg, p } => format!("transformer p={p} {cfg:?}"),
-        }
+        self.kind().shape_key()
     }
 
     /// What one "neuron" of the per-neuron analysis is.
     pub fn neuron_noun(&self) -> &'static str {
-        match self {
-            Architecture::Mlp { .. } => "neurons",
-            Architecture::Transformer { .. } => "MLP neurons",
-        }
+        self.kind().neuron_noun()
     }
 }
 

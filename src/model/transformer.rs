@@ -7,6 +7,7 @@
 //! position through an unbiased output layer (optionally tied to the token embedding).
 //! Linear layers follow PyTorch's `[out, in]` layout, `y = x Wᵀ`.
 
+use super::kind::{NetworkKind, Part, Sizes, Tensor, TASKS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -74,6 +75,78 @@ pub struct TransformerConfig {
     /// existed is unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub rescale_optim: bool,
+}
+
+/// A checked Transformer: its shape and options on `p` tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerArch {
+    pub cfg: TransformerConfig,
+    pub p: usize,
+}
+
+impl NetworkKind for TransformerArch {
+    fn parameters(&self) -> Vec<Tensor> {
+        layout(&self.cfg, self.p)
+            .into_iter()
+            .map(|s| Tensor {
+                name: s.name,
+                shape: s.shape,
+            })
+            .collect()
+    }
+
+    fn norm_names(&self) -> [&'static str; 3] {
+        ["‖token embedding‖", "‖MLP weights‖", "‖output layer‖"]
+    }
+
+    fn neuron_noun(&self) -> &'static str {
+        "MLP neurons"
+    }
+
+    fn shape_key(&self) -> String {
+        format!("transformer p={} {:?}", self.p, self.cfg)
+    }
+
+    fn memory_parts(&self, s: &Sizes) -> Vec<Part> {
+        let (p, m, rows, table) = (s.p, s.models, s.rows, s.table);
+        let mut parts = Vec::new();
+        let d = self.cfg.d_model as f64;
+        let hidden = self.cfg.hidden() as f64;
+        let layers = self.cfg.layers as f64;
+        let heads = self.cfg.heads as f64;
+        let params =
+            layers * (4.0 * d * d + 2.0 * hidden * d + hidden + 9.0 * d) + 2.0 * p * d + 4.0 * d;
+        // Parameters and AdamW's two moments (12 bytes a parameter) and, while the weights
+        // or the resumable state are written, their copies and serialized bytes (24).
+        parts.push(("models", "model.transformer.d_model", m * 36.0 * params));
+        // The engine (train::transformer): at most TASKS (model, chunk) training
+        // workspaces, kept between steps, each holding its chunk's activations, their
+        // gradients and a parameter gradient, plus each wave model's summed gradient;
+        // evaluation adds one workspace of up to 2048 rows per busy thread. Per example
+        // and block, in f32: a chunk's own table (two rows: x, LayerNorm, Q, K, V and
+        // VO), the example part (attention, residual, LayerNorm, the MLP's two hidden
+        // layers, output) and their gradients; then the logits and the head's buffers.
+        let per_example = layers * (22.0 * d + 4.0 * heads * d + 4.0 * hidden + 4.0 * heads + 4.0)
+            + p
+            + 8.0 * d
+            + 2.0 * hidden;
+        let chunks = (CHUNKS as f64).min(rows.max(1.0));
+        let chunk_rows = (rows / chunks).ceil();
+        let train_tasks = TASKS.min(m * chunks);
+        let threads = std::thread::available_parallelism()
+            .map_or(TASKS, |n| n.get() as f64)
+            .min(TASKS);
+        let eval_rows = table.min(2048.0);
+        let eval_tasks = threads.min(m * (table / 2048.0).ceil());
+        parts.push((
+            "activations",
+            "model.transformer.d_model",
+            4.0 * (train_tasks * (chunk_rows * per_example + params)
+                + eval_tasks * eval_rows * per_example
+                + 4.0 * params),
+        ));
+        parts
+    }
 }
 
 fn is_false(b: &bool) -> bool {

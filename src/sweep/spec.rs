@@ -96,10 +96,11 @@ impl SweepSpec {
         let mut seen = std::collections::BTreeSet::new();
         for (key, _) in &axes {
             for k in key.split(',').map(str::trim) {
-                if !seen.insert(k.to_string()) {
+                // `model.width` and `model.mlp.width` are one key.
+                if !seen.insert(crate::config::canonical_key(k)) {
                     return Err(Error::invalid(
                         format!("axes.\"{key}\""),
-                        format!("`{k}` is swept twice (each key may be on one axis only)"),
+                        format!("`{k}` is swept twice (each key may be on one axis only; model.X and model.mlp.X are the same key of the MLP)"),
                     ));
                 }
             }

@@ -52,7 +52,8 @@ impl Network {
                 let split = dataset.require_table("the two-layer MLP")?;
                 Network::Mlp(Fleet::new(*arch, loss, split, models))
             }
-            Architecture::Transformer { cfg, .. } => {
+            Architecture::Transformer(t) => {
+                let cfg = &t.cfg;
                 let models = models
                     .into_iter()
                     .map(|m| (m.init_seed, m.hyper, m.labels))
