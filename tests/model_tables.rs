@@ -130,3 +130,53 @@ fn a_sweep_may_not_give_one_key_in_both_spellings() {
         assert!(e.contains("is swept twice"), "{e}");
     }
 }
+
+/// Every key of `table` with a changeable value (bool, integer, float), as dotted paths.
+fn leaves(table: &toml::Table, at: &str, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if at.is_empty() {
+            k.clone()
+        } else {
+            format!("{at}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => leaves(t, &key, out),
+            toml::Value::Boolean(b) => out.push((key, toml::Value::Boolean(!b))),
+            toml::Value::Integer(i) => out.push((key, toml::Value::Integer(i + 1))),
+            toml::Value::Float(x) => out.push((key, toml::Value::Float(if *x == 0.0 { 0.25 } else { x * 0.75 }))),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_setting_of_every_kind_changes_the_training_fingerprint() {
+    // The fingerprints are taken over the old layout: a kind's table missing there would let
+    // a changed setting pass as the same training.
+    for kind in ["mlp", "transformer"] {
+        let base = Config::from_toml(&format!("[model]\nkind = \"{kind}\""), &[]).unwrap();
+        let fp = base.training_fingerprint();
+        let table: toml::Table = base.to_toml().parse().unwrap();
+        let mut keys = Vec::new();
+        leaves(&table, "", &mut keys);
+        let trained: Vec<_> = keys
+            .into_iter()
+            .filter(|(k, _)| {
+                ["data.", "model.", "train."]
+                    .iter()
+                    .any(|s| k.starts_with(s))
+            })
+            .collect();
+        assert!(trained.len() > 25, "{kind}: {} keys", trained.len());
+        for (key, value) in trained {
+            let mut t = table.clone();
+            grokscope::config::set_path(&mut t, &key, value.clone()).unwrap();
+            let changed = Config::from_table(&t).unwrap();
+            assert_ne!(
+                changed.training_fingerprint(),
+                fp,
+                "{kind}: {key} = {value}"
+            );
+        }
+    }
+}

@@ -22,11 +22,30 @@ pub type Part = (&'static str, &'static str, f64);
 /// Tasks that hold a workspace at once in the engines (`train::mlp::WAVE_TASKS`).
 pub const TASKS: f64 = 16.0;
 
-/// One named tensor of a model's parameters: its name in the weights file and its shape.
+/// One named tensor of a model's parameters: its name in the weights file, its shape in the
+/// flat parameter vector (tensors follow each other in layout order), and whether the
+/// weights file holds it transposed (a matrix `[r, c]` in the vector is `[c, r]` in the file).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tensor {
     pub name: String,
     pub shape: Vec<usize>,
+    pub transposed: bool,
+}
+
+impl Tensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Its shape in the weights file.
+    pub fn file_shape(&self) -> Vec<usize> {
+        match (self.transposed, self.shape.as_slice()) {
+            (true, &[r, c]) => vec![c, r],
+            _ => self.shape.clone(),
+        }
+    }
 }
 
 /// What a model kind is, seen from outside its engine.
@@ -47,8 +66,5 @@ pub trait NetworkKind {
 
 /// The number of parameters of a layout.
 pub fn n_parameters(layout: &[Tensor]) -> usize {
-    layout
-        .iter()
-        .map(|t| t.shape.iter().product::<usize>())
-        .sum()
+    layout.iter().map(Tensor::len).sum()
 }

@@ -192,13 +192,19 @@ impl MlpConfig {
 impl NetworkKind for Arch {
     fn parameters(&self) -> Vec<Tensor> {
         let (p, n) = (self.p, self.width);
-        let t = |name: &str, shape: Vec<usize>| Tensor {
+        // Uᵀ and Vᵀ are kept transposed in the vector (a row per token): the file holds U, V.
+        let t = |name: &str, shape: Vec<usize>, transposed| Tensor {
             name: name.to_string(),
             shape,
+            transposed,
         };
-        let mut out = vec![t("Uᵀ", vec![p, n]), t("Vᵀ", vec![p, n]), t("W", vec![p, n])];
+        let mut out = vec![
+            t("U", vec![p, n], true),
+            t("V", vec![p, n], true),
+            t("W", vec![p, n], false),
+        ];
         if self.batchnorm {
-            out.extend([t("γ", vec![n]), t("β", vec![n])]);
+            out.extend([t("bn.weight", vec![n], false), t("bn.bias", vec![n], false)]);
         }
         out
     }

@@ -91,6 +91,7 @@ impl NetworkKind for TransformerArch {
             .map(|s| Tensor {
                 name: s.name,
                 shape: s.shape,
+                transposed: false,
             })
             .collect()
     }

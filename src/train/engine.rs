@@ -5,6 +5,7 @@
 use super::adamw::AdamWHyper;
 use super::loss::Loss;
 use crate::error::{Error, Result};
+use crate::model::kind::Tensor;
 
 /// What the training loop needs of a batched engine.
 pub trait Engine {
@@ -278,4 +279,71 @@ fn parse_counts(text: Option<String>, n: usize) -> Result<Vec<u64>> {
 fn parse_step(text: Option<String>) -> Result<u64> {
     text.and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::Weights("state without a valid step".into()))
+}
+
+/// The tensors of a weights file for the models whose flat parameter vectors are `models`,
+/// from the kind's parameter layout (`NetworkKind::parameters`): each tensor stacked over the
+/// models (leading dimension `models.len()`), transposed where the layout says so.
+pub fn stack_params(layout: &[Tensor], models: &[&[f32]]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut offset = 0;
+    layout
+        .iter()
+        .map(|t| {
+            let range = offset..offset + t.len();
+            offset = range.end;
+            let mut data = Vec::with_capacity(models.len() * t.len());
+            for params in models {
+                let v = &params[range.clone()];
+                match (t.transposed, t.shape.as_slice()) {
+                    (true, &[r, c]) => {
+                        data.extend((0..c).flat_map(|j| (0..r).map(move |i| v[i * c + j])))
+                    }
+                    _ => data.extend_from_slice(v),
+                }
+            }
+            let mut shape = vec![models.len()];
+            shape.extend(t.file_shape());
+            (t.name.clone(), shape, data)
+        })
+        .collect()
+}
+
+/// Reads every tensor of `layout` from a weights file of `params.len()` models (checked:
+/// name, shape, dtype) and writes model `i`'s values into `params[i]`, its flat parameter
+/// vector: the inverse of [`stack_params`]. Every tensor is read and checked before any model
+/// changes, so that a bad file leaves the models as they were.
+pub fn unstack_params(
+    st: &safetensors::SafeTensors,
+    layout: &[Tensor],
+    params: &mut [&mut [f32]],
+) -> Result<()> {
+    let n = params.len();
+    let read = layout
+        .iter()
+        .map(|t| {
+            let mut shape = vec![n];
+            shape.extend(t.file_shape());
+            read_tensor(st, &t.name, &shape)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut offset = 0;
+    for (t, all) in layout.iter().zip(read) {
+        let range = offset..offset + t.len();
+        offset = range.end;
+        for i in 0..n {
+            let src = &all[i * t.len()..(i + 1) * t.len()];
+            let dst = &mut params[i][range.clone()];
+            match (t.transposed, t.shape.as_slice()) {
+                (true, &[r, c]) => {
+                    for a in 0..r {
+                        for k in 0..c {
+                            dst[a * c + k] = src[k * r + a];
+                        }
+                    }
+                }
+                _ => dst.copy_from_slice(src),
+            }
+        }
+    }
+    Ok(())
 }

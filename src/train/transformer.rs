@@ -17,7 +17,8 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::kernels::{flush_denormals, Real};
 use crate::model::ipr::{neuron_ipr, Ipr};
-use crate::model::transformer::{self as tm, Kind, ParamSpec, TransformerConfig};
+use crate::model::kind::NetworkKind;
+use crate::model::transformer::{self as tm, Kind, ParamSpec, TransformerArch, TransformerConfig};
 use rayon::prelude::*;
 
 /// Every batch is cut into this many row chunks (fewer if it has fewer rows). Part of the
@@ -397,6 +398,14 @@ impl TFleet<f32> {
     }
 
     /// Parameter names in order.
+    /// The kind's view of this fleet's shape (its parameter layout, norms, memory).
+    pub fn arch(&self) -> TransformerArch {
+        TransformerArch {
+            cfg: self.cfg.clone(),
+            p: self.p,
+        }
+    }
+
     pub fn param_names(&self) -> Vec<String> {
         self.specs.iter().map(|s| s.name.clone()).collect()
     }
@@ -456,19 +465,11 @@ impl Engine for TFleet<f32> {
     /// Every parameter under its name, stacked over the models (leading dimension M).
     fn save(&self, step: u64, models: &[usize]) -> Result<Vec<u8>> {
         let mm = models.len();
-        let tensors = self
-            .specs
+        let views: Vec<&[f32]> = models
             .iter()
-            .map(|q| {
-                let mut shape = vec![mm];
-                shape.extend_from_slice(&q.shape);
-                let data = models
-                    .iter()
-                    .flat_map(|&i| self.models[i].params[q.range()].iter().copied())
-                    .collect();
-                (q.name.clone(), shape, data)
-            })
+            .map(|&i| self.models[i].params.as_slice())
             .collect();
+        let tensors = engine::stack_params(&self.arch().parameters(), &views);
         engine::write_safetensors(
             tensors,
             vec![
@@ -595,15 +596,13 @@ impl Engine for TFleet<f32> {
                 ),
             ],
         )?;
-        for (j, name) in self.param_names().into_iter().enumerate() {
-            let mut shape = vec![m];
-            shape.extend_from_slice(&self.specs[j].shape);
-            let all = engine::read_tensor(&st, &name, &shape)?;
-            let per = all.len() / m.max(1);
-            for i in 0..m {
-                self.set_param(i, &name, &all[i * per..(i + 1) * per])?;
-            }
-        }
+        let layout = self.arch().parameters();
+        let mut params: Vec<&mut [f32]> = self
+            .models
+            .iter_mut()
+            .map(|m| m.params.as_mut_slice())
+            .collect();
+        engine::unstack_params(&st, &layout, &mut params)?;
         Ok(())
     }
 }

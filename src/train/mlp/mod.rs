@@ -16,6 +16,7 @@ use crate::data::{Pair, Split};
 use crate::error::Result;
 use crate::kernels::flush_denormals;
 use crate::model::ipr::neuron_iprs;
+use crate::model::kind::NetworkKind;
 use crate::model::{Arch, RunningStats};
 use crate::train::adamw::AdamWState;
 use crate::train::engine::{self, BnNeuron, EvalOutput, ModelHyper, NeuronView, WeightStats};
@@ -371,24 +372,8 @@ impl engine::Engine for Fleet {
         let arch = self.arch;
         let (p, n, mm) = (arch.p, arch.width, models.len());
         let chosen: Vec<&ModelState> = models.iter().map(|&i| &self.models[i]).collect();
-        let transpose = |src: &[f32], dst: &mut Vec<f32>| {
-            for k in 0..n {
-                for a in 0..p {
-                    dst.push(src[a * n + k]);
-                }
-            }
-        };
-        let (mut u, mut v, mut w) = (Vec::new(), Vec::new(), Vec::new());
-        for m in &chosen {
-            transpose(&m.params[arch.u_range()], &mut u);
-            transpose(&m.params[arch.v_range()], &mut v);
-            w.extend_from_slice(&m.params[arch.w_range()]);
-        }
-        let mut tensors = vec![
-            ("U".to_string(), vec![mm, n, p], u),
-            ("V".to_string(), vec![mm, n, p], v),
-            ("W".to_string(), vec![mm, p, n], w),
-        ];
+        let views: Vec<&[f32]> = chosen.iter().map(|m| m.params.as_slice()).collect();
+        let mut tensors = engine::stack_params(&arch.parameters(), &views);
         if arch.batchnorm {
             let cat = |f: &dyn Fn(&ModelState) -> &[f32]| -> Vec<f32> {
                 chosen.iter().flat_map(|m| f(m).to_vec()).collect()
@@ -401,8 +386,6 @@ impl engine::Engine for Fleet {
                 }
             }
             for (name, data) in [
-                ("bn.weight", cat(&|m| &m.params[arch.gamma_range()])),
-                ("bn.bias", cat(&|m| &m.params[arch.beta_range()])),
                 ("bn.running_mean", cat(&|m| stats(m, true))),
                 ("bn.running_var", cat(&|m| stats(m, false))),
             ] {
@@ -482,35 +465,23 @@ impl engine::Engine for Fleet {
     fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let st = engine::open_safetensors(bytes, "grokscope-mlp")?;
         let arch = self.arch;
-        let (p, n, m) = (arch.p, arch.width, self.models.len());
+        let (n, m) = (arch.width, self.models.len());
         engine::check_meta(bytes, &self.meta())?;
-        let get = |name: &str, shape: &[usize]| engine::read_tensor(&st, name, shape);
-        let u = get("U", &[m, n, p])?;
-        let v = get("V", &[m, n, p])?;
-        let w = get("W", &[m, p, n])?;
-        let bn = if arch.batchnorm {
-            Some([
-                get("bn.weight", &[m, n])?,
-                get("bn.bias", &[m, n])?,
-                get("bn.running_mean", &[m, n])?,
-                get("bn.running_var", &[m, n])?,
-            ])
+        let get = |name: &str| engine::read_tensor(&st, name, &[m, n]);
+        let stats = if arch.batchnorm {
+            Some([get("bn.running_mean")?, get("bn.running_var")?])
         } else {
             None
         };
+        let mut params: Vec<&mut [f32]> = self
+            .models
+            .iter_mut()
+            .map(|m| m.params.as_mut_slice())
+            .collect();
+        engine::unstack_params(&st, &arch.parameters(), &mut params)?;
         for (i, model) in self.models.iter_mut().enumerate() {
-            let params = &mut model.params;
-            for k in 0..n {
-                for a in 0..p {
-                    params[arch.u_range().start + a * n + k] = u[i * n * p + k * p + a];
-                    params[arch.v_range().start + a * n + k] = v[i * n * p + k * p + a];
-                }
-            }
-            params[arch.w_range()].copy_from_slice(&w[i * p * n..(i + 1) * p * n]);
-            if let (Some([g, b, rm, rv]), Some(rs)) = (&bn, model.running.as_mut()) {
+            if let (Some([rm, rv]), Some(rs)) = (&stats, model.running.as_mut()) {
                 let r = i * n..(i + 1) * n;
-                params[arch.gamma_range()].copy_from_slice(&g[r.clone()]);
-                params[arch.beta_range()].copy_from_slice(&b[r.clone()]);
                 rs.mean.copy_from_slice(&rm[r.clone()]);
                 rs.var.copy_from_slice(&rv[r]);
             }
