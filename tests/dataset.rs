@@ -216,3 +216,21 @@ fn dataset_file_of_dense_features() {
         r#"{"classes":4,"format":"grokscope-dataset","name":"toy","shape":[3]}"#
     );
 }
+
+#[test]
+fn a_damaged_dataset_file_is_rebuilt_from_the_config() {
+    let d = Dataset::from(Split::new(7, Operation::Add, 0.5, 0).unwrap());
+    let labels = vec![d.corrupt(0.2, CorruptionMode::Wrong, 1).unwrap()];
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir::create(&tmp.path().join("run")).unwrap();
+    let path = tmp.path().join("run/dataset.safetensors");
+    assert!(!run.write_dataset(&d, &labels).unwrap(), "written new");
+    let good = std::fs::read(&path).unwrap();
+    assert!(!run.write_dataset(&d, &labels).unwrap(), "intact: kept");
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    assert!(
+        run.write_dataset(&d, &labels).unwrap(),
+        "cut short: rebuilt"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+}

@@ -130,3 +130,25 @@ fn a_weights_file_that_lacks_a_tensor_changes_no_model() {
         a.load(&bytes).unwrap();
     }
 }
+
+#[test]
+fn a_weights_file_with_tensors_the_model_lacks_is_refused() {
+    let small = |bn: &str| {
+        let sets = vec![
+            "data.p=7".into(),
+            "model.mlp.width=6".into(),
+            format!("model.mlp.batchnorm={bn}"),
+        ];
+        let cfg = Config::from_toml("", &sets).unwrap().check().unwrap();
+        cfg.setup().unwrap().network
+    };
+    let with_bn = small("true").save_all(0).unwrap();
+    let mut plain = small("false");
+    let before = plain.save_all(0).unwrap();
+    let e = plain.load(&with_bn).unwrap_err().to_string();
+    assert!(
+        e.contains("bn.bias, bn.running_mean, bn.running_var, bn.weight"),
+        "{e}"
+    );
+    assert_eq!(plain.save_all(0).unwrap(), before);
+}

@@ -143,7 +143,10 @@ fn leaves(table: &toml::Table, at: &str, out: &mut Vec<(String, toml::Value)>) {
             toml::Value::Table(t) => leaves(t, &key, out),
             toml::Value::Boolean(b) => out.push((key, toml::Value::Boolean(!b))),
             toml::Value::Integer(i) => out.push((key, toml::Value::Integer(i + 1))),
-            toml::Value::Float(x) => out.push((key, toml::Value::Float(if *x == 0.0 { 0.25 } else { x * 0.75 }))),
+            toml::Value::Float(x) => out.push((
+                key,
+                toml::Value::Float(if *x == 0.0 { 0.25 } else { x * 0.75 }),
+            )),
             _ => {}
         }
     }

@@ -98,19 +98,27 @@ impl RunDir {
         write_new(&self.path, CONFIG, text.as_bytes(), false)
     }
 
-    /// Writes `dataset.safetensors` (unless it exists): the inputs, the split, the true labels,
-    /// and per model the labels it trains on and which examples are corrupted — everything
-    /// needed to recompute any accuracy outside grokscope (docs/OUTPUTS.md).
+    /// Writes `dataset.safetensors`: the inputs, the split, the true labels, and per model the
+    /// labels it trains on and which examples are corrupted — everything needed to recompute
+    /// any accuracy outside grokscope (docs/OUTPUTS.md). The file follows from the config
+    /// alone: one that exists is kept when it holds these bytes and rebuilt (atomically) when
+    /// it does not (damaged, or cut short); returns whether it was rebuilt.
     pub fn write_dataset(
         &self,
         split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
-    ) -> Result<()> {
-        if self.path.join(DATASET).exists() {
-            return Ok(());
-        }
+    ) -> Result<bool> {
         let bytes = dataset::dataset_bytes(split, labels)?;
-        write_new(&self.path, DATASET, &bytes, false)
+        let path = self.path.join(DATASET);
+        if !path.exists() {
+            write_new(&self.path, DATASET, &bytes, false)?;
+            return Ok(false);
+        }
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(false);
+        }
+        write_new(&self.path, DATASET, &bytes, true)?;
+        Ok(true)
     }
 
     /// The text of `config.toml`.

@@ -311,12 +311,27 @@ pub fn stack_params(layout: &[Tensor], models: &[&[f32]]) -> Vec<(String, Vec<us
 /// Reads every tensor of `layout` from a weights file of `params.len()` models (checked:
 /// name, shape, dtype) and writes model `i`'s values into `params[i]`, its flat parameter
 /// vector: the inverse of [`stack_params`]. Every tensor is read and checked before any model
-/// changes, so that a bad file leaves the models as they were.
+/// changes, so that a bad file leaves the models as they were; a tensor that is neither in
+/// the layout nor one of `also` (the kind's state, e.g. BatchNorm statistics) is an error (a
+/// file of another kind, or with other options).
 pub fn unstack_params(
     st: &safetensors::SafeTensors,
     layout: &[Tensor],
+    also: &[&str],
     params: &mut [&mut [f32]],
 ) -> Result<()> {
+    let mut unknown: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !also.contains(n) && !layout.iter().any(|t| t.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(Error::Weights(format!(
+            "it holds tensors this run's model does not have ({}): a file of another model kind or with other settings (BatchNorm, layers, biases)?",
+            unknown.join(", ")
+        )));
+    }
     let n = params.len();
     let read = layout
         .iter()

@@ -602,7 +602,7 @@ impl Engine for TFleet<f32> {
             .iter_mut()
             .map(|m| m.params.as_mut_slice())
             .collect();
-        engine::unstack_params(&st, &layout, &mut params)?;
+        engine::unstack_params(&st, &layout, &[], &mut params)?;
         Ok(())
     }
 }

@@ -478,7 +478,12 @@ impl engine::Engine for Fleet {
             .iter_mut()
             .map(|m| m.params.as_mut_slice())
             .collect();
-        engine::unstack_params(&st, &arch.parameters(), &mut params)?;
+        let also: &[&str] = if arch.batchnorm {
+            &["bn.running_mean", "bn.running_var"]
+        } else {
+            &[]
+        };
+        engine::unstack_params(&st, &arch.parameters(), also, &mut params)?;
         for (i, model) in self.models.iter_mut().enumerate() {
             if let (Some([rm, rv]), Some(rs)) = (&stats, model.running.as_mut()) {
                 let r = i * n..(i + 1) * n;
