@@ -174,9 +174,7 @@ fn rec(step: u64, train: f64, test: f64, mem: f64, inv: f64) -> Record {
     Record {
         step,
         epoch: step as f64,
-        train_loss: 0.0,
         train_acc: train,
-        test_loss: 0.0,
         test_acc: test,
         mem_acc: Some(mem),
         inv_acc: Some(inv),
@@ -184,10 +182,7 @@ fn rec(step: u64, train: f64, test: f64, mem: f64, inv: f64) -> Record {
         norm_u: 1.0,
         norm_v: 1.0,
         norm_w: 1.0,
-        mean_ipr: None,
-        dead_neurons: 0,
-        batch_loss: None,
-        ipr_hist: vec![],
+        ..Record::default()
     }
 }
 
