@@ -7,6 +7,7 @@
 
 pub mod corrupt;
 pub mod dataset;
+pub mod mnist1d;
 pub mod table;
 
 pub use corrupt::{check_xi, corrupt, CorruptionMode, TrainLabels};
