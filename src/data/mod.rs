@@ -7,6 +7,7 @@
 
 pub mod corrupt;
 pub mod dataset;
+pub mod idx;
 pub mod mnist1d;
 pub mod table;
 
