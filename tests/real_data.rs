@@ -130,3 +130,72 @@ fn a_dataset_directory_with_bad_or_missing_files() {
         (vec![0.0, 1.0], vec![3])
     );
 }
+
+#[test]
+fn mnist_5k_as_installed() {
+    use grokscope::data::mnist5k::{default_path, mnist5k};
+    let d = mnist5k(&default_path(), 0).expect("run scripts/install-datasets");
+    assert_eq!(
+        (d.n_classes, d.dim, d.shape.clone()),
+        (10, 784, vec![28, 28])
+    );
+    assert_eq!((d.train_true.len(), d.test_labels.len()), (4000, 1000));
+    let mut count = [0usize; 10];
+    d.train_true
+        .iter()
+        .chain(&d.test_labels)
+        .for_each(|&y| count[y as usize] += 1);
+    assert_eq!(count, [500; 10]);
+    let mut test = [0usize; 10];
+    d.test_labels.iter().for_each(|&y| test[y as usize] += 1);
+    assert!(
+        test.iter().all(|&c| (60..=140).contains(&c)),
+        "shuffled before the split: {test:?}"
+    );
+    // MNIST's mean pixel is about 0.13.
+    let mean = d.train_x.iter().map(|&p| p as f64).sum::<f64>() / d.train_x.len() as f64;
+    assert!((0.1..0.16).contains(&mean), "{mean}");
+    assert_eq!(mnist5k(&default_path(), 0).unwrap(), d, "deterministic");
+}
+
+#[test]
+fn damaged_mnist_5k_files() {
+    use grokscope::data::mnist5k::mnist5k;
+    let tmp = tempfile::tempdir().unwrap();
+    let row = |label: &str| format!("{}{label}\n", "0,".repeat(784));
+    let good: String = (0..10).map(|d| row(&d.to_string())).collect();
+    let cases = [
+        (
+            "short",
+            good.replace(&row("3"), "0,0,3\n"),
+            "line 4: 3 values, expected 785",
+        ),
+        (
+            "label",
+            good.replace(&row("3"), &row("12")),
+            "line 4: label \"12\"",
+        ),
+        (
+            "pixel",
+            good.replacen("0,", "256,", 1),
+            "line 1: pixel \"256\"",
+        ),
+        ("few", row("1"), "1 images"),
+    ];
+    for (name, text, want) in cases {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, gz(text.as_bytes())).unwrap();
+        let e = mnist5k(&p, 0).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains(name), "{name}: {e}");
+    }
+    let e = mnist5k(&tmp.path().join("absent.csv.gz"), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not installed") && e.contains("install-datasets"),
+        "{e}"
+    );
+    std::fs::write(tmp.path().join("ok"), good).unwrap();
+    let d = mnist5k(&tmp.path().join("ok"), 3).unwrap();
+    assert_eq!((d.train_true.len(), d.test_labels.len()), (8, 2));
+}

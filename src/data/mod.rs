@@ -9,6 +9,7 @@ pub mod corrupt;
 pub mod dataset;
 pub mod idx;
 pub mod mnist1d;
+pub mod mnist5k;
 pub mod table;
 
 pub use corrupt::{check_xi, corrupt, CorruptionMode, TrainLabels};
