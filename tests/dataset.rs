@@ -234,3 +234,30 @@ fn a_damaged_dataset_file_is_rebuilt_from_the_config() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), good);
 }
+
+#[test]
+fn pair_flip_corruption_is_a_fixed_class_map() {
+    let d = Dataset::Dense(dense(400, 10));
+    let l = d.corrupt(0.3, CorruptionMode::PairFlip, 2).unwrap();
+    assert_eq!(l.n_corrupted(), 120);
+    for ((&given, &truth), &c) in l.labels.iter().zip(d.train_true()).zip(&l.corrupted) {
+        assert_eq!(given, if c { (truth + 1) % 4 } else { truth });
+    }
+    // The same examples are picked as by the symmetric draw of the same seed.
+    let w = d.corrupt(0.3, CorruptionMode::Wrong, 2).unwrap();
+    assert_eq!(l.corrupted, w.corrupted);
+    let cfg = Config::from_toml(
+        "[data]\np = 7\ncorruption = 0.5\ncorruption_mode = \"pair-flip\"",
+        &[],
+    )
+    .unwrap()
+    .check()
+    .unwrap();
+    let (table, labels) = cfg.dataset(&cfg.fleet()).unwrap();
+    let truth = table.train_true();
+    assert!(labels[0]
+        .labels
+        .iter()
+        .zip(truth)
+        .all(|(&y, &t)| y == t || y == (t + 1) % 7));
+}

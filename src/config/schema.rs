@@ -141,7 +141,8 @@ pub struct DataConfig {
     /// How corrupted labels are drawn (SCIENCE.md §1, `data::CorruptionMode`): `wrong` (a
     /// uniformly drawn wrong label), `any` (any label; a draw of the true one is clean),
     /// `reference` (the reference's MLP draw: any label, every pick counted as corrupted) or
-    /// `reference-transformer` (its Transformer draw: labels 0 … p − 2).
+    /// `reference-transformer` (its Transformer draw: labels 0 … p − 2) or `pair-flip` (the
+    /// class-dependent map y → (y + 1) mod p).
     pub corruption_mode: CorruptionMode,
     /// Seed of which examples are corrupted and of their new labels (fleet axis).
     pub corruption_seed: Axis<u64>,

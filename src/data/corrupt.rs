@@ -24,6 +24,10 @@ pub enum CorruptionMode {
     /// drawn), every picked example counted as corrupted.
     #[serde(rename = "reference-transformer")]
     ReferenceTransformer,
+    /// Class-dependent noise: a fixed pair-flip map, class `y` → `(y + 1) mod K` (the
+    /// asymmetric noise of the noisy-label literature, SCIENCE.md §9); draws no label.
+    #[serde(rename = "pair-flip")]
+    PairFlip,
 }
 
 /// The corruption fraction ξ must satisfy 0 ≤ ξ < 1 (`data.corruption`; the one check of it,
@@ -77,10 +81,13 @@ pub fn corrupt(
             }
             CorruptionMode::Any | CorruptionMode::Reference => rng.random_range(0..p),
             CorruptionMode::ReferenceTransformer => rng.random_range(0..(p - 1).max(1)),
+            CorruptionMode::PairFlip => (truth_i + 1) % p,
         };
         labels[i] = new;
         corrupted[i] = match mode {
-            CorruptionMode::Wrong | CorruptionMode::Any => new != truth_i,
+            CorruptionMode::Wrong | CorruptionMode::Any | CorruptionMode::PairFlip => {
+                new != truth_i
+            }
             CorruptionMode::Reference | CorruptionMode::ReferenceTransformer => true,
         };
     }
