@@ -114,7 +114,8 @@ impl RunDir {
             write_new(&self.path, DATASET, &bytes, false)?;
             return Ok(false);
         }
-        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        // `read_bytes`: a FIFO or device in its place is not read (it would block).
+        if read_bytes(&path).is_ok_and(|old| old == bytes) {
             return Ok(false);
         }
         write_new(&self.path, DATASET, &bytes, true)?;
