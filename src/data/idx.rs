@@ -16,6 +16,28 @@ pub const INSTALL: &str = "scripts/install-datasets";
 /// The largest IDX file read, after decompression (Fashion-MNIST's training images: 47 MB).
 const MAX_BYTES: u64 = 1 << 30;
 
+/// The bytes of `path`, decompressed if it is gzip (by its magic bytes), at most `max` + 1 of
+/// them read (a longer file is the caller's error to name).
+pub fn read_gz_or_plain(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut raw = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io(path, e))?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw.as_slice())
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            why: format!("not a readable gzip file ({e}): truncated or damaged?"),
+        })?;
+    Ok(out)
+}
+
 /// An IDX file's contents: its dimensions and its unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Idx {
@@ -30,25 +52,7 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<Idx> {
         path: path.to_path_buf(),
         why,
     };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut raw = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| Error::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .take(MAX_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                bad(format!(
-                    "not a readable gzip file ({e}): truncated or damaged?"
-                ))
-            })?;
-        out
-    } else {
-        raw
-    };
+    let bytes = read_gz_or_plain(path, MAX_BYTES)?;
     if bytes.len() as u64 > MAX_BYTES {
         return Err(bad(format!(
             "more than {MAX_BYTES} bytes: not an IDX file of this dataset"

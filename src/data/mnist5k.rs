@@ -6,12 +6,11 @@
 //! wrong.
 
 use super::dataset::DenseSplit;
-use super::idx::INSTALL;
+use super::idx::{read_gz_or_plain, INSTALL};
 use crate::error::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Pixels per image.
@@ -46,25 +45,7 @@ pub fn mnist5k(path: &Path, seed: u64) -> Result<DenseSplit> {
             ),
         ));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut raw = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| Error::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .take(MAX_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                bad(format!(
-                    "not a readable gzip file ({e}): truncated or damaged?"
-                ))
-            })?;
-        out
-    } else {
-        raw
-    };
+    let bytes = read_gz_or_plain(path, MAX_BYTES)?;
     if bytes.len() as u64 > MAX_BYTES {
         return Err(bad(format!(
             "more than {MAX_BYTES} bytes: not the MNIST-5k file"
