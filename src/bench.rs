@@ -39,7 +39,7 @@ pub fn time_step(models: usize, steps: usize, subnormal: bool) -> Result<Timing>
     let n = s.split.n_train();
     let mut fleet: Fleet = match s.network {
         Network::Mlp(f) => f,
-        Network::Transformer(_) => {
+        _ => {
             return Err(Error::invalid(
                 "model.kind",
                 "the step benchmark is the MLP's",

@@ -32,7 +32,32 @@ impl Config {
                     p: self.data.p,
                 })
             }
+            ModelKind::Deep => {
+                let Some(sz) = self.data.dataset.sizes() else {
+                    return Err(Error::invalid(
+                        "model.kind",
+                        "the deep MLP reads dense feature vectors, and data.dataset = \"table\" has token pairs: set data.dataset to mnist1d, fashion-mnist or mnist-5k (or model.kind to mlp or transformer)",
+                    ));
+                };
+                if m.mlp.batchnorm {
+                    return Err(Error::invalid(
+                        "model.mlp.batchnorm",
+                        "the deep MLP's BatchNorm is model.deep.norm = \"batchnorm\"",
+                    ));
+                }
+                Architecture::Deep(m.deep.check(sz.dim, sz.classes)?)
+            }
         };
+        if m.kind != ModelKind::Deep && !self.data.dataset.is_table() {
+            return Err(Error::invalid(
+                "model.kind",
+                format!(
+                    "the {} reads token pairs, and data.dataset = \"{}\" has dense feature vectors: use model.kind = \"deep\"",
+                    if m.kind == ModelKind::Mlp { "two-layer MLP" } else { "Transformer" },
+                    self.data.dataset.name()
+                ),
+            ));
+        }
         let checked = Checked {
             cfg: self,
             warnings,
@@ -45,8 +70,37 @@ impl Config {
     /// Checks every value but the Transformer's; returns warnings that do not stop a run.
     fn validate(&self) -> Result<Vec<String>> {
         let d = &self.data;
-        let mut warnings = validate_table(d.p, d.operation)?;
-        check_alpha(d.train_fraction)?;
+        let mut warnings = Vec::new();
+        match d.dataset.sizes() {
+            None => {
+                warnings.extend(validate_table(d.p, d.operation)?);
+                check_alpha(d.train_fraction)?;
+                for (key, set) in [("data.n_train", d.n_train), ("data.n_test", d.n_test)] {
+                    if set.is_some() {
+                        return Err(Error::invalid(
+                            key,
+                            "the operation table's split is set by data.train_fraction; this key is for dense datasets (data.dataset)",
+                        ));
+                    }
+                }
+            }
+            Some(sz) => {
+                for (key, set, have) in [
+                    ("data.n_train", d.n_train, sz.n_train),
+                    ("data.n_test", d.n_test, sz.n_test),
+                ] {
+                    if let Some(n) = set.filter(|&n| n == 0 || n > have) {
+                        return Err(Error::invalid(
+                            key,
+                            format!(
+                                "{} has {have} examples in this set: ask for 1 … {have}, or omit the key for all of them (got {n})",
+                                d.dataset.name()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         for &xi in nonempty(&d.corruption, "data.corruption")?.iter() {
             check_xi(xi)?;
         }
@@ -63,7 +117,7 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
-        if m.mlp.init == Init::Analytic {
+        if m.mlp.init == Init::Analytic && d.dataset.is_table() {
             warnings.extend(crate::model::analytic::check(d.p, m.mlp.width)?);
             if d.operation != Operation::Add {
                 warnings.push(format!(
@@ -256,7 +310,7 @@ impl Checked {
     /// Refuses a run longer than [`MAX_STEPS`] or a fleet of `models` models that needs more
     /// memory than this machine allows, before anything is allocated.
     pub fn check_size(&self, models: usize) -> Result<()> {
-        let (_, n) = self.table_sizes();
+        let (_, n) = self.example_counts();
         let per_epoch = self.steps_per_epoch(n);
         let steps = match (self.train.steps, self.train.epochs) {
             (Some(s), _) => Some(s),
@@ -285,9 +339,18 @@ impl Checked {
         } else {
             steps / every as f64 + 2.0
         };
+        let dense = self.data.dataset.sizes().map(|sz| {
+            let (all, _) = self.example_counts();
+            (all.max(n), sz.dim)
+        });
         let est = memory::estimate(memory::Shape {
             architecture: &self.architecture,
-            p: self.data.p,
+            p: self
+                .data
+                .dataset
+                .sizes()
+                .map_or(self.data.p, |sz| sz.classes),
+            dense,
             n_train: n,
             batch: self.train.batch_size.unwrap_or(n).min(n),
             models,

@@ -2,10 +2,13 @@
 //! and what follows from them alone (fingerprints, table sizes, steps, the effective lr).
 
 use super::axis::Axis;
+use crate::data::source::{Source, Standardize};
 use crate::data::{CorruptionMode, Operation};
+use crate::model::deep::DeepConfig;
 use crate::model::transformer::TransformerConfig;
 use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 pub use crate::model::MAX_WIDTH;
 /// The most models one fleet trains together (the product of the fleet axes' lengths).
@@ -34,6 +37,7 @@ pub const SECTIONS: &[(&str, TypeName)] = &[
         "model.transformer",
         std::any::type_name::<TransformerConfig>,
     ),
+    ("model.deep", std::any::type_name::<DeepConfig>),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,6 +150,29 @@ pub struct DataConfig {
     pub corruption_mode: CorruptionMode,
     /// Seed of which examples are corrupted and of their new labels (fleet axis).
     pub corruption_seed: Axis<u64>,
+    /// What the examples are (SCIENCE.md §9): `table` (the operation table above; the
+    /// default), `mnist1d`, `fashion-mnist` or `mnist-5k`. A dense dataset ignores `p`,
+    /// `operation` and `train_fraction`; `split_seed` seeds its generator, split and subsets.
+    #[serde(skip_serializing_if = "Source::is_table")]
+    pub dataset: Source,
+    /// Where an installed dataset is (a directory for Fashion-MNIST, the file for MNIST-5k);
+    /// absent: where `scripts/install-datasets` puts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A dense dataset's training examples to keep (a seeded subset); absent: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_train: Option<usize>,
+    /// A dense dataset's test examples to keep; absent: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_test: Option<usize>,
+    /// How a dense dataset's inputs are standardised with training statistics: `global`
+    /// (the default), `feature` or `none`.
+    #[serde(skip_serializing_if = "is_global")]
+    pub standardize: Standardize,
+}
+
+fn is_global(s: &Standardize) -> bool {
+    *s == Standardize::Global
 }
 
 impl Default for DataConfig {
@@ -158,6 +185,11 @@ impl Default for DataConfig {
             corruption: Axis::One(0.0),
             corruption_mode: CorruptionMode::Wrong,
             corruption_seed: Axis::One(0),
+            dataset: Source::Table,
+            path: None,
+            n_train: None,
+            n_test: None,
+            standardize: Standardize::Global,
         }
     }
 }
@@ -178,6 +210,9 @@ pub struct ModelConfig {
     pub mlp: MlpConfig,
     /// The Transformer's shape (with `kind = "transformer"`).
     pub transformer: TransformerConfig,
+    /// The deep MLP's shape (with `kind = "deep"`, on a dense dataset).
+    #[serde(skip_serializing_if = "DeepConfig::is_default")]
+    pub deep: DeepConfig,
 }
 
 impl Default for ModelConfig {
@@ -188,6 +223,7 @@ impl Default for ModelConfig {
             init_seed: Axis::One(0),
             mlp: MlpConfig::default(),
             transformer: TransformerConfig::default(),
+            deep: DeepConfig::default(),
         }
     }
 }
@@ -239,6 +275,8 @@ struct RawModel {
     mlp: RawMlp,
     #[serde(default)]
     transformer: TransformerConfig,
+    #[serde(default)]
+    deep: DeepConfig,
 }
 
 fn no_dropout() -> Axis<f64> {
@@ -291,6 +329,7 @@ impl TryFrom<RawModel> for ModelConfig {
             init_seed: r.init_seed,
             mlp,
             transformer: r.transformer,
+            deep: r.deep,
         })
     }
 }
@@ -416,6 +455,10 @@ impl Config {
             init_std: Option<f64>,
             init_seed: &'a Axis<u64>,
             transformer: &'a TransformerConfig,
+            // Kinds added since release 0.1: written only when not at their defaults, so
+            // that the fingerprints of earlier configs do not change.
+            #[serde(skip_serializing_if = "DeepConfig::is_default")]
+            deep: &'a DeepConfig,
         }
         let (m, mlp) = (&self.model, &self.model.mlp);
         let legacy = Legacy {
@@ -433,6 +476,7 @@ impl Config {
                 init_std: mlp.init_std,
                 init_seed: &m.init_seed,
                 transformer: &m.transformer,
+                deep: &m.deep,
             },
             train: &self.train,
             eval: &self.eval,
@@ -459,6 +503,20 @@ impl Config {
             table,
             (self.data.train_fraction * table as f64).floor() as usize,
         )
+    }
+
+    /// The number of examples (training and test) and of training examples the data has:
+    /// the table's sizes ([`Config::table_sizes`]) or a dense dataset's, after `n_train` and
+    /// `n_test`.
+    pub fn example_counts(&self) -> (usize, usize) {
+        match self.data.dataset.sizes() {
+            None => self.table_sizes(),
+            Some(sz) => {
+                let train = self.data.n_train.unwrap_or(sz.n_train).min(sz.n_train);
+                let test = self.data.n_test.unwrap_or(sz.n_test).min(sz.n_test);
+                (train + test, train)
+            }
+        }
     }
 
     /// Optimizer steps per epoch for `n_train` training examples.

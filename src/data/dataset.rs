@@ -246,6 +246,21 @@ impl Dataset {
         })
     }
 
+    /// The dense features, or an error saying that `what` reads them and this dataset is an
+    /// operation table.
+    pub fn require_dense(&self, what: &str) -> Result<&DenseSplit> {
+        match self {
+            Dataset::Dense(d) => Ok(d),
+            Dataset::Table(_) => Err(Error::invalid(
+                "model.kind",
+                format!(
+                    "{what} reads dense feature vectors, and {} has token pairs",
+                    self.describe()
+                ),
+            )),
+        }
+    }
+
     /// The training labels of one model (SCIENCE.md §1): [`corrupt`] over the dataset's
     /// classes.
     pub fn corrupt(&self, xi: f64, mode: CorruptionMode, seed: u64) -> Result<TrainLabels> {

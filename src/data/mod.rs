@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod idx;
 pub mod mnist1d;
 pub mod mnist5k;
+pub mod source;
 pub mod table;
 
 pub use corrupt::{check_xi, corrupt, CorruptionMode, TrainLabels};

@@ -45,7 +45,11 @@ impl Estimate {
 #[derive(Clone, Copy, Debug)]
 pub struct Shape<'a> {
     pub architecture: &'a Architecture,
+    /// The modulus, or a dense dataset's number of classes.
     pub p: usize,
+    /// A dense dataset's examples (training and test) and features per example (`None`: the
+    /// operation table of `p`).
+    pub dense: Option<(usize, usize)>,
     pub n_train: usize,
     /// Rows of one training step (the batch size, or `n_train` for full batch).
     pub batch: usize,
@@ -61,22 +65,33 @@ const BASE: f64 = 64e6;
 
 /// The memory a fleet needs at its peak, by part.
 pub fn estimate(s: Shape) -> Estimate {
-    let p = s.p as f64;
-    let table = p * p;
+    let (p, table, data, key) = match s.dense {
+        None => {
+            let p = s.p as f64;
+            // The table, the split's pair and label lists and the engine's copies of them.
+            (p, p * p, 48.0 * p * p, "data.p")
+        }
+        // The features (the dataset's, the engine's, one evaluation block's) and labels; `p`
+        // is the number of classes.
+        Some((examples, dim)) => {
+            let e = examples as f64;
+            (
+                s.p as f64,
+                e,
+                8.0 * e * dim as f64 + 48.0 * e,
+                "data.n_train",
+            )
+        }
+    };
     let n = s.n_train as f64;
     let m = s.models as f64;
     let rows = s.batch as f64;
     let mut parts = vec![
         ("process", "", BASE),
-        // The table, the split's pair and label lists and the engine's copies of them.
-        ("data", "data.p", 48.0 * table),
+        ("data", key, data),
         // Labels (three copies of the training labels, the evaluation labels) and one
         // evaluation's predictions and row losses per model.
-        (
-            "labels and evaluations",
-            "data.p",
-            m * (16.0 * n + 16.0 * table),
-        ),
+        ("labels and evaluations", key, m * (16.0 * n + 16.0 * table)),
         (
             "metric history",
             "eval.every",

@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
-    /// φ(x) = x² (the paper's default).
+    /// φ(x) = x² (the paper's default; also written `quadratic`).
     #[default]
+    #[serde(alias = "quadratic")]
     Square,
     Relu,
     /// Exact (erf) GELU, as PyTorch's default.

@@ -7,6 +7,7 @@
 //! (`train::Network`), never on the config again.
 
 pub mod analytic;
+pub mod deep;
 pub mod ipr;
 pub mod kind;
 pub mod memory;
@@ -15,6 +16,7 @@ pub mod transformer;
 
 pub use mlp::{Activation, Arch, Init, MlpConfig, RunningStats, MAX_WIDTH};
 
+use deep::DeepArch;
 use kind::NetworkKind;
 use serde::{Deserialize, Serialize};
 use transformer::TransformerArch;
@@ -28,11 +30,13 @@ pub enum ModelKind {
     Mlp,
     /// The paper's Transformer (SCIENCE.md §8), configured under `[model.transformer]`.
     Transformer,
+    /// A deep MLP on dense inputs (SCIENCE.md §9), configured under `[model.deep]`.
+    Deep,
 }
 
 impl ModelKind {
     /// Every model kind: the one list a new kind is added to.
-    pub const ALL: [ModelKind; 2] = [ModelKind::Mlp, ModelKind::Transformer];
+    pub const ALL: [ModelKind; 3] = [ModelKind::Mlp, ModelKind::Transformer, ModelKind::Deep];
 
     /// The config table of the kind's own keys under `[model]` (`[model.mlp]`,
     /// `[model.transformer]`).
@@ -40,6 +44,7 @@ impl ModelKind {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::Transformer => "transformer",
+            ModelKind::Deep => "deep",
         }
     }
 }
@@ -65,6 +70,7 @@ pub enum Architecture {
         init_std: f64,
     },
     Transformer(TransformerArch),
+    Deep(DeepArch),
 }
 
 impl Architecture {
@@ -74,6 +80,7 @@ impl Architecture {
         match self {
             Architecture::Mlp { arch, .. } => arch,
             Architecture::Transformer(t) => t,
+            Architecture::Deep(d) => d,
         }
     }
 

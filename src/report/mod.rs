@@ -113,7 +113,7 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     let specs = cfg.fleet();
     let history = run.read_history(specs.len())?;
     if run.has_weights() {
-        let (_, n_train) = cfg.table_sizes();
+        let (_, n_train) = cfg.example_counts();
         let total = cfg.total_steps(n_train);
         let last = history[0].last().map_or(0, |r| r.step);
         // The last evaluations are the final metrics summary.json reports.
@@ -384,7 +384,7 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         table.push_str(&format!("<p><b>Note.</b> {}</p>\n", esc(n)));
     }
     if !run.has_weights() {
-        let (_, n_train) = cfg.table_sizes();
+        let (_, n_train) = cfg.example_counts();
         let last = history[0].last().map_or(0, |r| r.step);
         table.push_str(&format!(
             "<p><b>This run has not finished</b>: its evaluations so far end at step {last} of {} (phases and figures are those of step {last}; it may still be training, or was interrupted — <code>grokscope train --resume</code> continues it).</p>\n",

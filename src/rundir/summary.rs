@@ -124,7 +124,7 @@ impl RunDir {
                 ),
             ));
         }
-        let (table, n_train) = cfg.table_sizes();
+        let (table, n_train) = cfg.example_counts();
         let expected = (
             cfg.total_steps(n_train),
             n_train,

@@ -456,7 +456,7 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         if rec.run < plan.runs {
             // The run's steps and phase follow from its config and final metrics.
             let cfg = spec.config_at(&spec.coords(rec.run))?;
-            let steps = cfg.total_steps(cfg.table_sizes().1);
+            let steps = cfg.total_steps(cfg.example_counts().1);
             // A record keeps no divergence step: a diverged model's last record is not finite.
             let t = crate::metrics::Thresholds::from(&cfg.eval);
             let phase = crate::metrics::final_phase(&rec.last, None, t);

@@ -8,6 +8,7 @@
 //! pruning, weights I/O and reports need from a model.
 
 pub mod adamw;
+pub mod deep;
 pub mod engine;
 pub mod loss;
 pub mod mlp;

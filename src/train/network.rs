@@ -2,6 +2,7 @@
 //! [`Architecture`]; everything after training (metrics, analysis, pruning, weights I/O,
 //! reports) calls its methods and never asks which model it holds.
 
+use super::deep::DFleet;
 use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
 use super::loss::Loss;
 use super::mlp::Fleet;
@@ -11,10 +12,11 @@ use crate::error::Result;
 use crate::model::analytic::analytic_params;
 use crate::model::{Architecture, Init};
 
-/// A fleet of MLPs or of Transformers.
+/// A fleet of MLPs, of Transformers or of deep MLPs.
 pub enum Network {
     Mlp(Fleet),
     Transformer(TFleet),
+    Deep(DFleet),
 }
 
 /// One model of a fleet to build: its init seed, optimizer settings and training labels.
@@ -25,8 +27,9 @@ pub struct ModelInit {
 }
 
 impl Network {
-    /// A fleet of `architecture` on `dataset`, one model per entry of `models`. Both kinds
-    /// of today read token pairs: a dataset of dense features is refused here, saying so.
+    /// A fleet of `architecture` on `dataset`, one model per entry of `models`. A kind that
+    /// reads token pairs refuses a dataset of dense features, and the deep MLP a table,
+    /// saying so.
     pub fn new(
         architecture: &Architecture,
         loss: Loss,
@@ -61,6 +64,27 @@ impl Network {
                 let split = dataset.require_table("the Transformer")?;
                 Network::Transformer(TFleet::new(cfg, loss, split, models))
             }
+            Architecture::Deep(arch) => {
+                let data = dataset.require_dense("the deep MLP")?;
+                if data.dim != arch.dim || data.n_classes != arch.classes {
+                    return Err(crate::error::Error::invalid(
+                        "data.dataset",
+                        format!(
+                            "{} has {} features and {} classes, the network was built for {} and {}",
+                            dataset.describe(),
+                            data.dim,
+                            data.n_classes,
+                            arch.dim,
+                            arch.classes
+                        ),
+                    ));
+                }
+                let models = models
+                    .into_iter()
+                    .map(|m| (arch.init_params(m.init_seed), m.hyper, m.labels))
+                    .collect();
+                Network::Deep(DFleet::new(arch.clone(), loss, data, models))
+            }
         })
     }
 
@@ -68,6 +92,7 @@ impl Network {
         match self {
             Network::Mlp(f) => f,
             Network::Transformer(f) => f,
+            Network::Deep(f) => f,
         }
     }
 
@@ -75,6 +100,7 @@ impl Network {
         match self {
             Network::Mlp(f) => f,
             Network::Transformer(f) => f,
+            Network::Deep(f) => f,
         }
     }
 
@@ -93,7 +119,7 @@ impl Network {
     pub fn as_mlp(&self) -> Option<&Fleet> {
         match self {
             Network::Mlp(f) => Some(f),
-            Network::Transformer(_) => None,
+            _ => None,
         }
     }
 
@@ -101,7 +127,7 @@ impl Network {
     pub fn as_mlp_mut(&mut self) -> Option<&mut Fleet> {
         match self {
             Network::Mlp(f) => Some(f),
-            Network::Transformer(_) => None,
+            _ => None,
         }
     }
 }

@@ -19,7 +19,7 @@
 //! numbers do not depend on the thread count.
 
 mod block;
-mod ops;
+pub(crate) mod ops;
 mod shape;
 mod table;
 

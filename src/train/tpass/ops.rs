@@ -34,7 +34,7 @@ pub(super) fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
 
 /// `out = γ (x − μ)/σ + β` per row of `d`, keeping μ and 1/σ.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm<T: Real>(
+pub(crate) fn layer_norm<T: Real>(
     x: &[T],
     rows: usize,
     d: usize,
@@ -68,7 +68,7 @@ pub(super) fn layer_norm<T: Real>(
 
 /// LayerNorm's backward: `dx += …`, `dgamma += dout ⊙ x̂`, `dbeta += dout`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm_back<T: Real>(
+pub(crate) fn layer_norm_back<T: Real>(
     x: &[T],
     mean: &[T],
     rstd: &[T],
