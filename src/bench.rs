@@ -1,6 +1,7 @@
 //! Benchmarks of the training step (`grokscope bench`): the paper's configuration
 //! (p = 97, N = 500, α = 0.5, full batch), M = 1 and M = 8 models, a case whose weights are
-//! mostly subnormal, and a 2048³ matrix product as the machine's practical peak.
+//! mostly subnormal, and a 2048³ matrix product as the machine's practical peak; the
+//! Transformer's step; the deep MLP's minibatch step on MNIST-sized inputs.
 
 use crate::config::{Axis, Config};
 use crate::error::{Error, Result};
@@ -124,6 +125,73 @@ pub fn time_transformer_step(steps: usize, models: usize) -> Result<f64> {
     let t = Instant::now();
     for _ in 0..steps {
         net.step_all()?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e3 / (steps.max(1) * models.max(1)) as f64)
+}
+
+/// The deep MLP of the step benchmark: MNIST-sized inputs (784 features, 10 classes), three
+/// hidden ReLU layers of 200 with biases, cross-entropy, minibatches of 128, AdamW.
+pub const DEEP_BENCH: (usize, [usize; 3], usize) = (784, [200, 200, 200], 128);
+
+/// Milliseconds per model and minibatch step of a fleet of `models` deep MLPs
+/// ([`DEEP_BENCH`]; the models differ in weight decay) on seeded uniform [0, 1) inputs of
+/// 784 features (the step's time does not depend on the values), after 3 warm-up steps.
+pub fn time_deep_step(steps: usize, models: usize) -> Result<f64> {
+    use crate::data::DenseSplit;
+    use crate::model::deep::DeepConfig;
+    use crate::train::adamw::AdamWHyper;
+    use crate::train::deep::DFleet;
+    use crate::train::loss::Loss;
+    use crate::train::ModelHyper;
+    use rand::{Rng, SeedableRng};
+    let (dim, widths, batch) = DEEP_BENCH;
+    let n = 4096;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let x: Vec<f32> = (0..n * dim).map(|_| rng.random::<f32>()).collect();
+    let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let data = DenseSplit::new(
+        "bench",
+        10,
+        vec![dim],
+        (x[..(n - 256) * dim].to_vec(), y[..n - 256].to_vec()),
+        (x[(n - 256) * dim..].to_vec(), y[n - 256..].to_vec()),
+    )?;
+    let arch = DeepConfig {
+        widths: widths.to_vec(),
+        ..Default::default()
+    }
+    .check(dim, 10)?;
+    let list = (0..models.max(1))
+        .map(|i| {
+            let hyper = ModelHyper {
+                adam: AdamWHyper {
+                    lr: 1e-3,
+                    weight_decay: 0.1 * i as f64,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                },
+                dropout: 0.0,
+                dropout_seed: i as u64,
+            };
+            (arch.init_params(i as u64), hyper, data.train_true.clone())
+        })
+        .collect();
+    let mut fleet: DFleet = DFleet::new(arch, Loss::CrossEntropy, &data, list);
+    let n_train = data.train_true.len() as u32;
+    let batches: Vec<Vec<u32>> = (0..steps.max(1) + 3)
+        .map(|s| {
+            (0..batch as u32)
+                .map(|i| (s as u32 * 977 + i * 31) % n_train)
+                .collect()
+        })
+        .collect();
+    for b in &batches[..3] {
+        fleet.step_on(Some(b));
+    }
+    let t = Instant::now();
+    for b in &batches[3..] {
+        fleet.step_on(Some(b));
     }
     Ok(t.elapsed().as_secs_f64() * 1e3 / (steps.max(1) * models.max(1)) as f64)
 }

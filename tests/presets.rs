@@ -21,13 +21,13 @@ fn text(out: &std::process::Output) -> String {
 #[test]
 fn every_file_of_configs_is_a_preset_printed_to_the_byte() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut files: Vec<(String, std::path::PathBuf)> =
-        std::fs::read_dir(root().join("configs/paper"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), p))
-            .collect();
+    let mut files: Vec<(String, std::path::PathBuf)> = ["configs/paper", "configs/real"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root().join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().to_string(), p))
+        .collect();
     files.push(("default".into(), root().join("configs/default.toml")));
     let list = grokscope(&["presets"], tmp.path());
     assert!(list.status.success(), "{}", text(&list));

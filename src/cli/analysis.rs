@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// Also time the Transformer of docs/SCIENCE.md §8 (d = 128, 4 heads, p = 97, α = 0.5, M = 1 and 4).
     #[arg(long)]
     pub transformer: bool,
+    /// Also time the deep MLP on MNIST-sized inputs (784 → 200 → 200 → 200 → 10, ReLU, biases, cross-entropy, minibatches of 128, M = 1 and 8).
+    #[arg(long)]
+    pub deep: bool,
 }
 
 pub fn cmd_bench(a: BenchArgs) -> Result<()> {
@@ -102,6 +105,16 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
             println!(
                 "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch; per model-step)",
                 format!("transformer train step, M = {models}"),
+                ms
+            );
+        }
+    }
+    if a.deep {
+        for models in [1, 8] {
+            let ms = bench::time_deep_step(a.steps.max(20), models)?;
+            println!(
+                "{:<42} {:>7.3} ms  (784 → 200 → 200 → 200 → 10, B = 128; per model-step)",
+                format!("deep MLP train step, M = {models}"),
                 ms
             );
         }

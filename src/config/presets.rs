@@ -1,5 +1,5 @@
-//! The configs shipped with grokscope, by name: `default` (the built-in default experiment)
-//! and the paper's presets (`configs/paper/*.toml`): training configs for `grokscope train
+//! The configs shipped with grokscope, by name: `default` (the built-in default experiment),
+//! the paper's presets (`configs/paper/*.toml`) and those on real data (`configs/real/*.toml`): training configs for `grokscope train
 //! --preset NAME`, and sweep files (`phase-*`) for `grokscope sweep run NAME --out DIR`.
 //! Python's `grokscope.presets()` reads this same list.
 
@@ -14,6 +14,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     (
         "batchnorm",
         include_str!("../../configs/paper/batchnorm.toml"),
+    ),
+    (
+        "fashion-wd",
+        include_str!("../../configs/real/fashion-wd.toml"),
     ),
     (
         "grokking",
@@ -40,12 +44,44 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../configs/paper/phase-dropout-quick.toml"),
     ),
     (
+        "phase-fashion-dropout",
+        include_str!("../../configs/real/phase-fashion-dropout.toml"),
+    ),
+    (
+        "phase-fashion-dropout-quick",
+        include_str!("../../configs/real/phase-fashion-dropout-quick.toml"),
+    ),
+    (
+        "phase-fashion-wd",
+        include_str!("../../configs/real/phase-fashion-wd.toml"),
+    ),
+    (
+        "phase-fashion-wd-quick",
+        include_str!("../../configs/real/phase-fashion-wd-quick.toml"),
+    ),
+    (
         "phase-minibatch",
         include_str!("../../configs/paper/phase-minibatch.toml"),
     ),
     (
         "phase-minibatch-quick",
         include_str!("../../configs/paper/phase-minibatch-quick.toml"),
+    ),
+    (
+        "phase-mnist5k-dropout",
+        include_str!("../../configs/real/phase-mnist5k-dropout.toml"),
+    ),
+    (
+        "phase-mnist5k-dropout-quick",
+        include_str!("../../configs/real/phase-mnist5k-dropout-quick.toml"),
+    ),
+    (
+        "phase-mnist5k-wd",
+        include_str!("../../configs/real/phase-mnist5k-wd.toml"),
+    ),
+    (
+        "phase-mnist5k-wd-quick",
+        include_str!("../../configs/real/phase-mnist5k-wd-quick.toml"),
     ),
     (
         "phase-transformer",
@@ -87,10 +123,14 @@ pub fn is_sweep(text: &str) -> bool {
     text.lines().any(|l| l.trim() == "[axes]")
 }
 
-/// The text of the preset `name` (a trailing `.toml` and a leading `paper/` are ignored);
+/// The text of the preset `name` (a trailing `.toml` and a leading `paper/` or `real/` are
+/// ignored);
 /// an error lists the presets there are.
 pub fn preset(name: &str) -> Result<&'static str> {
-    let key = name.strip_prefix("paper/").unwrap_or(name);
+    let key = name
+        .strip_prefix("paper/")
+        .or_else(|| name.strip_prefix("real/"))
+        .unwrap_or(name);
     let key = key.strip_suffix(".toml").unwrap_or(key);
     PRESETS
         .iter()

@@ -64,9 +64,13 @@ pub fn fleet_work(f: &FleetPlan, n_train: usize) -> u64 {
     f.cfg.total_steps(n_train) * f.specs.len() as u64
 }
 
-/// Training examples of a config (the split is cheap to build).
+/// Training examples of a config (the table's split is cheap to build; a dense dataset's
+/// count is known without reading it).
 pub fn n_train(cfg: &crate::config::Checked) -> Result<usize> {
     let d = &cfg.data;
+    if !d.dataset.is_table() {
+        return Ok(cfg.example_counts().1);
+    }
     Ok(crate::data::Split::new(d.p, d.operation, d.train_fraction, d.split_seed)?.n_train())
 }
 

@@ -12,7 +12,7 @@ const XI: &str = "data.corruption";
 const WD: &str = "train.weight_decay";
 
 /// The axis along a phase grid's rows: the training fraction α when the sweep varies it,
-/// else the weight decay (ξ runs along the columns).
+/// else the weight decay, else the dropout rate (ξ runs along the columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowAxis {
     /// The config key.
@@ -25,7 +25,7 @@ pub struct RowAxis {
     pub csv: &'static str,
 }
 
-const ROW_AXES: [RowAxis; 2] = [
+const ROW_AXES: [RowAxis; 3] = [
     RowAxis {
         key: ALPHA,
         symbol: "α",
@@ -37,6 +37,12 @@ const ROW_AXES: [RowAxis; 2] = [
         symbol: "wd",
         desc: "weight decay",
         csv: "weight_decay",
+    },
+    RowAxis {
+        key: "model.dropout",
+        symbol: "q",
+        desc: "dropout rate q",
+        csv: "dropout",
     },
 ];
 
@@ -146,7 +152,8 @@ impl Grid {
 }
 
 /// Phase grids over (α, ξ), or over (weight decay, ξ) when the sweep varies the weight
-/// decay but not α; none if it does not vary ξ and one of them.
+/// decay but not α, or over (dropout, ξ) when it varies neither (real data); none if it does
+/// not vary ξ and one of them.
 pub fn phase_grids(axes: &[String], records: &BTreeMap<usize, RunRecord>) -> Vec<Grid> {
     let Some(axis) = ROW_AXES
         .iter()

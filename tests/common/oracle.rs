@@ -254,7 +254,7 @@ impl Oracle {
 
 /// LayerNorm over the last dimension (eps 1e-5), written out so that candle differentiates
 /// every part of it.
-fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> CResult<Tensor> {
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> CResult<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -270,7 +270,7 @@ fn softmax_last(x: &Tensor) -> CResult<Tensor> {
 }
 
 /// Mean batch loss: cross-entropy over examples, or MSE over all `B × p` entries.
-fn loss_tensor(loss: Loss, logits: &Tensor, labels: &Tensor, p: usize) -> CResult<Tensor> {
+pub fn loss_tensor(loss: Loss, logits: &Tensor, labels: &Tensor, p: usize) -> CResult<Tensor> {
     match loss {
         Loss::CrossEntropy => {
             let lse = logits.log_sum_exp(D::Minus1)?;
