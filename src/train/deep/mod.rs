@@ -19,7 +19,6 @@ use crate::model::deep::{DeepArch, Norm};
 use crate::model::kind::NetworkKind;
 use pass::{Mode, Running, Work};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// At most this many training tasks hold workspaces at once.
 pub const TASKS: usize = 16;
@@ -48,6 +47,8 @@ pub struct DFleet<T: Real = f32> {
     /// Optimizer steps taken so far (they seed the dropout masks).
     pub step: u64,
     pool: Vec<Work<T>>,
+    /// The inputs of the current minibatch.
+    xbuf: Vec<T>,
 }
 
 impl<T: Real> DFleet<T> {
@@ -94,6 +95,7 @@ impl<T: Real> DFleet<T> {
             n_train,
             step: 0,
             pool: Vec::new(),
+            xbuf: Vec::new(),
         }
     }
 
@@ -106,8 +108,18 @@ impl<T: Real> DFleet<T> {
     /// the step and, without `update`, its gradient.
     fn run_batch(&mut self, batch: &[u32], update: bool) -> Vec<(f64, Option<Vec<T>>)> {
         flush_denormals();
-        let x = gather(&self.train_x, self.arch.dim, batch);
-        let x: &[T] = &x;
+        let dim = self.arch.dim;
+        let identity = batch.len() * dim == self.train_x.len()
+            && batch.iter().enumerate().all(|(i, &r)| r as usize == i);
+        if !identity {
+            self.xbuf.clear();
+            for &r in batch {
+                let r = r as usize;
+                self.xbuf
+                    .extend_from_slice(&self.train_x[r * dim..(r + 1) * dim]);
+            }
+        }
+        let x: &[T] = if identity { &self.train_x } else { &self.xbuf };
         let n = batch.len();
         let (arch, loss, step) = (&self.arch, self.loss, self.step);
         let n_models = self.models.len();
@@ -281,22 +293,6 @@ impl<T: Real> DFleet<T> {
             })
             .collect()
     }
-}
-
-/// The rows `batch` of the inputs `x` (`dim` features a row): borrowed when the batch is all
-/// of them in order.
-fn gather<'a, T: Real>(x: &'a [T], dim: usize, batch: &[u32]) -> Cow<'a, [T]> {
-    let identity =
-        batch.len() * dim == x.len() && batch.iter().enumerate().all(|(i, &r)| r as usize == i);
-    if identity {
-        return Cow::Borrowed(x);
-    }
-    let mut out = Vec::with_capacity(batch.len() * dim);
-    for &r in batch {
-        let r = r as usize;
-        out.extend_from_slice(&x[r * dim..(r + 1) * dim]);
-    }
-    Cow::Owned(out)
 }
 
 impl DFleet<f32> {

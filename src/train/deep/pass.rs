@@ -246,19 +246,20 @@ impl<T: Real> Work<T> {
         let n = self.rows;
         let slots = arch.slots();
         let depth = arch.depth();
+        // Every entry of the gradient is written below (weights by assignment; biases and
+        // norm parameters are zeroed where they are summed).
         let grad = sized(&mut self.grad, arch.n_params());
-        grad.fill(T::ZERO);
         // dlogits is in self.logits; the read-out first.
         let out = &slots[depth];
         let dlog = &self.logits[..n * out.fan_out];
         weight_grads(out, dlog, &self.a[depth - 1], n, grad);
         let da = sized(&mut self.da, n * out.fan_in);
         input_grad(out, p, dlog, n, da);
+        // The incoming gradient of each layer's output is in `da`; `dz` is the other buffer.
         for l in (0..depth).rev() {
             let s = &slots[l];
             let w = s.fan_out;
-            let dz = sized(&mut self.dz, n * w);
-            dz.copy_from_slice(&self.da[..n * w]);
+            let dz = &mut self.da[..n * w];
             if self.dropout {
                 for (d, &m) in dz.iter_mut().zip(&self.mask[l][..n * w]) {
                     *d *= m;
@@ -271,16 +272,18 @@ impl<T: Real> Work<T> {
             for (d, &v) in dz.iter_mut().zip(z) {
                 *d *= act_grad(arch.activation, v);
             }
-            // dH into self.da (the layer's own width), from dZ.
+            // `da` now holds dZ; dH goes into `da` as well.
             match arch.norm {
-                Norm::None => self.da[..n * w].copy_from_slice(&self.dz[..n * w]),
+                Norm::None => {}
                 Norm::Layernorm => {
                     let (gr, br) = (
                         s.gamma.clone().unwrap_or(0..0),
                         s.beta.clone().unwrap_or(0..0),
                     );
-                    let dh = sized(&mut self.da, n * w);
+                    let dh = sized(&mut self.dz, n * w);
                     dh.fill(T::ZERO);
+                    let dgb = &mut grad[gr.start..br.end];
+                    dgb.fill(T::ZERO);
                     layer_norm_back(
                         &self.h[l][..n * w],
                         &self.mean[l],
@@ -288,10 +291,11 @@ impl<T: Real> Work<T> {
                         n,
                         w,
                         &p[gr.clone()],
-                        &self.dz[..n * w],
-                        &mut grad[gr.start..br.end],
+                        &self.da[..n * w],
+                        dgb,
                         dh,
                     );
+                    std::mem::swap(&mut self.da, &mut self.dz);
                 }
                 Norm::Batchnorm => {
                     let (gr, br) = (
@@ -300,7 +304,7 @@ impl<T: Real> Work<T> {
                     );
                     let g = &p[gr.clone()];
                     let xhat = &self.xhat[l][..n * w];
-                    let dzl = &self.dz[..n * w];
+                    let dzl = &self.da[..n * w];
                     let mut s1 = vec![T::ZERO; w];
                     let mut s2 = vec![T::ZERO; w];
                     for (dr, xr) in dzl.chunks_exact(w).zip(xhat.chunks_exact(w)) {
@@ -313,7 +317,7 @@ impl<T: Real> Work<T> {
                     grad[br].copy_from_slice(&s1);
                     let inv_n = T::from_f64(1.0 / n as f64);
                     let rstd = &self.rstd[l];
-                    let dh = sized(&mut self.da, n * w);
+                    let dh = sized(&mut self.dz, n * w);
                     for ((o, dr), xr) in dh
                         .chunks_exact_mut(w)
                         .zip(dzl.chunks_exact(w))
@@ -323,14 +327,15 @@ impl<T: Real> Work<T> {
                             o[c] = g[c] * rstd[c] * (dr[c] - inv_n * (s1[c] + xr[c] * s2[c]));
                         }
                     }
+                    std::mem::swap(&mut self.da, &mut self.dz);
                 }
             }
             let input: &[T] = if l == 0 { x } else { &self.a[l - 1] };
             weight_grads(s, &self.da[..n * w], input, n, grad);
             if l > 0 {
-                let dh = self.da[..n * w].to_vec();
-                let dx = sized(&mut self.da, n * s.fan_in);
-                input_grad(s, p, &dh, n, dx);
+                let dx = sized(&mut self.dz, n * s.fan_in);
+                input_grad(s, p, &self.da[..n * w], n, dx);
+                std::mem::swap(&mut self.da, &mut self.dz);
             }
         }
     }
@@ -350,6 +355,7 @@ fn weight_grads<T: Real>(s: &LayerSlots, dy: &[T], x: &[T], n: usize, grad: &mut
     );
     if let Some(b) = s.bias.clone() {
         let db = &mut grad[b];
+        db.fill(T::ZERO);
         for row in dy.chunks_exact(fo) {
             for (d, &v) in db.iter_mut().zip(row) {
                 *d += v;
