@@ -1,8 +1,11 @@
-//! `grokscope analyze` and `grokscope prune`: the analysis of a run, written into its
-//! `analysis/` directory (formats in `docs/OUTPUTS.md`). One path for both networks.
+//! `grokscope analyze`, `prune` and `scores`: the analysis of a run, written into its
+//! `analysis/` directory (formats in `docs/OUTPUTS.md`). One path for every network.
 
 use crate::analysis::neurons::{analyze_neurons, spearman, NeuronRow, NeuronSpectra};
 use crate::analysis::prune::{Order, PrunePoint};
+use crate::analysis::scores::{
+    rank_correlation, score_order, scores_csv, unit_scores, Score, UnitScore,
+};
 use crate::error::{Error, Result};
 use crate::metrics::{record, Phase, Record, Thresholds};
 use crate::model::ipr::{Ipr, Spectral};
@@ -203,6 +206,121 @@ pub fn write_prune(
     let csv = prune_csv(net.n_neurons(), &|i| net.neuron_id(i), &sweeps);
     let path = run.dir.write_analysis(name, csv.as_bytes(), force)?;
     Ok((path, sweeps))
+}
+
+/// What `grokscope scores` reports per model.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoreSummary {
+    pub model: usize,
+    pub test_acc: f64,
+    pub mem_acc: Option<f64>,
+    /// Spearman rank correlation of each score with the Fourier IPR (token tasks).
+    pub with_ipr: Vec<(&'static str, Option<f64>)>,
+    /// … with the unit's |γ| (BatchNorm).
+    pub with_gamma: Vec<(&'static str, Option<f64>)>,
+    /// Pruning the units of highest ablation selectivity first: the best test accuracy over
+    /// the levels, the units pruned there, and `A_mem` there.
+    pub pruned_best_test: f64,
+    pub pruned_units: usize,
+    pub pruned_mem: Option<f64>,
+}
+
+/// The scores that order units in `prune-by-*.csv` (γ only with BatchNorm).
+fn pruning_scores(units: &[UnitScore]) -> Vec<Score> {
+    Score::ALL
+        .into_iter()
+        .filter(|&s| s != Score::Ipr)
+        .filter(|&s| units.iter().any(|u| s.of(u).is_some()))
+        .collect()
+}
+
+/// Levels of a score's pruning curve evaluated from scratch (the MLP: all of them).
+const SCORE_PRUNE_LEVELS: usize = 41;
+
+/// `grokscope scores`: every unit's scores (`scores.csv`) and the pruning curves in the order
+/// of each score, highest and lowest first (`prune-by-<score>-<highest|lowest>.csv`), for
+/// the models `model` (all: `None`); written together, replacing earlier ones only with
+/// `force`.
+pub fn score_run(
+    run: &mut LoadedRun,
+    model: Option<usize>,
+    force: bool,
+) -> Result<Vec<ScoreSummary>> {
+    let models = select(run.setup.network.n_models(), model)?;
+    let s = &mut run.setup;
+    let at = s.network.prune_levels(SCORE_PRUNE_LEVELS);
+    let mut all = Vec::new();
+    let mut sweeps: Vec<(Score, bool, Vec<Sweep>)> = Vec::new();
+    let mut summaries = Vec::new();
+    for &i in &models {
+        let units = unit_scores(&mut s.network, i, &s.split, &s.labels[i])?;
+        let mut best = None::<PrunePoint>;
+        for score in pruning_scores(&units) {
+            for highest in [true, false] {
+                let order = score_order(&units, score, highest);
+                let pts = s
+                    .network
+                    .prune_sweep(i, &s.split, &s.labels[i], &order, &at)?;
+                if score == Score::Ablation && highest {
+                    best = pts
+                        .iter()
+                        .max_by(|a, b| a.acc.test_acc.total_cmp(&b.acc.test_acc))
+                        .cloned();
+                }
+                match sweeps.iter_mut().find(|x| x.0 == score && x.1 == highest) {
+                    Some(x) => x.2.push((i, pts)),
+                    None => sweeps.push((score, highest, vec![(i, pts)])),
+                }
+            }
+        }
+        let corr = |with: Score| -> Vec<(&'static str, Option<f64>)> {
+            if !units.iter().any(|u| with.of(u).is_some()) {
+                return Vec::new();
+            }
+            [
+                Score::Ablation,
+                Score::DataIpr,
+                Score::Attribution,
+                Score::AttributionTrue,
+            ]
+            .into_iter()
+            .map(|sc| (sc.name(), rank_correlation(&units, sc, with)))
+            .collect()
+        };
+        let ev = s.network.eval_model(i)?;
+        let a = crate::metrics::accuracies(
+            s.network.vocab(),
+            s.network.loss(),
+            &s.split,
+            &s.labels[i].labels,
+            &s.labels[i].corrupted,
+            &ev,
+        );
+        summaries.push(ScoreSummary {
+            model: i,
+            test_acc: a.test_acc,
+            mem_acc: a.mem_acc,
+            with_ipr: corr(Score::Ipr),
+            with_gamma: corr(Score::Gamma),
+            pruned_best_test: best.as_ref().map_or(a.test_acc, |p| p.acc.test_acc),
+            pruned_units: best.as_ref().map_or(0, |p| p.pruned),
+            pruned_mem: best.as_ref().and_then(|p| p.acc.mem_acc),
+        });
+        all.push((i, units));
+    }
+    let net = &s.network;
+    let mut files = vec![(AnalysisFile::Scores, scores_csv(&all))];
+    for (score, highest, sw) in &sweeps {
+        files.push((
+            AnalysisFile::ScorePrune {
+                score: *score,
+                highest: *highest,
+            },
+            prune_csv(net.n_neurons(), &|k| net.neuron_id(k), sw),
+        ));
+    }
+    run.dir.replace_analysis(&files, force)?;
+    Ok(summaries)
 }
 
 /// The files `analyze` writes for `run`.

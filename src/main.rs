@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 mod cli;
 use cli::analysis::{
-    cmd_analytic, cmd_analyze, cmd_bench, cmd_prune, AnalyticArgs, AnalyzeArgs, BenchArgs,
-    PruneArgs,
+    cmd_analytic, cmd_analyze, cmd_bench, cmd_prune, cmd_scores, AnalyticArgs, AnalyzeArgs,
+    BenchArgs, PruneArgs, ScoresArgs,
 };
 use cli::sweep::{cmd_sweep, SweepCmd};
 use cli::train::{cmd_train, TrainArgs};
@@ -52,7 +52,8 @@ enum Command {
     )]
     Train(TrainArgs),
     /// Time one training step (M = 1 and M = 8, normal and subnormal weights) against a
-    /// 2048³ matrix product on all threads; with --transformer also the Transformer's step.
+    /// 2048³ matrix product on all threads; with --transformer also the Transformer's step,
+    /// with --deep the deep MLP's on MNIST-sized inputs.
     Bench(BenchArgs),
     /// Analyse a run: per-neuron IPR and Fourier spectra, BatchNorm scales against IPR,
     /// pruning sweeps in all three orders; written to RUN_DIR/analysis/.
@@ -60,6 +61,11 @@ enum Command {
     /// Prune a run's neurons in IPR order and report every accuracy after each removal;
     /// written to RUN_DIR/analysis/prune-<order>.csv.
     Prune(PruneArgs),
+    /// Find memorizing units without Fourier structure (docs/SCIENCE.md §9, docs/REAL_DATA.md):
+    /// per hidden unit its ablation selectivity, data-IPR, gradient attribution and BatchNorm
+    /// γ, their rank correlations (with the Fourier IPR on token tasks), and pruning curves in
+    /// the order of each score; written to RUN_DIR/analysis/scores.csv and prune-by-*.csv.
+    Scores(ScoresArgs),
     /// Build Gromov's analytic network for modular addition (docs/SCIENCE.md §7) and evaluate it on the
     /// whole table.
     Analytic(AnalyticArgs),
@@ -130,6 +136,7 @@ fn run() -> Result<i32> {
         Some(Command::Bench(a)) => cmd_bench(a).map(|_| 0),
         Some(Command::Analyze(a)) => cmd_analyze(a).map(|_| 0),
         Some(Command::Prune(a)) => cmd_prune(a).map(|_| 0),
+        Some(Command::Scores(a)) => cmd_scores(a).map(|_| 0),
         Some(Command::Analytic(a)) => cmd_analytic(a).map(|_| 0),
         Some(Command::Sweep(c)) => cmd_sweep(c),
         Some(Command::Report {

@@ -1,4 +1,4 @@
-//! `grokscope analyze`, `prune`, `analytic` and `bench`: thin shells over `grokscope::analyze`,
+//! `grokscope analyze`, `prune`, `scores`, `analytic` and `bench`: thin shells over `grokscope::analyze`,
 //! `grokscope::analysis` and `grokscope::bench`.
 
 use anyhow::{bail, Result};
@@ -20,6 +20,60 @@ pub struct AnalyzeArgs {
     /// Replace analysis files that already exist.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args)]
+pub struct ScoresArgs {
+    /// A run directory written by `grokscope train` (the two-layer MLP or the deep MLP).
+    pub run_dir: PathBuf,
+    /// Only this model of the fleet (0-based index, as in summary.json).
+    #[arg(long)]
+    pub model: Option<usize>,
+    /// Replace score files that already exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
+    let mut run = rundir::load_run(&a.run_dir)?;
+    let m = run.setup.specs.len();
+    let units = run.setup.network.n_neurons();
+    eprintln!(
+        "scoring {} ({m} model{}, {units} units each: one evaluation per unit, then the pruning curves)",
+        a.run_dir.display(),
+        if m == 1 { "" } else { "s" }
+    );
+    let summaries = busy("unit scores and pruning by score", || {
+        grokscope::analyze::score_run(&mut run, a.model, a.force)
+    })?;
+    let corr = |v: &[(&str, Option<f64>)]| {
+        v.iter()
+            .map(|(n, r)| format!("{n} {}", fmt_opt(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for s in &summaries {
+        println!(
+            "model {}: test {:.3}, A_mem {} | pruning by ablation selectivity (highest first): best test {:.3} with {} units removed (A_mem {})",
+            s.model,
+            s.test_acc,
+            fmt_opt(s.mem_acc),
+            s.pruned_best_test,
+            s.pruned_units,
+            fmt_opt(s.pruned_mem)
+        );
+        if !s.with_ipr.is_empty() {
+            println!("  Spearman with the Fourier IPR: {}", corr(&s.with_ipr));
+        }
+        if !s.with_gamma.is_empty() {
+            println!("  Spearman with |γ|: {}", corr(&s.with_gamma));
+        }
+    }
+    println!(
+        "Results in {} (scores.csv, prune-by-<score>-<highest|lowest>.csv)",
+        a.run_dir.join("analysis").display()
+    );
+    Ok(())
 }
 
 #[derive(Args)]

@@ -17,6 +17,7 @@
 //! ```
 
 use crate::analysis::prune::Order;
+use crate::analysis::scores::Score;
 use crate::config::{Checked, Config};
 use crate::error::{Error, Result};
 use crate::fsio::{read_bytes, read_text, write_atomic, write_new};
@@ -56,6 +57,10 @@ pub enum AnalysisFile {
     Summary,
     /// `prune-<order>.csv`, or `prune-<order>-model<i>.csv` for one model.
     Prune { order: Order, model: Option<usize> },
+    /// `scores.csv`: every unit's scores of memorization (`grokscope scores`).
+    Scores,
+    /// `prune-by-<score>-<highest|lowest>.csv`: pruning in the order of a score.
+    ScorePrune { score: Score, highest: bool },
 }
 
 impl AnalysisFile {
@@ -70,6 +75,12 @@ impl AnalysisFile {
                 order,
                 model: Some(i),
             } => format!("prune-{}-model{i}.csv", order.name()),
+            AnalysisFile::Scores => "scores.csv".into(),
+            AnalysisFile::ScorePrune { score, highest } => format!(
+                "prune-by-{}-{}.csv",
+                score.name(),
+                if highest { "highest" } else { "lowest" }
+            ),
         }
     }
 }

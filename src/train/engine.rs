@@ -56,6 +56,12 @@ pub trait Engine {
     }
     /// Predictions and row losses of model `m` on every pair, in evaluation mode.
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput>;
+    /// Every hidden unit's output and gradient attribution over the training examples, in
+    /// evaluation mode, the loss of example `i` taken on `labels[i]` ([`UnitTraces`]; `None`:
+    /// the kind has no such units, e.g. the Transformer).
+    fn unit_traces(&mut self, _m: usize, _labels: &[u32]) -> Result<Option<UnitTraces>> {
+        Ok(None)
+    }
     /// The weights of model `m` that pruning changes, as named tensors (what
     /// [`Engine::prune_neurons`] starts from).
     fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)>;
@@ -67,6 +73,19 @@ pub trait Engine {
         saved: &[(String, Vec<f32>)],
         gone: &[usize],
     ) -> Result<()>;
+}
+
+/// What the scores of memorizing units (SCIENCE.md §9) read from a model: for every hidden
+/// unit `k` (in the order of [`Engine::neurons`]) and training example `i`, in evaluation
+/// mode, the unit's output `a_k(x_i)` and its gradient attribution `|θ_k · ∂ℓ_i/∂θ_k|`
+/// (`θ_k` the unit's incoming weights, `ℓ_i` the loss of example `i` on the label asked for:
+/// its training label for Maini et al.'s score), which for a linear map is `|δ_ik (θ_k · x_i)|` with `δ_ik = ∂ℓ_i/∂h_ik` the
+/// gradient at the unit's pre-activation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitTraces {
+    /// Per unit, one value per training example.
+    pub act: Vec<Vec<f32>>,
+    pub attr: Vec<Vec<f32>>,
 }
 
 /// The per-model settings a fleet may vary.

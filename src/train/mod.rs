@@ -17,5 +17,5 @@ pub mod tneurons;
 pub mod tpass;
 pub mod transformer;
 
-pub use engine::{BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
+pub use engine::{BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats};
 pub use network::Network;

@@ -3,7 +3,7 @@
 //! reports) calls its methods and never asks which model it holds.
 
 use super::deep::DFleet;
-use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
+use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats};
 use super::loss::Loss;
 use super::mlp::Fleet;
 use super::transformer::TFleet;
@@ -189,6 +189,9 @@ impl Engine for Network {
     }
     fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {
         self.engine().prunable_weights(m)
+    }
+    fn unit_traces(&mut self, m: usize, labels: &[u32]) -> Result<Option<UnitTraces>> {
+        self.engine_mut().unit_traces(m, labels)
     }
     fn prune_neurons(
         &mut self,

@@ -10,7 +10,9 @@
 pub mod pass;
 
 use super::adamw::AdamWState;
-use super::engine::{self, BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
+use super::engine::{
+    self, BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats,
+};
 use super::loss::{argmax, Loss};
 use crate::data::DenseSplit;
 use crate::error::{Error, Result};
@@ -236,17 +238,18 @@ impl<T: Real> DFleet<T> {
             .collect()
     }
 
-    /// Predictions and row losses of every model on every example (training, then test).
-    fn evaluate(&self) -> Vec<EvalOutput> {
+    /// Predictions and row losses of the models `models` on every example (training, then
+    /// test).
+    fn evaluate(&self, models: std::ops::Range<usize>) -> Vec<EvalOutput> {
         let total = self.n_train + self.test_labels.len();
         let starts: Vec<usize> = (0..total).step_by(EVAL_ROWS).collect();
         let nc = starts.len();
         let (d, k) = (self.arch.dim, self.arch.classes);
-        let parts: Vec<(Vec<u32>, Vec<f64>)> = (0..self.models.len() * nc)
+        let parts: Vec<(Vec<u32>, Vec<f64>)> = (0..models.len() * nc)
             .into_par_iter()
             .map(|t| {
                 flush_denormals();
-                let (mi, start) = (t / nc, starts[t % nc]);
+                let (mi, start) = (models.start + t / nc, starts[t % nc]);
                 let end = (start + EVAL_ROWS).min(total);
                 let st = &self.models[mi];
                 let mut x = Vec::with_capacity((end - start) * d);
@@ -296,6 +299,61 @@ impl<T: Real> DFleet<T> {
 }
 
 impl DFleet<f32> {
+    /// Every hidden unit's output and gradient attribution on the training examples (the
+    /// losses on `labels`; [`UnitTraces`]), in evaluation mode, in blocks of [`EVAL_ROWS`] (in parallel).
+    pub fn traces(&self, m: usize, labels: &[u32]) -> UnitTraces {
+        let (d, k) = (self.arch.dim, self.arch.classes);
+        let st = &self.models[m];
+        let starts: Vec<usize> = (0..self.n_train).step_by(EVAL_ROWS).collect();
+        let blocks: Vec<UnitTraces> = starts
+            .par_iter()
+            .map(|&start| {
+                flush_denormals();
+                let end = (start + EVAL_ROWS).min(self.n_train);
+                let x = &self.train_x[start * d..end * d];
+                let mut ws = Work::default();
+                ws.keep_dh = true;
+                ws.forward(
+                    &self.arch,
+                    &st.params,
+                    x,
+                    end - start,
+                    Mode::Eval(st.running.as_deref()),
+                );
+                // Each example's own loss: the gradient of ℓ_i, not of the batch mean.
+                ws.loss_grad(self.loss, &labels[start..end], 1, k);
+                ws.backward(&self.arch, &st.params, x);
+                let mut act = Vec::new();
+                let mut attr = Vec::new();
+                for (l, &w) in self.arch.widths.iter().enumerate() {
+                    let wx = ws.weighted_inputs(&self.arch, &st.params, l);
+                    let rows = end - start;
+                    for u in 0..w {
+                        act.push((0..rows).map(|r| ws.a[l][r * w + u]).collect());
+                        attr.push(
+                            (0..rows)
+                                .map(|r| (ws.dh[l][r * w + u] * wx[r * w + u]).abs())
+                                .collect(),
+                        );
+                    }
+                }
+                UnitTraces { act, attr }
+            })
+            .collect();
+        let units = self.arch.n_neurons();
+        let mut out = UnitTraces {
+            act: vec![Vec::with_capacity(self.n_train); units],
+            attr: vec![Vec::with_capacity(self.n_train); units],
+        };
+        for b in blocks {
+            for (u, (a, g)) in b.act.into_iter().zip(b.attr).enumerate() {
+                out.act[u].extend(a);
+                out.attr[u].extend(g);
+            }
+        }
+        out
+    }
+
     fn running_names(&self) -> Vec<String> {
         if self.arch.norm != Norm::Batchnorm {
             return Vec::new();
@@ -391,7 +449,7 @@ impl Engine for DFleet<f32> {
         Ok(self.step_on(None))
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
-        Ok(self.evaluate())
+        Ok(self.evaluate(0..self.models.len()))
     }
 
     fn weight_stats(&self, m: usize) -> WeightStats {
@@ -547,11 +605,27 @@ impl Engine for DFleet<f32> {
     }
 
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
-        // Evaluation of one model is that of the fleet restricted to it.
-        let all = self.evaluate();
-        all.into_iter().nth(m).ok_or_else(|| {
-            Error::Weights(format!("no model {m} in a fleet of {}", self.models.len()))
-        })
+        if m >= self.models.len() {
+            return Err(Error::Weights(format!(
+                "no model {m} in a fleet of {}",
+                self.models.len()
+            )));
+        }
+        Ok(self.evaluate(m..m + 1).remove(0))
+    }
+
+    fn unit_traces(&mut self, m: usize, labels: &[u32]) -> Result<Option<UnitTraces>> {
+        if labels.len() != self.n_train() {
+            return Err(crate::error::Error::invalid(
+                "labels",
+                format!(
+                    "{} labels for {} training examples",
+                    labels.len(),
+                    self.n_train()
+                ),
+            ));
+        }
+        Ok(Some(self.traces(m, labels)))
     }
 
     fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {

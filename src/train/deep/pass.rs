@@ -56,6 +56,11 @@ pub struct Work<T> {
     /// The batch statistics of the last training pass (per hidden layer with BatchNorm):
     /// mean and biased variance.
     pub batch_stats: Vec<(Vec<T>, Vec<T>)>,
+    /// BatchNorm ran on running statistics (an affine map per unit in the backward pass).
+    running_bn: bool,
+    /// Keep each hidden layer's pre-activation gradient `dH` in [`Work::dh`].
+    pub keep_dh: bool,
+    pub dh: Vec<Vec<T>>,
 }
 
 fn sized<T: Real>(v: &mut Vec<T>, n: usize) -> &mut [T] {
@@ -141,6 +146,7 @@ impl<T: Real> Work<T> {
         }
         self.rows = n;
         self.batch_stats.clear();
+        self.running_bn = matches!(mode, Mode::Eval(Some(_)));
         let (q, mut rng) = match mode {
             Mode::Train { q, seed, step } if q > 0.0 => {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -316,6 +322,7 @@ impl<T: Real> Work<T> {
                     grad[gr.clone()].copy_from_slice(&s2);
                     grad[br].copy_from_slice(&s1);
                     let inv_n = T::from_f64(1.0 / n as f64);
+                    let running = self.running_bn;
                     let rstd = &self.rstd[l];
                     let dh = sized(&mut self.dz, n * w);
                     for ((o, dr), xr) in dh
@@ -324,20 +331,72 @@ impl<T: Real> Work<T> {
                         .zip(xhat.chunks_exact(w))
                     {
                         for c in 0..w {
-                            o[c] = g[c] * rstd[c] * (dr[c] - inv_n * (s1[c] + xr[c] * s2[c]));
+                            o[c] = if running {
+                                // Running statistics: Z = γ (H − mean)·rstd + β per unit.
+                                g[c] * rstd[c] * dr[c]
+                            } else {
+                                g[c] * rstd[c] * (dr[c] - inv_n * (s1[c] + xr[c] * s2[c]))
+                            };
                         }
                     }
                     std::mem::swap(&mut self.da, &mut self.dz);
                 }
             }
             let input: &[T] = if l == 0 { x } else { &self.a[l - 1] };
-            weight_grads(s, &self.da[..n * w], input, n, grad);
-            if l > 0 {
-                let dx = sized(&mut self.dz, n * s.fan_in);
-                input_grad(s, p, &self.da[..n * w], n, dx);
-                std::mem::swap(&mut self.da, &mut self.dz);
+            let tail = Tail {
+                keep: self.keep_dh.then_some(&mut self.dh),
+                da: &mut self.da,
+                dz: &mut self.dz,
+                rows: n,
+            };
+            tail.finish(s, l, p, input, grad);
+        }
+    }
+}
+
+/// The buffers the end of a layer's backward pass works on.
+struct Tail<'a, T> {
+    keep: Option<&'a mut Vec<Vec<T>>>,
+    da: &'a mut Vec<T>,
+    dz: &'a mut Vec<T>,
+    rows: usize,
+}
+
+impl<T: Real> Tail<'_, T> {
+    /// With `dH` of layer `l` in `da`: keeps it if asked, the layer's weight gradients, and
+    /// the gradient of its input into `da`.
+    fn finish(self, s: &LayerSlots, l: usize, p: &[T], input: &[T], grad: &mut [T]) {
+        let (n, w) = (self.rows, s.fan_out);
+        if let Some(keep) = self.keep {
+            if keep.len() <= l {
+                keep.resize_with(l + 1, Vec::new);
+            }
+            keep[l].clear();
+            keep[l].extend_from_slice(&self.da[..n * w]);
+        }
+        weight_grads(s, &self.da[..n * w], input, n, grad);
+        if l > 0 {
+            let dx = sized(self.dz, n * s.fan_in);
+            input_grad(s, p, &self.da[..n * w], n, dx);
+            std::mem::swap(self.da, self.dz);
+        }
+    }
+}
+
+impl<T: Real> Work<T> {
+    /// Each hidden layer's pre-activation `H` minus its bias, `θ_k · x` per row and unit.
+    pub fn weighted_inputs(&self, arch: &DeepArch, p: &[T], l: usize) -> Vec<T> {
+        let (n, w) = (self.rows, arch.widths[l]);
+        let slots = arch.slots();
+        let mut out = self.h[l][..n * w].to_vec();
+        if let Some(b) = slot(p, &slots[l].bias) {
+            for row in out.chunks_exact_mut(w) {
+                for (v, &c) in row.iter_mut().zip(b) {
+                    *v -= c;
+                }
             }
         }
+        out
     }
 }
 
