@@ -218,8 +218,10 @@ pub struct ScoreSummary {
     pub with_ipr: Vec<(&'static str, Option<f64>)>,
     /// … with the unit's |γ| (BatchNorm).
     pub with_gamma: Vec<(&'static str, Option<f64>)>,
-    /// Pruning the units of highest ablation selectivity first: the best test accuracy over
-    /// the levels, the units pruned there, and `A_mem` there.
+    /// Pruning the units of highest ablation selectivity on the training set
+    /// (`ablation_clean`) first: the best test accuracy over the levels (the level chosen
+    /// by the test set: an upper bound of the remedy), the units pruned there, and `A_mem`
+    /// there.
     pub pruned_best_test: f64,
     pub pruned_units: usize,
     pub pruned_mem: Option<f64>,
@@ -261,7 +263,7 @@ pub fn score_run(
                 let pts = s
                     .network
                     .prune_sweep(i, &s.split, &s.labels[i], &order, &at)?;
-                if score == Score::Ablation && highest {
+                if score == Score::AblationClean && highest {
                     best = pts
                         .iter()
                         .max_by(|a, b| a.acc.test_acc.total_cmp(&b.acc.test_acc))
@@ -279,6 +281,7 @@ pub fn score_run(
             }
             [
                 Score::Ablation,
+                Score::AblationClean,
                 Score::DataIpr,
                 Score::Attribution,
                 Score::AttributionTrue,

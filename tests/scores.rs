@@ -32,7 +32,12 @@ fn the_scores_find_the_low_ipr_neurons_of_the_modular_task() {
         println!("Spearman({}, Fourier IPR) = {r:.3}", score.name());
         r
     };
-    for score in [Score::Ablation, Score::DataIpr, Score::AttributionTrue] {
+    for score in [
+        Score::Ablation,
+        Score::AblationClean,
+        Score::DataIpr,
+        Score::AttributionTrue,
+    ] {
         let v = r(score);
         assert!(
             v < -0.3,

@@ -37,6 +37,9 @@ class Dataset(_Labels, total=False):
     pairs: NDArray[np.uint32]
     #: float32 [N, dim]: the feature vectors of a dense dataset.
     features: NDArray[np.float32]
+    #: float32 [N, height, width]: a dataset of images (Fashion-MNIST, MNIST-5k) read from a
+    #: run (`Run.dataset`): ``features`` in the images' shape.
+    images: NDArray[np.float32]
 
 
 def _real_array(x: Any, what: str) -> NDArray[Any]:

@@ -140,18 +140,28 @@ class Run:
     @property
     def dataset(self) -> Dataset:
         """The inputs and labels the run trains and is evaluated on (dataset.safetensors):
-        ``pairs`` [N, 2] (a token task) or ``features`` [N, dim] (dense data), ``train`` (bool mask) [N], ``labels`` (true) [N], and per model
+        ``pairs`` [N, 2] (a token task) or ``features`` [N, dim] (dense data; for images also
+        ``images`` [N, height, width], the same values), ``train`` (bool mask) [N], ``labels``
+        (true) [N], and per model
         ``train_labels`` [M, n_train] and ``corrupted`` (bool) [M, n_train]."""
         path = self.path / "dataset.safetensors"
         if not path.is_file():
             raise GrokscopeError(
                 f"{path}: missing (runs written before grokscope exported its dataset lack it)"
             )
-        t, _ = _safetensors.read(path)
+        t, meta = _safetensors.read(path)
         inputs = "features" if "features" in t else "pairs"
         _safetensors.require(path, t, {inputs: 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
         t["train"] = t["train"].astype(bool)
         t["corrupted"] = t["corrupted"].astype(bool)
+        if inputs == "features":
+            try:
+                shape = [int(d) for d in json.loads(meta.get("grokscope", "{}")).get("shape", [])]
+            except (ValueError, TypeError, AttributeError):
+                raise GrokscopeError(f"{path}: its metadata is not grokscope's") from None
+            n, dim = t["features"].shape
+            if len(shape) == 2 and shape[0] * shape[1] == dim:
+                t["images"] = t["features"].reshape(n, shape[0], shape[1])
         return cast(Dataset, t)
 
     def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:

@@ -258,3 +258,28 @@ def test_bad_input_raises_clear_errors():
         grokscope.dataset("no-such-preset")
     with pytest.raises(grokscope.GrokscopeError):
         grokscope.dataset({"data": {"no_such_key": 1}})
+
+
+DEEP = {"model.kind": "deep", "model.deep.widths": [16], "train.loss": "ce", "train.batch_size": 100,
+        "train.epochs": 1, "eval.every": 0, "data.corruption": 0.2}
+
+
+def test_a_dense_run_gives_its_features_and_images(tmp_path):
+    run = grokscope.train("default", out=tmp_path / "m1d", progress=False, report=False,
+                          **{**DEEP, "data.dataset": "mnist1d"})
+    d = run.dataset
+    assert d["features"].shape == (5000, 40) and "pairs" not in d and "images" not in d
+    assert d["train"].sum() == 4000 and d["train_labels"].shape == (1, 4000)
+    assert d["corrupted"].sum() == 800
+    mine = grokscope.dataset(run.path / "config.toml")
+    np.testing.assert_array_equal(mine["features"], d["features"])
+    # Fashion-MNIST (installed by scripts/install-datasets): images of 28 × 28.
+    run = grokscope.train("default", out=tmp_path / "fm", progress=False, report=False,
+                          **{**DEEP, "data.dataset": "fashion-mnist", "data.n_train": 500, "data.n_test": 100})
+    d = run.dataset
+    assert d["images"].shape == (600, 28, 28)
+    np.testing.assert_array_equal(d["images"].reshape(600, 784), d["features"])
+    # The deep MLP on the operation table is refused with the CLI's message.
+    with pytest.raises(grokscope.GrokscopeError, match="dense feature vectors"):
+        grokscope.train("default", out=tmp_path / "bad", progress=False, **{"model.kind": "deep"})
+    assert not (tmp_path / "bad").exists()

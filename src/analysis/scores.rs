@@ -1,7 +1,9 @@
 //! Memorizing units without Fourier structure (SCIENCE.md §9): per hidden unit `k` of a model,
 //!
 //! - *ablation selectivity* `S_k = [A_mem − A_mem^(−k)] − [A_test − A_test^(−k)]`, the network
-//!   evaluated with the unit alone removed (exact: `Engine::prune_neurons`, `eval_model`);
+//!   evaluated with the unit alone removed (exact: `Engine::prune_neurons`, `eval_model`),
+//!   and `ablation_clean`, the same with `A_clean` for `A_test`: it reads the training set
+//!   only, so pruning in its order is a remedy that never looks at the test set;
 //! - *data-IPR* `D_k = Σ_i a_k(x_i)⁴ / (Σ_i a_k(x_i)²)²` over the training inputs;
 //! - *gradient attribution* (Maini et al., ICML 2023) `G_k = Σ_{i∈C} |θ_k·∂ℓ_i/∂θ_k| /
 //!   Σ_{i∉C} |θ_k·∂ℓ_i/∂θ_k|`, from the engine's [`UnitTraces`], with `ℓ_i` on the training
@@ -27,6 +29,7 @@ pub struct UnitScore {
     pub layer: usize,
     pub unit: usize,
     pub ablation: Option<f64>,
+    pub ablation_clean: Option<f64>,
     pub data_ipr: Option<f64>,
     pub attribution: Option<f64>,
     pub attribution_true: Option<f64>,
@@ -38,6 +41,7 @@ pub struct UnitScore {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Score {
     Ablation,
+    AblationClean,
     DataIpr,
     Attribution,
     AttributionTrue,
@@ -48,8 +52,9 @@ pub enum Score {
 }
 
 impl Score {
-    pub const ALL: [Score; 6] = [
+    pub const ALL: [Score; 7] = [
         Score::Ablation,
+        Score::AblationClean,
         Score::DataIpr,
         Score::Attribution,
         Score::AttributionTrue,
@@ -60,6 +65,7 @@ impl Score {
     pub fn name(self) -> &'static str {
         match self {
             Score::Ablation => "ablation",
+            Score::AblationClean => "ablation_clean",
             Score::DataIpr => "data_ipr",
             Score::Attribution => "attribution",
             Score::AttributionTrue => "attribution_true",
@@ -71,6 +77,7 @@ impl Score {
     pub fn of(self, u: &UnitScore) -> Option<f64> {
         match self {
             Score::Ablation => u.ablation,
+            Score::AblationClean => u.ablation_clean,
             Score::DataIpr => u.data_ipr,
             Score::Attribution => u.attribution,
             Score::AttributionTrue => u.attribution_true,
@@ -146,11 +153,14 @@ pub fn unit_scores(
             break;
         }
         match acc(net) {
-            Ok(a) => ablation.push(
-                base.mem_acc
-                    .zip(a.mem_acc)
-                    .map(|(b, x)| (b - x) - (base.test_acc - a.test_acc)),
-            ),
+            Ok(a) => {
+                let mem = base.mem_acc.zip(a.mem_acc).map(|(b, x)| b - x);
+                let clean = base.clean_acc.zip(a.clean_acc).map(|(b, x)| b - x);
+                ablation.push((
+                    mem.map(|d| d - (base.test_acc - a.test_acc)),
+                    mem.zip(clean).map(|(d, c)| d - c),
+                ));
+            }
             Err(e) => {
                 result = Err(e);
                 break;
@@ -175,7 +185,8 @@ pub fn unit_scores(
             UnitScore {
                 layer,
                 unit,
-                ablation: ablation[k],
+                ablation: ablation[k].0,
+                ablation_clean: ablation[k].1,
                 data_ipr: data_ipr(&traces.act[k]),
                 attribution: attribution(&traces.attr[k], &labels.corrupted),
                 attribution_true: attribution(&truth.attr[k], &labels.corrupted),
@@ -217,14 +228,15 @@ pub fn score_order(units: &[UnitScore], score: Score, descending: bool) -> Vec<u
 pub fn scores_csv(models: &[(usize, Vec<UnitScore>)]) -> String {
     let f = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_default();
     let mut s =
-        String::from("model,layer,unit,ablation,data_ipr,attribution,attribution_true,gamma,ipr\n");
+        String::from("model,layer,unit,ablation,ablation_clean,data_ipr,attribution,attribution_true,gamma,ipr\n");
     for (m, units) in models {
         for u in units {
             s.push_str(&format!(
-                "{m},{},{},{},{},{},{},{},{}\n",
+                "{m},{},{},{},{},{},{},{},{},{}\n",
                 u.layer,
                 u.unit,
                 f(u.ablation),
+                f(u.ablation_clean),
                 f(u.data_ipr),
                 f(u.attribution),
                 f(u.attribution_true),
@@ -258,6 +270,7 @@ mod tests {
             layer: 0,
             unit: 0,
             ablation: s,
+            ablation_clean: None,
             data_ipr: None,
             attribution: None,
             attribution_true: None,

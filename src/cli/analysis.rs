@@ -54,7 +54,7 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
     };
     for s in &summaries {
         println!(
-            "model {}: test {:.3}, A_mem {} | pruning by ablation selectivity (highest first): best test {:.3} with {} units removed (A_mem {})",
+            "model {}: test {:.3}, A_mem {} | pruning by training-set ablation selectivity (highest first): best test {:.3} with {} units removed (A_mem {})",
             s.model,
             s.test_acc,
             fmt_opt(s.mem_acc),
