@@ -62,6 +62,29 @@ fn a_short_fashion_mnist_run_of_the_deep_mlp() {
     }
     assert_eq!(v["n_train"], 300);
     assert_eq!(v["n_test"], 200);
+    // The report shows corrupted images with their labels; no Fourier figures.
+    let rep = grokscope(&["report", "run"], tmp.path());
+    assert!(rep.status.success(), "{}", text(&rep));
+    let dir = tmp.path().join("run/report");
+    for f in ["samples-model0.png", "samples-model1.svg", "accuracy.png"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    assert!(!dir.join("ipr.png").exists());
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Corrupted examples") && html.contains("no Fourier basis"));
+    // The scores of its units, with the pruning curves by each score.
+    let sc = grokscope(&["scores", "run", "--model", "1"], tmp.path());
+    assert!(sc.status.success(), "{}", text(&sc));
+    let csv = std::fs::read_to_string(tmp.path().join("run/analysis/scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 48, "{csv}");
+    assert!(csv.starts_with("model,layer,unit,ablation,ablation_clean,data_ipr,attribution"));
+    assert!(tmp
+        .path()
+        .join("run/analysis/prune-by-ablation_clean-highest.csv")
+        .is_file());
+    let again = grokscope(&["scores", "run", "--model", "1"], tmp.path());
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod grid;
 pub mod html;
 pub mod legend;
 pub mod plot;
+mod samples;
 pub mod style;
 pub mod text;
 mod weights;
@@ -373,6 +374,9 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     let mut notes = Vec::new();
     if !fourier {
         notes.push(NO_TOKEN_SPACE.to_string());
+        if run.has_weights() {
+            figs.extend(samples::figures(&run, out, &name, &specs, &shown)?);
+        }
     } else if run.has_weights() {
         notes = weights::figures(&ctx, &mut figs)?;
     }
@@ -459,7 +463,7 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
 
 /// The report's note for a dataset without a token space (its figures of Fourier IPR, spectra
 /// and neurons are left out).
-pub const NO_TOKEN_SPACE: &str = "This run's inputs are dense feature vectors, not tokens: they have no Fourier basis, so the report leaves out the IPR figure, the Fourier spectra and the neuron figures (docs/SCIENCE.md §9).";
+pub const NO_TOKEN_SPACE: &str = "This run's inputs are dense feature vectors, not tokens: they have no Fourier basis, so the report leaves out the IPR figure, the Fourier spectra and the neuron figures, and shows corrupted examples with their given and true labels and the network's prediction instead (docs/SCIENCE.md §9; memorizing units: grokscope scores, docs/REAL_DATA.md).";
 
 /// The run's config as the report shows it: without the table of the network it does not use
 /// (`[model.transformer]` of an MLP run).
