@@ -240,7 +240,9 @@ fn pruning_scores(units: &[UnitScore]) -> Vec<Score> {
 const SCORE_PRUNE_LEVELS: usize = 41;
 
 /// `grokscope scores`: every unit's scores (`scores.csv`) and the pruning curves in the order
-/// of each score, highest and lowest first (`prune-by-<score>-<highest|lowest>.csv`), for
+/// of each score, highest and lowest first, over all units and (deep MLPs) within each layer
+/// (`prune-by-<score>-<highest|lowest>[-layer<l>].csv`; `fraction` is of the units pruned
+/// among), for
 /// the models `model` (all: `None`); written together, replacing earlier ones only with
 /// `force`.
 pub fn score_run(
@@ -251,8 +253,13 @@ pub fn score_run(
     let models = select(run.setup.network.n_models(), model)?;
     let s = &mut run.setup;
     let at = s.network.prune_levels(SCORE_PRUNE_LEVELS);
+    // The layers of the hidden units (one for the two-layer MLP) and their sizes.
+    let n_units = s.network.n_neurons();
+    let layer_of: Vec<usize> = (0..n_units).map(|k| s.network.neuron_id(k).0).collect();
+    let depth = layer_of.iter().max().map_or(0, |&l| l + 1);
     let mut all = Vec::new();
-    let mut sweeps: Vec<(Score, bool, Vec<Sweep>)> = Vec::new();
+    // (score, highest first, layer or all, the units it prunes among, the sweeps per model).
+    let mut sweeps: Vec<(Score, bool, Option<usize>, usize, Vec<Sweep>)> = Vec::new();
     let mut summaries = Vec::new();
     for &i in &models {
         let units = unit_scores(&mut s.network, i, &s.split, &s.labels[i])?;
@@ -260,18 +267,47 @@ pub fn score_run(
         for score in pruning_scores(&units) {
             for highest in [true, false] {
                 let order = score_order(&units, score, highest);
-                let pts = s
-                    .network
-                    .prune_sweep(i, &s.split, &s.labels[i], &order, &at)?;
-                if score == Score::AblationClean && highest {
-                    best = pts
-                        .iter()
-                        .max_by(|a, b| a.acc.test_acc.total_cmp(&b.acc.test_acc))
-                        .cloned();
-                }
-                match sweeps.iter_mut().find(|x| x.0 == score && x.1 == highest) {
-                    Some(x) => x.2.push((i, pts)),
-                    None => sweeps.push((score, highest, vec![(i, pts)])),
+                let scopes: Vec<Option<usize>> = std::iter::once(None)
+                    .chain(
+                        (depth > 1)
+                            .then_some(0..depth)
+                            .into_iter()
+                            .flatten()
+                            .map(Some),
+                    )
+                    .collect();
+                for scope in scopes {
+                    let (ord, levels): (Vec<usize>, Vec<usize>) = match scope {
+                        None => (order.clone(), at.clone()),
+                        Some(l) => {
+                            let ord: Vec<usize> = order
+                                .iter()
+                                .copied()
+                                .filter(|&k| layer_of[k] == l)
+                                .collect();
+                            let n = ord.len();
+                            let steps = (SCORE_PRUNE_LEVELS - 1).min(n.max(1));
+                            let mut lv: Vec<usize> = (0..=steps).map(|j| j * n / steps).collect();
+                            lv.dedup();
+                            (ord, lv)
+                        }
+                    };
+                    let pts = s
+                        .network
+                        .prune_sweep(i, &s.split, &s.labels[i], &ord, &levels)?;
+                    if score == Score::AblationClean && highest && scope.is_none() {
+                        best = pts
+                            .iter()
+                            .max_by(|a, b| a.acc.test_acc.total_cmp(&b.acc.test_acc))
+                            .cloned();
+                    }
+                    match sweeps
+                        .iter_mut()
+                        .find(|x| x.0 == score && x.1 == highest && x.2 == scope)
+                    {
+                        Some(x) => x.4.push((i, pts)),
+                        None => sweeps.push((score, highest, scope, ord.len(), vec![(i, pts)])),
+                    }
                 }
             }
         }
@@ -313,13 +349,14 @@ pub fn score_run(
     }
     let net = &s.network;
     let mut files = vec![(AnalysisFile::Scores, scores_csv(&all))];
-    for (score, highest, sw) in &sweeps {
+    for (score, highest, layer, n, sw) in &sweeps {
         files.push((
             AnalysisFile::ScorePrune {
                 score: *score,
                 highest: *highest,
+                layer: *layer,
             },
-            prune_csv(net.n_neurons(), &|k| net.neuron_id(k), sw),
+            prune_csv(*n, &|k| net.neuron_id(k), sw),
         ));
     }
     run.dir.replace_analysis(&files, force)?;

@@ -82,9 +82,32 @@ fn a_short_fashion_mnist_run_of_the_deep_mlp() {
         .path()
         .join("run/analysis/prune-by-ablation_clean-highest.csv")
         .is_file());
+    for l in 0..2 {
+        let f = format!("run/analysis/prune-by-data_ipr-lowest-layer{l}.csv");
+        assert!(tmp.path().join(&f).is_file(), "{f}");
+    }
     let again = grokscope(&["scores", "run", "--model", "1"], tmp.path());
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("--force"), "{}", text(&again));
+    // The report draws the pruning curves it finds (model 1's only), and refuses a damaged file.
+    let rep = grokscope(&["report", "--force", "run"], tmp.path());
+    assert!(rep.status.success(), "{}", text(&rep));
+    assert!(dir.join("prune-scores-model1.png").is_file());
+    assert!(dir.join("prune-layers-model1.svg").is_file());
+    assert!(!dir.join("prune-scores-model0.png").exists());
+    let bad = tmp.path().join("run/analysis/prune-by-gamma-highest.csv");
+    std::fs::write(&bad, "model,pruned\n").unwrap();
+    let rep = grokscope(&["report", "--force", "run"], tmp.path());
+    assert_eq!(rep.status.code(), Some(2), "{}", text(&rep));
+    assert!(
+        text(&rep).contains("prune-by-gamma-highest.csv"),
+        "{}",
+        text(&rep)
+    );
+    assert!(
+        dir.join("prune-scores-model1.png").is_file(),
+        "the previous report stays"
+    );
 }
 
 #[test]

@@ -5,13 +5,13 @@
 
 mod compare;
 mod curves;
+mod dense;
 mod explore;
 mod figure;
 pub mod grid;
 pub mod html;
 pub mod legend;
 pub mod plot;
-mod samples;
 pub mod style;
 pub mod text;
 mod weights;
@@ -375,7 +375,8 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
     if !fourier {
         notes.push(NO_TOKEN_SPACE.to_string());
         if run.has_weights() {
-            figs.extend(samples::figures(&run, out, &name, &specs, &shown)?);
+            figs.extend(dense::figures(&run, out, &name, &specs, &shown)?);
+            figs.extend(dense::pruning_figures(&run, out, &name, &specs, &shown)?);
         }
     } else if run.has_weights() {
         notes = weights::figures(&ctx, &mut figs)?;

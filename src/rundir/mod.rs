@@ -59,8 +59,13 @@ pub enum AnalysisFile {
     Prune { order: Order, model: Option<usize> },
     /// `scores.csv`: every unit's scores of memorization (`grokscope scores`).
     Scores,
-    /// `prune-by-<score>-<highest|lowest>.csv`: pruning in the order of a score.
-    ScorePrune { score: Score, highest: bool },
+    /// `prune-by-<score>-<highest|lowest>.csv`: pruning in the order of a score, over all
+    /// hidden units, or (`-layer<l>`) over one layer's.
+    ScorePrune {
+        score: Score,
+        highest: bool,
+        layer: Option<usize>,
+    },
 }
 
 impl AnalysisFile {
@@ -76,10 +81,15 @@ impl AnalysisFile {
                 model: Some(i),
             } => format!("prune-{}-model{i}.csv", order.name()),
             AnalysisFile::Scores => "scores.csv".into(),
-            AnalysisFile::ScorePrune { score, highest } => format!(
-                "prune-by-{}-{}.csv",
+            AnalysisFile::ScorePrune {
+                score,
+                highest,
+                layer,
+            } => format!(
+                "prune-by-{}-{}{}.csv",
                 score.name(),
-                if highest { "highest" } else { "lowest" }
+                if highest { "highest" } else { "lowest" },
+                layer.map_or(String::new(), |l| format!("-layer{l}"))
             ),
         }
     }

@@ -1,0 +1,281 @@
+//! The report's figures of a dense dataset: corrupted training examples of a model, each with
+//! its given (corrupted) label, its true label and the trained network's prediction — images
+//! as heat maps, feature vectors as lines; and the pruning curves by score that `grokscope
+//! scores` wrote into the run's analysis/ (read back and validated).
+
+use super::figure::{line, model_label, save_figure, FigureFile, Panel};
+use super::grid::Heatmap;
+use super::plot::*;
+use crate::config::ModelSpec;
+use crate::data::{Dataset, Inputs};
+use crate::error::Result;
+use crate::rundir::RunDir;
+use crate::train::Engine;
+use std::path::Path;
+
+/// Examples shown per model.
+pub const SAMPLES: usize = 12;
+
+/// Fashion-MNIST's class names (Xiao et al. 2017), by label.
+const FASHION: [&str; 10] = [
+    "T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot",
+];
+
+fn class(dataset: &str, label: u32) -> String {
+    match (dataset, FASHION.get(label as usize)) {
+        ("fashion-mnist", Some(n)) => format!("{label} {n}"),
+        _ => label.to_string(),
+    }
+}
+
+/// The figure `samples-model<i>` for each model of `shown`: its first [`SAMPLES`] corrupted
+/// training examples (none without corruption).
+pub fn figures(
+    run: &RunDir,
+    out: &Path,
+    name: &str,
+    specs: &[ModelSpec],
+    shown: &[usize],
+) -> Result<Vec<FigureFile>> {
+    let mut loaded = run.load()?;
+    let s = &mut loaded.setup;
+    let Dataset::Dense(d) = &s.split else {
+        return Ok(Vec::new());
+    };
+    let Inputs::Dense { dim, train, .. } = s.split.inputs() else {
+        return Ok(Vec::new());
+    };
+    let mut figs = Vec::new();
+    for &i in shown {
+        let labels = &s.labels[i];
+        let picked: Vec<usize> = (0..labels.labels.len())
+            .filter(|&k| labels.corrupted[k])
+            .take(SAMPLES)
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let preds = s.network.eval_model(i)?.preds;
+        let title = |k: usize| {
+            let c = |l: u32| class(&d.name, l);
+            format!(
+                "given {} · true {} · predicted {}",
+                c(labels.labels[k]),
+                c(d.train_true[k]),
+                c(preds[k])
+            )
+        };
+        let panels: Vec<Panel> = picked
+            .iter()
+            .map(|&k| {
+                let x = &train[k * dim..(k + 1) * dim];
+                match d.shape.as_slice() {
+                    &[h, w] if h * w == dim => {
+                        let (lo, hi) = x
+                            .iter()
+                            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                                (a.min(v), b.max(v))
+                            });
+                        let span = (hi - lo).max(1e-12) as f64;
+                        // Row 0 of the image at the top.
+                        let values = (0..h)
+                            .rev()
+                            .map(|r| (0..w).map(|c| (x[r * w + c] - lo) as f64 / span).collect())
+                            .collect();
+                        Panel::Heat(Heatmap {
+                            title: title(k),
+                            x_desc: "",
+                            y_desc: "",
+                            x_labels: (0..w).map(|c| c.to_string()).collect(),
+                            y_labels: (0..h).rev().map(|r| r.to_string()).collect(),
+                            values,
+                            annotate: false,
+                            bar: "pixel (scaled)".into(),
+                        })
+                    }
+                    _ => Panel::Line(LineChart {
+                        title: title(k),
+                        x_desc: "feature",
+                        y_desc: "value",
+                        lines: vec![line(
+                            "input",
+                            0,
+                            Dash::Solid,
+                            x.iter()
+                                .enumerate()
+                                .map(|(j, &v)| (j as f64, v as f64))
+                                .collect(),
+                        )],
+                        log_x: false,
+                        log_y: false,
+                        y_range: None,
+                        marks: Vec::new(),
+                    }),
+                }
+            })
+            .collect();
+        figs.push(save_figure(
+            out,
+            &format!("samples-model{i}"),
+            &format!("Corrupted examples, {}", model_label(specs, i)),
+            &format!(
+                "{name}: the first {} corrupted training examples of {} ({}), each with the label it was trained on (given), its true label and the trained network's prediction. A prediction equal to the given label is a memorized example; equal to the true label, an inverted one.",
+                picked.len(),
+                model_label(specs, i),
+                s.split.describe()
+            ),
+            &panels,
+            4,
+            (330, 300),
+        )?);
+    }
+    Ok(figs)
+}
+
+/// One row of a `prune-by-*.csv`: model, fraction pruned, test, `A_mem`, `A_inv`, `A_clean`.
+type PruneRow = (usize, f64, f64, Option<f64>, Option<f64>, Option<f64>);
+
+/// The rows of a pruning CSV written by `grokscope scores`, validated (header, field count,
+/// numbers); `None` when the file does not exist.
+fn read_prune(path: &Path) -> Result<Option<Vec<PruneRow>>> {
+    use crate::error::Error;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = crate::fsio::read_text(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    const HEAD: &str = "model,pruned,fraction,layer,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc";
+    if lines.next() != Some(HEAD) {
+        return Err(Error::csv(path, 1, format!("the header is not {HEAD:?}")));
+    }
+    let mut rows = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        let bad = |why: &str| Error::csv(path, i + 2, why.to_string());
+        if f.len() != 12 {
+            return Err(bad("not 12 fields"));
+        }
+        let num = |s: &str| -> Result<f64> {
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad("a field is not a finite number"))
+        };
+        let opt = |s: &str| -> Result<Option<f64>> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                num(s).map(Some)
+            }
+        };
+        let model = f[0].parse().map_err(|_| bad("the model is not an index"))?;
+        rows.push((
+            model,
+            num(f[2])?,
+            num(f[8])?,
+            opt(f[9])?,
+            opt(f[10])?,
+            opt(f[11])?,
+        ));
+    }
+    Ok(Some(rows))
+}
+
+/// The curves of one pruning CSV for model `m`: test, `A_mem`, `A_inv`, `A_clean` over the
+/// fraction pruned.
+fn prune_curves(rows: &[PruneRow], m: usize) -> Vec<Line> {
+    let pick = |f: &dyn Fn(&PruneRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter(|r| r.0 == m)
+            .filter_map(|r| Some((r.1, f(r)?)))
+            .collect()
+    };
+    vec![
+        line("test", 0, Dash::Solid, pick(&|r| Some(r.2))),
+        line("A_mem", 1, Dash::Dashed, pick(&|r| r.3)),
+        line("A_inv", 2, Dash::Solid, pick(&|r| r.4)),
+        line("A_clean", 3, Dash::Dashed, pick(&|r| r.5)),
+    ]
+}
+
+/// The pruning figures of `grokscope scores` (the form of the paper's Fig. 6), where its
+/// files exist: per model of `shown`, one panel per score and order over all units, and one
+/// per layer for the training-set ablation selectivity.
+pub fn pruning_figures(
+    run: &RunDir,
+    out: &Path,
+    name: &str,
+    specs: &[ModelSpec],
+    shown: &[usize],
+) -> Result<Vec<FigureFile>> {
+    use crate::analysis::scores::Score;
+    use crate::rundir::AnalysisFile;
+    let mut curves: Vec<(String, Vec<PruneRow>)> = Vec::new();
+    for score in Score::ALL {
+        for highest in [true, false] {
+            let file = AnalysisFile::ScorePrune {
+                score,
+                highest,
+                layer: None,
+            };
+            if let Some(rows) = read_prune(&run.analysis_path(file))? {
+                let order = if highest { "highest" } else { "lowest" };
+                curves.push((format!("by {}, {order} first", score.name()), rows));
+            }
+        }
+    }
+    let mut layers: Vec<(String, Vec<PruneRow>)> = Vec::new();
+    for l in 0..64 {
+        let file = AnalysisFile::ScorePrune {
+            score: Score::AblationClean,
+            highest: true,
+            layer: Some(l),
+        };
+        match read_prune(&run.analysis_path(file))? {
+            Some(rows) => {
+                layers.push((format!("layer {l}, by ablation_clean, highest first"), rows))
+            }
+            None => break,
+        }
+    }
+    let mut figs = Vec::new();
+    for &i in shown {
+        for (what, set, fname) in [
+            ("all units", &curves, "prune-scores"),
+            ("per layer", &layers, "prune-layers"),
+        ] {
+            let panels: Vec<Panel> = set
+                .iter()
+                .filter(|(_, rows)| rows.iter().any(|r| r.0 == i))
+                .map(|(title, rows)| {
+                    Panel::Line(LineChart {
+                        title: title.clone(),
+                        x_desc: "fraction pruned",
+                        y_desc: "accuracy",
+                        lines: prune_curves(rows, i),
+                        log_x: false,
+                        log_y: false,
+                        y_range: Some((0.0, 1.0)),
+                        marks: Vec::new(),
+                    })
+                })
+                .collect();
+            if panels.is_empty() {
+                continue;
+            }
+            figs.push(save_figure(
+                out,
+                &format!("{fname}-model{i}"),
+                &format!("Pruning by score, {what}, {}", model_label(specs, i)),
+                &format!(
+                    "{name}: test accuracy, A_mem, A_inv and A_clean of {} as hidden units are removed in the order of each score of grokscope scores (analysis/prune-by-*.csv; docs/REAL_DATA.md), {what}. A score that finds the memorizing units drops A_mem first (highest first) while test accuracy stays.",
+                    model_label(specs, i)
+                ),
+                &panels,
+                2,
+                (480, 320),
+            )?);
+        }
+    }
+    Ok(figs)
+}
