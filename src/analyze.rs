@@ -236,6 +236,10 @@ fn pruning_scores(units: &[UnitScore]) -> Vec<Score> {
         .collect()
 }
 
+/// The pruning curves of one score, order and scope: (score, highest first, the layer or all
+/// units, how many units it prunes among, the sweep of each model).
+type ScoreSweeps = (Score, bool, Option<usize>, usize, Vec<Sweep>);
+
 /// Levels of a score's pruning curve evaluated from scratch (the MLP: all of them).
 const SCORE_PRUNE_LEVELS: usize = 41;
 
@@ -258,8 +262,7 @@ pub fn score_run(
     let layer_of: Vec<usize> = (0..n_units).map(|k| s.network.neuron_id(k).0).collect();
     let depth = layer_of.iter().max().map_or(0, |&l| l + 1);
     let mut all = Vec::new();
-    // (score, highest first, layer or all, the units it prunes among, the sweeps per model).
-    let mut sweeps: Vec<(Score, bool, Option<usize>, usize, Vec<Sweep>)> = Vec::new();
+    let mut sweeps: Vec<ScoreSweeps> = Vec::new();
     let mut summaries = Vec::new();
     for &i in &models {
         let units = unit_scores(&mut s.network, i, &s.split, &s.labels[i])?;
