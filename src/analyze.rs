@@ -249,10 +249,14 @@ const SCORE_PRUNE_LEVELS: usize = 41;
 /// among), for
 /// the models `model` (all: `None`); written together, replacing earlier ones only with
 /// `force`.
+///
+/// `progress(done, total)` counts evaluations (one per unit's ablation and per pruning
+/// level); the total grows once the first model's scores are known.
 pub fn score_run(
     run: &mut LoadedRun,
     model: Option<usize>,
     force: bool,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<ScoreSummary>> {
     let models = select(run.setup.network.n_models(), model)?;
     let s = &mut run.setup;
@@ -264,8 +268,22 @@ pub fn score_run(
     let mut all = Vec::new();
     let mut sweeps: Vec<ScoreSweeps> = Vec::new();
     let mut summaries = Vec::new();
+    let n_models = models.len() as u64;
+    let scopes = 1 + if depth > 1 { depth } else { 0 };
+    let levels = at.len() as u64;
+    // Until the first model's scores say how many pruning curves there are: 4 scores.
+    let mut total = n_models * (n_units as u64 + 8 * scopes as u64 * levels);
+    let mut done = 0u64;
     for &i in &models {
-        let units = unit_scores(&mut s.network, i, &s.split, &s.labels[i])?;
+        let units = {
+            let mut tick = || {
+                done += 1;
+                progress(done, total);
+            };
+            unit_scores(&mut s.network, i, &s.split, &s.labels[i], &mut tick)?
+        };
+        let curves = 2 * pruning_scores(&units).len() as u64 * scopes as u64;
+        total = n_models * (n_units as u64 + curves * levels);
         let mut best = None::<PrunePoint>;
         for score in pruning_scores(&units) {
             for highest in [true, false] {
@@ -298,6 +316,8 @@ pub fn score_run(
                     let pts = s
                         .network
                         .prune_sweep(i, &s.split, &s.labels[i], &ord, &levels)?;
+                    done += levels.len() as u64;
+                    progress(done, total);
                     if score == Score::AblationClean && highest && scope.is_none() {
                         best = pts
                             .iter()

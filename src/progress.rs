@@ -149,6 +149,56 @@ pub fn busy<T, E>(what: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> 
     out
 }
 
+/// A bar for a long computation counted in units of work (e.g. evaluations): on a terminal a
+/// bar with its ETA, otherwise a line at every tenth of the work.
+pub struct WorkBar {
+    bar: ProgressBar,
+    what: String,
+    lines: bool,
+    last_tenth: u64,
+}
+
+impl WorkBar {
+    pub fn new(what: &str) -> WorkBar {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if terminal {
+            ProgressBar::new(1)
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent:>3}% (eta {eta}) {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        if !terminal {
+            eprintln!("{what} …");
+        }
+        WorkBar {
+            bar,
+            what: what.to_string(),
+            lines: !terminal,
+            last_tenth: 0,
+        }
+    }
+
+    /// `done` of `total` units (the total may grow as the work becomes known).
+    pub fn update(&mut self, done: u64, total: u64) {
+        self.bar.set_length(total.max(1));
+        self.bar.set_position(done);
+        let tenth = done * 10 / total.max(1);
+        if self.lines && tenth > self.last_tenth {
+            self.last_tenth = tenth;
+            eprintln!("{}: {} %", self.what, tenth * 10);
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// Shows a sweep worker's progress: a bar on a terminal, or (in logs, or with `log`) a line
 /// every 30 s and at every tenth of the work; nothing when quiet.
 pub struct SweepReporter {

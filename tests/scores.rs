@@ -25,7 +25,7 @@ fn the_scores_find_the_low_ipr_neurons_of_the_modular_task() {
     let text = grokscope::config::preset("pruning").unwrap();
     let out = trained(text, &["eval.every=0"]);
     let mut s = out.setup;
-    let units = unit_scores(&mut s.network, 0, &s.split, &s.labels[0]).unwrap();
+    let units = unit_scores(&mut s.network, 0, &s.split, &s.labels[0], &mut || {}).unwrap();
     assert_eq!(units.len(), s.network.n_neurons());
     let r = |score: Score| {
         let r = rank_correlation(&units, score, Score::Ipr).unwrap();
@@ -93,7 +93,7 @@ fn the_scores_on_a_deep_mlp_with_batchnorm() {
     let last = out.history[0].last().unwrap();
     println!("MNIST-1D, ξ = 0.3: {last:?}");
     let mut s = out.setup;
-    let units = unit_scores(&mut s.network, 0, &s.split, &s.labels[0]).unwrap();
+    let units = unit_scores(&mut s.network, 0, &s.split, &s.labels[0], &mut || {}).unwrap();
     assert_eq!(units.len(), 256);
     assert!(units.iter().all(|u| u.ipr.is_none() && u.gamma.is_some()));
     assert_eq!((units[128].layer, units[128].unit), (1, 0));

@@ -114,12 +114,14 @@ pub fn attribution(g: &[f32], corrupted: &[bool]) -> Option<f64> {
     (any && k > 0.0).then(|| c / k)
 }
 
-/// Every score of every hidden unit of model `m`. The network is restored afterwards.
+/// Every score of every hidden unit of model `m`; `tick` is called after each unit's
+/// ablation. The network is restored afterwards.
 pub fn unit_scores(
     net: &mut Network,
     m: usize,
     split: &Dataset,
     labels: &TrainLabels,
+    tick: &mut dyn FnMut(),
 ) -> Result<Vec<UnitScore>> {
     let units = net.n_neurons();
     let n = split.n_train() as f64;
@@ -152,6 +154,7 @@ pub fn unit_scores(
             result = Err(e);
             break;
         }
+        tick();
         match acc(net) {
             Ok(a) => {
                 let mem = base.mem_acc.zip(a.mem_acc).map(|(b, x)| b - x);

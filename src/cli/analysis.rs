@@ -43,9 +43,13 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
         a.run_dir.display(),
         if m == 1 { "" } else { "s" }
     );
-    let summaries = busy("unit scores and pruning by score", || {
-        grokscope::analyze::score_run(&mut run, a.model, a.force)
-    })?;
+    let mut bar = grokscope::progress::WorkBar::new("unit scores and pruning by score");
+    let t0 = std::time::Instant::now();
+    let summaries =
+        grokscope::analyze::score_run(&mut run, a.model, a.force, &mut |d, t| bar.update(d, t));
+    bar.finish();
+    let summaries = summaries?;
+    eprintln!("scored in {:.1} s", t0.elapsed().as_secs_f64());
     let corr = |v: &[(&str, Option<f64>)]| {
         v.iter()
             .map(|(n, r)| format!("{n} {}", fmt_opt(*r)))
