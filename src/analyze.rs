@@ -242,6 +242,8 @@ type ScoreSweeps = (Score, bool, Option<usize>, usize, Vec<Sweep>);
 
 /// Levels of a score's pruning curve evaluated from scratch (the MLP: all of them).
 const SCORE_PRUNE_LEVELS: usize = 41;
+/// Levels of a per-layer curve (evaluated from scratch).
+const LAYER_PRUNE_LEVELS: usize = 21;
 
 /// `grokscope scores`: every unit's scores (`scores.csv`) and the pruning curves in the order
 /// of each score, highest and lowest first, over all units and (deep MLPs) within each layer
@@ -270,9 +272,9 @@ pub fn score_run(
     let mut summaries = Vec::new();
     let n_models = models.len() as u64;
     let scopes = 1 + if depth > 1 { depth } else { 0 };
-    let levels = at.len() as u64;
+    let levels = at.len() as u64 + (scopes as u64 - 1) * LAYER_PRUNE_LEVELS as u64;
     // Until the first model's scores say how many pruning curves there are: 4 scores.
-    let mut total = n_models * (n_units as u64 + 8 * scopes as u64 * levels);
+    let mut total = n_models * (n_units as u64 + 8 * levels);
     let mut done = 0u64;
     for &i in &models {
         let units = {
@@ -282,7 +284,7 @@ pub fn score_run(
             };
             unit_scores(&mut s.network, i, &s.split, &s.labels[i], &mut tick)?
         };
-        let curves = 2 * pruning_scores(&units).len() as u64 * scopes as u64;
+        let curves = 2 * pruning_scores(&units).len() as u64;
         total = n_models * (n_units as u64 + curves * levels);
         let mut best = None::<PrunePoint>;
         for score in pruning_scores(&units) {
@@ -307,7 +309,7 @@ pub fn score_run(
                                 .filter(|&k| layer_of[k] == l)
                                 .collect();
                             let n = ord.len();
-                            let steps = (SCORE_PRUNE_LEVELS - 1).min(n.max(1));
+                            let steps = (LAYER_PRUNE_LEVELS - 1).min(n.max(1));
                             let mut lv: Vec<usize> = (0..=steps).map(|j| j * n / steps).collect();
                             lv.dedup();
                             (ord, lv)

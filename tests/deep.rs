@@ -362,6 +362,40 @@ fn pruning_a_unit_is_the_network_without_it() {
     f.prune_neurons(0, &saved, &[]).unwrap();
     assert_eq!(f.models[0].params, saved[0].1);
     assert_eq!(Engine::neuron_id(&f, 15), (1, 3));
+    assert!(f.prune_neurons(0, &saved, &[22]).is_err(), "no unit 22");
+    assert_eq!(
+        f.models[0].params, saved[0].1,
+        "a refused pruning changes nothing"
+    );
+}
+
+#[test]
+fn an_evaluation_after_pruning_equals_one_from_scratch() {
+    // Pruned evaluations start at the layer after the first pruned unit, from the unpruned
+    // network's cached outputs; they must equal a fresh fleet's evaluation to the bit.
+    let d = data(300);
+    let a = arch(&[12, 10, 8], Activation::Gelu, Norm::Batchnorm, true);
+    let mut f = train(&a, &d, &[(0, 0.0, 0.0), (1, 0.1, 0.0)], 20);
+    let saved = f.prunable_weights(1);
+    for gone in [vec![13usize], vec![25, 2], vec![29, 23], vec![]] {
+        f.prune_neurons(1, &saved, &gone).unwrap();
+        let cached = f.eval_model(1).unwrap();
+        let mut fresh = train(&a, &d, &[(0, 0.0, 0.0), (1, 0.1, 0.0)], 0);
+        fresh.models[1].params = f.models[1].params.clone();
+        fresh.models[1].running = f.models[1].running.clone();
+        let scratch = fresh.eval_model(1).unwrap();
+        assert_eq!(cached.preds, scratch.preds, "{gone:?}");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&cached.row_loss), bits(&scratch.row_loss), "{gone:?}");
+    }
+    // A change of the parameters outside pruning is never evaluated from the cache.
+    f.prune_neurons(1, &saved, &[25]).unwrap();
+    f.models[1].params[0] += 1.0;
+    let changed = f.eval_model(1).unwrap();
+    let mut fresh = train(&a, &d, &[(0, 0.0, 0.0), (1, 0.1, 0.0)], 0);
+    fresh.models[1].params = f.models[1].params.clone();
+    fresh.models[1].running = f.models[1].running.clone();
+    assert_eq!(changed.row_loss, fresh.eval_model(1).unwrap().row_loss);
 }
 
 #[test]

@@ -51,6 +51,19 @@ pub struct DFleet<T: Real = f32> {
     pool: Vec<Work<T>>,
     /// The inputs of the current minibatch.
     xbuf: Vec<T>,
+    /// The hidden outputs of one model on every example, for evaluations that recompute only
+    /// the layers after a pruned unit ([`Engine::prune_neurons`]).
+    cache: Option<EvalCache<T>>,
+}
+
+/// Model `model`'s hidden outputs (per layer, every example: training, then test) with the
+/// parameters `params`, and the pruned parameters `pruned` whose evaluation may start at layer
+/// `first` from them (units pruned in layers before `first` only change the layers after).
+struct EvalCache<T> {
+    model: usize,
+    params: Vec<T>,
+    acts: Vec<Vec<T>>,
+    pruned: Option<(Vec<T>, usize)>,
 }
 
 impl<T: Real> DFleet<T> {
@@ -98,6 +111,7 @@ impl<T: Real> DFleet<T> {
             step: 0,
             pool: Vec::new(),
             xbuf: Vec::new(),
+            cache: None,
         }
     }
 
@@ -175,6 +189,47 @@ impl<T: Real> DFleet<T> {
         }
         if update {
             self.step += 1;
+            self.cache = None;
+        }
+        out
+    }
+
+    /// Model `m`'s hidden outputs on every example (per layer, training then test), in
+    /// evaluation mode, in blocks of [`EVAL_ROWS`] as [`Self::evaluate`] computes them.
+    fn hidden_outputs(&self, m: usize) -> Vec<Vec<T>> {
+        let total = self.n_train + self.test_labels.len();
+        let st = &self.models[m];
+        let starts: Vec<usize> = (0..total).step_by(EVAL_ROWS).collect();
+        let blocks: Vec<Vec<Vec<T>>> = starts
+            .par_iter()
+            .map(|&start| {
+                flush_denormals();
+                let end = (start + EVAL_ROWS).min(total);
+                let mut ws = Work::default();
+                let mode = Mode::Eval(st.running.as_deref());
+                ws.forward(
+                    &self.arch,
+                    &st.params,
+                    &self.eval_inputs(start, end),
+                    end - start,
+                    mode,
+                );
+                ws.a.iter()
+                    .zip(&self.arch.widths)
+                    .map(|(a, &w)| a[..(end - start) * w].to_vec())
+                    .collect()
+            })
+            .collect();
+        let mut out: Vec<Vec<T>> = self
+            .arch
+            .widths
+            .iter()
+            .map(|&w| Vec::with_capacity(total * w))
+            .collect();
+        for b in blocks {
+            for (o, a) in out.iter_mut().zip(b) {
+                o.extend(a);
+            }
         }
         out
     }
@@ -238,13 +293,41 @@ impl<T: Real> DFleet<T> {
             .collect()
     }
 
+    /// The inputs of examples `start .. end` of every example (training, then test).
+    fn eval_inputs(&self, start: usize, end: usize) -> Vec<T> {
+        let d = self.arch.dim;
+        let mut x = Vec::with_capacity((end - start) * d);
+        for r in start..end {
+            if r < self.n_train {
+                x.extend_from_slice(&self.train_x[r * d..(r + 1) * d]);
+            } else {
+                let r = r - self.n_train;
+                x.extend_from_slice(&self.test_x[r * d..(r + 1) * d]);
+            }
+        }
+        x
+    }
+
+    /// The layer model `m`'s evaluation may start at, with the cached outputs of the layer
+    /// before it: only when its parameters are exactly the pruned ones the cache was made for.
+    fn resume_point(&self, m: usize) -> Option<(usize, &[T])> {
+        let c = self.cache.as_ref().filter(|c| c.model == m)?;
+        let (pruned, first) = c.pruned.as_ref()?;
+        let same = pruned.len() == self.models[m].params.len()
+            && pruned
+                .iter()
+                .zip(&self.models[m].params)
+                .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits());
+        (same && *first > 0).then(|| (*first, c.acts[*first - 1].as_slice()))
+    }
+
     /// Predictions and row losses of the models `models` on every example (training, then
     /// test).
     fn evaluate(&self, models: std::ops::Range<usize>) -> Vec<EvalOutput> {
         let total = self.n_train + self.test_labels.len();
         let starts: Vec<usize> = (0..total).step_by(EVAL_ROWS).collect();
         let nc = starts.len();
-        let (d, k) = (self.arch.dim, self.arch.classes);
+        let k = self.arch.classes;
         let parts: Vec<(Vec<u32>, Vec<f64>)> = (0..models.len() * nc)
             .into_par_iter()
             .map(|t| {
@@ -252,16 +335,18 @@ impl<T: Real> DFleet<T> {
                 let (mi, start) = (models.start + t / nc, starts[t % nc]);
                 let end = (start + EVAL_ROWS).min(total);
                 let st = &self.models[mi];
-                let mut x = Vec::with_capacity((end - start) * d);
-                for r in start..end {
-                    if r < self.n_train {
-                        x.extend_from_slice(&self.train_x[r * d..(r + 1) * d]);
-                    } else {
-                        let r = r - self.n_train;
-                        x.extend_from_slice(&self.test_x[r * d..(r + 1) * d]);
+                let logits = match self.resume_point(mi) {
+                    Some((first, acts)) => {
+                        let w = self.arch.widths[first - 1];
+                        let mut ws = Work::default();
+                        let x = &acts[start * w..end * w];
+                        let mode = Mode::Eval(st.running.as_deref());
+                        ws.forward_from(&self.arch, &st.params, x, end - start, mode, first);
+                        ws.logits.truncate((end - start) * k);
+                        ws.logits
                     }
-                }
-                let logits = self.logits(mi, &x);
+                    None => self.logits(mi, &self.eval_inputs(start, end)),
+                };
                 let mut row = vec![0f32; k];
                 let mut preds = Vec::with_capacity(end - start);
                 let mut losses = Vec::with_capacity(end - start);
@@ -648,18 +733,45 @@ impl Engine for DFleet<f32> {
             .ok_or_else(|| Error::Weights("pruning needs the model's saved parameters".into()))?;
         let slots = self.arch.slots();
         let ids: Vec<(usize, usize)> = gone.iter().map(|&i| self.neuron_id(i)).collect();
-        let st = &mut self.models[m];
-        st.params = params;
-        for (l, k) in ids {
-            let next = slots
-                .get(l + 1)
-                .ok_or_else(|| Error::Weights(format!("no hidden unit {k} in layer {l}")))?;
-            if k >= next.fan_in {
-                return Err(Error::Weights(format!("no hidden unit {k} in layer {l}")));
+        if let Some(&(l, k)) = ids
+            .iter()
+            .find(|&&(l, k)| slots.get(l + 1).is_none_or(|s| k >= s.fan_in))
+        {
+            return Err(Error::Weights(format!("no hidden unit {k} in layer {l}")));
+        }
+        self.models[m].params = params;
+        if ids.is_empty() {
+            if let Some(c) = self.cache.as_mut() {
+                c.pruned = None;
             }
+            return Ok(());
+        }
+        // The unpruned network's hidden outputs, once per saved parameters: an evaluation
+        // then recomputes only the layers after the first pruned unit's.
+        let fresh = match &self.cache {
+            Some(c) => c.model != m || c.params != self.models[m].params,
+            None => true,
+        };
+        if fresh {
+            let acts = self.hidden_outputs(m);
+            self.cache = Some(EvalCache {
+                model: m,
+                params: self.models[m].params.clone(),
+                acts,
+                pruned: None,
+            });
+        }
+        let st = &mut self.models[m];
+        let mut first = usize::MAX;
+        for (l, k) in ids {
+            let next = &slots[l + 1];
             for r in 0..next.fan_out {
                 st.params[next.weight.start + r * next.fan_in + k] = 0.0;
             }
+            first = first.min(l + 1);
+        }
+        if let Some(c) = self.cache.as_mut() {
+            c.pruned = Some((st.params.clone(), first));
         }
         Ok(())
     }

@@ -131,6 +131,22 @@ impl<T: Real> Work<T> {
     /// The forward pass of the model `p` on `n` rows `x` (`n × dim`). With BatchNorm in
     /// training mode the batch statistics are kept in [`Work::batch_stats`].
     pub fn forward(&mut self, arch: &DeepArch, p: &[T], x: &[T], n: usize, mode: Mode<T>) {
+        self.forward_from(arch, p, x, n, mode, 0);
+    }
+
+    /// The forward pass from layer `first` on (`first = depth`: the read-out alone), `x` being
+    /// that layer's input (`n × fan_in`): the layers before it are not computed (their
+    /// buffers are left as they are). Without dropout the values are those of
+    /// [`Work::forward`] to the bit.
+    pub fn forward_from(
+        &mut self,
+        arch: &DeepArch,
+        p: &[T],
+        x: &[T],
+        n: usize,
+        mode: Mode<T>,
+        first: usize,
+    ) {
         let slots = arch.slots();
         let depth = arch.depth();
         for v in [
@@ -156,9 +172,9 @@ impl<T: Real> Work<T> {
             _ => (0.0, None),
         };
         self.dropout = rng.is_some();
-        for (l, s) in slots[..depth].iter().enumerate() {
+        for (l, s) in slots[..depth].iter().enumerate().skip(first) {
             let w = s.fan_out;
-            let input: &[T] = if l == 0 { x } else { &self.a[l - 1] };
+            let input: &[T] = if l == first { x } else { &self.a[l - 1] };
             let h = sized(&mut self.h[l], n * w);
             linear(s, p, input, n, h);
             let h = &self.h[l][..n * w];
@@ -228,7 +244,11 @@ impl<T: Real> Work<T> {
             }
         }
         let out = &slots[depth];
-        let input: &[T] = &self.a[depth - 1];
+        let input: &[T] = if first >= depth {
+            x
+        } else {
+            &self.a[depth - 1]
+        };
         let logits = sized(&mut self.logits, n * arch.classes);
         linear(out, p, input, n, logits);
     }
