@@ -20,7 +20,7 @@
 
 use crate::data::Pair;
 use crate::error::{Error, Result};
-use crate::kernels::{matmul, Mat};
+use crate::kernels::{matmul, Mat, Real};
 use crate::model::kind::{NetworkKind, Part, Sizes, Tensor, TASKS};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -72,6 +72,39 @@ impl Activation {
 }
 
 impl Activation {
+    /// φ(x) in any float type (the deep MLP's and the Transformer's passes, f32 and f64).
+    pub fn at<T: Real>(self, x: T) -> T {
+        match self {
+            Activation::Square => x * x,
+            Activation::Relu => x.max(T::ZERO),
+            Activation::Gelu => {
+                let half = T::from_f64(0.5);
+                half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
+            }
+        }
+    }
+
+    /// φ'(x) in any float type.
+    pub fn grad_at<T: Real>(self, x: T) -> T {
+        match self {
+            Activation::Square => T::from_f64(2.0) * x,
+            Activation::Relu => {
+                if x > T::ZERO {
+                    T::ONE
+                } else {
+                    T::ZERO
+                }
+            }
+            Activation::Gelu => {
+                let half = T::from_f64(0.5);
+                let cdf =
+                    half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
+                let pdf = (-(half * x * x)).exp() * T::from_f64(0.398_942_280_401_432_7);
+                cdf + x * pdf
+            }
+        }
+    }
+
     /// `dst = φ(src)`, with the match outside the loop so that each arm vectorizes.
     pub fn apply(self, src: &[f32], dst: &mut [f32]) {
         match self {

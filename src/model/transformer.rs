@@ -26,6 +26,15 @@ pub enum TActivation {
     Gelu,
 }
 
+impl From<TActivation> for super::mlp::Activation {
+    fn from(a: TActivation) -> Self {
+        match a {
+            TActivation::Relu => super::mlp::Activation::Relu,
+            TActivation::Gelu => super::mlp::Activation::Gelu,
+        }
+    }
+}
+
 /// How the linear layers are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

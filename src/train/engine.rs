@@ -138,6 +138,17 @@ pub struct BnNeuron {
     pub eps: f32,
 }
 
+/// Refuses `labels` for [`Engine::unit_traces`] unless there is one per training example.
+pub fn check_trace_labels(labels: &[u32], n_train: usize) -> Result<()> {
+    if labels.len() == n_train {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "labels",
+        format!("{} labels for {n_train} training examples", labels.len()),
+    ))
+}
+
 /// Frobenius norm of the entries of `v`, in f64.
 pub fn norm(v: &[f32]) -> f64 {
     v.iter()

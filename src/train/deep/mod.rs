@@ -198,26 +198,13 @@ impl<T: Real> DFleet<T> {
     /// evaluation mode, in blocks of [`EVAL_ROWS`] as [`Self::evaluate`] computes them.
     fn hidden_outputs(&self, m: usize) -> Vec<Vec<T>> {
         let total = self.n_train + self.test_labels.len();
-        let st = &self.models[m];
         let starts: Vec<usize> = (0..total).step_by(EVAL_ROWS).collect();
         let blocks: Vec<Vec<Vec<T>>> = starts
             .par_iter()
             .map(|&start| {
                 flush_denormals();
                 let end = (start + EVAL_ROWS).min(total);
-                let mut ws = Work::default();
-                let mode = Mode::Eval(st.running.as_deref());
-                ws.forward(
-                    &self.arch,
-                    &st.params,
-                    &self.eval_inputs(start, end),
-                    end - start,
-                    mode,
-                );
-                ws.a.iter()
-                    .zip(&self.arch.widths)
-                    .map(|(a, &w)| a[..(end - start) * w].to_vec())
-                    .collect()
+                self.activations(m, &self.eval_inputs(start, end))
             })
             .collect();
         let mut out: Vec<Vec<T>> = self
@@ -258,18 +245,19 @@ impl<T: Real> DFleet<T> {
         (l, g.unwrap_or_default())
     }
 
-    /// Logits (`rows × classes`) of model `m` on the rows `x`, in evaluation mode.
-    pub fn logits(&self, m: usize, x: &[T]) -> Vec<T> {
+    /// Model `m` on the rows `x` in evaluation mode: the pass's buffers and the row count.
+    fn eval_pass(&self, m: usize, x: &[T]) -> (Work<T>, usize) {
         let st = &self.models[m];
         let rows = x.len() / self.arch.dim.max(1);
         let mut ws = Work::default();
-        ws.forward(
-            &self.arch,
-            &st.params,
-            x,
-            rows,
-            Mode::Eval(st.running.as_deref()),
-        );
+        let mode = Mode::Eval(st.running.as_deref());
+        ws.forward(&self.arch, &st.params, x, rows, mode);
+        (ws, rows)
+    }
+
+    /// Logits (`rows × classes`) of model `m` on the rows `x`, in evaluation mode.
+    pub fn logits(&self, m: usize, x: &[T]) -> Vec<T> {
+        let (mut ws, rows) = self.eval_pass(m, x);
         ws.logits.truncate(rows * self.arch.classes);
         ws.logits
     }
@@ -277,16 +265,7 @@ impl<T: Real> DFleet<T> {
     /// The hidden units' outputs (per layer, `rows × width`) of model `m` on the rows `x`, in
     /// evaluation mode: what the data-IPR of a unit is taken over.
     pub fn activations(&self, m: usize, x: &[T]) -> Vec<Vec<T>> {
-        let st = &self.models[m];
-        let rows = x.len() / self.arch.dim.max(1);
-        let mut ws = Work::default();
-        ws.forward(
-            &self.arch,
-            &st.params,
-            x,
-            rows,
-            Mode::Eval(st.running.as_deref()),
-        );
+        let (ws, rows) = self.eval_pass(m, x);
         ws.a.iter()
             .zip(&self.arch.widths)
             .map(|(a, &w)| a[..rows * w].to_vec())
@@ -700,16 +679,7 @@ impl Engine for DFleet<f32> {
     }
 
     fn unit_traces(&mut self, m: usize, labels: &[u32]) -> Result<Option<UnitTraces>> {
-        if labels.len() != self.n_train() {
-            return Err(crate::error::Error::invalid(
-                "labels",
-                format!(
-                    "{} labels for {} training examples",
-                    labels.len(),
-                    self.n_train()
-                ),
-            ));
-        }
+        engine::check_trace_labels(labels, self.n_train())?;
         Ok(Some(self.traces(m, labels)))
     }
 

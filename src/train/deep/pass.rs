@@ -8,7 +8,6 @@
 
 use crate::kernels::{matmul, Mat, Real};
 use crate::model::deep::{DeepArch, LayerSlots, Norm};
-use crate::model::Activation;
 use crate::train::loss::Loss;
 use crate::train::tpass::ops::{layer_norm, layer_norm_back};
 use rand::{RngCore, SeedableRng};
@@ -72,37 +71,6 @@ fn sized<T: Real>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 
 fn slot<'a, T>(p: &'a [T], r: &Option<std::ops::Range<usize>>) -> Option<&'a [T]> {
     r.clone().map(|r| &p[r])
-}
-
-/// φ and φ' in `T`.
-pub fn act<T: Real>(f: Activation, x: T) -> T {
-    match f {
-        Activation::Square => x * x,
-        Activation::Relu => x.max(T::ZERO),
-        Activation::Gelu => {
-            let half = T::from_f64(0.5);
-            half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
-        }
-    }
-}
-
-fn act_grad<T: Real>(f: Activation, x: T) -> T {
-    match f {
-        Activation::Square => T::from_f64(2.0) * x,
-        Activation::Relu => {
-            if x > T::ZERO {
-                T::ONE
-            } else {
-                T::ZERO
-            }
-        }
-        Activation::Gelu => {
-            let half = T::from_f64(0.5);
-            let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
-            let pdf = (-(half * x * x)).exp() * T::from_f64(0.398_942_280_401_432_7);
-            cdf + x * pdf
-        }
-    }
 }
 
 /// `dst (n × out) = x (n × in) · Wᵀ + b`.
@@ -227,7 +195,7 @@ impl<T: Real> Work<T> {
             };
             let a = sized(&mut self.a[l], n * w);
             for (o, &v) in a.iter_mut().zip(z) {
-                *o = act(arch.activation, v);
+                *o = arch.activation.at(v);
             }
             if let Some(rng) = rng.as_mut() {
                 let threshold = (q as f64 * u32::MAX as f64) as u32;
@@ -296,7 +264,7 @@ impl<T: Real> Work<T> {
                 _ => &self.z[l][..n * w],
             };
             for (d, &v) in dz.iter_mut().zip(z) {
-                *d *= act_grad(arch.activation, v);
+                *d *= arch.activation.grad_at(v);
             }
             // `da` now holds dZ; dH goes into `da` as well.
             match arch.norm {

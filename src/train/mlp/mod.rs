@@ -445,16 +445,7 @@ impl engine::Engine for Fleet {
     }
 
     fn unit_traces(&mut self, m: usize, labels: &[u32]) -> Result<Option<UnitTraces>> {
-        if labels.len() != self.n_train() {
-            return Err(crate::error::Error::invalid(
-                "labels",
-                format!(
-                    "{} labels for {} training examples",
-                    labels.len(),
-                    self.n_train()
-                ),
-            ));
-        }
+        engine::check_trace_labels(labels, self.n_train())?;
         Ok(Some(self.traces(m, labels)))
     }
 

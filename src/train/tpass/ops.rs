@@ -3,6 +3,7 @@
 
 use crate::kernels::Real;
 use crate::model::transformer::TActivation;
+use crate::model::Activation;
 
 /// LayerNorm's ε (PyTorch's default).
 const LN_EPS: f64 = 1e-5;
@@ -103,31 +104,11 @@ pub(crate) fn layer_norm_back<T: Real>(
 }
 
 pub(super) fn activate<T: Real>(act: TActivation, x: T) -> T {
-    match act {
-        TActivation::Relu => x.max(T::ZERO),
-        TActivation::Gelu => {
-            let half = T::from_f64(0.5);
-            half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
-        }
-    }
+    Activation::from(act).at(x)
 }
 
 pub(super) fn activate_grad<T: Real>(act: TActivation, x: T) -> T {
-    match act {
-        TActivation::Relu => {
-            if x > T::ZERO {
-                T::ONE
-            } else {
-                T::ZERO
-            }
-        }
-        TActivation::Gelu => {
-            let half = T::from_f64(0.5);
-            let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
-            let pdf = (-(half * x * x)).exp() * T::from_f64(0.3989422804014327);
-            cdf + x * pdf
-        }
-    }
+    Activation::from(act).grad_at(x)
 }
 
 /// `dst[r] += Σ_rows src[r]` over `rows` rows of `n`.
