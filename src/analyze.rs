@@ -197,6 +197,15 @@ pub fn write_prune(
     seed: u64,
     force: bool,
 ) -> Result<(PathBuf, Vec<Sweep>)> {
+    if run.setup.split.token_space().is_none() {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "pruning in IPR order needs Fourier IPRs, and {} has dense feature vectors: grokscope scores prunes its units by ablation selectivity, data-IPR and gradient attribution",
+                run.setup.split.describe()
+            ),
+        ));
+    }
     let models = select(run.setup.network.n_models(), model)?;
     let name = prune_file(model, order);
     run.dir
@@ -240,6 +249,45 @@ fn pruning_scores(units: &[UnitScore]) -> Vec<Score> {
 /// units, how many units it prunes among, the sweep of each model).
 type ScoreSweeps = (Score, bool, Option<usize>, usize, Vec<Sweep>);
 
+/// What `grokscope scores` would write for `run`, checked before anything is computed: the
+/// models (`model`, or all), a kind with hidden units, and files that may be written.
+pub fn score_check(run: &LoadedRun, model: Option<usize>, force: bool) -> Result<Vec<usize>> {
+    let models = select(run.setup.network.n_models(), model)?;
+    if matches!(
+        run.cfg.architecture(),
+        crate::model::Architecture::Transformer(_)
+    ) {
+        return Err(Error::invalid(
+            "model.kind",
+            "grokscope scores scores the hidden units of the two MLPs (kind = \"mlp\" or \"deep\"); the Transformer's MLP neurons are analysed by grokscope analyze and prune",
+        ));
+    }
+    let layers = (0..run.setup.network.n_neurons())
+        .map(|k| run.setup.network.neuron_id(k).0)
+        .max()
+        .map_or(1, |l| l + 1);
+    let mut files = vec![AnalysisFile::Scores];
+    for score in Score::ALL.into_iter().filter(|&s| s != Score::Ipr) {
+        for highest in [true, false] {
+            for layer in std::iter::once(None).chain(
+                (layers > 1)
+                    .then_some(0..layers)
+                    .into_iter()
+                    .flatten()
+                    .map(Some),
+            ) {
+                files.push(AnalysisFile::ScorePrune {
+                    score,
+                    highest,
+                    layer,
+                });
+            }
+        }
+    }
+    run.dir.check_analysis_free(&files, force)?;
+    Ok(models)
+}
+
 /// Levels of a score's pruning curve evaluated from scratch (the MLP: all of them).
 const SCORE_PRUNE_LEVELS: usize = 41;
 /// Levels of a per-layer curve (evaluated from scratch).
@@ -260,7 +308,7 @@ pub fn score_run(
     force: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<ScoreSummary>> {
-    let models = select(run.setup.network.n_models(), model)?;
+    let models = score_check(run, model, force)?;
     let s = &mut run.setup;
     let at = s.network.prune_levels(SCORE_PRUNE_LEVELS);
     // The layers of the hidden units (one for the two-layer MLP) and their sizes.
@@ -412,7 +460,7 @@ pub fn analyze_run(
         return Err(Error::invalid(
             "data",
             format!(
-                "the per-neuron analysis is Fourier analysis over tokens, and {} has dense feature vectors",
+                "the per-neuron analysis is Fourier analysis over tokens, and {} has dense feature vectors (its units: grokscope scores)",
                 run.setup.split.describe()
             ),
         ));

@@ -328,7 +328,7 @@ pub fn train_into(
     let mut setup = setup;
     let m = setup.specs.len();
     let lock = dir.lock()?;
-    dir.write_dataset(&setup.split, &setup.labels)?;
+    dir.write_dataset(&setup.split, &setup.labels, resume)?;
     let (start, seconds_before, io_before, stream) = if resume {
         let point = dir.resume_point(cfg, m, setup.total_steps)?;
         setup

@@ -195,7 +195,7 @@ fn dataset_file_of_dense_features() {
     assert_eq!(values[9..12], [1.0, 1.5, 2.0], "the test examples follow");
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::create(&tmp.path().join("run")).unwrap();
-    run.write_dataset(&d, &labels).unwrap();
+    run.write_dataset(&d, &labels, false).unwrap();
     let bytes = std::fs::read(tmp.path().join("run/dataset.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor("features").unwrap();
@@ -224,12 +224,18 @@ fn a_damaged_dataset_file_is_rebuilt_from_the_config() {
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::create(&tmp.path().join("run")).unwrap();
     let path = tmp.path().join("run/dataset.safetensors");
-    assert!(!run.write_dataset(&d, &labels).unwrap(), "written new");
+    assert!(
+        !run.write_dataset(&d, &labels, false).unwrap(),
+        "written new"
+    );
     let good = std::fs::read(&path).unwrap();
-    assert!(!run.write_dataset(&d, &labels).unwrap(), "intact: kept");
+    assert!(
+        !run.write_dataset(&d, &labels, false).unwrap(),
+        "intact: kept"
+    );
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     assert!(
-        run.write_dataset(&d, &labels).unwrap(),
+        run.write_dataset(&d, &labels, false).unwrap(),
         "cut short: rebuilt"
     );
     assert_eq!(std::fs::read(&path).unwrap(), good);
@@ -260,4 +266,38 @@ fn pair_flip_corruption_is_a_fixed_class_map() {
         .iter()
         .zip(truth)
         .all(|(&y, &t)| y == t || y == (t + 1) % 7));
+}
+
+#[test]
+fn a_dense_run_refuses_dataset_files_that_changed() {
+    let d = Dataset::Dense(dense(40, 4));
+    let labels = vec![d.corrupt(0.2, CorruptionMode::Wrong, 1).unwrap()];
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir::create(&tmp.path().join("run")).unwrap();
+    run.write_dataset(&d, &labels, false).unwrap();
+    run.check_dense_data(&d, &labels).unwrap();
+    assert!(
+        !run.write_dataset(&d, &labels, true).unwrap(),
+        "resume: the same data"
+    );
+    // Other files (here: other labels) give other bytes: refused, the file kept.
+    let before = std::fs::read(tmp.path().join("run/dataset.safetensors")).unwrap();
+    let other = vec![d.corrupt(0.2, CorruptionMode::Wrong, 2).unwrap()];
+    for e in [
+        run.check_dense_data(&d, &other).unwrap_err(),
+        run.write_dataset(&d, &other, true).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(
+            e.contains("dataset.safetensors") && e.contains("changed"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(tmp.path().join("run/dataset.safetensors")).unwrap(),
+        before
+    );
+    std::fs::remove_file(tmp.path().join("run/dataset.safetensors")).unwrap();
+    let e = run.check_dense_data(&d, &labels).unwrap_err().to_string();
+    assert!(e.contains("cannot be read"), "{e}");
 }

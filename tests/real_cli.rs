@@ -145,7 +145,7 @@ fn bad_dataset_settings_and_files_exit_2_naming_the_problem() {
         (vec!["data.dataset=\"cifar\""], "data.dataset"),
         (vec!["model.deep.widths=[]"], "model.deep.widths"),
         (vec!["model.deep.norm=\"group\""], "model.deep.norm"),
-        (vec![&empty_set], "scripts/install-datasets"),
+        (vec![&empty_set], "invalid `data.path`"),
         (vec![&broken_set], "train-images-idx3-ubyte"),
     ];
     for (i, (sets, want)) in cases.iter().enumerate() {
@@ -155,6 +155,25 @@ fn bad_dataset_settings_and_files_exit_2_naming_the_problem() {
         assert!(text(&out).contains(want), "{sets:?}: {}", text(&out));
         assert!(!dir.join(&out_dir).exists(), "{sets:?} wrote {out_dir}");
     }
+    // The default location, when it lacks the file, names the install script.
+    std::fs::write(
+        dir.join("c.toml"),
+        DEEP.replace("fashion-mnist", "mnist-5k"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(["train", "-q", "-c", "c.toml", "--out", "out-5k"])
+        .env("GROKSCOPE_DATA", dir.join("empty"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("scripts/install-datasets"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.join("out-5k").exists());
     let table = "[model]\nkind = \"deep\"\n";
     let out = train(dir, table, &[], "out-table");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -195,7 +195,14 @@ fn damaged_mnist_5k_files() {
         e.contains("not installed") && e.contains("install-datasets"),
         "{e}"
     );
-    std::fs::write(tmp.path().join("ok"), good).unwrap();
+    let blank = good.replacen("\n", "\n\n", 1);
+    std::fs::write(tmp.path().join("blank"), &blank).unwrap();
+    let e = mnist5k(&tmp.path().join("blank"), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2: an empty line"), "{e}");
+    let all: String = (0..5000).map(|i| row(&(i % 10).to_string())).collect();
+    std::fs::write(tmp.path().join("ok"), all + "\n\n").unwrap();
     let d = mnist5k(&tmp.path().join("ok"), 3).unwrap();
-    assert_eq!((d.train_true.len(), d.test_labels.len()), (8, 2));
+    assert_eq!((d.train_true.len(), d.test_labels.len()), (4000, 1000));
 }

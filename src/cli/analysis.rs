@@ -36,7 +36,7 @@ pub struct ScoresArgs {
 
 pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
     let mut run = rundir::load_run(&a.run_dir)?;
-    let m = run.setup.specs.len();
+    let m = grokscope::analyze::score_check(&run, a.model, a.force)?.len();
     let units = run.setup.network.n_neurons();
     eprintln!(
         "scoring {} ({m} model{}, {units} units each: one evaluation per unit, then the pruning curves)",
@@ -58,12 +58,13 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
     };
     for s in &summaries {
         println!(
-            "model {}: test {:.3}, A_mem {} | pruning by training-set ablation selectivity (highest first): best test {:.3} with {} units removed (A_mem {})",
+            "model {}: test {:.3}, A_mem {} | pruning by training-set ablation selectivity (highest first): best test {:.3} with {} unit{} removed (A_mem {})",
             s.model,
             s.test_acc,
             fmt_opt(s.mem_acc),
             s.pruned_best_test,
             s.pruned_units,
+            if s.pruned_units == 1 { "" } else { "s" },
             fmt_opt(s.pruned_mem)
         );
         if !s.with_ipr.is_empty() {

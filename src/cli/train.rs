@@ -16,9 +16,9 @@ pub struct TrainArgs {
     /// experiment.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// A shipped config by name instead of a file: `default` or one of the paper's presets
-    /// (configs/paper/, e.g. regularization, minibatch, batchnorm, transformer-grokking;
-    /// `grokscope presets` lists them).
+    /// A shipped config by name instead of a file: `default`, one of the paper's presets
+    /// (configs/paper/, e.g. regularization, minibatch, batchnorm, transformer-grokking) or
+    /// one on real data (configs/real/, e.g. fashion-wd); `grokscope presets` lists them.
     #[arg(long, short, value_name = "NAME", conflicts_with = "config")]
     pub preset: Option<String>,
     /// Override a config key, e.g. --set train.weight_decay=[0,5] --set data.p=23.

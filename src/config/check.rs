@@ -2,7 +2,9 @@
 //! warnings and the [`Architecture`] it asks for; the memory a fleet of it needs.
 
 use super::axis::nonempty;
-use super::schema::{Config, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS};
+use super::schema::{
+    Config, DataConfig, ModelConfig, MAX_D_MODEL, MAX_LAYERS, MAX_MLP_RATIO, MAX_STEPS,
+};
 use crate::data::{check_alpha, check_xi, validate_table, Operation};
 use crate::error::{Error, Result};
 use crate::model::memory;
@@ -45,6 +47,14 @@ impl Config {
                         "the deep MLP's BatchNorm is model.deep.norm = \"batchnorm\"",
                     ));
                 }
+                if m.deep.norm == crate::model::deep::Norm::Batchnorm
+                    && self.train.batch_size == Some(1)
+                {
+                    return Err(Error::invalid(
+                        "train.batch_size",
+                        "BatchNorm over a batch of one example normalises every unit to 0 (PyTorch refuses it too): use a batch of at least 2, or model.deep.norm = \"layernorm\"",
+                    ));
+                }
                 Architecture::Deep(m.deep.check(sz.dim, sz.classes)?)
             }
         };
@@ -85,6 +95,17 @@ impl Config {
                 }
             }
             Some(sz) => {
+                crate::data::source::check_installed(d.dataset, d.path.as_deref())?;
+                let table = DataConfig::default();
+                if d.p != table.p
+                    || d.operation != table.operation
+                    || d.train_fraction != table.train_fraction
+                {
+                    warnings.push(format!(
+                        "data.p, data.operation and data.train_fraction describe the operation table; data.dataset = \"{}\" has its own examples and split, so they are ignored",
+                        d.dataset.name()
+                    ));
+                }
                 for (key, set, have) in [
                     ("data.n_train", d.n_train, sz.n_train),
                     ("data.n_test", d.n_test, sz.n_test),

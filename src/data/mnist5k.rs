@@ -15,12 +15,15 @@ use std::path::{Path, PathBuf};
 
 /// Pixels per image.
 const PIXELS: usize = 784;
+/// Images of the file (500 per class).
+pub const IMAGES: usize = 5000;
 /// The largest file read after decompression (the real one: 10 MB).
 const MAX_BYTES: u64 = 1 << 28;
 
 /// Where `scripts/install-datasets` puts the file.
 pub fn default_path() -> PathBuf {
     let dir = std::env::var_os("GROKSCOPE_DATA")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/grokscope"))
@@ -36,6 +39,9 @@ pub fn mnist5k(path: &Path, seed: u64) -> Result<DenseSplit> {
         path: path.to_path_buf(),
         why,
     };
+    if path.exists() && !path.is_file() {
+        return Err(bad("not a regular file (MNIST-5k is one CSV file)".into()));
+    }
     if !path.is_file() {
         return Err(Error::invalid(
             "data.dataset",
@@ -53,12 +59,12 @@ pub fn mnist5k(path: &Path, seed: u64) -> Result<DenseSplit> {
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| bad("not a text (CSV) file".into()))?;
     let mut rows: Vec<(Vec<f32>, u32)> = Vec::with_capacity(5000);
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    for (i, line) in lines.iter().enumerate() {
         let at = |why: String| bad(format!("line {}: {why}", i + 1));
+        if line.trim().is_empty() {
+            return Err(at("an empty line before the last image".into()));
+        }
         let values: Vec<&str> = line.split(',').collect();
         if values.len() != PIXELS + 1 {
             return Err(at(format!(
@@ -83,8 +89,11 @@ pub fn mnist5k(path: &Path, seed: u64) -> Result<DenseSplit> {
             .ok_or_else(|| at(format!("label {:?} is not a digit 0 … 9", values[PIXELS])))?;
         rows.push((pixels, label));
     }
-    if rows.len() < 10 {
-        return Err(bad(format!("{} images: not the MNIST-5k file", rows.len())));
+    if rows.len() != IMAGES {
+        return Err(bad(format!(
+            "{} images, expected {IMAGES}: not the MNIST-5k file",
+            rows.len()
+        )));
     }
     rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let n_train = rows.len() * 4 / 5;

@@ -98,23 +98,90 @@ pub struct DenseRequest<'a> {
     pub standardize: Standardize,
 }
 
+/// Refuses a dense dataset whose files are not there (cheap: no file is read), so that a
+/// config is refused before anything is created for it; `load_dense` validates the files.
+pub fn check_installed(source: Source, path: Option<&Path>) -> Result<()> {
+    let req = DenseRequest {
+        source,
+        path,
+        n_train: None,
+        n_test: None,
+        seed: 0,
+        standardize: Standardize::None,
+    };
+    let found = match source {
+        Source::Table | Source::Mnist1d => return Ok(()),
+        Source::FashionMnist => {
+            let dir = path.map_or(PathBuf::from(FASHION_MNIST_DIR), Path::to_path_buf);
+            [
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ]
+            .iter()
+            .all(|f| dir.join(format!("{f}.gz")).is_file() || dir.join(f).is_file())
+        }
+        Source::Mnist5k => path.map_or(default_path(), Path::to_path_buf).is_file(),
+    };
+    if found {
+        return Ok(());
+    }
+    // The reader says what is missing, in the words of the config.
+    match load_dense(&req) {
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// The dense dataset `req` asks for, ready to train on.
 pub fn load_dense(req: &DenseRequest) -> Result<DenseSplit> {
     let path = |default: PathBuf| req.path.map_or(default, Path::to_path_buf);
-    let mut d = match req.source {
+    let d = match req.source {
         Source::Table => {
             return Err(Error::invalid(
                 "data.dataset",
                 "the operation table is not a dense dataset",
             ))
         }
-        Source::Mnist1d => generate(&Mnist1dArgs::default(), req.seed)?,
-        Source::FashionMnist => fashion_mnist(&path(PathBuf::from(FASHION_MNIST_DIR)))?,
-        Source::Mnist5k => mnist5k(&path(default_path()), req.seed)?,
+        Source::Mnist1d => generate(&Mnist1dArgs::default(), req.seed),
+        Source::FashionMnist => fashion_mnist(&path(PathBuf::from(FASHION_MNIST_DIR))),
+        Source::Mnist5k => mnist5k(&path(default_path()), req.seed),
     };
+    let mut d = d.map_err(|e| blame(e, req))?;
     subset(&mut d, req.n_train, req.n_test, req.seed)?;
     standardize(&mut d, req.standardize);
     Ok(d)
+}
+
+/// A reader's error in the words of the config: a missing dataset at a `data.path` the user
+/// gave is that key's problem (the install script does not fill it); a damaged installed file
+/// is one to install again.
+fn blame(e: Error, req: &DenseRequest) -> Error {
+    match (e, req.path) {
+        (Error::Invalid { key, message }, Some(p)) if key == "data.dataset" => {
+            let message = message
+                .split(" (install it with")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            Error::invalid(
+                "data.path",
+                format!(
+                    "{message} (data.path = {}: for fashion-mnist the directory of its four IDX files, for mnist-5k the CSV file)",
+                    p.display()
+                ),
+            )
+        }
+        (Error::BadFile { path, why }, None) => Error::BadFile {
+            path,
+            why: format!(
+                "{why}; if this is the installed file, install it again: {}",
+                super::idx::INSTALL
+            ),
+        },
+        (e, _) => e,
+    }
 }
 
 /// Keeps `n_train` training and `n_test` test examples, drawn without replacement with

@@ -1,4 +1,4 @@
-//! The report's figures of a dense dataset: corrupted training examples of a model, each with
+//! The report's figures of a dense dataset — corrupted training examples of a model, each with
 //! its given (corrupted) label, its true label and the trained network's prediction — images
 //! as heat maps, feature vectors as lines; and the pruning curves by score that `grokscope
 //! scores` wrote into the run's analysis/ (read back and validated).
@@ -16,17 +16,19 @@ use std::path::Path;
 /// Examples shown per model.
 pub const SAMPLES: usize = 12;
 
-/// Fashion-MNIST's class names (Xiao et al. 2017), by label.
+/// Fashion-MNIST's class names (Xiao et al. 2017), by label: for the caption.
 const FASHION: [&str; 10] = [
-    "T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot",
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 ];
-
-fn class(dataset: &str, label: u32) -> String {
-    match (dataset, FASHION.get(label as usize)) {
-        ("fashion-mnist", Some(n)) => format!("{label} {n}"),
-        _ => label.to_string(),
-    }
-}
 
 /// The figure `samples-model<i>` for each model of `shown`: its first [`SAMPLES`] corrupted
 /// training examples (none without corruption).
@@ -57,12 +59,9 @@ pub fn figures(
         }
         let preds = s.network.eval_model(i)?.preds;
         let title = |k: usize| {
-            let c = |l: u32| class(&d.name, l);
             format!(
-                "given {} · true {} · predicted {}",
-                c(labels.labels[k]),
-                c(d.train_true[k]),
-                c(preds[k])
+                "given {} · true {} · net {}",
+                labels.labels[k], d.train_true[k], preds[k]
             )
         };
         let panels: Vec<Panel> = picked
@@ -119,10 +118,20 @@ pub fn figures(
             &format!("samples-model{i}"),
             &format!("Corrupted examples, {}", model_label(specs, i)),
             &format!(
-                "{name}: the first {} corrupted training examples of {} ({}), each with the label it was trained on (given), its true label and the trained network's prediction. A prediction equal to the given label is a memorized example; equal to the true label, an inverted one.",
+                "{name}: the first {} corrupted training examples of {} ({}), each with the label it was trained on (given), its true label and the trained network's prediction (net). A prediction equal to the given label is a memorized example; equal to the true label, an inverted one.{}",
                 picked.len(),
                 model_label(specs, i),
-                s.split.describe()
+                s.split.describe(),
+                if d.name == "fashion-mnist" {
+                    let names: Vec<String> = FASHION
+                        .iter()
+                        .enumerate()
+                        .map(|(l, n)| format!("{l} {n}"))
+                        .collect();
+                    format!(" Classes: {}.", names.join(", "))
+                } else {
+                    String::new()
+                }
             ),
             &panels,
             4,
@@ -169,13 +178,23 @@ fn read_prune(path: &Path) -> Result<Option<Vec<PruneRow>>> {
             }
         };
         let model = f[0].parse().map_err(|_| bad("the model is not an index"))?;
+        f[1].parse::<usize>()
+            .map_err(|_| bad("the number pruned is not a count"))?;
+        let unit = |x: f64| -> Result<f64> {
+            if (0.0..=1.0).contains(&x) {
+                Ok(x)
+            } else {
+                Err(bad("a fraction or accuracy outside [0, 1]"))
+            }
+        };
+        let acc = |s: &str| -> Result<Option<f64>> { opt(s)?.map(unit).transpose() };
         rows.push((
             model,
-            num(f[2])?,
-            num(f[8])?,
-            opt(f[9])?,
-            opt(f[10])?,
-            opt(f[11])?,
+            unit(num(f[2])?)?,
+            unit(num(f[8])?)?,
+            acc(f[9])?,
+            acc(f[10])?,
+            acc(f[11])?,
         ));
     }
     Ok(Some(rows))
@@ -276,6 +295,131 @@ pub fn pruning_figures(
                 (480, 320),
             )?);
         }
+    }
+    Ok(figs)
+}
+
+/// The columns of `scores.csv` after `model, layer, unit`.
+const SCORE_COLUMNS: [&str; 7] = [
+    "ablation",
+    "ablation_clean",
+    "data_ipr",
+    "attribution",
+    "attribution_true",
+    "gamma",
+    "ipr",
+];
+
+/// One row of `scores.csv`: the model and its unit's seven scores.
+type ScoreRow = (usize, [Option<f64>; 7]);
+
+/// `scores.csv` (written by `grokscope scores`), validated: per row the model and the seven
+/// scores (`None` where empty); `None` when the file does not exist.
+fn read_scores(path: &Path) -> Result<Option<Vec<ScoreRow>>> {
+    use crate::error::Error;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = crate::fsio::read_text(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    let head = format!("model,layer,unit,{}", SCORE_COLUMNS.join(","));
+    if lines.next() != Some(head.as_str()) {
+        return Err(Error::csv(path, 1, format!("the header is not {head:?}")));
+    }
+    let mut rows = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        let bad = |why: &str| Error::csv(path, i + 2, why.to_string());
+        if f.len() != 3 + SCORE_COLUMNS.len() {
+            return Err(bad("not 10 fields"));
+        }
+        let model = f[0].parse().map_err(|_| bad("the model is not an index"))?;
+        let mut v = [None; 7];
+        for (o, s) in v.iter_mut().zip(&f[3..]) {
+            if !s.is_empty() {
+                *o = Some(
+                    s.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| bad("a score is not a finite number"))?,
+                );
+            }
+        }
+        rows.push((model, v));
+    }
+    Ok(Some(rows))
+}
+
+/// The figure `scores-model<i>` from `scores.csv`: each score against the training-set
+/// ablation selectivity and, with BatchNorm, |γ| against each score (the paper's Fig. 5).
+pub fn score_figures(
+    run: &RunDir,
+    out: &Path,
+    name: &str,
+    specs: &[ModelSpec],
+    shown: &[usize],
+) -> Result<Vec<FigureFile>> {
+    let Some(rows) = read_scores(&run.analysis_path(crate::rundir::AnalysisFile::Scores))? else {
+        return Ok(Vec::new());
+    };
+    let (abl, gamma) = (1, 5);
+    let mut figs = Vec::new();
+    for &i in shown {
+        let mine: Vec<&[Option<f64>; 7]> = rows.iter().filter(|r| r.0 == i).map(|r| &r.1).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let pairs = |x: usize, y: usize| -> Vec<(f64, f64)> {
+            mine.iter().filter_map(|v| Some((v[x]?, v[y]?))).collect()
+        };
+        let mut panels = Vec::new();
+        for (y, desc) in [
+            (2, "data-IPR"),
+            (3, "attribution"),
+            (4, "attribution (true labels)"),
+            (6, "Fourier IPR"),
+        ] {
+            let points = pairs(abl, y);
+            if !points.is_empty() {
+                panels.push(Panel::Scatter(Scatter {
+                    title: format!("{desc} against ablation selectivity"),
+                    x_desc: "ablation_clean",
+                    y_desc: desc,
+                    label: "unit".into(),
+                    points,
+                }));
+            }
+        }
+        for (x, desc) in [(1, "ablation_clean"), (2, "data_ipr"), (3, "attribution")] {
+            let points: Vec<(f64, f64)> = pairs(x, gamma)
+                .into_iter()
+                .map(|(a, g)| (a, g.abs()))
+                .collect();
+            if !points.is_empty() {
+                panels.push(Panel::Scatter(Scatter {
+                    title: format!("BatchNorm |γ| against {desc}"),
+                    x_desc: desc,
+                    y_desc: "|γ_k|",
+                    label: "unit".into(),
+                    points,
+                }));
+            }
+        }
+        if panels.is_empty() {
+            continue;
+        }
+        figs.push(save_figure(
+            out,
+            &format!("scores-model{i}"),
+            &format!("Scores of the hidden units, {}", model_label(specs, i)),
+            &format!(
+                "{name}: every hidden unit of {} by the scores of grokscope scores (analysis/scores.csv; docs/REAL_DATA.md): each score against the training-set ablation selectivity (the A_mem a unit carries beyond the clean accuracy), and with BatchNorm its |γ| against the scores (the paper's Fig. 5 on these units).",
+                model_label(specs, i)
+            ),
+            &panels,
+            2,
+            (480, 340),
+        )?);
     }
     Ok(figs)
 }

@@ -376,10 +376,13 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         notes.push(NO_TOKEN_SPACE.to_string());
         if run.has_weights() {
             figs.extend(dense::figures(&run, out, &name, &specs, &shown)?);
+            figs.extend(dense::score_figures(&run, out, &name, &specs, &shown)?);
             figs.extend(dense::pruning_figures(&run, out, &name, &specs, &shown)?);
         }
     } else if run.has_weights() {
         notes = weights::figures(&ctx, &mut figs)?;
+        figs.extend(dense::score_figures(&run, out, &name, &specs, &shown)?);
+        figs.extend(dense::pruning_figures(&run, out, &name, &specs, &shown)?);
     }
     if axis == StepAxis::Log && !log_x {
         notes.push("The step axis is linear although log was asked: a log axis needs two evaluations after step 0.".into());

@@ -124,13 +124,21 @@ impl RunDir {
     /// any accuracy outside grokscope (docs/OUTPUTS.md). The file follows from the config
     /// alone: one that exists is kept when it holds these bytes and rebuilt (atomically) when
     /// it does not (damaged, or cut short); returns whether it was rebuilt.
+    ///
+    /// A dense dataset is read from files the config does not fix: on `resume` its file must
+    /// hold exactly these bytes ([`RunDir::check_dense_data`]), never rebuilt.
     pub fn write_dataset(
         &self,
         split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
+        resume: bool,
     ) -> Result<bool> {
         let bytes = dataset::dataset_bytes(split, labels)?;
         let path = self.path.join(DATASET);
+        if resume && split.table().is_none() {
+            self.check_dense_bytes(&bytes)?;
+            return Ok(false);
+        }
         if !path.exists() {
             write_new(&self.path, DATASET, &bytes, false)?;
             return Ok(false);
@@ -141,6 +149,37 @@ impl RunDir {
         }
         write_new(&self.path, DATASET, &bytes, true)?;
         Ok(true)
+    }
+
+    /// For a run on a dense dataset: refuses unless the dataset files give the examples and
+    /// labels the run trained on, to the byte of its `dataset.safetensors` (the files are
+    /// outside the run directory and the config: they may have changed, or `data.path` or
+    /// `$GROKSCOPE_DATA` may point elsewhere now). Nothing to check for an operation table,
+    /// which follows from the config.
+    pub fn check_dense_data(
+        &self,
+        split: &crate::data::Dataset,
+        labels: &[crate::data::TrainLabels],
+    ) -> Result<()> {
+        if split.table().is_some() {
+            return Ok(());
+        }
+        self.check_dense_bytes(&dataset::dataset_bytes(split, labels)?)
+    }
+
+    fn check_dense_bytes(&self, bytes: &[u8]) -> Result<()> {
+        let path = self.path.join(DATASET);
+        match read_bytes(&path) {
+            Ok(old) if old == bytes => Ok(()),
+            Ok(_) => Err(self.bad_file(
+                DATASET,
+                "it differs from the examples and labels the dataset files give now: the files changed since the run was trained (or data.path or $GROKSCOPE_DATA point elsewhere), or this file was damaged; restore them, or train again",
+            )),
+            Err(e) => Err(self.bad_file(
+                DATASET,
+                format!("cannot be read ({e}): without it grokscope cannot check that the dataset files are the ones the run trained on"),
+            )),
+        }
     }
 
     /// The text of `config.toml`.
@@ -159,6 +198,7 @@ impl RunDir {
     pub fn load(&self) -> Result<LoadedRun> {
         let cfg = self.read_config()?;
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
+        self.check_dense_data(&setup.split, &setup.labels)?;
         let bytes = read_bytes(&self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
         // The weights are written after summary.json: weights without it were not written
