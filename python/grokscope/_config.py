@@ -17,7 +17,8 @@ ConfigLike = Union[str, "os.PathLike[str]", Dict[str, Any], "Config", None]
 
 
 def presets() -> Dict[str, str]:
-    """The configs shipped with grokscope (name → TOML text): ``default`` and the paper's."""
+    """The configs shipped with grokscope (name → TOML text): ``default``, the paper's
+    (configs/paper/) and those on real data (configs/real/)."""
     return dict(_native.presets())
 
 

@@ -261,7 +261,7 @@ def test_bad_input_raises_clear_errors():
 
 
 DEEP = {"model.kind": "deep", "model.deep.widths": [16], "train.loss": "ce", "train.batch_size": 100,
-        "train.epochs": 1, "eval.every": 0, "data.corruption": 0.2}
+        "train.epochs": 1, "eval.every": 0, "data.corruption": 0.2, "train.weight_decay": 0.0}
 
 
 def test_a_dense_run_gives_its_features_and_images(tmp_path):

@@ -280,6 +280,6 @@ def test_messages_name_python_arguments_and_presets_are_the_librarys(tmp_path):
         run.analyze(force=False)
     assert "force=True" in str(e.value) and "--force" not in str(e.value)
     root = Path(__file__).resolve().parents[2] / "configs"
-    files = {p.stem: p.read_text() for p in (root / "paper").glob("*.toml")}
+    files = {p.stem: p.read_text() for d in ("paper", "real") for p in (root / d).glob("*.toml")}
     files["default"] = (root / "default.toml").read_text()
     assert grokscope.presets() == files
