@@ -141,6 +141,20 @@ pub fn figures(
     Ok(figs)
 }
 
+/// The text of a CSV file `grokscope scores` wrote, its header checked; `None` when the file
+/// does not exist.
+fn read_csv(path: &Path, head: &str) -> Result<Option<String>> {
+    use crate::error::Error;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = crate::fsio::read_text(path).map_err(|e| Error::io(path, e))?;
+    if text.lines().next() != Some(head) {
+        return Err(Error::csv(path, 1, format!("the header is not {head:?}")));
+    }
+    Ok(Some(text))
+}
+
 /// One row of a `prune-by-*.csv`: model, fraction pruned, test, `A_mem`, `A_inv`, `A_clean`.
 type PruneRow = (usize, f64, f64, Option<f64>, Option<f64>, Option<f64>);
 
@@ -148,17 +162,12 @@ type PruneRow = (usize, f64, f64, Option<f64>, Option<f64>, Option<f64>);
 /// numbers); `None` when the file does not exist.
 fn read_prune(path: &Path) -> Result<Option<Vec<PruneRow>>> {
     use crate::error::Error;
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = crate::fsio::read_text(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = text.lines();
     const HEAD: &str = "model,pruned,fraction,layer,neuron,train_loss,train_acc,test_loss,test_acc,mem_acc,inv_acc,clean_acc";
-    if lines.next() != Some(HEAD) {
-        return Err(Error::csv(path, 1, format!("the header is not {HEAD:?}")));
-    }
+    let Some(text) = read_csv(path, HEAD)? else {
+        return Ok(None);
+    };
     let mut rows = Vec::new();
-    for (i, l) in lines.enumerate() {
+    for (i, l) in text.lines().skip(1).enumerate() {
         let f: Vec<&str> = l.split(',').collect();
         let bad = |why: &str| Error::csv(path, i + 2, why.to_string());
         if f.len() != 12 {
@@ -317,17 +326,12 @@ type ScoreRow = (usize, [Option<f64>; 7]);
 /// scores (`None` where empty); `None` when the file does not exist.
 fn read_scores(path: &Path) -> Result<Option<Vec<ScoreRow>>> {
     use crate::error::Error;
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = crate::fsio::read_text(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = text.lines();
     let head = format!("model,layer,unit,{}", SCORE_COLUMNS.join(","));
-    if lines.next() != Some(head.as_str()) {
-        return Err(Error::csv(path, 1, format!("the header is not {head:?}")));
-    }
+    let Some(text) = read_csv(path, &head)? else {
+        return Ok(None);
+    };
     let mut rows = Vec::new();
-    for (i, l) in lines.enumerate() {
+    for (i, l) in text.lines().skip(1).enumerate() {
         let f: Vec<&str> = l.split(',').collect();
         let bad = |why: &str| Error::csv(path, i + 2, why.to_string());
         if f.len() != 3 + SCORE_COLUMNS.len() {

@@ -138,6 +138,18 @@ pub struct BnNeuron {
     pub eps: f32,
 }
 
+/// The evaluation of each model from its blocks of rows: `parts` holds `per_model`
+/// consecutive (predictions, row losses) blocks per model, in row order.
+pub fn join_blocks(parts: &[(Vec<u32>, Vec<f64>)], per_model: usize) -> Vec<EvalOutput> {
+    parts
+        .chunks(per_model.max(1))
+        .map(|ps| EvalOutput {
+            preds: ps.iter().flat_map(|p| p.0.iter().copied()).collect(),
+            row_loss: ps.iter().flat_map(|p| p.1.iter().copied()).collect(),
+        })
+        .collect()
+}
+
 /// Refuses `labels` for [`Engine::unit_traces`] unless there is one per training example.
 pub fn check_trace_labels(labels: &[u32], n_train: usize) -> Result<()> {
     if labels.len() == n_train {

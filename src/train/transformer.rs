@@ -340,20 +340,7 @@ impl<T: Real> TFleet<T> {
                 (preds, losses)
             })
             .collect();
-        parts
-            .chunks(nc.max(1))
-            .map(|ps| {
-                let mut out = EvalOutput {
-                    preds: Vec::new(),
-                    row_loss: Vec::new(),
-                };
-                for (p, l) in ps {
-                    out.preds.extend_from_slice(p);
-                    out.row_loss.extend_from_slice(l);
-                }
-                out
-            })
-            .collect()
+        engine::join_blocks(&parts, nc)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::pass::{Mode, Work};
 use super::{DFleet, EVAL_ROWS};
 use crate::kernels::{flush_denormals, Real};
-use crate::train::engine::{EvalOutput, UnitTraces};
+use crate::train::engine::{self, EvalOutput, UnitTraces};
 use crate::train::loss::argmax;
 use rayon::prelude::*;
 
@@ -119,20 +119,7 @@ impl<T: Real> DFleet<T> {
                 (preds, losses)
             })
             .collect();
-        parts
-            .chunks(nc.max(1))
-            .map(|ps| {
-                let mut out = EvalOutput {
-                    preds: Vec::with_capacity(total),
-                    row_loss: Vec::with_capacity(total),
-                };
-                for (p, l) in ps {
-                    out.preds.extend_from_slice(p);
-                    out.row_loss.extend_from_slice(l);
-                }
-                out
-            })
-            .collect()
+        engine::join_blocks(&parts, nc)
     }
 }
 
