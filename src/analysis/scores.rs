@@ -125,12 +125,20 @@ pub fn unit_scores(
 ) -> Result<Vec<UnitScore>> {
     let units = net.n_neurons();
     let n = split.n_train() as f64;
+    let all = n + split.n_test() as f64;
     let est = memory::Estimate {
-        parts: vec![(
-            "every unit's output and attributions on every training example",
-            "data.n_train",
-            16.0 * units as f64 * n,
-        )],
+        parts: vec![
+            (
+                "every unit's output and attributions on every training example",
+                "data.n_train",
+                16.0 * units as f64 * n,
+            ),
+            (
+                "the cached hidden outputs of pruned evaluations",
+                "data.n_train",
+                4.0 * units as f64 * all,
+            ),
+        ],
     };
     memory::ensure(&est, "the unit scores", "")?;
     let (p, loss) = (net.vocab(), net.loss());
