@@ -183,3 +183,24 @@ fn bad_dataset_settings_and_files_exit_2_naming_the_problem() {
         text(&out)
     );
 }
+
+#[test]
+fn keys_that_do_not_apply_are_warned_about() {
+    use grokscope::config::Config;
+    let warn = |text: &str| -> Vec<String> {
+        Config::from_toml(text, &[])
+            .unwrap()
+            .check()
+            .unwrap()
+            .warnings()
+            .to_vec()
+    };
+    let dense = "[data]\ndataset = \"mnist1d\"\n[model]\nkind = \"deep\"\n";
+    assert!(warn(dense).is_empty(), "{:?}", warn(dense));
+    let w = warn(&format!("{dense}[model.mlp]\nwidth = 10\n"));
+    assert!(w.iter().any(|x| x.contains("[model.mlp] is set")), "{w:?}");
+    let w = warn(&dense.replace("[data]\n", "[data]\np = 11\n"));
+    assert!(w.iter().any(|x| x.contains("data.p")), "{w:?}");
+    let w = warn("[model.deep]\nwidths = [8]\n");
+    assert!(w.iter().any(|x| x.contains("[model.deep] is set")), "{w:?}");
+}

@@ -138,6 +138,23 @@ impl Config {
             }
         }
         nonempty(&m.init_seed, "model.init_seed")?;
+        let other = |table: &str| {
+            format!(
+                "[model.{table}] is set but model.kind = \"{}\": its keys are ignored",
+                m.kind.table()
+            )
+        };
+        if m.kind != ModelKind::Deep && !m.deep.is_default() {
+            warnings.push(other("deep"));
+        }
+        if m.kind == ModelKind::Deep {
+            if m.mlp != crate::model::MlpConfig::default() {
+                warnings.push(other("mlp"));
+            }
+            if m.transformer != crate::model::transformer::TransformerConfig::default() {
+                warnings.push(other("transformer"));
+            }
+        }
         if m.mlp.init == Init::Analytic && d.dataset.is_table() {
             warnings.extend(crate::model::analytic::check(d.p, m.mlp.width)?);
             if d.operation != Operation::Add {
