@@ -203,4 +203,17 @@ fn keys_that_do_not_apply_are_warned_about() {
     assert!(w.iter().any(|x| x.contains("data.p")), "{w:?}");
     let w = warn("[model.deep]\nwidths = [8]\n");
     assert!(w.iter().any(|x| x.contains("[model.deep] is set")), "{w:?}");
+    // Keys of dense data on the operation table are refused, naming the key.
+    for key in ["path = \"/tmp\"", "n_train = 10"] {
+        let e = Config::from_toml(&format!("[data]\n{key}\n"), &[])
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string();
+        let name = key.split(' ').next().unwrap();
+        assert!(
+            e.contains(&format!("data.{name}")) && e.contains("dense datasets"),
+            "{e}"
+        );
+    }
 }

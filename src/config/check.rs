@@ -85,11 +85,15 @@ impl Config {
             None => {
                 warnings.extend(validate_table(d.p, d.operation)?);
                 check_alpha(d.train_fraction)?;
-                for (key, set) in [("data.n_train", d.n_train), ("data.n_test", d.n_test)] {
+                for (key, set) in [
+                    ("data.n_train", d.n_train),
+                    ("data.n_test", d.n_test),
+                    ("data.path", d.path.as_ref().map(|_| 0)),
+                ] {
                     if set.is_some() {
                         return Err(Error::invalid(
                             key,
-                            "the operation table's split is set by data.train_fraction; this key is for dense datasets (data.dataset)",
+                            "this key is for dense datasets (data.dataset = mnist1d, fashion-mnist or mnist-5k); the operation table follows from data.p, data.operation and data.train_fraction",
                         ));
                     }
                 }
