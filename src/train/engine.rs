@@ -150,6 +150,16 @@ pub fn join_blocks(parts: &[(Vec<u32>, Vec<f64>)], per_model: usize) -> Vec<Eval
         .collect()
 }
 
+/// The flat parameter vector of model `m` in `saved` (from a kind's `prunable_weights`, a
+/// single `params` tensor of `n` values), or the error that pruning cannot start from it.
+pub fn saved_params(saved: &[(String, Vec<f32>)], n: usize, m: usize) -> Result<&[f32]> {
+    saved
+        .iter()
+        .find(|(name, v)| name == "params" && v.len() == n)
+        .map(|(_, v)| v.as_slice())
+        .ok_or_else(|| Error::Weights(format!("pruning needs the {n} parameters of model {m}")))
+}
+
 /// Refuses `labels` for [`Engine::unit_traces`] unless there is one per training example.
 pub fn check_trace_labels(labels: &[u32], n_train: usize) -> Result<()> {
     if labels.len() == n_train {

@@ -516,11 +516,7 @@ impl Engine for DFleet<f32> {
         gone: &[usize],
     ) -> Result<()> {
         let n = self.arch.n_params();
-        let params = saved
-            .iter()
-            .find(|(name, v)| name == "params" && v.len() == n)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| Error::Weights("pruning needs the model's saved parameters".into()))?;
+        let params = engine::saved_params(saved, n, m)?.to_vec();
         let slots = self.arch.slots();
         let ids: Vec<(usize, usize)> = gone.iter().map(|&i| self.neuron_id(i)).collect();
         if let Some(&(l, k)) = ids

@@ -456,11 +456,7 @@ impl engine::Engine for Fleet {
         gone: &[usize],
     ) -> Result<()> {
         let n = self.arch.n_params();
-        let Some((_, params)) = saved.first().filter(|(_, v)| v.len() == n) else {
-            return Err(crate::error::Error::Weights(format!(
-                "pruning needs the {n} parameters of model {m}"
-            )));
-        };
+        let params = engine::saved_params(saved, n, m)?;
         let arch = self.arch;
         let model = &mut self.models[m];
         model.params.copy_from_slice(params);
