@@ -5,11 +5,13 @@
 
 use crate::config::{Checked, ModelSpec};
 use crate::error::{Error, Result};
+use crate::metrics::progress::Meter;
 use crate::metrics::{record, Record};
 use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
 use crate::setup::{Prepare, Setup};
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,13 +126,44 @@ pub fn run_loop(
     let clock = std::time::Instant::now();
     let (total_steps, steps_per_epoch) = (setup.total_steps, setup.steps_per_epoch);
     let m = setup.specs.len();
+    let progress = (cfg.eval.progress_every > 0 && setup.split.token_space().is_some()).then(|| {
+        Meter::new(
+            setup.network.vocab(),
+            setup.split.table(),
+            setup.network.loss(),
+        )
+    });
     let evaluate = |s: &mut Setup,
                     history: &mut Vec<Vec<Record>>,
                     step: u64,
                     batch_losses: Option<&[f64]>,
                     hooks: &mut dyn Hooks|
      -> Result<()> {
-        let outs = s.network.eval_all()?;
+        let due = cfg.eval.progress_at(step, total_steps);
+        let (outs, measures) = match progress.as_ref().filter(|_| due) {
+            Some(pr) => {
+                let labels = s
+                    .labels
+                    .iter()
+                    .map(|l| (&l.labels[..], &l.corrupted[..]))
+                    .collect();
+                let mut probe = pr.collector(labels);
+                let outs = s.network.eval_all_probed(&mut probe)?;
+                (outs, probe.finish())
+            }
+            None => (s.network.eval_all()?, Vec::new()),
+        };
+        let ginis: Vec<(Option<f64>, Option<f64>)> = match progress.as_ref().filter(|_| due) {
+            Some(pr) => {
+                let net = &s.network;
+                (0..outs.len())
+                    .into_par_iter()
+                    .map(|i| net.token_weights(i).map(|w| pr.ginis(&w)))
+                    .map(Option::unwrap_or_default)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let epoch = step as f64 / steps_per_epoch as f64;
         for (i, out) in outs.iter().enumerate() {
             let mut r = record(
@@ -145,6 +178,9 @@ pub fn run_loop(
                 out,
             );
             r.batch_loss = batch_losses.map(|l| l[i]);
+            if let Some(&g) = ginis.get(i) {
+                r.set_progress(g, measures.get(i).and_then(|x| x.as_ref()));
+            }
             history[i].push(r);
         }
         let latest: Vec<&Record> = history.iter().filter_map(|h| h.last()).collect();

@@ -213,6 +213,45 @@ pub fn gemm_into<T: Real>(
     }
 }
 
+/// Whether the CPU has AVX2 and FMA: then the hot loops of the progress measures run in
+/// copies compiled for them ([`avx2_copy!`]).
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `avx2_copy!(fn name(args) -> R = body_fn)` defines `name`, which calls the
+/// `#[inline(always)]` function `body_fn(args)` inside a copy compiled for AVX2 and FMA when
+/// the CPU has them, so that its loops vectorise 4 f64 (8 f32) wide instead of SSE2's 2 (4).
+/// The results are the same bits either way: the same IEEE operations in the same order
+/// (Rust never contracts `a·b + c` into an FMA by itself). Measured on the progress
+/// measures' log-sum-exps: 2.5 against 4.8 ns per entry (docs/PROGRESS.md, "Cost").
+#[macro_export]
+macro_rules! avx2_copy {
+    ($vis:vis fn $name:ident $(<$($lt:lifetime),*>)? ($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
+        $vis fn $name $(<$($lt),*>)? ($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn fast $(<$($lt),*>)? ($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                if $crate::kernels::has_avx2_fma() {
+                    // SAFETY: the CPU has the features `fast` is compiled for.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// Sets flush-to-zero and denormals-are-zero for SSE/AVX arithmetic on the calling thread.
 ///
 /// Under strong weight decay the weights decay toward zero; subnormal arithmetic is many

@@ -393,6 +393,25 @@ pub struct EvalConfig {
     /// Minutes of wall time between saves of the resumable state (`resume.safetensors`) of a
     /// run directory; 0: only when interrupted.
     pub autosave_minutes: f64,
+    /// Take the progress measures (SCIENCE.md §10: key frequencies, restricted and excluded
+    /// loss, Gini coefficients) at every this many evaluations and at the last (0: never).
+    /// Token tasks of the MLP and the Transformer only; the losses for `add` and `sub`.
+    #[serde(skip_serializing_if = "EvalConfig::progress_default")]
+    pub progress_every: u64,
+}
+
+impl EvalConfig {
+    fn progress_default(n: &u64) -> bool {
+        *n == 1
+    }
+
+    /// Whether the evaluation at `step` (of `total` steps) takes the progress measures: the
+    /// evaluations are numbered by `step / every`, so a resumed run takes them at the same
+    /// steps.
+    pub fn progress_at(&self, step: u64, total: u64) -> bool {
+        let k = self.progress_every;
+        k > 0 && (step == total || (step / self.every.max(1)).is_multiple_of(k))
+    }
 }
 
 impl Default for EvalConfig {
@@ -403,6 +422,7 @@ impl Default for EvalConfig {
             full_threshold: 0.95,
             checkpoint_every: 0,
             autosave_minutes: 5.0,
+            progress_every: 1,
         }
     }
 }

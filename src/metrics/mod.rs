@@ -1,8 +1,10 @@
 //! What is measured at an evaluation step (SCIENCE.md §4), and the phase it puts a network in
 //! (SCIENCE.md §5, [`phase`]).
 
+pub mod fourier;
 pub mod nonfinite;
 pub mod phase;
+pub mod progress;
 
 pub use phase::{classify, Phase, Thresholds};
 
@@ -49,6 +51,58 @@ pub struct Record {
     /// in records of older runs.
     #[serde(default, with = "nonfinite::option")]
     pub batch_loss: Option<f64>,
+    /// The sum of the squares of every parameter. Absent in records of older runs.
+    #[serde(default, with = "nonfinite::option")]
+    pub weight_sq: Option<f64>,
+    /// Progress measures (SCIENCE.md §10, [`progress`]); absent where not measured (dense
+    /// data, the deep MLP, an evaluation `eval.progress_every` skips, older runs). Gini
+    /// coefficients of the Fourier norms of the embedding and the read-out:
+    #[serde(default, with = "nonfinite::option")]
+    pub gini_embed: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub gini_unembed: Option<f64>,
+    /// The key frequencies (empty: none, or not measured; only `add` and `sub` have them).
+    #[serde(default)]
+    pub key_freqs: Vec<u32>,
+    /// Full, restricted and excluded loss ([`progress::Measures`]): cross-entropy (`_ce`)
+    /// and, for a network trained with MSE, MSE (`_mse`); on all pairs (full, restricted) or
+    /// the training pairs (excluded), and on the clean and corrupted training examples.
+    #[serde(default, with = "nonfinite::option")]
+    pub full_ce: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub full_ce_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub full_ce_corrupt: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_ce: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_ce_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_ce_corrupt: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_ce: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_ce_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_ce_corrupt: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub full_mse: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub full_mse_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub full_mse_corrupt: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_mse: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_mse_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub restricted_mse_corrupt: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_mse: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_mse_clean: Option<f64>,
+    #[serde(default, with = "nonfinite::option")]
+    pub excluded_mse_corrupt: Option<f64>,
     /// Per-neuron IPR histogram ([`IPR_BINS`] bins on [0, 1]); in `ipr_hist.csv`.
     #[serde(skip, default)]
     pub ipr_hist: Vec<u32>,
@@ -65,13 +119,15 @@ impl Record {
             self.inv_acc,
             self.clean_acc,
             self.mean_ipr,
+            self.gini_embed,
+            self.gini_unembed,
         ];
         if !accs
             .iter()
             .flatten()
             .all(|a| a.is_nan() || (0.0..=1.0).contains(a))
         {
-            return Some("an accuracy or mean IPR outside [0, 1]");
+            return Some("an accuracy, mean IPR or Gini coefficient outside [0, 1]");
         }
         let nonneg = [
             self.train_loss,
@@ -81,12 +137,15 @@ impl Record {
             self.norm_w,
             self.epoch,
         ];
+        let progress = self.progress_losses();
         if !nonneg
             .iter()
             .chain(self.batch_loss.iter())
+            .chain(self.weight_sq.iter())
+            .chain(progress.iter().filter_map(|(_, x)| x.as_ref()))
             .all(|x| x.is_nan() || *x >= 0.0)
         {
-            return Some("a negative loss, norm or epoch");
+            return Some("a negative loss, norm, sum of squares or epoch");
         }
         None
     }
@@ -112,6 +171,60 @@ impl Record {
             return Phase::Diverged;
         }
         classify(self.test_acc, self.mem_acc, self.inv_acc, self.clean_acc, t)
+    }
+}
+
+impl Record {
+    /// Sets the progress measures of this record's evaluation.
+    pub fn set_progress(
+        &mut self,
+        ginis: (Option<f64>, Option<f64>),
+        m: Option<&progress::Measures>,
+    ) {
+        (self.gini_embed, self.gini_unembed) = ginis;
+        let Some(m) = m else {
+            return;
+        };
+        self.key_freqs = m.key_freqs.clone();
+        let l = &m.ce;
+        (self.full_ce, self.full_ce_clean, self.full_ce_corrupt) =
+            (Some(l.full.all), l.full.clean, l.full.corrupt);
+        (self.restricted_ce, self.restricted_ce_clean, self.restricted_ce_corrupt) =
+            (Some(l.restricted.all), l.restricted.clean, l.restricted.corrupt);
+        (self.excluded_ce, self.excluded_ce_clean, self.excluded_ce_corrupt) =
+            (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
+        if let Some(l) = &m.mse {
+            (self.full_mse, self.full_mse_clean, self.full_mse_corrupt) =
+                (Some(l.full.all), l.full.clean, l.full.corrupt);
+            (self.restricted_mse, self.restricted_mse_clean, self.restricted_mse_corrupt) =
+                (Some(l.restricted.all), l.restricted.clean, l.restricted.corrupt);
+            (self.excluded_mse, self.excluded_mse_clean, self.excluded_mse_corrupt) =
+                (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
+        }
+    }
+
+    /// The progress-measure losses, named as their `metrics.csv` columns.
+    pub fn progress_losses(&self) -> [(&'static str, Option<f64>); 18] {
+        [
+            ("full_ce", self.full_ce),
+            ("full_ce_clean", self.full_ce_clean),
+            ("full_ce_corrupt", self.full_ce_corrupt),
+            ("restricted_ce", self.restricted_ce),
+            ("restricted_ce_clean", self.restricted_ce_clean),
+            ("restricted_ce_corrupt", self.restricted_ce_corrupt),
+            ("excluded_ce", self.excluded_ce),
+            ("excluded_ce_clean", self.excluded_ce_clean),
+            ("excluded_ce_corrupt", self.excluded_ce_corrupt),
+            ("full_mse", self.full_mse),
+            ("full_mse_clean", self.full_mse_clean),
+            ("full_mse_corrupt", self.full_mse_corrupt),
+            ("restricted_mse", self.restricted_mse),
+            ("restricted_mse_clean", self.restricted_mse_clean),
+            ("restricted_mse_corrupt", self.restricted_mse_corrupt),
+            ("excluded_mse", self.excluded_mse),
+            ("excluded_mse_clean", self.excluded_mse_clean),
+            ("excluded_mse_corrupt", self.excluded_mse_corrupt),
+        ]
     }
 }
 
@@ -217,7 +330,9 @@ pub fn record(
         mean_ipr,
         dead_neurons,
         batch_loss: None,
+        weight_sq: Some(stats.sum_sq),
         ipr_hist: ipr_histogram(&stats.neuron_iprs),
+        ..Record::default()
     }
 }
 

@@ -61,6 +61,20 @@ impl Cell for Option<f64> {
     }
 }
 
+/// A list of small integers (the key frequencies), space-separated; empty for none.
+impl Cell for Vec<u32> {
+    fn write(&self, out: &mut String) {
+        for (i, x) in self.iter().enumerate() {
+            let _ = write!(out, "{}{x}", if i > 0 { " " } else { "" });
+        }
+    }
+    fn read(s: &str) -> std::result::Result<Vec<u32>, &'static str> {
+        s.split_whitespace()
+            .map(|x| x.parse().map_err(|_| "not a list of non-negative integers"))
+            .collect()
+    }
+}
+
 /// A column of `metrics.csv` after `model`: a field of [`Record`].
 pub struct Column {
     pub name: &'static str,
@@ -104,6 +118,28 @@ columns![
     mean_ipr,
     dead_neurons,
     batch_loss since "the reference's training-mode batch loss",
+    weight_sq since "progress measures",
+    gini_embed since "progress measures",
+    gini_unembed since "progress measures",
+    key_freqs since "progress measures",
+    full_ce since "progress measures",
+    full_ce_clean since "progress measures",
+    full_ce_corrupt since "progress measures",
+    restricted_ce since "progress measures",
+    restricted_ce_clean since "progress measures",
+    restricted_ce_corrupt since "progress measures",
+    excluded_ce since "progress measures",
+    excluded_ce_clean since "progress measures",
+    excluded_ce_corrupt since "progress measures",
+    full_mse since "progress measures",
+    full_mse_clean since "progress measures",
+    full_mse_corrupt since "progress measures",
+    restricted_mse since "progress measures",
+    restricted_mse_clean since "progress measures",
+    restricted_mse_corrupt since "progress measures",
+    excluded_mse since "progress measures",
+    excluded_mse_clean since "progress measures",
+    excluded_mse_corrupt since "progress measures",
 ];
 
 /// The columns a file's header names (after `model`): a prefix of [`COLUMNS`] that leaves
@@ -508,6 +544,12 @@ mod tests {
             dead_neurons: 4,
             batch_loss: mem.map(|m| m + 0.5),
             ipr_hist: vec![1; IPR_BINS],
+            weight_sq: Some(12.5),
+            gini_embed: mem,
+            key_freqs: if mem.is_some() { vec![3, 17, 41] } else { vec![] },
+            restricted_ce_corrupt: mem.map(|m| m * 7.0),
+            excluded_mse: Some(1e-300),
+            ..Record::default()
         }
     }
 

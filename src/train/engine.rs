@@ -19,6 +19,12 @@ pub trait Engine {
     fn step_all(&mut self) -> Result<Vec<f64>>;
     /// Predictions and row losses of every model on every pair (training, then test).
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>>;
+    /// [`Engine::eval_all`], showing `probe` each model's outputs and hidden activations on
+    /// the way (for the progress measures, SCIENCE.md §10). A kind that cannot show them
+    /// (the deep MLP on dense data) evaluates without calling the probe.
+    fn eval_all_probed(&mut self, _probe: &mut dyn EvalProbe) -> Result<Vec<EvalOutput>> {
+        self.eval_all()
+    }
     /// Weight norms and per-neuron IPRs of one model.
     fn weight_stats(&self, model: usize) -> WeightStats;
     /// The parameters (and state such as BatchNorm statistics) of the models `models` as a
@@ -54,6 +60,11 @@ pub trait Engine {
     fn embedding_columns(&self, _m: usize) -> Option<Vec<Vec<f32>>> {
         None
     }
+    /// The weights of model `m` that meet the tokens: the input embedding and the read-out,
+    /// each as vectors over the `p` tokens (`None`: the kind has no token embedding).
+    fn token_weights(&self, _m: usize) -> Option<TokenWeights> {
+        None
+    }
     /// Predictions and row losses of model `m` on every pair, in evaluation mode.
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput>;
     /// Every hidden unit's output and gradient attribution over the training examples, in
@@ -73,6 +84,28 @@ pub trait Engine {
         saved: &[(String, Vec<f32>)],
         gone: &[usize],
     ) -> Result<()>;
+}
+
+/// What an evaluation shows besides predictions and losses ([`Engine::eval_all_probed`]).
+pub trait EvalProbe {
+    /// Rows `row0 .. row0 + rows` of model `m`, in the row order of [`Engine::eval_all`]:
+    /// `logits` `[rows, vocab]` and `hidden` `[rows, width]`, the activations of the hidden
+    /// units the key frequencies are read from (the MLP's neurons; the Transformer's last MLP
+    /// at the last position). A model's blocks arrive in row order; models may interleave.
+    fn block(&mut self, m: usize, row0: usize, logits: &[f32], hidden: &[f32], width: usize);
+}
+
+/// The weights of a model that meet the tokens ([`Engine::token_weights`]): what the
+/// progress measures take Fourier norms of. Each is a list of token-major matrices
+/// `[p, cols]` (row `t` belongs to token or class `t`), as the engines store them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenWeights {
+    /// The input embedding (MLP: `Uᵀ` and `Vᵀ`, `[p, N]` each; Transformer: `tok_emb`,
+    /// `[p, d]`).
+    pub embed: Vec<(Vec<f32>, usize)>,
+    /// The read-out (MLP: `W`, `[p, N]`; Transformer: the unembedding, or `tok_emb` when
+    /// tied, `[p, d]`).
+    pub unembed: Vec<(Vec<f32>, usize)>,
 }
 
 /// What the scores of memorizing units (SCIENCE.md §9) read from a model: for every hidden
@@ -116,6 +149,8 @@ pub struct WeightStats {
     pub norms: [f64; 3],
     /// Per-neuron IPR (`None`: dead neuron).
     pub neuron_iprs: Vec<Option<f64>>,
+    /// The sum of the squares of every parameter (BatchNorm's and biases included), in f64.
+    pub sum_sq: f64,
 }
 
 /// One neuron as the analysis sees it: its weight vectors over the `p` tokens.
@@ -169,6 +204,11 @@ pub fn check_trace_labels(labels: &[u32], n_train: usize) -> Result<()> {
         "labels",
         format!("{} labels for {n_train} training examples", labels.len()),
     ))
+}
+
+/// The sum of the squares of the entries of `v`, in f64.
+pub fn sum_sq(v: &[f32]) -> f64 {
+    v.iter().map(|&x| (x as f64) * (x as f64)).sum()
 }
 
 /// Frobenius norm of the entries of `v`, in f64.

@@ -17,5 +17,8 @@ pub mod tneurons;
 pub mod tpass;
 pub mod transformer;
 
-pub use engine::{BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats};
+pub use engine::{
+    BnNeuron, Engine, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, UnitTraces,
+    WeightStats,
+};
 pub use network::Network;

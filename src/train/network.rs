@@ -3,7 +3,9 @@
 //! reports) calls its methods and never asks which model it holds.
 
 use super::deep::DFleet;
-use super::engine::{Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats};
+use super::engine::{
+    Engine, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, UnitTraces, WeightStats,
+};
 use super::loss::Loss;
 use super::mlp::Fleet;
 use super::transformer::TFleet;
@@ -148,6 +150,9 @@ impl Engine for Network {
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
         self.engine_mut().eval_all()
     }
+    fn eval_all_probed(&mut self, probe: &mut dyn EvalProbe) -> Result<Vec<EvalOutput>> {
+        self.engine_mut().eval_all_probed(probe)
+    }
     fn weight_stats(&self, model: usize) -> WeightStats {
         self.engine().weight_stats(model)
     }
@@ -183,6 +188,9 @@ impl Engine for Network {
     }
     fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
         self.engine().embedding_columns(m)
+    }
+    fn token_weights(&self, m: usize) -> Option<TokenWeights> {
+        self.engine().token_weights(m)
     }
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
         self.engine_mut().eval_model(m)

@@ -1,7 +1,7 @@
 //! The Transformer's MLP neurons seen from the tokens (SCIENCE.md §8; what the per-neuron
 //! analysis and pruning read), and the token embedding's columns.
 
-use super::engine::NeuronView;
+use super::engine::{NeuronView, TokenWeights};
 use super::transformer::TFleet;
 use crate::error::Result;
 
@@ -103,5 +103,15 @@ impl TFleet<f32> {
         (0..d)
             .map(|j| (0..p).map(|t| emb[t * d + j]).collect())
             .collect()
+    }
+
+    /// The token embedding and the read-out (the unembedding, or the embedding when tied),
+    /// `[p, d]` each.
+    pub fn token_weights(&self, m: usize) -> TokenWeights {
+        let d = self.cfg.d_model;
+        TokenWeights {
+            embed: vec![(self.param(m, "tok_emb").to_vec(), d)],
+            unembed: vec![(self.param(m, self.output_name()).to_vec(), d)],
+        }
     }
 }

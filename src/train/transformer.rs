@@ -10,7 +10,9 @@
 //! on the number of threads or on the other models of the fleet.
 
 use super::adamw::{AdamWHyper, AdamWState};
-use super::engine::{self, Engine, EvalOutput, ModelHyper, NeuronView, WeightStats};
+use super::engine::{
+    self, Engine, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, WeightStats,
+};
 use super::loss::{argmax, Loss};
 use super::tpass::{self, Chunk, Examples, Shape, Table, TableGrads};
 use crate::data::Split;
@@ -28,6 +30,8 @@ pub use crate::model::transformer::CHUNKS;
 const WAVE_TASKS: usize = 16;
 /// Rows per evaluation task (at most).
 const EVAL_ROWS: usize = 2048;
+/// Models evaluated together when a probe keeps their outputs (bounds its memory).
+const PROBE_MODELS: usize = 4;
 
 /// One Transformer with its optimizer state.
 pub struct TModelState<T: Real = f32> {
@@ -297,49 +301,64 @@ impl<T: Real> TFleet<T> {
         ch.logits
     }
 
-    /// Predictions and row losses of every model on every pair (training, then test).
-    fn evaluate(&self) -> Vec<EvalOutput> {
+    /// Predictions and row losses of every model on every pair (training, then test); with
+    /// a probe, models go in groups of [`PROBE_MODELS`] and the probe sees each block's logits
+    /// and the last MLP's activations at the last position.
+    fn evaluate(&self, mut probe: Option<&mut dyn EvalProbe>) -> Vec<EvalOutput> {
         let sh = &self.shape;
-        let tables: Vec<Table<T>> = self
-            .models
-            .par_iter()
-            .map(|m| {
-                flush_denormals();
-                let mut tab = Table::default();
-                tab.embeddings(sh, &m.params);
-                tab.forward(sh, 0, &m.params);
-                tab
-            })
-            .collect();
         let chunks: Vec<_> = (0..self.eval_tokens.len()).step_by(EVAL_ROWS).collect();
         let nc = chunks.len();
-        let parts: Vec<(Vec<u32>, Vec<f64>)> = (0..self.models.len() * nc)
-            .into_par_iter()
-            .map(|t| {
-                flush_denormals();
-                let (mi, start) = (t / nc, chunks[t % nc]);
-                let m = &self.models[mi];
-                let end = (start + EVAL_ROWS).min(self.eval_tokens.len());
-                let mut ch = Chunk::default();
-                let ex = Examples {
-                    tokens: &self.eval_tokens[start..end],
-                    labels: &[],
-                };
-                ch.forward(sh, &m.params, &ex, Some(&tables[mi]), None);
-                let p = sh.p;
-                let mut row = vec![0f32; p];
-                let mut preds = Vec::with_capacity(end - start);
-                let mut losses = Vec::with_capacity(end - start);
-                for r in 0..end - start {
-                    for (o, x) in row.iter_mut().zip(&ch.logits[r * p..(r + 1) * p]) {
-                        *o = x.to_f32();
+        let group = if probe.is_some() { PROBE_MODELS } else { self.models.len().max(1) };
+        let mut parts: Vec<(Vec<u32>, Vec<f64>)> = Vec::with_capacity(self.models.len() * nc);
+        for g0 in (0..self.models.len()).step_by(group) {
+            let models = &self.models[g0..(g0 + group).min(self.models.len())];
+            let tables: Vec<Table<T>> = models
+                .par_iter()
+                .map(|m| {
+                    flush_denormals();
+                    let mut tab = Table::default();
+                    tab.embeddings(sh, &m.params);
+                    tab.forward(sh, 0, &m.params);
+                    tab
+                })
+                .collect();
+            let keep = probe.is_some();
+            let done: Vec<_> = (0..models.len() * nc)
+                .into_par_iter()
+                .map(|t| {
+                    flush_denormals();
+                    let (mi, start) = (t / nc, chunks[t % nc]);
+                    let m = &models[mi];
+                    let end = (start + EVAL_ROWS).min(self.eval_tokens.len());
+                    let mut ch = Chunk::default();
+                    let ex = Examples {
+                        tokens: &self.eval_tokens[start..end],
+                        labels: &[],
+                    };
+                    ch.forward(sh, &m.params, &ex, Some(&tables[mi]), None);
+                    let p = sh.p;
+                    let logits: Vec<f32> =
+                        ch.logits[..(end - start) * p].iter().map(|x| x.to_f32()).collect();
+                    let mut preds = Vec::with_capacity(end - start);
+                    let mut losses = Vec::with_capacity(end - start);
+                    for (r, row) in logits.chunks_exact(p).enumerate() {
+                        preds.push(argmax(row));
+                        losses.push(self.loss.row_loss(row, m.eval_labels[start + r]));
                     }
-                    preds.push(argmax(&row));
-                    losses.push(self.loss.row_loss(&row, m.eval_labels[start + r]));
+                    let hidden: Vec<f32> = match keep {
+                        true => ch.last_hidden(sh, end - start).iter().map(|x| x.to_f32()).collect(),
+                        false => Vec::new(),
+                    };
+                    (preds, losses, logits, hidden, start)
+                })
+                .collect();
+            for (t, (preds, losses, logits, hidden, start)) in done.into_iter().enumerate() {
+                if let Some(pr) = probe.as_deref_mut() {
+                    pr.block(g0 + t / nc, start, &logits, &hidden, sh.h);
                 }
-                (preds, losses)
-            })
-            .collect();
+                parts.push((preds, losses));
+            }
+        }
         engine::join_blocks(&parts, nc)
     }
 }
@@ -420,7 +439,10 @@ impl Engine for TFleet<f32> {
         Ok(self.step_on(None))
     }
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
-        Ok(self.evaluate())
+        Ok(self.evaluate(None))
+    }
+    fn eval_all_probed(&mut self, probe: &mut dyn EvalProbe) -> Result<Vec<EvalOutput>> {
+        Ok(self.evaluate(Some(probe)))
     }
     fn weight_stats(&self, m: usize) -> WeightStats {
         let norm = |names: &[String]| {
@@ -436,6 +458,7 @@ impl Engine for TFleet<f32> {
             .collect();
         let mut calc = Ipr::new(self.p);
         WeightStats {
+            sum_sq: engine::sum_sq(&self.models[m].params),
             norms: [
                 norm(&["tok_emb".to_string()]),
                 norm(&mlp),
@@ -527,6 +550,10 @@ impl Engine for TFleet<f32> {
 
     fn embedding_columns(&self, m: usize) -> Option<Vec<Vec<f32>>> {
         Some(TFleet::embedding_columns(self, m))
+    }
+
+    fn token_weights(&self, m: usize) -> Option<TokenWeights> {
+        Some(TFleet::token_weights(self, m))
     }
 
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {

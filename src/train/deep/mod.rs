@@ -354,6 +354,7 @@ impl Engine for DFleet<f32> {
                 sq(&slots[depth].weight).sqrt(),
             ],
             neuron_iprs: Vec::new(),
+            sum_sq: engine::sum_sq(p),
         }
     }
 

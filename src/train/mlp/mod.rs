@@ -15,18 +15,19 @@
 use crate::data::{Pair, Split};
 use crate::error::Result;
 use crate::kernels::flush_denormals;
-use crate::kernels::{matmul, Mat};
 use crate::model::ipr::neuron_iprs;
 use crate::model::kind::NetworkKind;
 use crate::model::{Arch, RunningStats};
 use crate::train::adamw::AdamWState;
 use crate::train::engine::{
-    self, BnNeuron, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats,
+    self, BnNeuron, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, UnitTraces,
+    WeightStats,
 };
 use crate::train::loss::Loss;
 use rayon::prelude::*;
 
 mod pass;
+mod traces;
 use pass::{
     backward_stats, batch_stats, chunk_ranges, eval_chunk, grow, grow_with, hidden, input_backward,
     output_and_backward, BnBatch, TaskCtx, Workspace,
@@ -275,12 +276,16 @@ impl Fleet {
     /// Evaluates every model on every pair (training pairs first, then test pairs) in
     /// evaluation mode: no dropout, BatchNorm with its running statistics.
     pub fn evaluate(&mut self) -> Vec<EvalOutput> {
-        self.evaluate_models(0..self.models.len())
+        self.evaluate_models(0..self.models.len(), None)
     }
 
     /// [`Fleet::evaluate`] for the models `range` only (each model's numbers do not depend on
-    /// the others).
-    pub fn evaluate_models(&mut self, range: std::ops::Range<usize>) -> Vec<EvalOutput> {
+    /// the others), showing `probe` the logits and neuron outputs of every block.
+    pub fn evaluate_models(
+        &mut self,
+        range: std::ops::Range<usize>,
+        mut probe: Option<&mut dyn EvalProbe>,
+    ) -> Vec<EvalOutput> {
         flush_denormals();
         let n_eval = self.eval_pairs.len();
         let mut ce = n_eval.div_ceil(EVAL_ROWS);
@@ -325,10 +330,15 @@ impl Fleet {
                         ws,
                     );
                 });
-            for (ws, &(m, _)) in self.pool.iter().zip(wave) {
+            for (ws, &(m, ci)) in self.pool.iter().zip(wave) {
                 let o = &mut out[m - range.start];
                 o.preds.extend_from_slice(&ws.preds);
                 o.row_loss.extend_from_slice(&ws.row_loss);
+                if let Some(pr) = probe.as_deref_mut() {
+                    let (rows, n) = (chunks[ci].len(), arch.width);
+                    let logits = &ws.logits[..rows * arch.p];
+                    pr.block(m, chunks[ci].start, logits, &ws.z[..rows * n], n);
+                }
             }
         }
         out
@@ -351,9 +361,13 @@ impl engine::Engine for Fleet {
     fn eval_all(&mut self) -> Result<Vec<EvalOutput>> {
         Ok(self.evaluate())
     }
+    fn eval_all_probed(&mut self, probe: &mut dyn EvalProbe) -> Result<Vec<EvalOutput>> {
+        Ok(self.evaluate_models(0..self.models.len(), Some(probe)))
+    }
     fn weight_stats(&self, model: usize) -> WeightStats {
         let (arch, params) = (&self.arch, &self.models[model].params);
         WeightStats {
+            sum_sq: engine::sum_sq(params),
             norms: [
                 engine::norm(&params[arch.u_range()]),
                 engine::norm(&params[arch.v_range()]),
@@ -436,8 +450,16 @@ impl engine::Engine for Fleet {
         self.arch.width
     }
 
+    fn token_weights(&self, m: usize) -> Option<TokenWeights> {
+        let (a, w) = (&self.arch, &self.models[m].params);
+        let block = |r: std::ops::Range<usize>| (w[r].to_vec(), a.width);
+        Some(TokenWeights {
+            embed: vec![block(a.u_range()), block(a.v_range())],
+            unembed: vec![block(a.w_range())],
+        })
+    }
     fn eval_model(&mut self, m: usize) -> Result<EvalOutput> {
-        Ok(self.evaluate_models(m..m + 1).remove(0))
+        Ok(self.evaluate_models(m..m + 1, None).remove(0))
     }
 
     fn prunable_weights(&self, m: usize) -> Vec<(String, Vec<f32>)> {
@@ -573,88 +595,6 @@ impl Fleet {
                 }),
             })
             .collect()
-    }
-}
-
-impl Fleet {
-    /// Every neuron's output `z_k = φ(h_k)` and gradient attribution `|δ_k h_k|` on the
-    /// training pairs (the losses on `labels`), in evaluation mode (`h_k = U_k[a] + V_k[b]` is `θ_k · x`: the first
-    /// layer has no bias; `δ_k = ∂ℓ_i/∂h_k` through BatchNorm's running statistics).
-    pub fn traces(&self, m: usize, labels: &[u32]) -> UnitTraces {
-        let (arch, st) = (&self.arch, &self.models[m]);
-        let (p, n) = (arch.p, arch.width);
-        let scale: Vec<f32> = match &st.running {
-            Some(rs) => {
-                let gamma = &st.params[arch.gamma_range()];
-                (0..n)
-                    .map(|k| gamma[k] / (rs.var[k] + arch.bn_eps).sqrt())
-                    .collect()
-            }
-            None => vec![1.0; n],
-        };
-        let shift: Vec<f32> = match &st.running {
-            Some(rs) => {
-                let beta = &st.params[arch.beta_range()];
-                (0..n).map(|k| beta[k] - scale[k] * rs.mean[k]).collect()
-            }
-            None => vec![0.0; n],
-        };
-        let blocks: Vec<(Vec<f32>, Vec<f32>, usize)> = self
-            .train_pairs
-            .par_chunks(EVAL_ROWS)
-            .enumerate()
-            .map(|(b, pairs)| {
-                flush_denormals();
-                let rows = pairs.len();
-                let mut h = vec![0f32; rows * n];
-                arch.gather(&st.params, pairs.iter().copied(), &mut h);
-                let z: Vec<f32> = h.iter().map(|&x| arch.activation.f(x)).collect();
-                let mut y = z.clone();
-                if st.running.is_some() {
-                    for row in y.chunks_exact_mut(n) {
-                        for ((v, &sc), &sh) in row.iter_mut().zip(&scale).zip(&shift) {
-                            *v = *v * sc + sh;
-                        }
-                    }
-                }
-                let mut logits = vec![0f32; rows * p];
-                arch.output(&st.params, &y, rows, &mut logits);
-                let labels = &labels[b * EVAL_ROWS..b * EVAL_ROWS + rows];
-                for (row, &l) in logits.chunks_exact_mut(p).zip(labels) {
-                    self.loss.row_grad_in_place(row, l, 1);
-                }
-                let mut dz = vec![0f32; rows * n];
-                matmul(
-                    &mut dz,
-                    rows,
-                    n,
-                    p,
-                    Mat::rows(&logits, p),
-                    Mat::rows(&st.params[arch.w_range()], n),
-                    false,
-                );
-                let attr: Vec<f32> = dz
-                    .iter()
-                    .zip(&h)
-                    .enumerate()
-                    .map(|(i, (&d, &x))| (d * scale[i % n] * arch.activation.df(x) * x).abs())
-                    .collect();
-                (z, attr, rows)
-            })
-            .collect();
-        let mut out = UnitTraces {
-            act: vec![Vec::with_capacity(self.n_train); n],
-            attr: vec![Vec::with_capacity(self.n_train); n],
-        };
-        for (z, attr, rows) in blocks {
-            for r in 0..rows {
-                for k in 0..n {
-                    out.act[k].push(z[r * n + k]);
-                    out.attr[k].push(attr[r * n + k]);
-                }
-            }
-        }
-        out
     }
 }
 

@@ -35,6 +35,11 @@ fn position(np: usize, k: usize) -> usize {
 }
 
 impl<T: Real> Block<T> {
+    /// The first `len` MLP activations of the last forward pass.
+    pub fn act(&self, len: usize) -> &[T] {
+        &self.act[..len.min(self.act.len())]
+    }
+
     /// Block `l`'s example part on `n` examples whose positions read table rows `idx`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(

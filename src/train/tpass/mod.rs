@@ -62,6 +62,15 @@ pub struct Examples<'a> {
 }
 
 impl<T: Real> Chunk<T> {
+    /// The last block's MLP activations `[n, hidden]` (the last position) after
+    /// [`Chunk::forward`] on `n` examples.
+    pub fn last_hidden(&self, sh: &Shape, n: usize) -> &[T] {
+        self.blocks
+            .last()
+            .map(|b| b.act(n * sh.h))
+            .unwrap_or(&[])
+    }
+
     /// The forward pass on `ex`; logits land in `self.logits` (`[n, p]`). `shared` is the
     /// model's first-block table when no dropout acts on the embeddings (`masks` is `None`).
     pub fn forward(
