@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_pure_frequency_is_explained_and_counts_as_key() {
-        let (p, w, k) = (11usize, 4usize, 3usize);
+        let (p, w, k) = (13usize, 4usize, 3usize);
         let mut sums = PairSums::new(p, w);
         for a in 0..p {
             for b in 0..p {
