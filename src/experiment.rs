@@ -11,9 +11,9 @@ use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
 use crate::setup::{Prepare, Setup};
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
-use rayon::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A trained (or stopped) run: the setup with the trained network and every model's records.
@@ -126,13 +126,14 @@ pub fn run_loop(
     let clock = std::time::Instant::now();
     let (total_steps, steps_per_epoch) = (setup.total_steps, setup.steps_per_epoch);
     let m = setup.specs.len();
-    let progress = (cfg.eval.progress_every > 0 && setup.split.token_space().is_some()).then(|| {
-        Meter::new(
-            setup.network.vocab(),
-            setup.split.table(),
-            setup.network.loss(),
-        )
-    });
+    let progress =
+        (cfg.eval.progress_every > 0 && setup.split.token_space().is_some()).then(|| {
+            Meter::new(
+                setup.network.vocab(),
+                setup.split.table(),
+                setup.network.loss(),
+            )
+        });
     let evaluate = |s: &mut Setup,
                     history: &mut Vec<Vec<Record>>,
                     step: u64,

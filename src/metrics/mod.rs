@@ -189,17 +189,37 @@ impl Record {
         let l = &m.ce;
         (self.full_ce, self.full_ce_clean, self.full_ce_corrupt) =
             (Some(l.full.all), l.full.clean, l.full.corrupt);
-        (self.restricted_ce, self.restricted_ce_clean, self.restricted_ce_corrupt) =
-            (Some(l.restricted.all), l.restricted.clean, l.restricted.corrupt);
-        (self.excluded_ce, self.excluded_ce_clean, self.excluded_ce_corrupt) =
-            (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
+        (
+            self.restricted_ce,
+            self.restricted_ce_clean,
+            self.restricted_ce_corrupt,
+        ) = (
+            Some(l.restricted.all),
+            l.restricted.clean,
+            l.restricted.corrupt,
+        );
+        (
+            self.excluded_ce,
+            self.excluded_ce_clean,
+            self.excluded_ce_corrupt,
+        ) = (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
         if let Some(l) = &m.mse {
             (self.full_mse, self.full_mse_clean, self.full_mse_corrupt) =
                 (Some(l.full.all), l.full.clean, l.full.corrupt);
-            (self.restricted_mse, self.restricted_mse_clean, self.restricted_mse_corrupt) =
-                (Some(l.restricted.all), l.restricted.clean, l.restricted.corrupt);
-            (self.excluded_mse, self.excluded_mse_clean, self.excluded_mse_corrupt) =
-                (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
+            (
+                self.restricted_mse,
+                self.restricted_mse_clean,
+                self.restricted_mse_corrupt,
+            ) = (
+                Some(l.restricted.all),
+                l.restricted.clean,
+                l.restricted.corrupt,
+            );
+            (
+                self.excluded_mse,
+                self.excluded_mse_clean,
+                self.excluded_mse_corrupt,
+            ) = (Some(l.excluded.all), l.excluded.clean, l.excluded.corrupt);
         }
     }
 

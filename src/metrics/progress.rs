@@ -252,15 +252,26 @@ fn row_sums_body(r: &Rows, start: usize, end: usize) -> Sums {
         let rrow = &r.restricted[s * p..(s + 1) * p];
         let (rlse, rsq) = r.stats[s];
         let y = t.truth[i] as usize;
-        acc.full.add(Set::All, lse - row[y] as f64, sq - 2.0 * row[y] as f64 + 1.0);
-        acc.restricted.add(Set::All, rlse - rrow[y], rsq - 2.0 * rrow[y] + 1.0);
+        acc.full.add(
+            Set::All,
+            lse - row[y] as f64,
+            sq - 2.0 * row[y] as f64 + 1.0,
+        );
+        acc.restricted
+            .add(Set::All, rlse - rrow[y], rsq - 2.0 * rrow[y] + 1.0);
         if i >= t.n_train {
             continue;
         }
         let y = r.labels[i] as usize;
-        let set = if r.corrupted[i] { Set::Corrupt } else { Set::Clean };
-        acc.full.add(set, lse - row[y] as f64, sq - 2.0 * row[y] as f64 + 1.0);
-        acc.restricted.add(set, rlse - rrow[y], rsq - 2.0 * rrow[y] + 1.0);
+        let set = if r.corrupted[i] {
+            Set::Corrupt
+        } else {
+            Set::Clean
+        };
+        acc.full
+            .add(set, lse - row[y] as f64, sq - 2.0 * row[y] as f64 + 1.0);
+        acc.restricted
+            .add(set, rlse - rrow[y], rsq - 2.0 * rrow[y] + 1.0);
         for ((e, &l), &q) in excl.iter_mut().zip(row).zip(&r.proj[s * p..]) {
             *e = l as f64 - q;
         }
@@ -356,7 +367,9 @@ fn lse_and_sq_of<T: Copy>(x: &[T], f: impl Fn(T) -> f64) -> (f64, f64) {
         let v = f(v);
         mx[j] = if v > mx[j] { v } else { mx[j] };
     }
-    let m = mx.iter().fold(f64::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let m = mx
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &b| if b > a { b } else { a });
     let (mut e, mut sq) = ([0.0f64; 8], [0.0f64; 8]);
     for c in chunks {
         for j in 0..8 {
@@ -394,12 +407,7 @@ fn exp_nonpositive(x: f64) -> f64 {
     let n = t - SHIFT;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // The low bits of t hold n: 2^n is (n + 1023) in the exponent field.
-    let two_n = f64::from_bits(
-        t.to_bits()
-            .wrapping_sub(SHIFT.to_bits())
-            .wrapping_add(1023)
-            << 52,
-    );
+    let two_n = f64::from_bits(t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(1023) << 52);
     let mut poly = 1.0 / 479_001_600.0;
     for c in [
         1.0 / 39_916_800.0,
@@ -462,11 +470,15 @@ impl EvalProbe for Collector<'_> {
         }
         let spare = &self.progress.spare;
         let pend = slot.get_or_insert_with(|| {
-            let mut pend = spare.lock().ok().and_then(|mut s| s.pop()).unwrap_or(Pending {
-                logits: Vec::new(),
-                sums: PairSums::new(p, width),
-                rows: 0,
-            });
+            let mut pend = spare
+                .lock()
+                .ok()
+                .and_then(|mut s| s.pop())
+                .unwrap_or(Pending {
+                    logits: Vec::new(),
+                    sums: PairSums::new(p, width),
+                    rows: 0,
+                });
             pend.logits.resize(n * p, 0.0);
             pend.sums.reset(width);
             pend.rows = 0;
@@ -487,7 +499,6 @@ impl EvalProbe for Collector<'_> {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -510,7 +521,9 @@ mod tests {
     }
 
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (*seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     }
 
@@ -528,11 +541,12 @@ mod tests {
             let n = p * p;
             let mut seed = 99u64;
             let logits: Vec<f32> = (0..n * p).map(|_| lcg(&mut seed) as f32 * 3.0).collect();
-            // Hidden units: unit 0 a pure frequency 2 of a + b, unit 1 random.
-            let mut sums = PairSums::new(p, 2);
+            // Hidden units: units 0 and 1 pure frequency 2 of a + b, unit 2 random.
+            let mut sums = PairSums::new(p, 3);
             for &(a, b) in &table.pairs {
                 let x = 2.0 * PI * (2 * (a + b) as usize % p) as f64 / p as f64;
-                sums.add_rows(&[(a, b)], &[x.cos() as f32, lcg(&mut seed) as f32]);
+                let h = [x.cos() as f32, x.sin() as f32, lcg(&mut seed) as f32];
+                sums.add_rows(&[(a, b)], &h);
             }
             let tables = Tables::new(p);
             let m = table.measure(&tables, &logits, &sums, &labels.labels, &labels.corrupted);
@@ -540,7 +554,11 @@ mod tests {
             // The two unit directions of frequency 2, as vectors over the pairs (row order).
             let b = fourier::basis(p);
             let (c, sn) = (&b[3 * p..4 * p], &b[4 * p..5 * p]);
-            let sign = if op == crate::data::Operation::Add { 1.0 } else { -1.0 };
+            let sign = if op == crate::data::Operation::Add {
+                1.0
+            } else {
+                -1.0
+            };
             let dirs: Vec<Vec<f64>> = [0, 1]
                 .iter()
                 .map(|&which| {
@@ -593,8 +611,14 @@ mod tests {
                     .sum::<f64>()
                     / p as f64
             };
-            let mean_over = |f: &dyn Fn(&[f64], usize) -> f64, out: &[f64], rows: &[usize], y: &dyn Fn(usize) -> usize| {
-                rows.iter().map(|&i| f(&out[i * p..(i + 1) * p], y(i))).sum::<f64>() / rows.len() as f64
+            let mean_over = |f: &dyn Fn(&[f64], usize) -> f64,
+                             out: &[f64],
+                             rows: &[usize],
+                             y: &dyn Fn(usize) -> usize| {
+                rows.iter()
+                    .map(|&i| f(&out[i * p..(i + 1) * p], y(i)))
+                    .sum::<f64>()
+                    / rows.len() as f64
             };
             let all: Vec<usize> = (0..n).collect();
             let nt = split.n_train();
@@ -604,16 +628,39 @@ mod tests {
             let truth = |i: usize| table.truth[i] as usize;
             let given = |i: usize| labels.labels[i] as usize;
             let full: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
-            let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{a} vs {b} ({op:?})");
+            let close = |a: f64, b: f64| {
+                assert!(
+                    (a - b).abs() < 1e-9 * (1.0 + b.abs()),
+                    "{a} vs {b} ({op:?})"
+                )
+            };
             close(m.ce.full.all, mean_over(&ce, &full, &all, &truth));
-            close(m.ce.restricted.all, mean_over(&ce, &restricted, &all, &truth));
+            close(
+                m.ce.restricted.all,
+                mean_over(&ce, &restricted, &all, &truth),
+            );
             close(m.ce.excluded.all, mean_over(&ce, &excluded, &train, &given));
-            close(m.ce.restricted.corrupt.unwrap(), mean_over(&ce, &restricted, &corrupt, &given));
-            close(m.ce.excluded.corrupt.unwrap(), mean_over(&ce, &excluded, &corrupt, &given));
+            close(
+                m.ce.restricted.corrupt.unwrap(),
+                mean_over(&ce, &restricted, &corrupt, &given),
+            );
+            close(
+                m.ce.excluded.corrupt.unwrap(),
+                mean_over(&ce, &excluded, &corrupt, &given),
+            );
             let mse_m = m.mse.unwrap();
-            close(mse_m.restricted.all, mean_over(&mse, &restricted, &all, &truth));
-            close(mse_m.excluded.all, mean_over(&mse, &excluded, &train, &given));
-            close(mse_m.full.corrupt.unwrap(), mean_over(&mse, &full, &corrupt, &given));
+            close(
+                mse_m.restricted.all,
+                mean_over(&mse, &restricted, &all, &truth),
+            );
+            close(
+                mse_m.excluded.all,
+                mean_over(&mse, &excluded, &train, &given),
+            );
+            close(
+                mse_m.full.corrupt.unwrap(),
+                mean_over(&mse, &full, &corrupt, &given),
+            );
             // The pitfall: masking frequency 2 in a and in b separately (an outer product of
             // 1-D masks) keeps the 8 components of the 2-D frequency (2, 2) block and the
             // marginals, not the 2 directions of a ± b: its restricted outputs differ.
@@ -626,7 +673,9 @@ mod tests {
                             continue;
                         }
                         let f = |(x, y): Pair| b_at(&b, i, x, p) * b_at(&b, j, y, p);
-                        let coef: f64 = (0..n).map(|r| f(table.pairs[r]) * logits[r * p + cl] as f64).sum();
+                        let coef: f64 = (0..n)
+                            .map(|r| f(table.pairs[r]) * logits[r * p + cl] as f64)
+                            .sum();
                         for r in 0..n {
                             masked[r * p + cl] += coef * f(table.pairs[r]);
                         }

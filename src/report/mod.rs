@@ -12,6 +12,7 @@ pub mod grid;
 pub mod html;
 pub mod legend;
 pub mod plot;
+mod progress;
 pub mod style;
 pub mod text;
 mod weights;
@@ -349,6 +350,23 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
         2,
         PANEL,
     )?);
+    }
+
+    if let Some(f) = progress::figure(
+        &progress::Ctx {
+            out,
+            name: &name,
+            specs: &specs,
+            shown: &shown,
+            log_x,
+            step,
+            from,
+            loss: cfg.train.loss,
+            p: cfg.data.p,
+        },
+        &history,
+    )? {
+        figs.push(f);
     }
 
     // Figures from the weights.

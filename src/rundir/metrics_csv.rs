@@ -546,7 +546,11 @@ mod tests {
             ipr_hist: vec![1; IPR_BINS],
             weight_sq: Some(12.5),
             gini_embed: mem,
-            key_freqs: if mem.is_some() { vec![3, 17, 41] } else { vec![] },
+            key_freqs: if mem.is_some() {
+                vec![3, 17, 41]
+            } else {
+                vec![]
+            },
             restricted_ce_corrupt: mem.map(|m| m * 7.0),
             excluded_mse: Some(1e-300),
             ..Record::default()

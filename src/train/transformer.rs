@@ -308,7 +308,11 @@ impl<T: Real> TFleet<T> {
         let sh = &self.shape;
         let chunks: Vec<_> = (0..self.eval_tokens.len()).step_by(EVAL_ROWS).collect();
         let nc = chunks.len();
-        let group = if probe.is_some() { PROBE_MODELS } else { self.models.len().max(1) };
+        let group = if probe.is_some() {
+            PROBE_MODELS
+        } else {
+            self.models.len().max(1)
+        };
         let mut parts: Vec<(Vec<u32>, Vec<f64>)> = Vec::with_capacity(self.models.len() * nc);
         for g0 in (0..self.models.len()).step_by(group) {
             let models = &self.models[g0..(g0 + group).min(self.models.len())];
@@ -337,8 +341,10 @@ impl<T: Real> TFleet<T> {
                     };
                     ch.forward(sh, &m.params, &ex, Some(&tables[mi]), None);
                     let p = sh.p;
-                    let logits: Vec<f32> =
-                        ch.logits[..(end - start) * p].iter().map(|x| x.to_f32()).collect();
+                    let logits: Vec<f32> = ch.logits[..(end - start) * p]
+                        .iter()
+                        .map(|x| x.to_f32())
+                        .collect();
                     let mut preds = Vec::with_capacity(end - start);
                     let mut losses = Vec::with_capacity(end - start);
                     for (r, row) in logits.chunks_exact(p).enumerate() {
@@ -346,7 +352,11 @@ impl<T: Real> TFleet<T> {
                         losses.push(self.loss.row_loss(row, m.eval_labels[start + r]));
                     }
                     let hidden: Vec<f32> = match keep {
-                        true => ch.last_hidden(sh, end - start).iter().map(|x| x.to_f32()).collect(),
+                        true => ch
+                            .last_hidden(sh, end - start)
+                            .iter()
+                            .map(|x| x.to_f32())
+                            .collect(),
                         false => Vec::new(),
                     };
                     (preds, losses, logits, hidden, start)

@@ -65,10 +65,7 @@ impl<T: Real> Chunk<T> {
     /// The last block's MLP activations `[n, hidden]` (the last position) after
     /// [`Chunk::forward`] on `n` examples.
     pub fn last_hidden(&self, sh: &Shape, n: usize) -> &[T] {
-        self.blocks
-            .last()
-            .map(|b| b.act(n * sh.h))
-            .unwrap_or(&[])
+        self.blocks.last().map(|b| b.act(n * sh.h)).unwrap_or(&[])
     }
 
     /// The forward pass on `ex`; logits land in `self.logits` (`[n, p]`). `shared` is the
