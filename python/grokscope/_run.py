@@ -76,13 +76,17 @@ class Run:
     @property
     def metrics(self) -> pd.DataFrame:
         """Every evaluation of every model (metrics.csv), with the model's hyper-parameters
-        (corruption, seeds, weight decay, dropout, lr) as columns. The file is checked as the
+        (corruption, seeds, weight decay, dropout, lr) as columns; the progress measures
+        (restricted_*, excluded_*, full_*, gini_*, weight_sq; key_freqs as lists of ints) too. The file is checked as the
         CLI checks it; of a run still training, the evaluations every model has finished."""
         _native.check_history(str(self.path))
         try:
-            m = pd.read_csv(self.path / "metrics.csv")
+            m = pd.read_csv(self.path / "metrics.csv", dtype={"key_freqs": str})
         except (OSError, ValueError) as e:
             raise GrokscopeError(f"{self.path / 'metrics.csv'}: {e}") from None
+        if "key_freqs" in m.columns:
+            # Space-separated in the file; a list of ints here (empty: none, or not measured).
+            m["key_freqs"] = [[int(x) for x in str(v).split()] if isinstance(v, str) else [] for v in m["key_freqs"]]
         if not self.finished:
             per_model = m.groupby("model")["step"].max()
             m = m[m["step"] <= per_model.min()]

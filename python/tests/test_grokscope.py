@@ -80,6 +80,93 @@ def test_accuracies_recomputed_in_numpy(tmp_path, cli, extra):
     assert set(run.metrics.columns) >= {"weight_decay", "corruption", "step", "test_acc"}
 
 
+def fourier_basis(p):
+    """The orthonormal real Fourier basis of SCIENCE.md §10, one row per function."""
+    x = np.arange(p)
+    rows = [np.ones(p) / np.sqrt(p)]
+    for k in range(1, (p - 1) // 2 + 1):
+        rows += [np.sqrt(2 / p) * np.cos(2 * np.pi * k * x / p), np.sqrt(2 / p) * np.sin(2 * np.pi * k * x / p)]
+    return np.array(rows)
+
+
+def gini(x):
+    x = np.sort(x)
+    n = len(x)
+    return float(np.sum((2 * np.arange(1, n + 1) - n - 1) * x) / (n * x.sum()))
+
+
+def progress_in_numpy(w, d, m, cfg):
+    """Every progress-measure column of one MLP model, from its weights and the dataset alone:
+    a full 2-D FFT per neuron for the key frequencies, explicit p²-dimensional directions for
+    the projection (none of the tool's shortcuts)."""
+    p = cfg["data"]["p"]
+    pairs, truth = d["pairs"], d["labels"].astype(int)
+    n_train = int(d["train"].sum())
+    lab, c = d["train_labels"][m].astype(int), d["corrupted"][m]
+    U, V, W = (w[k].astype(np.float64) for k in ("U", "V", "W"))
+    # Key frequencies: each neuron's share of variance per frequency over all pairs.
+    A = (U[:, :, None] + V[:, None, :]) ** 2  # [N, a, b] (square activation, no BatchNorm)
+    E = np.abs(np.fft.fft2(A)) ** 2
+    E[:, 0, 0] = 0
+    K = (p - 1) // 2
+    per = np.stack([sum(E[:, i, j] for i, j in [(k, 0), (p - k, 0), (0, k), (0, p - k), (k, k), (p - k, p - k), (k, p - k), (p - k, k)]) for k in range(1, K + 1)], axis=1)
+    share = per.max(axis=1) / E.sum(axis=(1, 2))
+    dom = per.argmax(axis=1) + 1
+    votes = np.bincount(dom[share >= 0.5], minlength=K + 1)
+    key = [k for k in range(1, K + 1) if votes[k] >= 2]
+    # The outputs and their projection onto the directions cos(w_k(a+b)), sin(w_k(a+b)).
+    L = forward(w, pairs, cfg)  # [p², p], rows in the dataset's order
+    B = fourier_basis(p)
+    a, b = pairs[:, 0], pairs[:, 1]
+    dirs = []
+    for k in key:
+        ck, sk = B[2 * k - 1], B[2 * k]
+        dirs += [(ck[a] * ck[b] - sk[a] * sk[b]) / np.sqrt(2), (sk[a] * ck[b] + ck[a] * sk[b]) / np.sqrt(2)]
+    D = np.array(dirs).T if dirs else np.zeros((len(pairs), 0))
+    P = D @ (D.T @ L)
+    restricted = P + (L - P).mean(axis=0)
+    excluded = L - P
+
+    def ce(out, y):
+        mx = out.max(axis=1, keepdims=True)
+        return np.log(np.exp(out - mx).sum(axis=1)) + mx[:, 0] - out[np.arange(len(y)), y]
+
+    def mse(out, y):
+        t = np.zeros_like(out)
+        t[np.arange(len(y)), y] = 1
+        return ((out - t) ** 2).mean(axis=1)
+
+    cols = {}
+    tr = slice(0, n_train)
+    for name, f in [("ce", ce), ("mse", mse)]:
+        for what, out in [("full", L), ("restricted", restricted)]:
+            cols[f"{what}_{name}"] = f(out, truth).mean()
+            rows = f(out[tr], lab)
+            cols[f"{what}_{name}_clean"], cols[f"{what}_{name}_corrupt"] = rows[~c].mean(), rows[c].mean()
+        rows = f(excluded[tr], lab)
+        cols[f"excluded_{name}"] = rows.mean()
+        cols[f"excluded_{name}_clean"], cols[f"excluded_{name}_corrupt"] = rows[~c].mean(), rows[c].mean()
+    norms = lambda mats: np.sqrt(sum(((B @ M) ** 2).sum(axis=1) for M in mats))
+    cols["gini_embed"] = gini(norms([U.T, V.T]))
+    cols["gini_unembed"] = gini(norms([W]))
+    cols["weight_sq"] = sum((x.astype(np.float64) ** 2).sum() for x in w.values())
+    return key, cols
+
+
+def test_progress_measures_recomputed_in_numpy(tmp_path, cli):
+    cli_train(cli, tmp_path / "run", {**SMALL, "data.corruption": 0.3, "train.epochs": 400})
+    run = grokscope.load_run(tmp_path / "run")
+    d, cfg = run.dataset, run.config
+    last = run.metrics.groupby("model").tail(1).set_index("model")
+    for m in range(2):
+        key, cols = progress_in_numpy(run.weights(m), d, m, cfg)
+        assert last.loc[m, "key_freqs"] == key, f"model {m}"
+        for k, v in cols.items():
+            got = last.loc[m, k]
+            assert abs(v - got) <= 1e-6 * max(1.0, abs(v)), f"model {m} {k}: numpy {v}, metrics.csv {got}"
+    assert any(len(k) > 0 for k in last["key_freqs"]), "a trained network has key frequencies"
+
+
 def test_ctrl_c_leaves_a_resumable_run(tmp_path):
     out = tmp_path / "run"
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))

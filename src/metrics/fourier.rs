@@ -448,7 +448,11 @@ mod tests {
         assert!((dom[0].unwrap().share - 1.0).abs() < 1e-5);
         assert_eq!(dom[1].map(|d| d.freq), Some(2 * k));
         assert_eq!(dom[2], None, "a constant unit has no frequency");
-        assert_eq!(key_frequencies(&dom, p), vec![3], "6 explains one unit only");
+        assert_eq!(
+            key_frequencies(&dom, p),
+            vec![3],
+            "6 explains one unit only"
+        );
     }
 
     #[test]
