@@ -195,3 +195,13 @@ pub fn time_deep_step(steps: usize, models: usize) -> Result<f64> {
     }
     Ok(t.elapsed().as_secs_f64() * 1e3 / (steps.max(1) * models.max(1)) as f64)
 }
+
+/// Seconds of training (not counting setup or the report) of the built-in default run
+/// (`configs/default.toml`: 3 models, 500 full-batch steps, 51 evaluations), with the
+/// progress measures at every evaluation or without them.
+pub fn time_default_run(progress: bool) -> Result<f64> {
+    let mut cfg = Config::from_toml(crate::config::preset("default")?, &[])?;
+    cfg.eval.progress_every = u64::from(progress);
+    let cfg = cfg.check()?;
+    Ok(crate::experiment::train_config(&cfg, &mut |_| Ok(()))?.seconds)
+}

@@ -232,7 +232,6 @@ pub fn has_avx2_fma() -> bool {
 /// The results are the same bits either way: the same IEEE operations in the same order
 /// (Rust never contracts `a·b + c` into an FMA by itself). Measured on the progress
 /// measures' log-sum-exps: 2.5 against 4.8 ns per entry (docs/PROGRESS.md, "Cost").
-#[macro_export]
 macro_rules! avx2_copy {
     ($vis:vis fn $name:ident $(<$($lt:lifetime),*>)? ($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty = $body:path) => {
         $vis fn $name $(<$($lt),*>)? ($($arg: $ty),*) -> $ret {
@@ -251,6 +250,7 @@ macro_rules! avx2_copy {
         }
     };
 }
+pub(crate) use avx2_copy;
 
 /// Sets flush-to-zero and denormals-are-zero for SSE/AVX arithmetic on the calling thread.
 ///

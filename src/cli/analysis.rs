@@ -120,6 +120,11 @@ pub struct BenchArgs {
     /// Also time the deep MLP on MNIST-sized inputs (784 → 200 → 200 → 200 → 10, ReLU, biases, cross-entropy, minibatches of 128, M = 1 and 8).
     #[arg(long)]
     pub deep: bool,
+    /// Also time what the progress measures (docs/PROGRESS.md) add to the default run: it
+    /// trains the default run R times with and R times without them, alternating, and reports
+    /// the medians (about 30 s per repetition on 2 cores).
+    #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "3")]
+    pub progress: Option<usize>,
 }
 
 pub fn cmd_bench(a: BenchArgs) -> Result<()> {
@@ -167,6 +172,30 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
                 ms
             );
         }
+    }
+    if let Some(reps) = a.progress {
+        if reps == 0 {
+            bail!("--progress needs at least 1 repetition");
+        }
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for r in 0..reps {
+            eprint!("\rprogress measures: repetition {}/{reps} …", r + 1);
+            without.push(bench::time_default_run(false)?);
+            with.push(bench::time_default_run(true)?);
+        }
+        eprintln!();
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (w, wo) = (median(&mut with), median(&mut without));
+        println!(
+            "{:<42} {:>7.2} s without, {:.2} s with: +{:.1} %  (median of {reps}; 3 models, 500 steps, 51 evaluations)",
+            "default run, progress measures",
+            wo,
+            w,
+            100.0 * (w / wo - 1.0)
+        );
     }
     if a.deep {
         for models in [1, 8] {

@@ -121,7 +121,7 @@ enum Along {
     Diff,
 }
 
-crate::avx2_copy!(fn marginal<'a>(
+crate::kernels::avx2_copy!(fn marginal<'a>(
     dst: &'a mut [f32],
     w: usize,
     p: usize,
@@ -152,7 +152,7 @@ fn marginal_body(
     }
 }
 
-crate::avx2_copy!(fn squares<'a>(sq: &'a mut [f64], w: usize, hidden: &'a [f32]) -> () = squares_body);
+crate::kernels::avx2_copy!(fn squares<'a>(sq: &'a mut [f64], w: usize, hidden: &'a [f32]) -> () = squares_body);
 
 #[inline(always)]
 fn squares_body(sq: &mut [f64], w: usize, hidden: &[f32]) {
@@ -265,7 +265,7 @@ impl PairSums {
         (0..w)
             .map(|u| {
                 let var = self.sq[u] - total[u] * total[u] / n;
-                if !(var > 1e-12 * self.sq[u]) || !var.is_finite() {
+                if var.is_nan() || var <= 1e-12 * self.sq[u] || !var.is_finite() {
                     return None;
                 }
                 let (freq, e) = (0..kf).map(|k| (k + 1, energy[k * w + u])).fold(
@@ -337,7 +337,7 @@ pub fn component_norms(mats: &[(Vec<f32>, usize)], tables: &Tables) -> Vec<f64> 
 pub fn gini(values: &[f64]) -> Option<f64> {
     let n = values.len();
     let total: f64 = values.iter().sum();
-    if n == 0 || !(total > 0.0) || !total.is_finite() {
+    if n == 0 || total.is_nan() || total <= 0.0 || !total.is_finite() {
         return None;
     }
     let mut x = values.to_vec();

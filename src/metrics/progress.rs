@@ -235,7 +235,7 @@ struct Rows<'a> {
     stats: &'a [(f64, f64)],
 }
 
-crate::avx2_copy!(fn row_sums<'a>(rows: &Rows<'a>, start: usize, end: usize) -> Sums = row_sums_body);
+crate::kernels::avx2_copy!(fn row_sums<'a>(rows: &Rows<'a>, start: usize, end: usize) -> Sums = row_sums_body);
 
 /// The unnormalised losses of rows `start .. end`.
 #[inline(always)]

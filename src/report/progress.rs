@@ -12,6 +12,9 @@ use crate::metrics::Record;
 use crate::model::Loss;
 use std::path::Path;
 
+/// A curve: label, colour, stroke, value.
+type Curve<'a> = (&'a str, usize, Dash, &'a dyn Fn(&Record) -> Option<f64>);
+
 /// Where a figure goes and what it shows.
 pub(super) struct Ctx<'a> {
     pub out: &'a Path,
@@ -42,7 +45,7 @@ pub(super) fn figure(c: &Ctx, history: &[Vec<Record>]) -> Result<Option<FigureFi
     let mut panels = Vec::new();
     for &i in c.shown {
         let h = &history[i];
-        let series: [(&str, usize, Dash, &dyn Fn(&Record) -> Option<f64>); 7] = [
+        let series: [Curve; 7] = [
             ("full, all pairs", TEST, Dash::Solid, &|r| {
                 pick(r.full_ce, r.full_mse)
             }),
