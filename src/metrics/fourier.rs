@@ -152,6 +152,20 @@ fn marginal_body(
     }
 }
 
+/// The dispatched and the plain marginal sums along `a + b`, for the test that they agree.
+#[cfg(test)]
+pub(crate) fn tests_marginal(
+    fast: &mut [f32],
+    plain: &mut [f32],
+    p: usize,
+    pairs: &[Pair],
+    h: &[f32],
+) {
+    let w = h.len() / pairs.len().max(1);
+    marginal(fast, w, p, pairs, h, Along::Sum);
+    marginal_body(plain, w, p, pairs, h, Along::Sum);
+}
+
 crate::kernels::avx2_copy!(fn squares<'a>(sq: &'a mut [f64], w: usize, hidden: &'a [f32]) -> () = squares_body);
 
 #[inline(always)]

@@ -693,4 +693,42 @@ mod tests {
     fn b_at(b: &[f64], i: usize, x: u32, p: usize) -> f64 {
         b[i * p + x as usize]
     }
+
+    /// The copies compiled for AVX2 / AVX-512 give the same bits as the plain code.
+    #[test]
+    fn the_vectorised_copies_give_the_same_bits() {
+        let p = 13usize;
+        let split = Split::new(p, crate::data::Operation::Add, 0.5, 1).unwrap();
+        let labels = split.corrupt(0.2, Default::default(), 2).unwrap();
+        let table = PairTable::new(&split, Loss::Mse).unwrap();
+        let mut seed = 7u64;
+        let n = p * p;
+        let logits: Vec<f32> = (0..n * p).map(|_| lcg(&mut seed) as f32 * 9.0).collect();
+        let proj: Vec<f64> = (0..p * p).map(|_| lcg(&mut seed)).collect();
+        let restricted: Vec<f64> = (0..p * p).map(|_| lcg(&mut seed) * 4.0).collect();
+        let stats: Vec<(f64, f64)> = restricted.chunks_exact(p).map(lse_and_sq).collect();
+        let rows = Rows {
+            table: &table,
+            logits: &logits,
+            labels: &labels.labels,
+            corrupted: &labels.corrupted,
+            proj: &proj,
+            restricted: &restricted,
+            stats: &stats,
+        };
+        let (a, b) = (row_sums(&rows, 0, n), row_sums_body(&rows, 0, n));
+        for (x, y) in [
+            (a.full, b.full),
+            (a.restricted, b.restricted),
+            (a.excluded, b.excluded),
+        ] {
+            for (u, v) in x.sums.iter().flatten().zip(y.sums.iter().flatten()) {
+                assert_eq!(u.to_bits(), v.to_bits());
+            }
+        }
+        let hidden: Vec<f32> = (0..n * 5).map(|_| lcg(&mut seed) as f32).collect();
+        let (mut d1, mut d2) = (vec![0.0f32; p * 5], vec![0.0f32; p * 5]);
+        crate::metrics::fourier::tests_marginal(&mut d1, &mut d2, p, &table.pairs, &hidden);
+        assert_eq!(d1, d2);
+    }
 }
