@@ -84,6 +84,7 @@ fn run_report_has_every_figure() {
         "accuracy",
         "overlay",
         "loss_norms",
+        "progress",
         "ipr",
         "fourier_model0",
         "fourier_model1",

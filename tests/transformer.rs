@@ -187,6 +187,7 @@ fn transformer_run_analyze_prune_report() {
     for f in [
         "accuracy",
         "loss_norms",
+        "progress",
         "ipr",
         "fourier_model0",
         "fourier_model2",

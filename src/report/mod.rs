@@ -127,7 +127,10 @@ fn run_report(dir: &Path, out: &Path, opts: &Options) -> Result<PathBuf> {
             })?;
         for (i, h) in history.iter().enumerate() {
             let final_row = h.last().and_then(|r| serde_json::to_value(r).ok());
-            if final_row.as_ref() != summary["models"].get(i).map(|m| &m["final"]) {
+            if !crate::rundir::same_final(
+                final_row.as_ref(),
+                summary["models"].get(i).map(|m| &m["final"]),
+            ) {
                 return Err(Error::BadFile {
                     path: dir.join("metrics.csv"),
                     why: format!(

@@ -42,7 +42,7 @@ use paths::{ANALYSIS, CHECKPOINTS, CONFIG, DATASET, IPR_HIST, METRICS, SUMMARY, 
 
 pub use metrics_csv::{curve_csv, read_curve_csv, MetricsStream};
 pub use resume::{ResumePoint, RunState, Status};
-pub use summary::{ModelSummary, Summary};
+pub use summary::{same_final, ModelSummary, Summary};
 
 /// A file of a run's `analysis/` directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -147,3 +147,18 @@ impl RunDir {
         Ok(())
     }
 }
+
+/// Whether a model's last `metrics.csv` row (as JSON) is the final record `summary.json`
+/// holds. A summary written before a column existed lacks its key; the row then has it empty.
+pub fn same_final(row: Option<&serde_json::Value>, summary: Option<&serde_json::Value>) -> bool {
+    let (Some(serde_json::Value::Object(r)), Some(serde_json::Value::Object(s))) = (row, summary)
+    else {
+        return row == summary;
+    };
+    let empty = |v: &serde_json::Value| v.is_null() || v.as_array().is_some_and(|a| a.is_empty());
+    s.keys().all(|k| r.contains_key(k))
+        && r.iter().all(|(k, v)| match s.get(k) {
+            Some(x) => x == v,
+            None => empty(v),
+        })
+}
