@@ -64,7 +64,7 @@ struct Case {
 }
 
 /// Every option in at least one case: the three activations, no norm, BatchNorm and
-/// LayerNorm, biases or none, CE and MSE, dropout, one to three hidden layers.
+/// LayerNorm, biases or none, CE, StableMax and MSE, dropout, one to three hidden layers.
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -90,6 +90,12 @@ fn cases() -> Vec<Case> {
             arch: arch(&[16], Activation::Relu, Norm::None, true),
             loss: Loss::CrossEntropy,
             dropout: 0.3,
+        },
+        Case {
+            name: "ReLU, StableMax, LayerNorm, 2 layers",
+            arch: arch(&[10, 8], Activation::Relu, Norm::Layernorm, true),
+            loss: Loss::StableMax,
+            dropout: 0.0,
         },
         Case {
             name: "ReLU, MSE, BatchNorm, dropout 0.2, 2 layers",

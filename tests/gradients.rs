@@ -79,6 +79,12 @@ fn ce_square_batchnorm() {
 }
 
 #[test]
+fn stablemax_square_plain_and_relu_batchnorm() {
+    check(&tiny(Loss::StableMax, false, Activation::Square, 0.0), 1e-3);
+    check(&tiny(Loss::StableMax, true, Activation::Relu, 0.0), 5e-4);
+}
+
+#[test]
 fn mse_gelu_batchnorm() {
     check(&tiny(Loss::Mse, true, Activation::Gelu, 0.0), 1e-3);
 }

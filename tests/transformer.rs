@@ -122,6 +122,11 @@ fn gradients_layernorm_gelu_mse_two_layers_bias_uniform() {
 }
 
 #[test]
+fn gradients_stablemax() {
+    check(tiny(), Loss::StableMax, 0.0);
+}
+
+#[test]
 fn gradients_tied_standard_dropout() {
     let cfg = TransformerConfig {
         tie_embeddings: true,

@@ -50,7 +50,9 @@ impl ModelKind {
 }
 
 /// The loss a model's logits are scored by (`train.loss`; SCIENCE.md §3): MSE against one-hot
-/// targets or cross-entropy. Its arithmetic is in `train::loss`.
+/// targets, cross-entropy, or StableMax cross-entropy (Prieto et al., ICLR 2025: the softmax's
+/// `exp` replaced by `s(x) = x + 1` for `x ≥ 0`, `1/(1 − x)` for `x < 0`). Its arithmetic is in
+/// `train::loss`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
@@ -58,6 +60,8 @@ pub enum Loss {
     Mse,
     #[serde(rename = "ce")]
     CrossEntropy,
+    #[serde(rename = "stablemax")]
+    StableMax,
 }
 
 /// A checked network shape with everything its fleet needs to initialise its models.

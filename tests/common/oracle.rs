@@ -277,6 +277,13 @@ pub fn loss_tensor(loss: Loss, logits: &Tensor, labels: &Tensor, p: usize) -> CR
             let picked = logits.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
             (lse - picked)?.mean_all()
         }
+        Loss::StableMax => {
+            // s(x) = x + 1 (x ≥ 0), 1/(1 − x) (x < 0), written as relu(x) + 1/(1 + relu(−x)).
+            let s = (logits.relu()? + ((logits.neg()?.relu()? + 1.0)?.recip())?)?;
+            let total = s.sum_keepdim(D::Minus1)?.squeeze(1)?.log()?;
+            let picked = s.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.log()?;
+            (total - picked)?.mean_all()
+        }
         Loss::Mse => {
             let b = labels.dims1()?;
             let idx = labels.to_vec1::<u32>()?;

@@ -462,6 +462,12 @@ fn row_grad<T: Real>(loss: Loss, row: &mut [T], y: usize, batch: usize) -> f64 {
             }
             total
         }
+        Loss::StableMax => {
+            let x: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
+            crate::train::loss::stablemax_row(x.into_iter(), y, batch, |q, g| {
+                row[q] = T::from_f64(g)
+            })
+        }
         Loss::CrossEntropy => {
             let m = row.iter().fold(f64::NEG_INFINITY, |a, b| a.max(b.to_f64()));
             let lse = m + row.iter().map(|v| (v.to_f64() - m).exp()).sum::<f64>().ln();

@@ -186,6 +186,12 @@ impl<T: Real> Chunk<T> {
                         *x = ((*x - lse).exp() - t) * inv;
                     }
                 }
+                Loss::StableMax => {
+                    let x: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
+                    total += super::loss::stablemax_row(x.into_iter(), y, batch, |q, g| {
+                        row[q] = T::from_f64(g)
+                    });
+                }
                 Loss::Mse => {
                     let c = T::from_f64(2.0 / (batch * p) as f64);
                     for (q, x) in row.iter_mut().enumerate() {
