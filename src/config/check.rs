@@ -397,6 +397,11 @@ impl Checked {
             batch: self.train.batch_size.unwrap_or(n).min(n),
             models,
             evals,
+            progress: self.eval.progress_every > 0
+                && matches!(
+                    self.data.operation,
+                    crate::data::Operation::Add | crate::data::Operation::Sub
+                ),
         });
         let fleet = if models > 1 {
             format!(" or the fleet ({models} models)")

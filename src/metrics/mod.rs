@@ -137,6 +137,9 @@ impl Record {
             self.norm_w,
             self.epoch,
         ];
+        if self.key_freqs.first() == Some(&0) || self.key_freqs.windows(2).any(|w| w[0] >= w[1]) {
+            return Some("key frequencies that are not ascending positive numbers");
+        }
         let progress = self.progress_losses();
         if !nonneg
             .iter()

@@ -56,7 +56,14 @@ pub struct Shape<'a> {
     pub models: usize,
     /// Evaluations kept in memory per model (the metric history).
     pub evals: f64,
+    /// Whether evaluations take the progress measures' outputs (`eval.progress_every > 0` on
+    /// an operation with Fourier directions).
+    pub progress: bool,
 }
+
+/// Models whose outputs the progress measures hold at once, at most (the MLP's evaluation
+/// waves are 16 tasks, so up to 16 models when each has one chunk).
+const PROGRESS_HELD: f64 = 16.0;
 
 /// Bytes of one record of the metric history (with its IPR histogram).
 const RECORD_BYTES: f64 = 400.0;
@@ -105,6 +112,23 @@ pub fn estimate(s: Shape) -> Estimate {
         models: m,
     };
     parts.extend(s.architecture.kind().memory_parts(&sizes));
+    if s.progress && s.dense.is_none() {
+        // Per model held: its logits on all pairs (f32) and its four pair sums; the
+        // Transformer also keeps its group's logits and hidden activations until the probe
+        // has read them (groups of 4). Spare buffers are the held ones, reused.
+        let (held, per) = match s.architecture {
+            Architecture::Mlp { arch, .. } => {
+                let w = arch.width as f64;
+                (m.min(PROGRESS_HELD), 4.0 * table * p + 24.0 * p * w)
+            }
+            Architecture::Transformer(t) => {
+                let h = t.cfg.hidden() as f64;
+                (m.min(4.0), 8.0 * table * p + 4.0 * table * h + 24.0 * p * h)
+            }
+            Architecture::Deep(_) => (0.0, 0.0),
+        };
+        parts.push(("progress measures", "eval.progress_every", held * per));
+    }
     Estimate { parts }
 }
 
@@ -123,6 +147,9 @@ pub fn ensure(est: &Estimate, doing: &str, also: &str) -> Result<()> {
         .map(|p| p.2)
         .sum::<f64>();
     let advice = match est.largest().filter(|_| limit.bytes > process) {
+        Some((what, "eval.progress_every")) => format!(
+            "the most goes to {what}: set eval.progress_every = 0 (no progress measures), or make data.p smaller"
+        ),
         Some((what, "eval.every")) => format!(
             "the most goes to {what}: make eval.every larger (0: evaluate only at the first and last step){}",
             also.replace(" or ", " or make ").replace(")", ") smaller")

@@ -42,6 +42,10 @@ pub(super) fn figure(c: &Ctx, history: &[Vec<Record>]) -> Result<Option<FigureFi
     }
     let mse = c.loss == Loss::Mse;
     let pick = |ce: Option<f64>, m: Option<f64>| if mse { m } else { ce };
+    let losses = c
+        .shown
+        .iter()
+        .any(|&i| history[i].iter().any(|r| r.restricted_ce.is_some()));
     let mut panels = Vec::new();
     for &i in c.shown {
         let h = &history[i];
@@ -75,45 +79,50 @@ pub(super) fn figure(c: &Ctx, history: &[Vec<Record>]) -> Result<Option<FigureFi
             })
             .filter(|l| !l.points.is_empty())
             .collect();
-        panels.push(Panel::Line(LineChart {
-            title: format!("progress measures, {}", model_label(c.specs, i)),
-            x_desc: c.step,
-            y_desc: if mse {
-                "MSE (f64)"
-            } else {
-                "cross-entropy (f64)"
-            },
-            lines,
-            log_x: c.log_x,
-            log_y: true,
-            y_range: None,
-            marks: vec![],
-        }));
+        if losses {
+            panels.push(Panel::Line(LineChart {
+                title: format!("progress measures, {}", model_label(c.specs, i)),
+                x_desc: c.step,
+                y_desc: if mse {
+                    "MSE (f64)"
+                } else {
+                    "cross-entropy (f64)"
+                },
+                lines,
+                log_x: c.log_x,
+                log_y: true,
+                y_range: None,
+                marks: vec![],
+            }));
+        }
         let k = n_freqs(c.p).max(1) as f64;
+        let mut lines = vec![
+            line(
+                "Gini, embedding",
+                0,
+                Dash::Solid,
+                steps_line(h, |r| r.gini_embed),
+            ),
+            line(
+                "Gini, read-out",
+                2,
+                Dash::Dashed,
+                steps_line(h, |r| r.gini_unembed),
+            ),
+        ];
+        if losses {
+            lines.push(line(
+                "key frequencies / (p−1)/2",
+                5,
+                Dash::Dotted,
+                steps_line(h, |r| r.restricted_ce.map(|_| r.key_freqs.len() as f64 / k)),
+            ));
+        }
         panels.push(Panel::Line(LineChart {
             title: format!("Fourier sparsity, model {i}"),
             x_desc: c.step,
             y_desc: "Gini / fraction",
-            lines: vec![
-                line(
-                    "Gini, embedding",
-                    0,
-                    Dash::Solid,
-                    steps_line(h, |r| r.gini_embed),
-                ),
-                line(
-                    "Gini, read-out",
-                    2,
-                    Dash::Dashed,
-                    steps_line(h, |r| r.gini_unembed),
-                ),
-                line(
-                    "key frequencies / (p−1)/2",
-                    5,
-                    Dash::Dotted,
-                    steps_line(h, |r| r.restricted_ce.map(|_| r.key_freqs.len() as f64 / k)),
-                ),
-            ],
+            lines,
             log_x: c.log_x,
             log_y: false,
             y_range: Some((0.0, 1.0)),
@@ -126,16 +135,21 @@ pub(super) fn figure(c: &Ctx, history: &[Vec<Record>]) -> Result<Option<FigureFi
         "cross-entropy"
     };
     let caption = format!(
-        "{}: Nanda et al.'s progress measures, in {lname}, computed in f64. Left: the full loss on all pairs against the true labels a∘b; the restricted loss (the outputs projected, per class, onto the cos/sin directions of the key frequencies in a ± b, plus the mean of the rest) on all pairs against the true labels; the excluded loss (those components removed) on the training pairs against the labels trained on; dashed and dotted, the restricted and excluded loss on the corrupted and on the clean training examples (their training labels). A restricted loss below the full one: the key-frequency circuit computes the rule better than the whole network, whose other components carry memorized labels. Right: Gini coefficients of the Fourier-component norms of the embedding and the read-out (1: one frequency), and the number of key frequencies as a fraction of (p−1)/2. The rule for key frequencies and the losses' labels are in docs/PROGRESS.md.{}",
+        "{}: Nanda et al.'s progress measures, in {lname}, computed in f64. Left: the full loss on all pairs against the true labels a∘b; the restricted loss (the outputs projected, per class, onto the cos/sin directions of the key frequencies in a ± b, plus the mean of the rest) on all pairs against the true labels; the excluded loss (those components removed) on the training pairs against the labels trained on; dashed and dotted, the restricted and excluded loss on the corrupted and on the clean training examples (their training labels). A restricted loss below the full one: the key-frequency circuit computes the rule better than the whole network, whose other components carry memorized labels. Right: Gini coefficients of the Fourier-component norms of the embedding and the read-out (near 1: one frequency carries the norm), and the number of key frequencies as a fraction of (p−1)/2; with no key frequency the restricted outputs are the mean output, a constant prediction. The rule for key frequencies and the losses' labels are in docs/PROGRESS.md.{}",
         c.name, c.from
     );
+    let (caption, cols) = if losses {
+        (caption, 2)
+    } else {
+        (format!("{}: the Gini coefficients of the Fourier-component norms of the embedding and the read-out (near 1: one frequency carries the norm). This task has no restricted or excluded loss: only addition and subtraction have Fourier directions, and only for p ≥ 3 (docs/PROGRESS.md).{}", c.name, c.from), 1)
+    };
     save_figure(
         c.out,
         "progress",
         "Progress measures",
         &caption,
         &panels,
-        2,
+        cols,
         PANEL,
     )
     .map(Some)
