@@ -170,6 +170,7 @@ pub fn time_deep_step(steps: usize, models: usize) -> Result<f64> {
                     beta1: 0.9,
                     beta2: 0.999,
                     eps: 1e-8,
+                    perp: Default::default(),
                 },
                 dropout: 0.0,
                 dropout_seed: i as u64,

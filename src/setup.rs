@@ -69,6 +69,7 @@ impl Prepare for Checked {
                         beta1: self.train.beta1,
                         beta2: self.train.beta2,
                         eps: self.train.eps,
+                        perp: self.train.perp_grad,
                     },
                     dropout: s.dropout as f32,
                     dropout_seed: dropout_seed(s.init_seed),

@@ -141,6 +141,7 @@ fn engines_of_token_tasks_refuse_dense_inputs() {
         beta1: 0.9,
         beta2: 0.98,
         eps: 1e-8,
+        perp: Default::default(),
     };
     let models = vec![ModelInit {
         init_seed: 0,

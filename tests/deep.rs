@@ -50,6 +50,7 @@ fn hyper(wd: f64, dropout: f32, seed: u64) -> ModelHyper {
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-8,
+            perp: Default::default(),
         },
         dropout,
         dropout_seed: seed,

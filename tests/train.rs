@@ -28,6 +28,7 @@ fn adamw_one_step_by_hand() {
         beta1: 0.9,
         beta2: 0.98,
         eps: 1e-8,
+        perp: Default::default(),
     };
     let mut st = AdamWState::new(3);
     let mut p = vec![1.0f32, -2.0, 0.5];
@@ -55,6 +56,66 @@ fn adamw_one_step_by_hand() {
     let v_hat = 0.0396 * 0.09 / (1.0 - 0.9604);
     let e0 = 0.95 * before[0] as f64 - 0.01 * m_hat / (f64::sqrt(v_hat) + 1e-8);
     assert!((p[0] as f64 - e0).abs() < 1e-6, "{} vs {e0}", p[0]);
+}
+
+/// One MLP step with ⊥Grad equals AdamW, by hand, on the gradient with its component along
+/// each weight tensor (U, V, W, γ, β) removed.
+#[test]
+fn perp_grad_step_by_hand() {
+    use grokscope::model::PerpGrad;
+    let mut cfg = small(11, vec![1.0], 1);
+    cfg.model.mlp.width = 12;
+    cfg.model.mlp.batchnorm = true;
+    cfg.train.perp_grad = PerpGrad::Project;
+    let mut s = setup(&cfg);
+    let fleet = s.network.as_mlp_mut().unwrap();
+    fleet.step_full();
+    let batch = fleet.full_batch();
+    let before = fleet.models[0].clone();
+    let (_, mut g) = fleet.gradients(&batch).remove(0);
+    let arch = fleet.arch;
+    let tensors = [
+        arch.u_range(),
+        arch.v_range(),
+        arch.w_range(),
+        arch.gamma_range(),
+        arch.beta_range(),
+    ];
+    for r in tensors.clone() {
+        let (w, gr) = (&before.params[r.clone()], &g[r.clone()]);
+        let (wg, ww): (f64, f64) = w.iter().zip(gr).fold((0.0, 0.0), |(a, b), (&x, &y)| {
+            (a + x as f64 * y as f64, b + x as f64 * x as f64)
+        });
+        for (gi, &wi) in g[r].iter_mut().zip(w) {
+            *gi = (*gi as f64 - wg / ww * wi as f64) as f32;
+        }
+    }
+    let mut want = before.params.clone();
+    let mut adam = before.adam.clone();
+    adam.step(&before.hyper.adam, &mut want, &g);
+    fleet.step_full();
+    let got = &fleet.models[0].params;
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "largest difference {worst}");
+    // And it is not the plain step.
+    let mut plain = before.params.clone();
+    let (_, g0) = {
+        let mut c2 = cfg.clone();
+        c2.train.perp_grad = PerpGrad::None;
+        let mut s2 = setup(&c2);
+        let f2 = s2.network.as_mlp_mut().unwrap();
+        f2.step_full();
+        f2.gradients(&batch).remove(0)
+    };
+    before
+        .adam
+        .clone()
+        .step(&before.hyper.adam, &mut plain, &g0);
+    assert!(plain.iter().zip(got).any(|(a, b)| (a - b).abs() > 1e-4));
 }
 
 fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {

@@ -31,6 +31,7 @@ fn hyper(dropout: f32) -> ModelHyper {
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-8,
+            perp: Default::default(),
         },
         dropout,
         dropout_seed: 3,

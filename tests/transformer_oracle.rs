@@ -112,6 +112,7 @@ fn hyper(c: &Case, lr: f64) -> ModelHyper {
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-8,
+            perp: Default::default(),
         },
         dropout: c.dropout,
         dropout_seed: 3,

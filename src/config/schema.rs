@@ -6,7 +6,7 @@ use crate::data::source::{Source, Standardize};
 use crate::data::{CorruptionMode, Operation};
 use crate::model::deep::DeepConfig;
 use crate::model::transformer::TransformerConfig;
-use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind};
+use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind, PerpGrad};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -359,6 +359,15 @@ pub struct TrainConfig {
     pub steps: Option<u64>,
     /// Seed of the minibatch permutations (shared by the fleet).
     pub batch_seed: u64,
+    /// ⊥Grad before every AdamW step: `none`, `project` or `project-keep-norm`.
+    #[serde(skip_serializing_if = "TrainConfig::perp_default")]
+    pub perp_grad: PerpGrad,
+}
+
+impl TrainConfig {
+    fn perp_default(p: &PerpGrad) -> bool {
+        *p == PerpGrad::None
+    }
 }
 
 impl Default for TrainConfig {
@@ -375,6 +384,7 @@ impl Default for TrainConfig {
             epochs: None,
             steps: None,
             batch_seed: 0,
+            perp_grad: PerpGrad::None,
         }
     }
 }

@@ -64,6 +64,23 @@ pub enum Loss {
     StableMax,
 }
 
+/// ⊥Grad (Prieto et al., "Grokking at the edge of numerical stability", ICLR 2025, §5): the
+/// gradient's component along the weights, which only scales the logits ("naïve loss
+/// minimization"), removed per parameter tensor before the AdamW step:
+/// `g ← g − (θ·g / θ·θ) θ` (`train.perp_grad`; docs/NUMERICS.md). Its arithmetic is in `train::adamw`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PerpGrad {
+    /// The plain gradient.
+    #[default]
+    None,
+    /// `g − (θ·g / θ·θ) θ`, as the paper writes it.
+    Project,
+    /// The projection rescaled to the norm of `g`, as the authors' public `OrthoGrad` code
+    /// does.
+    ProjectKeepNorm,
+}
+
 /// A checked network shape with everything its fleet needs to initialise its models.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Architecture {

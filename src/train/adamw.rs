@@ -2,6 +2,7 @@
 //! step with bias correction, computed as `torch.optim.AdamW` does.
 
 use crate::kernels::Real;
+pub use crate::model::PerpGrad;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,6 +12,50 @@ pub struct AdamWHyper {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// ⊥Grad: what is removed from the gradient before the step ([`PerpGrad`]).
+    #[serde(default)]
+    pub perp: PerpGrad,
+}
+
+impl PerpGrad {
+    /// Projects `grad` of each tensor `ranges` of `params` (a tensor of zero weights keeps
+    /// its gradient: there is no direction to remove). Sums in f64.
+    pub fn apply<T: Real>(
+        self,
+        params: &[T],
+        grad: &mut [T],
+        ranges: impl Iterator<Item = std::ops::Range<usize>>,
+    ) {
+        if self == PerpGrad::None {
+            return;
+        }
+        for r in ranges {
+            let (w, g) = (&params[r.clone()], &mut grad[r]);
+            let (mut wg, mut ww, mut gg) = (0.0f64, 0.0f64, 0.0f64);
+            for (&a, &b) in w.iter().zip(g.iter()) {
+                let (a, b) = (a.to_f64(), b.to_f64());
+                wg += a * b;
+                ww += a * a;
+                gg += b * b;
+            }
+            if ww <= 0.0 || !ww.is_finite() {
+                continue;
+            }
+            let c = wg / ww;
+            let mut oo = 0.0f64;
+            for (&a, b) in w.iter().zip(g.iter_mut()) {
+                let o = b.to_f64() - c * a.to_f64();
+                oo += o * o;
+                *b = T::from_f64(o);
+            }
+            if self == PerpGrad::ProjectKeepNorm && oo > 0.0 {
+                let k = T::from_f64((gg / oo).sqrt());
+                for b in g.iter_mut() {
+                    *b *= k;
+                }
+            }
+        }
+    }
 }
 
 /// First and second moments plus the step counter (in the engine's float type).
@@ -58,5 +103,39 @@ impl<T: Real> AdamWState<T> {
             let denom = v.sqrt() / bc2_sqrt + eps;
             *p -= step_size * *m / denom;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By hand: θ = (1, 0, 2 | 3, 4), g = (1, 1, 1 | 0, 5) in two tensors. First: θ·g = 3,
+    /// θ·θ = 5, g⊥ = g − 0.6 θ = (0.4, 1, −0.2). Second: θ·g = 20, θ·θ = 25,
+    /// g⊥ = g − 0.8 θ = (−2.4, 1.8). A zero tensor keeps its gradient.
+    #[test]
+    fn perp_grad_by_hand() {
+        let w = [1.0f64, 0.0, 2.0, 3.0, 4.0, 0.0, 0.0];
+        let g0 = [1.0f64, 1.0, 1.0, 0.0, 5.0, 7.0, -1.0];
+        let ranges = || [0..3, 3..5, 5..7].into_iter();
+        let mut g = g0;
+        PerpGrad::Project.apply(&w, &mut g, ranges());
+        let want = [0.4, 1.0, -0.2, -2.4, 1.8, 7.0, -1.0];
+        for (a, b) in g.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{g:?}");
+        }
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        assert!(dot(&w[..3], &g[..3]).abs() < 1e-12 && dot(&w[3..5], &g[3..5]).abs() < 1e-12);
+        let mut k = g0;
+        PerpGrad::ProjectKeepNorm.apply(&w, &mut k, ranges());
+        let n = |v: &[f64]| dot(v, v).sqrt();
+        assert!((n(&k[..3]) - n(&g0[..3])).abs() < 1e-12);
+        assert!(
+            (k[0] / k[1] - 0.4).abs() < 1e-12,
+            "the direction of the projection"
+        );
+        let mut same = g0;
+        PerpGrad::None.apply(&w, &mut same, ranges());
+        assert_eq!(same, g0);
     }
 }

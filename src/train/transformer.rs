@@ -234,7 +234,13 @@ impl<T: Real> TFleet<T> {
                             },
                             ..m.hyper.adam
                         };
-                        m.adam[j].step(&hyper, &mut m.params[s.range()], &g[s.range()]);
+                        let r = s.range();
+                        hyper.perp.apply(
+                            &m.params[r.clone()],
+                            &mut g[r.clone()],
+                            [0..r.len()].into_iter(),
+                        );
+                        m.adam[j].step(&hyper, &mut m.params[r.clone()], &g[r]);
                     }
                     (l, None)
                 })

@@ -171,8 +171,17 @@ impl<T: Real> DFleet<T> {
                             }
                         }
                     }
-                    m.adam
-                        .step(&m.hyper.adam, &mut m.params, &ws.grad[..arch.n_params()]);
+                    let n = arch.n_params();
+                    let tensors = arch.slots().into_iter().flat_map(|sl| {
+                        [Some(sl.weight), sl.bias, sl.gamma, sl.beta]
+                            .into_iter()
+                            .flatten()
+                    });
+                    m.hyper
+                        .adam
+                        .perp
+                        .apply(&m.params, &mut ws.grad[..n], tensors);
+                    m.adam.step(&m.hyper.adam, &mut m.params, &ws.grad[..n]);
                     (l, None)
                 })
                 .collect();

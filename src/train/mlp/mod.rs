@@ -261,6 +261,14 @@ impl Fleet {
                             }
                         }
                         let hyper = model.hyper.adam;
+                        let tensors = [
+                            arch.u_range(),
+                            arch.v_range(),
+                            arch.w_range(),
+                            arch.gamma_range(),
+                            arch.beta_range(),
+                        ];
+                        hyper.perp.apply(&model.params, g, tensors.into_iter());
                         model.adam.step(&hyper, &mut model.params, g);
                         None
                     } else {
