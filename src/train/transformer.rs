@@ -238,7 +238,7 @@ impl<T: Real> TFleet<T> {
                         hyper.perp.apply(
                             &m.params[r.clone()],
                             &mut g[r.clone()],
-                            [0..r.len()].into_iter(),
+                            std::iter::once(0..r.len()),
                         );
                         m.adam[j].step(&hyper, &mut m.params[r.clone()], &g[r]);
                     }
