@@ -92,7 +92,7 @@ fn sizes_beyond_the_machine_are_refused_before_allocating() {
     refused_train(
         t,
         &["data.p=65521"],
-        &["data.p", "needs about", "GB of memory", "8.6 GB allowed"],
+        &["data.p", "needs about", "B of memory", "8.6 GB allowed"],
     );
     refused_train(t, &["model.width=1000000000"], &["model.width", "16777216"]);
     refused_train(
