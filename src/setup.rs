@@ -69,7 +69,7 @@ impl Prepare for Checked {
                         beta1: self.train.beta1,
                         beta2: self.train.beta2,
                         eps: self.train.eps,
-                        perp: self.train.perp_grad,
+                        perp: s.perp_grad,
                     },
                     dropout: s.dropout as f32,
                     dropout_seed: dropout_seed(s.init_seed),
@@ -77,7 +77,13 @@ impl Prepare for Checked {
                 labels: l.labels.clone(),
             });
         }
-        let network = Network::new(self.architecture(), self.train.loss, &split, models)?;
+        let network = Network::new(
+            self.architecture(),
+            self.train.loss,
+            self.softmax_precision(),
+            &split,
+            models,
+        )?;
         Ok(Setup {
             total_steps: self.total_steps(n),
             steps_per_epoch: self.steps_per_epoch(n),

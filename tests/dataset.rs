@@ -6,7 +6,7 @@ use grokscope::config::Config;
 use grokscope::data::dataset::TokenSpace;
 use grokscope::data::{CorruptionMode, Dataset, DenseSplit, Inputs, Operation, Split};
 use grokscope::metrics::accuracies;
-use grokscope::model::Loss;
+use grokscope::model::{Loss, Precision};
 use grokscope::rundir::dataset::dataset_arrays;
 use grokscope::rundir::RunDir;
 use grokscope::train::adamw::AdamWHyper;
@@ -152,7 +152,7 @@ fn engines_of_token_tasks_refuse_dense_inputs() {
         },
         labels: vec![0; 6],
     }];
-    let e = Network::new(cfg.architecture(), Loss::Mse, &d, models)
+    let e = Network::new(cfg.architecture(), Loss::Mse, Precision::F64, &d, models)
         .err()
         .expect("a dense dataset is refused")
         .to_string();

@@ -59,30 +59,35 @@ fn adamw_one_step_by_hand() {
 }
 
 /// One MLP step with ⊥Grad equals AdamW, by hand, on the gradient with its component along
-/// each weight tensor (U, V, W, γ, β) removed.
+/// each weight tensor (U, V, W, γ, β) removed; ⊥Grad is a fleet axis: the fleet's second
+/// model (`none`, the same init) takes the plain step.
 #[test]
 fn perp_grad_step_by_hand() {
+    for batchnorm in [true, false] {
+        perp_grad_step(batchnorm);
+    }
+}
+
+fn perp_grad_step(batchnorm: bool) {
     use grokscope::model::PerpGrad;
     let mut cfg = small(11, vec![1.0], 1);
     cfg.model.mlp.width = 12;
-    cfg.model.mlp.batchnorm = true;
-    cfg.train.perp_grad = PerpGrad::Project;
+    cfg.model.mlp.batchnorm = batchnorm;
+    cfg.train.perp_grad = Axis::Many(vec![PerpGrad::Project, PerpGrad::None]);
     let mut s = setup(&cfg);
+    assert_eq!(s.specs.len(), 2);
+    assert_eq!(s.specs[0].perp_grad, PerpGrad::Project);
     let fleet = s.network.as_mlp_mut().unwrap();
     fleet.step_full();
     let batch = fleet.full_batch();
-    let before = fleet.models[0].clone();
-    let (_, mut g) = fleet.gradients(&batch).remove(0);
+    let before: Vec<_> = fleet.models.clone();
+    let mut grads = fleet.gradients(&batch);
     let arch = fleet.arch;
-    let tensors = [
-        arch.u_range(),
-        arch.v_range(),
-        arch.w_range(),
-        arch.gamma_range(),
-        arch.beta_range(),
-    ];
-    for r in tensors.clone() {
-        let (w, gr) = (&before.params[r.clone()], &g[r.clone()]);
+    let (_, g0) = grads.remove(0);
+    let (_, g1) = grads.remove(0);
+    let mut g = g0.clone();
+    for r in arch.tensor_ranges() {
+        let (w, gr) = (&before[0].params[r.clone()], &g0[r.clone()]);
         let (wg, ww): (f64, f64) = w.iter().zip(gr).fold((0.0, 0.0), |(a, b), (&x, &y)| {
             (a + x as f64 * y as f64, b + x as f64 * x as f64)
         });
@@ -90,32 +95,36 @@ fn perp_grad_step_by_hand() {
             *gi = (*gi as f64 - wg / ww * wi as f64) as f32;
         }
     }
-    let mut want = before.params.clone();
-    let mut adam = before.adam.clone();
-    adam.step(&before.hyper.adam, &mut want, &g);
-    fleet.step_full();
-    let got = &fleet.models[0].params;
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(worst < 1e-6, "largest difference {worst}");
-    // And it is not the plain step.
-    let mut plain = before.params.clone();
-    let (_, g0) = {
-        let mut c2 = cfg.clone();
-        c2.train.perp_grad = PerpGrad::None;
-        let mut s2 = setup(&c2);
-        let f2 = s2.network.as_mlp_mut().unwrap();
-        f2.step_full();
-        f2.gradients(&batch).remove(0)
+    let step = |m: usize, g: &[f32]| {
+        let mut want = before[m].params.clone();
+        before[m]
+            .adam
+            .clone()
+            .step(&before[m].hyper.adam, &mut want, g);
+        want
     };
-    before
-        .adam
-        .clone()
-        .step(&before.hyper.adam, &mut plain, &g0);
-    assert!(plain.iter().zip(got).any(|(a, b)| (a - b).abs() > 1e-4));
+    let (want, plain) = (step(0, &g), step(1, &g1));
+    fleet.step_full();
+    let worst = |got: &[f32], want: &[f32]| {
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let got = &fleet.models[0].params;
+    assert!(
+        worst(got, &want) < 1e-6,
+        "⊥Grad: largest difference {}",
+        worst(got, &want)
+    );
+    let got1 = &fleet.models[1].params;
+    assert!(
+        worst(got1, &plain) < 1e-6,
+        "plain: largest difference {}",
+        worst(got1, &plain)
+    );
+    // And the projected step is not the plain one.
+    assert!(worst(got, got1) > 1e-4);
 }
 
 fn small(p: usize, wd: Vec<f64>, epochs: u64) -> Config {

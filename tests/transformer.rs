@@ -157,6 +157,55 @@ fn small_transformer_generalizes_without_corruption() {
     assert_eq!(last.test_acc, 1.0, "{last:?}");
 }
 
+/// `train.softmax_precision`: the Transformer's default is f32 (its passes compute in f32),
+/// f64 computes the loss's softmax in f64; the training losses of the two agree to f32
+/// rounding over 30 steps of cross-entropy and of StableMax, and are not the same bits.
+#[test]
+fn softmax_precision_f32_and_f64_train_alike() {
+    use grokscope::model::Precision;
+    for loss in [Loss::CrossEntropy, Loss::StableMax] {
+        let run = |prec: Option<Precision>| {
+            let mut cfg = transformer_config();
+            cfg.model.transformer = TransformerConfig {
+                d_model: 16,
+                heads: 2,
+                ..Default::default()
+            };
+            cfg.data.p = 11;
+            cfg.train.loss = loss;
+            cfg.train.steps = Some(30);
+            cfg.train.softmax_precision = prec;
+            cfg.eval.every = 10;
+            assert_eq!(
+                cfg.softmax_precision(),
+                prec.unwrap_or(Precision::F32),
+                "the Transformer's default"
+            );
+            train(cfg).history[0]
+                .iter()
+                .map(|r| r.train_loss)
+                .collect::<Vec<f64>>()
+        };
+        let (a, b, c) = (
+            run(None),
+            run(Some(Precision::F32)),
+            run(Some(Precision::F64)),
+        );
+        assert_eq!(a, b, "{loss:?}: the default is f32");
+        assert_ne!(a, c, "{loss:?}: f64 rounds differently");
+        for (x, y) in a.iter().zip(&c) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "{loss:?}: {a:?} vs {c:?}"
+            );
+        }
+    }
+    let mut mlp = Config::default();
+    assert_eq!(mlp.softmax_precision(), Precision::F64, "the MLP's default");
+    mlp.train.softmax_precision = Some(Precision::F32);
+    assert_eq!(mlp.softmax_precision(), Precision::F32);
+}
+
 #[test]
 fn transformer_run_analyze_prune_report() {
     let tmp = tempfile::tempdir().unwrap();

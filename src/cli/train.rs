@@ -218,10 +218,21 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
 fn print_table(s: &rundir::Summary) {
     use grokscope::config::FLEET_AXES;
     let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+    // Each column as wide as its longest value (6 at least: ⊥Grad's values are words).
+    let widths: Vec<usize> = FLEET_AXES
+        .iter()
+        .map(|a| {
+            s.models
+                .iter()
+                .map(|m| (a.value)(&m.spec).chars().count())
+                .fold(6, usize::max)
+        })
+        .collect();
     let axes = |cell: &dyn Fn(&grokscope::config::FleetAxis) -> String| {
         FLEET_AXES
             .iter()
-            .map(|a| format!(" {:>6}", cell(a)))
+            .zip(&widths)
+            .map(|(a, &w)| format!(" {:>w$}", cell(a)))
             .collect::<String>()
     };
     println!(

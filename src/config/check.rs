@@ -185,6 +185,7 @@ impl Config {
                 ));
             }
         }
+        nonempty(&t.perp_grad, "train.perp_grad")?;
         let lrs = t.lr.values();
         let over: Vec<(f64, f64)> = t
             .weight_decay

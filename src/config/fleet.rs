@@ -6,6 +6,7 @@
 use super::axis::Axis;
 use super::schema::{Config, MAX_FLEET};
 use crate::error::{Error, Result};
+use crate::model::PerpGrad;
 use serde::Serialize;
 
 /// One fleet axis: its config key, its field of [`ModelSpec`] (and column in tables and
@@ -81,6 +82,8 @@ fleet_axes! {
     dropout: f64 = model.dropout, "drop", "dropout";
     /// The learning rate as configured (before any batch-size scaling).
     lr: f64 = train.lr, "lr", "lr";
+    /// ⊥Grad (`none`, `project`, `project-keep-norm`).
+    perp_grad: PerpGrad = train.perp_grad, "⊥grad", "⊥Grad";
 }
 
 impl Config {

@@ -6,7 +6,7 @@ use crate::data::source::{Source, Standardize};
 use crate::data::{CorruptionMode, Operation};
 use crate::model::deep::DeepConfig;
 use crate::model::transformer::TransformerConfig;
-use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind, PerpGrad};
+use crate::model::{Activation, Init, Loss, MlpConfig, ModelKind, PerpGrad, Precision};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -359,14 +359,18 @@ pub struct TrainConfig {
     pub steps: Option<u64>,
     /// Seed of the minibatch permutations (shared by the fleet).
     pub batch_seed: u64,
-    /// ⊥Grad before every AdamW step: `none`, `project` or `project-keep-norm`.
+    /// ⊥Grad before every AdamW step: `none`, `project` or `project-keep-norm` (fleet axis).
     #[serde(skip_serializing_if = "TrainConfig::perp_default")]
-    pub perp_grad: PerpGrad,
+    pub perp_grad: Axis<PerpGrad>,
+    /// The precision of the training loss's softmax (cross-entropy, StableMax): `f32` or
+    /// `f64`; absent: the kind's default (f64 for the MLPs, f32 for the Transformer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub softmax_precision: Option<Precision>,
 }
 
 impl TrainConfig {
-    fn perp_default(p: &PerpGrad) -> bool {
-        *p == PerpGrad::None
+    fn perp_default(p: &Axis<PerpGrad>) -> bool {
+        *p == Axis::One(PerpGrad::None)
     }
 }
 
@@ -384,7 +388,8 @@ impl Default for TrainConfig {
             epochs: None,
             steps: None,
             batch_seed: 0,
-            perp_grad: PerpGrad::None,
+            perp_grad: Axis::One(PerpGrad::None),
+            softmax_precision: None,
         }
     }
 }
@@ -564,6 +569,18 @@ impl Config {
             (None, Some(e)) => e.saturating_mul(self.steps_per_epoch(n_train)),
             (None, None) => 1000u64.saturating_mul(self.steps_per_epoch(n_train)),
         }
+    }
+
+    /// The precision of the training loss's softmax: `train.softmax_precision`, else the
+    /// kind's default — f32 for the Transformer (its passes compute in f32), f64 for the
+    /// MLPs (as they always did; docs/NUMERICS.md).
+    pub fn softmax_precision(&self) -> Precision {
+        self.train
+            .softmax_precision
+            .unwrap_or(match self.model.kind {
+                ModelKind::Transformer => Precision::F32,
+                _ => Precision::F64,
+            })
     }
 
     /// The learning rate actually used for a configured `lr`.

@@ -319,14 +319,21 @@ impl Arch {
             s..s
         }
     }
+    /// The parameter tensors U, V, W, γ, β as ranges of the flat vector (γ and β empty
+    /// without BatchNorm): what ⊥Grad projects one at a time.
+    pub fn tensor_ranges(&self) -> [std::ops::Range<usize>; 5] {
+        [
+            self.u_range(),
+            self.v_range(),
+            self.w_range(),
+            self.gamma_range(),
+            self.beta_range(),
+        ]
+    }
     /// β (empty without BatchNorm).
     pub fn beta_range(&self) -> std::ops::Range<usize> {
-        let s = 3 * self.p * self.width + self.width;
-        if self.batchnorm {
-            s..s + self.width
-        } else {
-            s..s
-        }
+        let g = self.gamma_range();
+        g.end..g.end + g.len()
     }
 
     /// The paper's init scale `σ = 0.5 / (2N)^{1/3}`.

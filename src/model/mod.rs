@@ -64,6 +64,17 @@ pub enum Loss {
     StableMax,
 }
 
+/// The precision the training loss's softmax is computed in (`train.softmax_precision`):
+/// the logsumexp (cross-entropy) or Σ s (StableMax) of each row of logits and the row's
+/// gradient. The logits themselves are f32. Prieto et al. (ICLR 2025, §3) trace "softmax
+/// collapse" to these sums' rounding; docs/NUMERICS.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
 /// ⊥Grad (Prieto et al., "Grokking at the edge of numerical stability", ICLR 2025, §5): the
 /// gradient's component along the weights, which only scales the logits ("naïve loss
 /// minimization"), removed per parameter tensor before the AdamW step:
@@ -79,6 +90,16 @@ pub enum PerpGrad {
     /// The projection rescaled to the norm of `g`, as the authors' public `OrthoGrad` code
     /// does.
     ProjectKeepNorm,
+}
+
+impl std::fmt::Display for PerpGrad {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            PerpGrad::None => "none",
+            PerpGrad::Project => "project",
+            PerpGrad::ProjectKeepNorm => "project-keep-norm",
+        })
+    }
 }
 
 /// A checked network shape with everything its fleet needs to initialise its models.

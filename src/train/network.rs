@@ -6,7 +6,7 @@ use super::deep::DFleet;
 use super::engine::{
     Engine, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, UnitTraces, WeightStats,
 };
-use super::loss::Loss;
+use super::loss::{Loss, Precision};
 use super::mlp::Fleet;
 use super::transformer::TFleet;
 use crate::data::Dataset;
@@ -31,10 +31,11 @@ pub struct ModelInit {
 impl Network {
     /// A fleet of `architecture` on `dataset`, one model per entry of `models`. A kind that
     /// reads token pairs refuses a dataset of dense features, and the deep MLP a table,
-    /// saying so.
+    /// saying so. `softmax`: the precision of the training loss's softmax.
     pub fn new(
         architecture: &Architecture,
         loss: Loss,
+        softmax: Precision,
         dataset: &Dataset,
         models: Vec<ModelInit>,
     ) -> Result<Network> {
@@ -55,7 +56,9 @@ impl Network {
                     })
                     .collect();
                 let split = dataset.require_table("the two-layer MLP")?;
-                Network::Mlp(Fleet::new(*arch, loss, split, models))
+                let mut f = Fleet::new(*arch, loss, split, models);
+                f.softmax = softmax;
+                Network::Mlp(f)
             }
             Architecture::Transformer(t) => {
                 let cfg = &t.cfg;
@@ -64,7 +67,9 @@ impl Network {
                     .map(|m| (m.init_seed, m.hyper, m.labels))
                     .collect();
                 let split = dataset.require_table("the Transformer")?;
-                Network::Transformer(TFleet::new(cfg, loss, split, models))
+                let mut f = TFleet::new(cfg, loss, split, models);
+                f.softmax = softmax;
+                Network::Transformer(f)
             }
             Architecture::Deep(arch) => {
                 let data = dataset.require_dense("the deep MLP")?;
@@ -85,7 +90,9 @@ impl Network {
                     .into_iter()
                     .map(|m| (arch.init_params(m.init_seed), m.hyper, m.labels))
                     .collect();
-                Network::Deep(DFleet::new(arch.clone(), loss, data, models))
+                let mut f = DFleet::new(arch.clone(), loss, data, models);
+                f.softmax = softmax;
+                Network::Deep(f)
             }
         })
     }

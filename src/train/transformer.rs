@@ -13,7 +13,7 @@ use super::adamw::{AdamWHyper, AdamWState};
 use super::engine::{
     self, Engine, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, WeightStats,
 };
-use super::loss::{argmax, Loss};
+use super::loss::{argmax, Loss, Precision};
 use super::tpass::{self, Chunk, Examples, Shape, Table, TableGrads};
 use crate::data::Split;
 use crate::error::{Error, Result};
@@ -48,6 +48,8 @@ pub struct TFleet<T: Real = f32> {
     pub cfg: TransformerConfig,
     pub p: usize,
     pub loss: Loss,
+    /// The training loss's softmax precision (`train.softmax_precision`; f32 unless set).
+    pub softmax: Precision,
     /// The parameters in order: name, shape, kind, offset.
     pub specs: Vec<ParamSpec>,
     shape: Shape,
@@ -121,6 +123,7 @@ impl<T: Real> TFleet<T> {
             cfg: cfg.clone(),
             p,
             loss,
+            softmax: Precision::F32,
             specs,
             shape,
             models,
@@ -154,7 +157,8 @@ impl<T: Real> TFleet<T> {
         grow_with(&mut self.pool, per_wave.min(n_models) * c, Chunk::default);
         grow_with(&mut self.tables, per_wave.min(n_models), Table::default);
         let groups: Vec<(f64, bool)> = (0..self.specs.len()).map(|j| self.group(j)).collect();
-        let (sh, specs, loss, step) = (&self.shape, &self.specs, self.loss, self.step);
+        let (sh, specs, loss, softmax, step) =
+            (&self.shape, &self.specs, self.loss, self.softmax, self.step);
         let train = &self.train_tokens;
         let mut out = Vec::with_capacity(n_models);
         for first in (0..n_models).step_by(per_wave) {
@@ -194,7 +198,7 @@ impl<T: Real> TFleet<T> {
                 );
                 let shared = Some(&tabs[t / c]);
                 ch.forward(sh, &m.params, &ex, shared, masks.as_ref());
-                ch.loss_grad(sh, loss, &labels, batch.len());
+                ch.loss_grad(sh, loss, softmax, &labels, batch.len());
                 ch.backward(sh, &m.params, &ex, shared, masks.as_ref());
             });
             // (C) Sum the chunks, the shared table's backward, AdamW.

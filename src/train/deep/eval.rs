@@ -146,7 +146,7 @@ impl DFleet<f32> {
                     Mode::Eval(st.running.as_deref()),
                 );
                 // Each example's own loss: the gradient of ℓ_i, not of the batch mean.
-                ws.loss_grad(self.loss, &labels[start..end], 1, k);
+                ws.loss_grad(self.loss, self.softmax, &labels[start..end], 1, k);
                 ws.backward(&self.arch, &st.params, x);
                 let mut act = Vec::new();
                 let mut attr = Vec::new();

@@ -14,7 +14,7 @@ use super::adamw::AdamWState;
 use super::engine::{
     self, BnNeuron, Engine, EvalOutput, ModelHyper, NeuronView, UnitTraces, WeightStats,
 };
-use super::loss::Loss;
+use super::loss::{Loss, Precision};
 use crate::data::DenseSplit;
 use crate::error::{Error, Result};
 use crate::kernels::{flush_denormals, Real};
@@ -42,6 +42,8 @@ pub struct DModel<T: Real = f32> {
 pub struct DFleet<T: Real = f32> {
     pub arch: DeepArch,
     pub loss: Loss,
+    /// The training loss's softmax precision (`train.softmax_precision`; f64 unless set).
+    pub softmax: Precision,
     pub models: Vec<DModel<T>>,
     train_x: Vec<T>,
     test_x: Vec<T>,
@@ -94,6 +96,7 @@ impl<T: Real> DFleet<T> {
         DFleet {
             arch,
             loss,
+            softmax: Precision::F64,
             models,
             train_x: conv(&data.train_x),
             test_x: conv(&data.test_x),
@@ -128,7 +131,7 @@ impl<T: Real> DFleet<T> {
         }
         let x: &[T] = if identity { &self.train_x } else { &self.xbuf };
         let n = batch.len();
-        let (arch, loss, step) = (&self.arch, self.loss, self.step);
+        let (arch, loss, softmax, step) = (&self.arch, self.loss, self.softmax, self.step);
         let n_models = self.models.len();
         while self.pool.len() < TASKS.min(n_models) {
             self.pool.push(Work::default());
@@ -150,7 +153,7 @@ impl<T: Real> DFleet<T> {
                         step,
                     };
                     ws.forward(arch, &m.params, x, n, mode);
-                    let l = ws.loss_grad(loss, &labels, n, arch.classes) / norm;
+                    let l = ws.loss_grad(loss, softmax, &labels, n, arch.classes) / norm;
                     ws.backward(arch, &m.params, x);
                     if !update {
                         return (l, Some(ws.grad[..arch.n_params()].to_vec()));

@@ -8,7 +8,7 @@
 
 use crate::kernels::{matmul, Mat, Real};
 use crate::model::deep::{DeepArch, LayerSlots, Norm};
-use crate::train::loss::Loss;
+use crate::train::loss::{Loss, Precision};
 use crate::train::tpass::ops::{layer_norm, layer_norm_back};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -223,13 +223,20 @@ impl<T: Real> Work<T> {
 
     /// Replaces the logits by the gradient of the mean loss over `batch` rows (of which these
     /// are `labels.len()`) and returns their summed unnormalised loss.
-    pub fn loss_grad(&mut self, loss: Loss, labels: &[u32], batch: usize, classes: usize) -> f64 {
+    pub fn loss_grad(
+        &mut self,
+        loss: Loss,
+        softmax: Precision,
+        labels: &[u32],
+        batch: usize,
+        classes: usize,
+    ) -> f64 {
         let mut total = 0.0;
         for (row, &y) in self.logits[..labels.len() * classes]
             .chunks_exact_mut(classes)
             .zip(labels)
         {
-            total += row_grad(loss, row, y as usize, batch);
+            total += row_grad(loss, softmax, row, y as usize, batch);
         }
         total
     }
@@ -448,7 +455,7 @@ fn column_stats<T: Real>(h: &[T], n: usize, w: usize) -> (Vec<T>, Vec<T>) {
 
 /// One row's loss (unnormalised, in f64) and, in place, its logits' gradient of the mean loss
 /// over `batch` rows (as `Loss::row_grad_in_place`, in `T`).
-fn row_grad<T: Real>(loss: Loss, row: &mut [T], y: usize, batch: usize) -> f64 {
+fn row_grad<T: Real>(loss: Loss, softmax: Precision, row: &mut [T], y: usize, batch: usize) -> f64 {
     let k = row.len();
     match loss {
         Loss::Mse => {
@@ -462,22 +469,8 @@ fn row_grad<T: Real>(loss: Loss, row: &mut [T], y: usize, batch: usize) -> f64 {
             }
             total
         }
-        Loss::StableMax => {
-            let x: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
-            crate::train::loss::stablemax_row(x.into_iter(), y, batch, |q, g| {
-                row[q] = T::from_f64(g)
-            })
-        }
-        Loss::CrossEntropy => {
-            let m = row.iter().fold(f64::NEG_INFINITY, |a, b| a.max(b.to_f64()));
-            let lse = m + row.iter().map(|v| (v.to_f64() - m).exp()).sum::<f64>().ln();
-            let total = lse - row[y].to_f64();
-            let inv = 1.0 / batch as f64;
-            for (q, l) in row.iter_mut().enumerate() {
-                let s = (l.to_f64() - lse).exp();
-                *l = T::from_f64((s - if q == y { 1.0 } else { 0.0 }) * inv);
-            }
-            total
+        Loss::CrossEntropy | Loss::StableMax => {
+            crate::train::loss::softmax_grad_in_place(loss, softmax, row, y, batch)
         }
     }
 }

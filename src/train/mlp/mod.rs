@@ -23,7 +23,7 @@ use crate::train::engine::{
     self, BnNeuron, EvalOutput, EvalProbe, ModelHyper, NeuronView, TokenWeights, UnitTraces,
     WeightStats,
 };
-use crate::train::loss::Loss;
+use crate::train::loss::{Loss, Precision};
 use rayon::prelude::*;
 
 mod pass;
@@ -60,6 +60,8 @@ pub struct ModelState {
 pub struct Fleet {
     pub arch: Arch,
     pub loss: Loss,
+    /// The training loss's softmax precision (`train.softmax_precision`; f64 unless set).
+    pub softmax: Precision,
     pub models: Vec<ModelState>,
     train_pairs: Vec<Pair>,
     eval_pairs: Vec<Pair>,
@@ -102,6 +104,7 @@ impl Fleet {
         Fleet {
             arch,
             loss,
+            softmax: Precision::F64,
             models,
             train_pairs: split.train_pairs.clone(),
             eval_pairs,
@@ -155,6 +158,7 @@ impl Fleet {
         let per_wave = (WAVE_TASKS / c).max(1);
         let arch = self.arch;
         let loss_kind = self.loss;
+        let softmax = self.softmax;
         let n_params = arch.n_params();
         let mut results = Vec::with_capacity(self.models.len());
         let n_models = self.models.len();
@@ -189,6 +193,7 @@ impl Fleet {
                     dropout: m.hyper.dropout,
                     dropout_seed: m.hyper.dropout_seed,
                     step,
+                    softmax,
                 }
             };
             let mut bn: Vec<BnBatch> = Vec::new();
@@ -261,14 +266,9 @@ impl Fleet {
                             }
                         }
                         let hyper = model.hyper.adam;
-                        let tensors = [
-                            arch.u_range(),
-                            arch.v_range(),
-                            arch.w_range(),
-                            arch.gamma_range(),
-                            arch.beta_range(),
-                        ];
-                        hyper.perp.apply(&model.params, g, tensors.into_iter());
+                        hyper
+                            .perp
+                            .apply(&model.params, g, arch.tensor_ranges().into_iter());
                         model.adam.step(&hyper, &mut model.params, g);
                         None
                     } else {

@@ -6,7 +6,7 @@
 use crate::data::Pair;
 use crate::kernels::{matmul, Mat};
 use crate::model::{Arch, RunningStats};
-use crate::train::loss::{argmax, Loss};
+use crate::train::loss::{argmax, Loss, Precision};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -55,6 +55,8 @@ pub(super) struct TaskCtx<'a> {
     pub(super) dropout: f32,
     pub(super) dropout_seed: u64,
     pub(super) step: u64,
+    /// The training loss's softmax precision.
+    pub(super) softmax: Precision,
 }
 
 pub(super) fn grow_with<T>(v: &mut Vec<T>, n: usize, f: impl Fn() -> T) {
@@ -211,7 +213,8 @@ pub(super) fn output_and_backward(
     let mut total = 0.0;
     for (r, &i) in tc.rows.iter().enumerate() {
         let label = tc.labels[i as usize];
-        total += loss.row_grad_in_place(&mut logits[r * p..(r + 1) * p], label, tc.batch_len);
+        let row = &mut logits[r * p..(r + 1) * p];
+        total += loss.row_grad_in_place(row, label, tc.batch_len, tc.softmax);
     }
     ws.loss = total;
     let gw = &mut grad[tc.arch.w_range()];

@@ -51,7 +51,7 @@ impl Fleet {
                 arch.output(&st.params, &y, rows, &mut logits);
                 let labels = &labels[b * EVAL_ROWS..b * EVAL_ROWS + rows];
                 for (row, &l) in logits.chunks_exact_mut(p).zip(labels) {
-                    self.loss.row_grad_in_place(row, l, 1);
+                    self.loss.row_grad_in_place(row, l, 1, self.softmax);
                 }
                 let mut dz = vec![0f32; rows * n];
                 matmul(

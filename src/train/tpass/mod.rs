@@ -27,7 +27,7 @@ pub use block::{Block, Scratch};
 pub use shape::{masks, BlockAt, LayerMasks, Masks, Shape};
 pub use table::{Table, TableGrads};
 
-use super::loss::Loss;
+use super::loss::{Loss, Precision};
 use crate::kernels::{gemm_into, Mat, Real};
 use ops::{grow, layer_norm, layer_norm_back, zero};
 
@@ -165,32 +165,22 @@ impl<T: Real> Chunk<T> {
 
     /// Replaces the logits by the gradient of the mean loss over a batch of `batch`
     /// examples and returns the chunk's unnormalised loss.
-    pub fn loss_grad(&mut self, sh: &Shape, loss: Loss, labels: &[u32], batch: usize) -> f64 {
+    pub fn loss_grad(
+        &mut self,
+        sh: &Shape,
+        loss: Loss,
+        softmax: Precision,
+        labels: &[u32],
+        batch: usize,
+    ) -> f64 {
         let p = sh.p;
         let mut total = 0.0f64;
         for (r, &y) in labels.iter().enumerate() {
             let row = &mut self.logits[r * p..(r + 1) * p];
             let y = y as usize;
             match loss {
-                Loss::CrossEntropy => {
-                    let m = row.iter().fold(row[0], |a, &b| a.max(b));
-                    let mut s = T::ZERO;
-                    for &x in row.iter() {
-                        s += (x - m).exp();
-                    }
-                    let lse = m + s.ln();
-                    total += (lse - row[y]).to_f64();
-                    let inv = T::from_f64(1.0 / batch as f64);
-                    for (q, x) in row.iter_mut().enumerate() {
-                        let t = if q == y { T::ONE } else { T::ZERO };
-                        *x = ((*x - lse).exp() - t) * inv;
-                    }
-                }
-                Loss::StableMax => {
-                    let x: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
-                    total += super::loss::stablemax_row(x.into_iter(), y, batch, |q, g| {
-                        row[q] = T::from_f64(g)
-                    });
+                Loss::CrossEntropy | Loss::StableMax => {
+                    total += super::loss::softmax_grad_in_place(loss, softmax, row, y, batch);
                 }
                 Loss::Mse => {
                     let c = T::from_f64(2.0 / (batch * p) as f64);
