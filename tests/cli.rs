@@ -212,10 +212,10 @@ fn presets_parse_and_validate() {
             }
         }
     }
-    assert!(n >= 6, "default + five paper presets, found {n}");
+    assert!(n >= 8, "default + seven paper presets, found {n}");
     assert_eq!(
-        sweeps, 11,
-        "five phase diagrams (four of the MLP, the Transformer's), their quick variants and configs/sweep-bench.toml"
+        sweeps, 13,
+        "six phase diagrams (four of the MLP, two of the Transformer), their quick variants and configs/sweep-bench.toml"
     );
 }
 

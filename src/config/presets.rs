@@ -113,6 +113,22 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../configs/paper/transformer-corrupted.toml"),
     ),
     (
+        "transformer-fig12",
+        include_str!("../../configs/paper/transformer-fig12.toml"),
+    ),
+    (
+        "transformer-fig13",
+        include_str!("../../configs/paper/transformer-fig13.toml"),
+    ),
+    (
+        "transformer-fig7a",
+        include_str!("../../configs/paper/transformer-fig7a.toml"),
+    ),
+    (
+        "transformer-fig7a-quick",
+        include_str!("../../configs/paper/transformer-fig7a-quick.toml"),
+    ),
+    (
         "transformer-grokking",
         include_str!("../../configs/paper/transformer-grokking.toml"),
     ),
