@@ -325,7 +325,8 @@ impl Hooks for DirHooks<'_, '_> {
         diverged: &[Option<u64>],
     ) -> Result<bool> {
         if self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every) {
-            self.dir.write_checkpoint(network, step, self.resumed)?;
+            self.dir
+                .write_checkpoint(self.cfg, network, step, self.resumed)?;
         }
         if let Some(sig) = self
             .control
@@ -365,8 +366,9 @@ pub fn train_into(
     let mut setup = setup;
     let m = setup.specs.len();
     let lock = dir.lock()?;
-    dir.write_dataset(&setup.split, &setup.labels, resume)?;
-    let (start, seconds_before, io_before, stream) = if resume {
+    // The resume point is checked and loaded before anything is written: a refused resume
+    // changes nothing.
+    let point = if resume {
         let point = dir.resume_point(cfg, m, setup.total_steps)?;
         setup
             .network
@@ -375,19 +377,26 @@ pub fn train_into(
                 path: dir.path().join("resume.safetensors"),
                 why: e.to_string(),
             })?;
-        let stream = dir.restart_metrics(&point.history)?;
-        (
-            Some(Start {
-                step: point.step,
-                history: point.history,
-                diverged_at: point.diverged_at,
-            }),
-            point.seconds,
-            point.io_seconds,
-            stream,
-        )
+        Some(point)
     } else {
-        (None, 0.0, 0.0, dir.start_metrics()?)
+        None
+    };
+    dir.write_dataset(cfg, &setup.split, &setup.labels, resume)?;
+    let (start, seconds_before, io_before, stream) = match point {
+        Some(point) => {
+            let stream = dir.restart_metrics(&point.history)?;
+            (
+                Some(Start {
+                    step: point.step,
+                    history: point.history,
+                    diverged_at: point.diverged_at,
+                }),
+                point.seconds,
+                point.io_seconds,
+                stream,
+            )
+        }
+        None => (None, 0.0, 0.0, dir.start_metrics()?),
     };
     let state = RunState {
         status: Status::Running,

@@ -50,6 +50,13 @@ impl Source {
                     path: path.clone(),
                     error,
                 })?;
+                if is_sweep(&text) {
+                    return Err(Error::Config(format!(
+                        "{} is a sweep file (it has [axes]: a phase diagram), not one run: run it with `grokscope sweep run {} --out DIR`",
+                        path.display(),
+                        path.display()
+                    )));
+                }
                 (text, path.display().to_string())
             }
             Source::Text { text, name } => (text.clone(), name.clone()),

@@ -17,6 +17,7 @@
 //! run's analysis files) → [`sweep`] (grids, the crash-safe store, shards) → [`report`]
 //! (figures, report.html) → [`bench`]; the binary is a thin shell over them.
 
+pub mod digest;
 pub mod error;
 pub mod fsio;
 pub mod kernels;

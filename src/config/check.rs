@@ -85,6 +85,22 @@ impl Config {
             None => {
                 warnings.extend(validate_table(d.p, d.operation)?);
                 check_alpha(d.train_fraction)?;
+                // The key-frequency rule (docs/PROGRESS.md) needs more frequencies than a
+                // random unit can hold half its variance in: at p ≤ 13 untrained Transformers
+                // (and at p ≤ 7 untrained MLPs) already have every frequency "key".
+                if self.eval.progress_every > 0
+                    && (3..=13).contains(&d.p)
+                    && matches!(
+                        d.operation,
+                        crate::data::Operation::Add | crate::data::Operation::Sub
+                    )
+                {
+                    warnings.push(format!(
+                        "p = {} has only {} frequencies: units of an untrained network already hold half their variance in one of them, so key_freqs and the restricted and excluded losses say little below p = 17 (docs/PROGRESS.md)",
+                        d.p,
+                        (d.p - 1) / 2
+                    ));
+                }
                 for (key, set) in [
                     ("data.n_train", d.n_train),
                     ("data.n_test", d.n_test),
@@ -150,6 +166,12 @@ impl Config {
         };
         if m.kind != ModelKind::Deep && !m.deep.is_default() {
             warnings.push(other("deep"));
+        }
+        if self.train.loss == crate::model::Loss::Mse && self.train.softmax_precision.is_some() {
+            warnings.push(
+                "train.softmax_precision has no effect with train.loss = \"mse\" (no softmax in the training loss; docs/NUMERICS.md)"
+                    .into(),
+            );
         }
         if m.kind == ModelKind::Deep {
             if m.mlp != crate::model::MlpConfig::default() {

@@ -193,9 +193,17 @@ pub fn validate_table(p: usize, operation: Operation) -> Result<Vec<String>> {
         ));
     }
     let mut warnings = Vec::new();
+    // Z_p under + is a group for every p; products need a prime p to be a group (without
+    // zero), and the Fourier picture of the paper (SPEC §4) assumes one throughout.
     if !prime {
+        let why = match operation {
+            Operation::Mul => {
+                "Z_p without zero is a group under multiplication only for a prime p"
+            }
+            _ => "the task is well defined, but the paper's analysis (the frequencies of Z_p, SPEC §4) assumes a prime modulus",
+        };
         warnings.push(format!(
-            "p = {p} is not prime: `{}` mod p is not a group operation for every p",
+            "p = {p} is not prime ({} mod p): {why}",
             operation.name()
         ));
     }

@@ -21,6 +21,49 @@ use kind::NetworkKind;
 use serde::{Deserialize, Serialize};
 use transformer::TransformerArch;
 
+/// `Deserialize` for a setting whose values are a few names: a string among them, and
+/// anything else (a number, a boolean, a list where one value is allowed) refused with the
+/// names listed.
+macro_rules! named_values {
+    ($t:ty, $list:literal, { $($name:literal => $v:expr),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str(concat!("one of ", $list))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$t, E> {
+                        match s {
+                            $($name => Ok($v),)+
+                            _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                        }
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<$t, A::Error> {
+                        Err(serde::de::Error::custom(concat!(
+                            "one value (",
+                            $list,
+                            "), not a list: this setting is not a fleet axis; compare its values in a sweep (docs/SWEEPS.md)"
+                        )))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+named_values!(Loss, "\"mse\", \"ce\", \"stablemax\"", {
+    "mse" => Loss::Mse, "ce" => Loss::CrossEntropy, "stablemax" => Loss::StableMax,
+});
+named_values!(Precision, "\"f32\", \"f64\"", { "f32" => Precision::F32, "f64" => Precision::F64 });
+named_values!(PerpGrad, "\"none\", \"project\", \"project-keep-norm\"", {
+    "none" => PerpGrad::None,
+    "project" => PerpGrad::Project,
+    "project-keep-norm" => PerpGrad::ProjectKeepNorm,
+});
+
 /// Which network a config asks for (`model.kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +96,7 @@ impl ModelKind {
 /// targets, cross-entropy, or StableMax cross-entropy (Prieto et al., ICLR 2025: the softmax's
 /// `exp` replaced by `s(x) = x + 1` for `x ≥ 0`, `1/(1 − x)` for `x < 0`). Its arithmetic is in
 /// `train::loss`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     #[default]
@@ -68,7 +111,7 @@ pub enum Loss {
 /// the logsumexp (cross-entropy) or Σ s (StableMax) of each row of logits and the row's
 /// gradient. The logits themselves are f32. Prieto et al. (ICLR 2025, §3) trace "softmax
 /// collapse" to these sums' rounding; docs/NUMERICS.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
@@ -79,7 +122,7 @@ pub enum Precision {
 /// gradient's component along the weights, which only scales the logits ("naïve loss
 /// minimization"), removed per parameter tensor before the AdamW step:
 /// `g ← g − (θ·g / θ·θ) θ` (`train.perp_grad`; docs/NUMERICS.md). Its arithmetic is in `train::adamw`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PerpGrad {
     /// The plain gradient.

@@ -3,6 +3,7 @@
 //! grokscope (docs/OUTPUTS.md).
 
 use crate::data::{Dataset, Inputs, TrainLabels};
+use crate::digest;
 use crate::error::{Error, Result};
 
 /// The tensors of `dataset.safetensors` as little-endian bytes: the inputs (`pairs` u32
@@ -77,8 +78,14 @@ pub fn dataset_arrays(split: &Dataset, labels: &[TrainLabels]) -> DatasetArrays 
     }
 }
 
-/// `dataset.safetensors` of `split` and the models' `labels` ([`DatasetArrays`]).
-pub(super) fn dataset_bytes(split: &Dataset, labels: &[TrainLabels]) -> Result<Vec<u8>> {
+/// `dataset.safetensors` of `split` and the models' `labels` ([`DatasetArrays`]). With
+/// `config` (the run's training fingerprint) it is tagged with it and sealed with its
+/// digest; without, it is the file grokscope wrote before it recorded either.
+pub(super) fn dataset_bytes(
+    split: &Dataset,
+    labels: &[TrainLabels],
+    config: Option<&str>,
+) -> Result<Vec<u8>> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
     let DatasetArrays {
@@ -121,17 +128,26 @@ pub(super) fn dataset_bytes(split: &Dataset, labels: &[TrainLabels]) -> Result<V
     ];
     // One metadata key holding sorted JSON, as in the weights: the file is the same to the
     // byte for the same config.
-    let about = match split {
-        Dataset::Table(s) => format!("{{\"format\":\"grokscope-dataset\",\"p\":{}}}", s.p),
+    let mut about = match split {
+        Dataset::Table(s) => serde_json::json!({"format": "grokscope-dataset", "p": s.p}),
         Dataset::Dense(d) => serde_json::json!({
             "classes": d.n_classes,
             "format": "grokscope-dataset",
             "name": d.name,
             "shape": d.shape,
-        })
-        .to_string(),
+        }),
     };
-    let meta =
-        std::collections::HashMap::from([(crate::train::engine::META_KEY.to_string(), about)]);
-    Ok(safetensors::serialize(views, Some(meta))?)
+    if let Some(tag) = config {
+        about["config"] = tag.into();
+        about[digest::KEY] = digest::PLACEHOLDER.into();
+    }
+    let meta = std::collections::HashMap::from([(
+        crate::train::engine::META_KEY.to_string(),
+        about.to_string(),
+    )]);
+    let mut bytes = safetensors::serialize(views, Some(meta))?;
+    if config.is_some() {
+        digest::seal(&mut bytes).map_err(|e| Error::Config(format!("dataset: {e}")))?;
+    }
+    Ok(bytes)
 }

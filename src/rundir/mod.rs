@@ -129,14 +129,16 @@ impl RunDir {
     /// hold exactly these bytes ([`RunDir::check_dense_data`]), never rebuilt.
     pub fn write_dataset(
         &self,
+        cfg: &Checked,
         split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
         resume: bool,
     ) -> Result<bool> {
-        let bytes = dataset::dataset_bytes(split, labels)?;
+        let tag = cfg.training_fingerprint();
+        let bytes = dataset::dataset_bytes(split, labels, Some(&tag))?;
         let path = self.path.join(DATASET);
         if resume && split.table().is_none() {
-            self.check_dense_bytes(&bytes)?;
+            self.check_dense_bytes(split, labels, &bytes)?;
             return Ok(false);
         }
         if !path.exists() {
@@ -158,27 +160,70 @@ impl RunDir {
     /// which follows from the config.
     pub fn check_dense_data(
         &self,
+        cfg: &Checked,
         split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
     ) -> Result<()> {
         if split.table().is_some() {
             return Ok(());
         }
-        self.check_dense_bytes(&dataset::dataset_bytes(split, labels)?)
+        let tag = cfg.training_fingerprint();
+        self.check_dense_bytes(
+            split,
+            labels,
+            &dataset::dataset_bytes(split, labels, Some(&tag))?,
+        )
     }
 
-    fn check_dense_bytes(&self, bytes: &[u8]) -> Result<()> {
+    fn check_dense_bytes(
+        &self,
+        split: &crate::data::Dataset,
+        labels: &[crate::data::TrainLabels],
+        bytes: &[u8],
+    ) -> Result<()> {
         let path = self.path.join(DATASET);
-        match read_bytes(&path) {
-            Ok(old) if old == bytes => Ok(()),
-            Ok(_) => Err(self.bad_file(
-                DATASET,
-                "it differs from the examples and labels the dataset files give now: the files changed since the run was trained (or data.path or $GROKSCOPE_DATA point elsewhere), or this file was damaged; restore them, or train again",
-            )),
-            Err(e) => Err(self.bad_file(
+        let old = read_bytes(&path).map_err(|e| {
+            self.bad_file(
                 DATASET,
                 format!("cannot be read ({e}): without it grokscope cannot check that the dataset files are the ones the run trained on"),
+            )
+        })?;
+        if old == bytes {
+            return Ok(());
+        }
+        match crate::digest::verify(&old) {
+            Err(why) => Err(self.bad_file(DATASET, self.damaged(&why))),
+            // Written before digests: the same examples and labels without one.
+            Ok(crate::digest::Seal::Absent)
+                if old == dataset::dataset_bytes(split, labels, None)? =>
+            {
+                note_unsealed(&path);
+                Ok(())
+            }
+            Ok(_) => Err(self.bad_file(
+                DATASET,
+                "it differs from the examples and labels the dataset files give now: the files changed since the run was trained (or data.path or $GROKSCOPE_DATA point elsewhere); restore them, or train again",
             )),
+        }
+    }
+
+    /// The bytes of the run's binary file `name`, refused unless they match the digest they
+    /// were written with (a file written before digests is noted, once, and accepted).
+    pub fn read_verified(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path.join(name);
+        let bytes = read_bytes(&path).map_err(|e| Error::io(&path, e))?;
+        self.verify_bytes(name, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn verify_bytes(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        match crate::digest::verify(bytes) {
+            Ok(crate::digest::Seal::Verified) => Ok(()),
+            Ok(crate::digest::Seal::Absent) => {
+                note_unsealed(&self.path.join(name));
+                Ok(())
+            }
+            Err(why) => Err(self.bad_file(name, self.damaged(&why))),
         }
     }
 
@@ -198,9 +243,10 @@ impl RunDir {
     pub fn load(&self) -> Result<LoadedRun> {
         let cfg = self.read_config()?;
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
-        self.check_dense_data(&setup.split, &setup.labels)?;
+        self.check_dense_data(&cfg, &setup.split, &setup.labels)?;
         let bytes = read_bytes(&self.path.join(WEIGHTS))
             .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
+        self.verify_bytes(WEIGHTS, &bytes)?;
         // The weights are written after summary.json: weights without it were not written
         // by a run that finished.
         if !self.path.join(SUMMARY).is_file() {
@@ -224,6 +270,17 @@ impl RunDir {
                 ),
             ));
         }
+        let tag = crate::train::engine::read_meta(&bytes, "config")
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
+        if let Some(tag) = tag.filter(|t| *t != cfg.training_fingerprint()) {
+            return Err(self.bad_file(
+                WEIGHTS,
+                format!(
+                    "it was trained by another config (fingerprint {tag}; {CONFIG} gives {}): the file belongs to another run — another seed or other settings — and was copied here; restore this run's own {WEIGHTS}, or train again",
+                    cfg.training_fingerprint()
+                ),
+            ));
+        }
         setup
             .network
             .load(&bytes)
@@ -239,13 +296,19 @@ impl RunDir {
     /// `weights.safetensors`.
     /// `resumed`: a resumed run may write again a checkpoint its killed attempt wrote (the
     /// same bytes).
-    pub fn write_checkpoint(&self, network: &Network, step: u64, resumed: bool) -> Result<()> {
+    pub fn write_checkpoint(
+        &self,
+        cfg: &Checked,
+        network: &Network,
+        step: u64,
+        resumed: bool,
+    ) -> Result<()> {
         let dir = self.path.join(CHECKPOINTS);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_new(
             &dir,
             &checkpoint_name(step),
-            &network.save_all(step)?,
+            &tagged(cfg, network, step)?,
             resumed,
         )
     }
@@ -269,7 +332,7 @@ impl RunDir {
         write_new(
             &self.path,
             WEIGHTS,
-            &setup.network.save_all(setup.total_steps)?,
+            &tagged(cfg, &setup.network, setup.total_steps)?,
             resumed,
         )?;
         Ok(s)
@@ -353,6 +416,40 @@ impl RunDir {
         let dir = self.analysis_dir()?;
         write_new(&dir, &file.name(), bytes, force)?;
         Ok(self.analysis_path(file))
+    }
+}
+
+/// The weights of every model of `network` at `step`, tagged with the fingerprint of the
+/// config that trained them (`config`: what [`RunDir::load`] checks, so that the weights of
+/// another run — another seed — are refused).
+fn tagged(cfg: &Checked, network: &Network, step: u64) -> Result<Vec<u8>> {
+    crate::train::engine::add_meta(
+        &network.save_all(step)?,
+        &[("config", cfg.training_fingerprint())],
+    )
+}
+
+impl RunDir {
+    /// What a damaged file's error says: what is wrong and what to do.
+    fn damaged(&self, why: &str) -> String {
+        format!(
+            "{why}. Nothing was read from it: train the run again (`grokscope train --config {} --out NEW`: the same config gives the same results), or restore the file from a copy",
+            self.path.join(CONFIG).display()
+        )
+    }
+}
+
+/// Notes, once per file and process, that `path` has no digest to check.
+pub fn note_unsealed(path: &Path) {
+    static SEEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut seen) = SEEN.lock() {
+        if !seen.iter().any(|p| p == path) {
+            seen.push(path.to_path_buf());
+            eprintln!(
+                "note: {} has no content digest (written before grokscope recorded them): it is read unchecked",
+                path.display()
+            );
+        }
     }
 }
 

@@ -111,6 +111,16 @@ impl RunDir {
             ));
         }
         let bytes = read_bytes(&path).map_err(|e| Error::io(&path, e))?;
+        match crate::digest::verify(&bytes) {
+            Ok(crate::digest::Seal::Verified) => {}
+            Ok(crate::digest::Seal::Absent) => super::note_unsealed(&path),
+            Err(why) => {
+                return Err(self.bad_file(
+                    RESUME,
+                    format!("{why}. The run was not resumed and nothing was changed: the saved state cannot be trusted; train again with `grokscope train --config {} --out NEW` (the same config gives the same results)", self.path.join(CONFIG).display()),
+                ))
+            }
+        }
         let bad = |why: String| self.bad_file(RESUME, why);
         let meta = |key: &str| -> Result<String> {
             crate::train::engine::read_meta(&bytes, key)

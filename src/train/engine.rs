@@ -4,6 +4,7 @@
 
 use super::adamw::AdamWHyper;
 use super::loss::Loss;
+use crate::digest;
 use crate::error::{Error, Result};
 use crate::model::kind::Tensor;
 
@@ -244,12 +245,41 @@ pub fn write_safetensors(
     // One metadata key holding a JSON object with sorted keys: safetensors keeps metadata in a
     // HashMap, whose order changes from process to process, and files must be reproducible
     // to the byte.
-    let info: std::collections::BTreeMap<&str, String> = meta.into_iter().collect();
+    // The file's digest (`digest`): a placeholder sealed in place once serialized.
+    let mut info: std::collections::BTreeMap<&str, String> = meta.into_iter().collect();
+    info.insert(digest::KEY, digest::PLACEHOLDER.to_string());
     let meta = std::collections::HashMap::from([(
         META_KEY.to_string(),
         serde_json::to_string(&info).unwrap_or_default(),
     )]);
-    Ok(safetensors::serialize(views, Some(meta))?)
+    let mut bytes = safetensors::serialize(views, Some(meta))?;
+    digest::seal(&mut bytes).map_err(Error::Weights)?;
+    Ok(bytes)
+}
+
+/// `bytes` (a file from [`write_safetensors`]) with the entries `extra` added to its metadata
+/// and sealed again: how a caller tags a weights file with what only it knows (the run's
+/// config fingerprint).
+pub fn add_meta(bytes: &[u8], extra: &[(&str, String)]) -> Result<Vec<u8>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)?;
+    let (_, head) = safetensors::SafeTensors::read_metadata(bytes)?;
+    let mut info: std::collections::BTreeMap<String, String> =
+        match head.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| Error::Weights(format!("metadata `{META_KEY}`: {e}")))?,
+            None => Default::default(),
+        };
+    for (k, v) in extra {
+        info.insert(k.to_string(), v.clone());
+    }
+    info.insert(digest::KEY.to_string(), digest::PLACEHOLDER.to_string());
+    let meta = std::collections::HashMap::from([(
+        META_KEY.to_string(),
+        serde_json::to_string(&info).unwrap_or_default(),
+    )]);
+    let mut out = safetensors::serialize(st.tensors(), Some(meta))?;
+    digest::seal(&mut out).map_err(Error::Weights)?;
+    Ok(out)
 }
 
 /// The metadata key of grokscope's safetensors files: a JSON object (`format`, `p`, `models`,
@@ -288,8 +318,10 @@ pub fn check_meta(bytes: &[u8], expected: &[(&str, String)]) -> Result<()> {
 }
 
 /// Opens a safetensors file written by [`write_safetensors`] with `format` in its metadata (a
-/// file without one is accepted).
+/// file without one is accepted), after checking its digest (a file without one, written
+/// before grokscope recorded digests, is accepted).
 pub fn open_safetensors<'a>(bytes: &'a [u8], format: &str) -> Result<safetensors::SafeTensors<'a>> {
+    digest::verify(bytes).map_err(Error::Weights)?;
     if let Some(found) = read_meta(bytes, "format")? {
         if found != format {
             return Err(Error::Weights(format!(
