@@ -118,6 +118,20 @@ pub fn verify(bytes: &[u8]) -> Result<Seal, String> {
     }
 }
 
+/// Notes, once per file and process, that `path` has no digest to check.
+pub fn note_unsealed(path: &std::path::Path) {
+    static SEEN: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut seen) = SEEN.lock() {
+        if !seen.iter().any(|p| p == path) {
+            seen.push(path.to_path_buf());
+            eprintln!(
+                "note: {} has no content digest (written before grokscope recorded them): it is read unchecked",
+                path.display()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,14 @@ enum Command {
         #[arg(long, value_name = "AXIS")]
         step_axis: Option<grokscope::config::StepAxis>,
     },
+    /// Check every file of a run or sweep directory: the digests of its binary files
+    /// (weights, resume state, checkpoints, dataset, sweep records and curves), that each
+    /// belongs to this run, and that config, summary and metrics read back. One line per
+    /// problem; exit 0 only when all is whole, 1 when a problem was found (docs/OUTPUTS.md).
+    Verify {
+        /// A run directory or a sweep directory.
+        dir: PathBuf,
+    },
     /// Print the built-in default config (a starting point for your own).
     DefaultConfig,
     /// List the shipped configs (`grokscope train --preset NAME`; the phase-* sweeps:
@@ -180,6 +188,7 @@ fn run() -> Result<i32> {
             );
             Ok(0)
         }
+        Some(Command::Verify { dir }) => cli::analysis::cmd_verify(&dir),
         Some(Command::DefaultConfig) => out(DEFAULT_CONFIG),
         Some(Command::Presets { name: Some(name) }) => out(grokscope::config::preset(&name)?),
         Some(Command::Presets { name: None }) => {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     "error",
     "fsio",
+    "digest",
     "kernels",
     "data",
     "model",

@@ -2,7 +2,12 @@
 //! datasets checked on construction, the engines refusing inputs they cannot read, the
 //! accuracies and `dataset.safetensors` of either kind of inputs.
 
-use grokscope::config::Config;
+use grokscope::config::{Checked, Config};
+
+/// The built-in default config: the run whose fingerprint tags the dataset files below.
+fn cfg0() -> Checked {
+    Config::from_toml("", &[]).unwrap().check().unwrap()
+}
 use grokscope::data::dataset::TokenSpace;
 use grokscope::data::{CorruptionMode, Dataset, DenseSplit, Inputs, Operation, Split};
 use grokscope::metrics::accuracies;
@@ -196,7 +201,7 @@ fn dataset_file_of_dense_features() {
     assert_eq!(values[9..12], [1.0, 1.5, 2.0], "the test examples follow");
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::create(&tmp.path().join("run")).unwrap();
-    run.write_dataset(&d, &labels, false).unwrap();
+    run.write_dataset(&cfg0(), &d, &labels, false).unwrap();
     let bytes = std::fs::read(tmp.path().join("run/dataset.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor("features").unwrap();
@@ -212,10 +217,18 @@ fn dataset_file_of_dense_features() {
         .next()
         .unwrap()
         .clone();
+    // The metadata names the data, the training fingerprint that wrote it and the content
+    // digest (docs/OUTPUTS.md).
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["format"], "grokscope-dataset");
+    assert_eq!(meta["classes"], 4);
+    assert_eq!(meta["name"], "toy");
+    assert_eq!(meta["shape"], serde_json::json!([3]));
     assert_eq!(
-        meta,
-        r#"{"classes":4,"format":"grokscope-dataset","name":"toy","shape":[3]}"#
+        meta["config"].as_str().unwrap(),
+        cfg0().training_fingerprint()
     );
+    assert_eq!(meta["sha256"].as_str().unwrap().len(), 64);
 }
 
 #[test]
@@ -226,17 +239,17 @@ fn a_damaged_dataset_file_is_rebuilt_from_the_config() {
     let run = RunDir::create(&tmp.path().join("run")).unwrap();
     let path = tmp.path().join("run/dataset.safetensors");
     assert!(
-        !run.write_dataset(&d, &labels, false).unwrap(),
+        !run.write_dataset(&cfg0(), &d, &labels, false).unwrap(),
         "written new"
     );
     let good = std::fs::read(&path).unwrap();
     assert!(
-        !run.write_dataset(&d, &labels, false).unwrap(),
+        !run.write_dataset(&cfg0(), &d, &labels, false).unwrap(),
         "intact: kept"
     );
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     assert!(
-        run.write_dataset(&d, &labels, false).unwrap(),
+        run.write_dataset(&cfg0(), &d, &labels, false).unwrap(),
         "cut short: rebuilt"
     );
     assert_eq!(std::fs::read(&path).unwrap(), good);
@@ -275,18 +288,18 @@ fn a_dense_run_refuses_dataset_files_that_changed() {
     let labels = vec![d.corrupt(0.2, CorruptionMode::Wrong, 1).unwrap()];
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::create(&tmp.path().join("run")).unwrap();
-    run.write_dataset(&d, &labels, false).unwrap();
-    run.check_dense_data(&d, &labels).unwrap();
+    run.write_dataset(&cfg0(), &d, &labels, false).unwrap();
+    run.check_dense_data(&cfg0(), &d, &labels).unwrap();
     assert!(
-        !run.write_dataset(&d, &labels, true).unwrap(),
+        !run.write_dataset(&cfg0(), &d, &labels, true).unwrap(),
         "resume: the same data"
     );
     // Other files (here: other labels) give other bytes: refused, the file kept.
     let before = std::fs::read(tmp.path().join("run/dataset.safetensors")).unwrap();
     let other = vec![d.corrupt(0.2, CorruptionMode::Wrong, 2).unwrap()];
     for e in [
-        run.check_dense_data(&d, &other).unwrap_err(),
-        run.write_dataset(&d, &other, true).unwrap_err(),
+        run.check_dense_data(&cfg0(), &d, &other).unwrap_err(),
+        run.write_dataset(&cfg0(), &d, &other, true).unwrap_err(),
     ] {
         let e = e.to_string();
         assert!(
@@ -299,6 +312,9 @@ fn a_dense_run_refuses_dataset_files_that_changed() {
         before
     );
     std::fs::remove_file(tmp.path().join("run/dataset.safetensors")).unwrap();
-    let e = run.check_dense_data(&d, &labels).unwrap_err().to_string();
+    let e = run
+        .check_dense_data(&cfg0(), &d, &labels)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cannot be read"), "{e}");
 }

@@ -395,7 +395,7 @@ fn the_dataset_is_exported_with_the_run() {
         let run = RunDir::create(&again).unwrap();
         run.write_config(&cfg).unwrap();
         let s = cfg.setup().unwrap();
-        run.write_dataset(&s.split, &s.labels, false).unwrap();
+        run.write_dataset(&cfg, &s.split, &s.labels, false).unwrap();
         assert_eq!(
             std::fs::read(again.join("dataset.safetensors")).unwrap(),
             bytes

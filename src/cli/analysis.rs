@@ -306,3 +306,34 @@ pub fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// `grokscope verify DIR`: one line per problem on stdout, exit 1 if there is any.
+pub fn cmd_verify(dir: &std::path::Path) -> Result<i32> {
+    let (problems, unsealed, checked) = if grokscope::sweep::store::is_sweep(dir) {
+        grokscope::sweep::store::verify(dir)
+    } else {
+        let run = rundir::RunDir::open(dir)?;
+        let v = busy("verifying the run", || Ok::<_, anyhow::Error>(run.verify()))?;
+        (v.problems, v.unsealed, v.checked)
+    };
+    let mut text = String::new();
+    for p in &problems {
+        text.push_str(&format!("{p}\n"));
+    }
+    for u in &unsealed {
+        eprintln!("note: {u} has no content digest (written before grokscope recorded them): it was read but cannot be checked for damage");
+    }
+    if problems.is_empty() {
+        text.push_str(&format!(
+            "{}: whole ({checked} files checked{})\n",
+            dir.display(),
+            if unsealed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} without a digest", unsealed.len())
+            }
+        ));
+    }
+    crate::out(&text)?;
+    Ok(if problems.is_empty() { 0 } else { 1 })
+}

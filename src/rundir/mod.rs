@@ -35,6 +35,7 @@ mod paths;
 mod resume;
 mod summary;
 pub mod swap;
+mod verify;
 
 pub use lock::RunLock;
 pub use paths::{RunDir, REPORT, RESULT_FILES};
@@ -43,6 +44,7 @@ use paths::{ANALYSIS, CHECKPOINTS, CONFIG, DATASET, IPR_HIST, METRICS, SUMMARY, 
 pub use metrics_csv::{curve_csv, read_curve_csv, MetricsStream};
 pub use resume::{ResumePoint, RunState, Status};
 pub use summary::{same_final, ModelSummary, Summary};
+pub use verify::Verdict;
 
 /// A file of a run's `analysis/` directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,7 +199,7 @@ impl RunDir {
             Ok(crate::digest::Seal::Absent)
                 if old == dataset::dataset_bytes(split, labels, None)? =>
             {
-                note_unsealed(&path);
+                crate::digest::note_unsealed(&path);
                 Ok(())
             }
             Ok(_) => Err(self.bad_file(
@@ -220,7 +222,7 @@ impl RunDir {
         match crate::digest::verify(bytes) {
             Ok(crate::digest::Seal::Verified) => Ok(()),
             Ok(crate::digest::Seal::Absent) => {
-                note_unsealed(&self.path.join(name));
+                crate::digest::note_unsealed(&self.path.join(name));
                 Ok(())
             }
             Err(why) => Err(self.bad_file(name, self.damaged(&why))),
@@ -436,20 +438,6 @@ impl RunDir {
             "{why}. Nothing was read from it: train the run again (`grokscope train --config {} --out NEW`: the same config gives the same results), or restore the file from a copy",
             self.path.join(CONFIG).display()
         )
-    }
-}
-
-/// Notes, once per file and process, that `path` has no digest to check.
-pub fn note_unsealed(path: &Path) {
-    static SEEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-    if let Ok(mut seen) = SEEN.lock() {
-        if !seen.iter().any(|p| p == path) {
-            seen.push(path.to_path_buf());
-            eprintln!(
-                "note: {} has no content digest (written before grokscope recorded them): it is read unchecked",
-                path.display()
-            );
-        }
     }
 }
 

@@ -113,7 +113,7 @@ impl RunDir {
         let bytes = read_bytes(&path).map_err(|e| Error::io(&path, e))?;
         match crate::digest::verify(&bytes) {
             Ok(crate::digest::Seal::Verified) => {}
-            Ok(crate::digest::Seal::Absent) => super::note_unsealed(&path),
+            Ok(crate::digest::Seal::Absent) => crate::digest::note_unsealed(&path),
             Err(why) => {
                 return Err(self.bad_file(
                     RESUME,

@@ -550,6 +550,8 @@ impl Worker<'_> {
                     steps,
                     dynamics: o.dynamics,
                     last: o.last,
+                    curve_sha256: None,
+                    sha256: None,
                 };
                 store.commit(&rec, &history[i])?;
                 trained.push(run);

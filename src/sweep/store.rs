@@ -108,6 +108,33 @@ pub struct RunRecord {
     #[serde(rename = "final")]
     pub last: Record,
     pub dynamics: Dynamics,
+    /// The SHA-256 of the run's curve file (`curves/<id>.csv`), as committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_sha256: Option<String>,
+    /// The SHA-256 of this record's text written without this field (`RunRecord::seal`).
+    /// Records written before digests have neither (read with a note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl RunRecord {
+    /// The record's text (pretty JSON) without its own digest, and that digest.
+    fn digest(&self) -> Result<(String, String)> {
+        let mut bare = self.clone();
+        bare.sha256 = None;
+        let text = serde_json::to_string_pretty(&bare)
+            .map_err(|e| Error::Config(format!("run record {}: {e}", self.run)))?;
+        let d = crate::digest::sha256_hex(&[text.as_bytes()]);
+        Ok((text, d))
+    }
+
+    /// Whether the record is the one written (its digest matches; `None`: it has none).
+    fn check_digest(&self) -> Result<Option<bool>> {
+        match &self.sha256 {
+            None => Ok(None),
+            Some(found) => Ok(Some(self.digest()?.1 == *found)),
+        }
+    }
 }
 
 pub struct Store {
@@ -248,14 +275,28 @@ impl Store {
     /// Commits one finished run: its curve, then its record (the record marks it done).
     pub fn commit(&self, rec: &RunRecord, curve: &[Record]) -> Result<()> {
         let cpath = self.dir.join(CURVES).join(format!("{:06}.csv", rec.run));
-        fsio::write_atomic(&cpath, curve_csv(curve).as_bytes())?;
-        self.commit_record(rec)
+        let text = curve_csv(curve);
+        fsio::write_atomic(&cpath, text.as_bytes())?;
+        let mut rec = rec.clone();
+        rec.curve_sha256 = Some(crate::digest::sha256_hex(&[text.as_bytes()]));
+        self.commit_record(&rec)
     }
 
-    /// Writes a run's record (its curve must be in place first).
+    /// Writes a run's record (its curve must be in place first), sealed with its digest.
     pub fn commit_record(&self, rec: &RunRecord) -> Result<()> {
         let path = self.dir.join(RUNS).join(format!("{:06}.json", rec.run));
-        let text = serde_json::to_string_pretty(rec)
+        let mut rec = rec.clone();
+        // A record merged from a shard keeps its digest only if it is the one written there.
+        if rec.check_digest()? == Some(false) {
+            return Err(Error::BadFile {
+                path,
+                why: "the record to write does not match its own digest".into(),
+            });
+        }
+        if rec.sha256.is_none() && rec.curve_sha256.is_some() {
+            rec.sha256 = Some(rec.digest()?.1);
+        }
+        let text = serde_json::to_string_pretty(&rec)
             .map_err(|e| Error::json(&path, "cannot write the run record", e))?;
         fsio::write_atomic(&path, text.as_bytes())
     }
@@ -363,8 +404,20 @@ pub fn read_curve(dir: &Path, run: usize) -> Result<Vec<Record>> {
 /// The curve of the committed run `rec`, checked against its record: it starts at step 0
 /// and ends at the record's step with the record's final metrics.
 pub fn read_checked_curve(dir: &Path, rec: &RunRecord) -> Result<Vec<Record>> {
-    let curve = read_curve(dir, rec.run)?;
     let p = dir.join(CURVES).join(format!("{:06}.csv", rec.run));
+    if let Some(want) = &rec.curve_sha256 {
+        let bytes = crate::fsio::read_bytes(&p).map_err(io(&p))?;
+        if crate::digest::sha256_hex(&[&bytes]) != *want {
+            return Err(Error::BadFile {
+                path: p,
+                why: format!(
+                    "its content does not match the SHA-256 digest runs/{:06}.json records for it: it was changed or damaged after the run was committed, or belongs to another run; delete both files to have the run trained again",
+                    rec.run
+                ),
+            });
+        }
+    }
+    let curve = read_curve(dir, rec.run)?;
     let same =
         |a: &Record, b: &Record| serde_json::to_value(a).ok() == serde_json::to_value(b).ok();
     // Evaluations are evenly spaced (every eval.every steps), the last one possibly closer.
@@ -429,6 +482,16 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
             path: p.clone(),
             why,
         };
+        match rec.check_digest()? {
+            Some(false) => {
+                return Err(bad(
+                    "its content does not match the SHA-256 digest it was written with: it was changed or damaged after the run was committed (delete it and its curve to have the run trained again)"
+                        .into(),
+                ))
+            }
+            None => crate::digest::note_unsealed(&runs.join("*.json")),
+            Some(true) => {}
+        }
         if rec.plan != plan.hash {
             return Err(bad(format!(
                 "belongs to plan {}, the directory's plan is {} (delete it to have the run trained again)",
@@ -484,4 +547,54 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
         out.insert(rec.run, rec);
     }
     Ok(out)
+}
+
+/// `grokscope verify SWEEP`: the plan, every record and its curve, every checkpoint's digest;
+/// the problems (one per file) and the files without a digest.
+pub fn verify(dir: &Path) -> (Vec<String>, Vec<String>, usize) {
+    let (mut problems, mut unsealed, mut checked) = (Vec::new(), Vec::new(), 1);
+    if let Err(e) = read_plan(dir) {
+        return (vec![e.to_string()], unsealed, checked);
+    }
+    match read_records(dir) {
+        Ok(recs) => {
+            for rec in recs.values() {
+                checked += 2;
+                if rec.sha256.is_none() {
+                    unsealed.push(
+                        dir.join(RUNS)
+                            .join(format!("{:06}.json", rec.run))
+                            .display()
+                            .to_string(),
+                    );
+                }
+                if let Err(e) = read_checked_curve(dir, rec) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    let ck = dir.join(CHECKPOINTS);
+    let mut files = Vec::new();
+    if let Ok(runs) = fs::read_dir(&ck) {
+        for r in runs.flatten() {
+            if let Ok(steps) = fs::read_dir(r.path()) {
+                files.extend(steps.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    files.sort();
+    for p in files {
+        checked += 1;
+        match crate::fsio::read_bytes(&p) {
+            Ok(b) => match crate::digest::verify(&b) {
+                Ok(crate::digest::Seal::Verified) => {}
+                Ok(crate::digest::Seal::Absent) => unsealed.push(p.display().to_string()),
+                Err(why) => problems.push(format!("{}: {why}", p.display())),
+            },
+            Err(e) => problems.push(format!("{}: {e}", p.display())),
+        }
+    }
+    (problems, unsealed, checked)
 }
