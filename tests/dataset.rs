@@ -225,7 +225,7 @@ fn dataset_file_of_dense_features() {
     assert_eq!(meta["name"], "toy");
     assert_eq!(meta["shape"], serde_json::json!([3]));
     assert_eq!(
-        meta["config"].as_str().unwrap(),
+        meta["trained_config"].as_str().unwrap(),
         cfg0().training_fingerprint()
     );
     assert_eq!(meta["sha256"].as_str().unwrap().len(), 64);

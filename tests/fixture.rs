@@ -49,7 +49,21 @@ fn finished_runs_of_the_previous_release_load_report_and_analyse() {
             .all(|h| h.last().is_some_and(|r| r.step == loaded.setup.total_steps)));
         // Through the CLI: analysis and report are written.
         let d = dir.to_str().unwrap();
-        ok(&grokscope(&["analyze", d], tmp.path()), "analyze");
+        let analyzed = grokscope(&["analyze", d], tmp.path());
+        ok(&analyzed, "analyze");
+        // Its weights have no content digest: read unchecked, with a note saying so.
+        let err = String::from_utf8_lossy(&analyzed.stderr);
+        assert!(
+            err.contains("weights.safetensors has no content digest"),
+            "{name}: {err}"
+        );
+        // `verify` finds nothing wrong, and says what it could not check.
+        let v = grokscope(&["verify", d], tmp.path());
+        ok(&v, "verify");
+        assert!(
+            String::from_utf8_lossy(&v.stderr).contains("no content digest"),
+            "{name}"
+        );
         ok(&grokscope(&["report", d], tmp.path()), "report");
         assert!(dir.join("analysis/neurons.csv").is_file(), "{name}");
         assert!(dir.join("report/report.html").is_file(), "{name}");

@@ -71,6 +71,11 @@ fn refused(args: &[&str], cwd: &Path, expect: &[&str]) -> String {
     err
 }
 
+/// A run record edited on purpose, sealed again so the checks behind its digest are reached.
+fn sealed(rec: &str) -> String {
+    grokscope::sweep::store::reseal_record(rec, None).unwrap()
+}
+
 fn train(sets: &[&str]) -> Vec<String> {
     let mut v = vec!["train", "-q", "--no-report", "--out", "x"];
     for s in sets {
@@ -350,6 +355,14 @@ fn corrupt_run_files_are_errors_and_the_old_report_survives() {
         .expect("the weights record their activation");
     let mut bad = w.clone();
     bad[at + needle.len() - 6..at + needle.len()].copy_from_slice(b"relu__");
+    // As changed, the digest refuses it; sealed again, the metadata check behind it does.
+    std::fs::write(dir.join("weights.safetensors"), &bad).unwrap();
+    refused(
+        &["analyze", "run", "--force"],
+        t,
+        &["weights.safetensors", "SHA-256 digest"],
+    );
+    grokscope::digest::reseal(&mut bad).unwrap();
     std::fs::write(dir.join("weights.safetensors"), &bad).unwrap();
     refused(
         &["analyze", "run", "--force"],
@@ -573,7 +586,7 @@ fn tampered_sweep_directories_are_errors_naming_the_file() {
         .to_string();
     std::fs::write(
         d.join("runs/000001.json"),
-        rec.replace(&hash, "0123456789abcdef"),
+        sealed(&rec.replace(&hash, "0123456789abcdef")),
     )
     .unwrap();
     refused(
@@ -584,7 +597,7 @@ fn tampered_sweep_directories_are_errors_naming_the_file() {
     std::fs::write(d.join("runs/000001.json"), &rec).unwrap();
     std::fs::write(
         d.join("runs/000007.json"),
-        rec.replace("\"run\": 1", "\"run\": 7"),
+        sealed(&rec.replace("\"run\": 1", "\"run\": 7")),
     )
     .unwrap();
     refused(
@@ -862,13 +875,24 @@ fn tampered_sweep_records_and_curves_are_refused() {
     let rec = std::fs::read_to_string(d.join("runs/000001.json")).unwrap();
     let curve0 = std::fs::read(d.join("curves/000000.csv")).unwrap();
     let curve1 = std::fs::read(d.join("curves/000001.csv")).unwrap();
+    // Edited by hand: the record's digest refuses it; sealed again, its own checks do.
     std::fs::write(d.join("runs/000001.json"), rec.replace("0.2", "0.7")).unwrap();
+    refused(
+        &["sweep", "show", "sw"],
+        t,
+        &["000001.json", "SHA-256 digest"],
+    );
+    std::fs::write(
+        d.join("runs/000001.json"),
+        sealed(&rec.replace("0.2", "0.7")),
+    )
+    .unwrap();
     refused(&["sweep", "show", "sw"], t, &["000001.json", "coordinates"]);
     let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
     let acc = v["final"]["test_acc"].to_string();
     std::fs::write(
         d.join("runs/000001.json"),
-        rec.replace(&format!("\"test_acc\": {acc}"), "\"test_acc\": 7.5"),
+        sealed(&rec.replace(&format!("\"test_acc\": {acc}"), "\"test_acc\": 7.5")),
     )
     .unwrap();
     refused(
@@ -885,16 +909,16 @@ fn tampered_sweep_records_and_curves_are_refused() {
     };
     std::fs::write(
         d.join("runs/000001.json"),
-        rec.replace(
+        sealed(&rec.replace(
             &format!("\"phase\": \"{phase}\""),
             &format!("\"phase\": \"{other}\""),
-        ),
+        )),
     )
     .unwrap();
     refused(&["report", "sw", "--force"], t, &["000001.json", "phase"]);
     std::fs::write(
         d.join("runs/000001.json"),
-        rec.replace("\"steps\": 10", "\"steps\": 99"),
+        sealed(&rec.replace("\"steps\": 10", "\"steps\": 99")),
     )
     .unwrap();
     refused(
@@ -908,12 +932,22 @@ fn tampered_sweep_records_and_curves_are_refused() {
     let mut lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{text}");
     lines.remove(2);
-    std::fs::write(d.join("curves/000001.csv"), lines.join("\n") + "\n").unwrap();
+    let cut = lines.join("\n") + "\n";
+    std::fs::write(d.join("curves/000001.csv"), &cut).unwrap();
+    refused(
+        &["report", "sw", "--force"],
+        t,
+        &["curves/000001.csv", "digest"],
+    );
+    // With a record that vouches for the cut curve, the curve's own check refuses it.
+    let vouching = grokscope::sweep::store::reseal_record(&rec, Some(cut.as_bytes())).unwrap();
+    std::fs::write(d.join("runs/000001.json"), &vouching).unwrap();
     refused(
         &["report", "sw", "--force"],
         t,
         &["curves/000001.csv", "evenly"],
     );
+    std::fs::write(d.join("runs/000001.json"), &rec).unwrap();
     // Another run's curve, and garbage.
     std::fs::write(d.join("curves/000001.csv"), &curve0).unwrap();
     refused(&["report", "sw", "--force"], t, &["curves/000001.csv"]);

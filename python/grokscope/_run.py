@@ -133,7 +133,8 @@ class Run:
                 f"{self.path}: the run has not finished, it has no final weights (resume it with grokscope.train(resume=...))"
             )
         path = self.path / "weights.safetensors"
-        tensors, _ = _safetensors.read(path)
+        tensors, meta = _safetensors.read(path)
+        self._same_config(path, meta)
         if not tensors or any(v.ndim == 0 for v in tensors.values()):
             raise GrokscopeError(f"{path}: not grokscope weights (no tensors, or a tensor without a model axis)")
         n = next(iter(tensors.values())).shape[0]
@@ -154,6 +155,7 @@ class Run:
                 f"{path}: missing (runs written before grokscope exported its dataset lack it)"
             )
         t, meta = _safetensors.read(path)
+        self._same_config(path, meta)
         inputs = "features" if "features" in t else "pairs"
         _safetensors.require(path, t, {inputs: 2, "train": 1, "labels": 1, "train_labels": 2, "corrupted": 2})
         t["train"] = t["train"].astype(bool)
@@ -167,6 +169,24 @@ class Run:
             if len(shape) == 2 and shape[0] * shape[1] == dim:
                 t["images"] = t["features"].reshape(n, shape[0], shape[1])
         return cast(Dataset, t)
+
+    def _same_config(self, path: Path, meta: Dict[str, str]) -> None:
+        """Raises GrokscopeError when a file names another training config than the run's
+        summary (a file copied in from another run); nothing to compare before the run has
+        finished or for files written before grokscope tagged them."""
+        written = _safetensors.tag(path, meta, "trained_config")
+        summary = self.path / "summary.json"
+        if written is None or not summary.is_file():
+            return
+        try:
+            with open(summary, encoding="utf-8") as f:
+                trained = json.load(f).get("trained_config")
+        except (OSError, ValueError, AttributeError):
+            return  # .summary names what is wrong with it
+        if isinstance(trained, str) and written != trained:
+            raise GrokscopeError(
+                f"{path}: written by another training config than this run's (summary.json): it belongs to another run"
+            )
 
     def analyze(self, model: Optional[int] = None, force: bool = True) -> pd.DataFrame:
         """Per-neuron analysis (IPR, dominant frequency, …; analysis/neurons.csv). Like

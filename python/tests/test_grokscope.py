@@ -356,6 +356,38 @@ def test_bad_files_and_arguments_raise_grokscope_errors(tmp_path, cli):
         grokscope.train("default", out=tmp_path / "x", progress=5)
 
 
+def flip(path, at_fraction):
+    """Inverts 64 bytes of a file in place (length unchanged), as a disk or copy would."""
+    b = bytearray(path.read_bytes())
+    i = int(len(b) * at_fraction)
+    b[i : i + 64] = bytes(x ^ 0xFF for x in b[i : i + 64])
+    path.write_bytes(bytes(b))
+
+
+def test_damaged_or_foreign_files_are_refused_naming_the_file(tmp_path, cli):
+    cli_train(cli, tmp_path / "run", SMALL)
+    cli_train(cli, tmp_path / "other", {**SMALL, "model.init_seed": 1})
+    run = grokscope.load_run(tmp_path / "run")
+    whole = {n: (run.path / n).read_bytes() for n in ("weights.safetensors", "dataset.safetensors")}
+    # Intact: read (the digest checked), and the numbers are the file's.
+    assert run.weights(1)["U"].shape == (48, 23) and run.dataset["pairs"].shape == (23 * 23, 2)
+    # 64 bytes inverted in the tensor data or in the header: refused, naming the file.
+    for name, get in [("weights.safetensors", lambda: run.weights(0)), ("dataset.safetensors", lambda: run.dataset)]:
+        for at in (0.02, 0.5, 0.97):
+            flip(run.path / name, at)
+            with pytest.raises(grokscope.GrokscopeError) as e:
+                get()
+            assert name in str(e.value) and ("digest" in str(e.value) or "safetensors" in str(e.value)), str(e.value)
+            (run.path / name).write_bytes(whole[name])
+    # The weights of another run (another init seed) copied in: whole, but not this run's.
+    (run.path / "weights.safetensors").write_bytes((tmp_path / "other" / "weights.safetensors").read_bytes())
+    with pytest.raises(grokscope.GrokscopeError) as e:
+        run.weights(0)
+    assert "weights.safetensors" in str(e.value) and "another run" in str(e.value)
+    (run.path / "weights.safetensors").write_bytes(whole["weights.safetensors"])
+    np.testing.assert_array_equal(run.weights(0)["U"], run.weights(0)["U"])
+
+
 def test_messages_name_python_arguments_and_presets_are_the_librarys(tmp_path):
     run = grokscope.train("default", out=tmp_path / "run", progress=False, report=False,
                           **{**SMALL, "train.epochs": 2})

@@ -138,7 +138,7 @@ pub(super) fn dataset_bytes(
         }),
     };
     if let Some(tag) = config {
-        about["config"] = tag.into();
+        about[super::paths::TRAINED_CONFIG] = tag.into();
         about[digest::KEY] = digest::PLACEHOLDER.into();
     }
     let meta = std::collections::HashMap::from([(

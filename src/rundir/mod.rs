@@ -38,7 +38,7 @@ pub mod swap;
 mod verify;
 
 pub use lock::RunLock;
-pub use paths::{RunDir, REPORT, RESULT_FILES};
+pub use paths::{RunDir, REPORT, RESULT_FILES, TRAINED_CONFIG};
 use paths::{ANALYSIS, CHECKPOINTS, CONFIG, DATASET, IPR_HIST, METRICS, SUMMARY, WEIGHTS};
 
 pub use metrics_csv::{curve_csv, read_curve_csv, MetricsStream};
@@ -272,7 +272,13 @@ impl RunDir {
                 ),
             ));
         }
-        let tag = crate::train::engine::read_meta(&bytes, "config")
+        // The model's own checks first (their messages name the setting that differs), then
+        // the fingerprint: weights of the same shape from another seed or other settings.
+        setup
+            .network
+            .load(&bytes)
+            .map_err(|e| self.bad_file(WEIGHTS, e))?;
+        let tag = crate::train::engine::read_meta(&bytes, TRAINED_CONFIG)
             .map_err(|e| self.bad_file(WEIGHTS, e))?;
         if let Some(tag) = tag.filter(|t| *t != cfg.training_fingerprint()) {
             return Err(self.bad_file(
@@ -283,10 +289,6 @@ impl RunDir {
                 ),
             ));
         }
-        setup
-            .network
-            .load(&bytes)
-            .map_err(|e| self.bad_file(WEIGHTS, e))?;
         Ok(LoadedRun {
             dir: self.clone(),
             cfg,
@@ -427,7 +429,7 @@ impl RunDir {
 fn tagged(cfg: &Checked, network: &Network, step: u64) -> Result<Vec<u8>> {
     crate::train::engine::add_meta(
         &network.save_all(step)?,
-        &[("config", cfg.training_fingerprint())],
+        &[(TRAINED_CONFIG, cfg.training_fingerprint())],
     )
 }
 

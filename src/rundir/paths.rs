@@ -16,6 +16,11 @@ pub(crate) const LOCK: &str = ".lock";
 pub(crate) const DATASET: &str = "dataset.safetensors";
 pub(crate) const CHECKPOINTS: &str = "checkpoints";
 pub(crate) const ANALYSIS: &str = "analysis";
+/// The metadata key, in weights, checkpoints and `dataset.safetensors`, of the training
+/// fingerprint of the config that wrote the file (`Checked::training_fingerprint`; the run's
+/// `summary.json` has the same as `trained_config`). (A Transformer's weights already use
+/// `config` for the model's shape.)
+pub const TRAINED_CONFIG: &str = "trained_config";
 /// The directory reports go to, in a run directory and in a sweep directory.
 pub const REPORT: &str = "report";
 /// What a finished `grokscope train` leaves in its run directory (besides checkpoints and the

@@ -107,7 +107,7 @@ impl RunDir {
                 }
                 continue;
             }
-            if let (Some(found), Some(want)) = (meta("config"), tag.as_ref()) {
+            if let (Some(found), Some(want)) = (meta(super::paths::TRAINED_CONFIG), tag.as_ref()) {
                 if &found != want {
                     v.problem(format!(
                         "{}: it belongs to another run (config fingerprint {found}; config.toml gives {want})",
@@ -161,7 +161,10 @@ impl RunDir {
             let finished = state
                 .as_ref()
                 .is_none_or(|s| matches!(s.status, Status::Finished | Status::Diverged));
-            if finished && self.path.join(SUMMARY).exists() {
+            // (Once per damaged file: a digest problem already named it.)
+            let weights = self.path.join(WEIGHTS).display().to_string();
+            let named = v.problems.iter().any(|p| p.starts_with(&weights));
+            if finished && self.path.join(SUMMARY).exists() && !named {
                 if let Err(e) = self.load() {
                     v.problem(e);
                 }
