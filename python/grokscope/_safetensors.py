@@ -6,7 +6,7 @@ import json
 import re
 import struct
 import sys
-from typing import Dict, Tuple
+from typing import Dict, Set, Tuple
 
 import numpy as np
 
@@ -31,7 +31,7 @@ _PLACEHOLDER = b"0" * 64
 # reads `sha256\":\"` there (src/digest.rs, docs/OUTPUTS.md "What is verified").
 _KEY = b'sha256\\":\\"'
 _HEX_RUN = re.compile(rb"[0-9a-fA-F]{64}")
-_NOTED = set()
+_NOTED: Set[str] = set()
 
 
 def verify(path, data: bytes) -> None:
