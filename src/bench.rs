@@ -206,3 +206,29 @@ pub fn time_default_run(progress: bool) -> Result<f64> {
     let cfg = cfg.check()?;
     Ok(crate::experiment::train_config(&cfg, &mut |_| Ok(()))?.seconds)
 }
+
+/// What the content digests (docs/OUTPUTS.md, "What is verified") cost the built-in default
+/// run: the bytes it seals — `weights.safetensors` (from the network itself) and
+/// `dataset.safetensors` (its size from its layout: u32 pairs and labels, u8 masks) — and the
+/// seconds of one SHA-256 pass over them, the median of `reps`. Sealing a file is one pass and
+/// each later read verifies with one more; SHA-256 takes the same time for any bytes of a
+/// length, so the pass runs over the real weights followed by zeros for the dataset.
+pub fn time_digests(reps: usize) -> Result<(usize, f64)> {
+    let cfg = Config::from_toml(crate::config::preset("default")?, &[])?.check()?;
+    let s = cfg.setup()?;
+    let weights = s.network.save_all(s.total_steps)?;
+    let n = s.split.n_train() + s.split.n_test();
+    let n_train = s.split.n_train();
+    let models = s.labels.len();
+    let dataset = n * (2 * 4 + 1 + 4) + models * n_train * (4 + 1);
+    let mut bytes = weights;
+    bytes.resize(bytes.len() + dataset, 0);
+    let mut times = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(crate::digest::sha256_hex(&[&bytes]));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((bytes.len(), times[times.len() / 2]))
+}

@@ -7,6 +7,15 @@ use grokscope::kernels::init_threads;
 use grokscope::progress::busy;
 use std::path::PathBuf;
 
+/// `println!` that never panics: standard output closed (a pipe to `head`) or full
+/// (`> /dev/full`) must not stop a command before its files are complete. The first failure
+/// is kept and reported once at exit ([`stdout_failure`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 use cli::analysis::{
     cmd_analytic, cmd_analyze, cmd_bench, cmd_prune, cmd_scores, AnalyticArgs, AnalyzeArgs,
@@ -122,14 +131,18 @@ enum Command {
 }
 
 fn main() {
-    match run() {
-        Ok(0) => {}
-        Ok(code) => std::process::exit(code),
+    let code = match run() {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(2);
+            2
         }
+    };
+    if let Some(why) = stdout_failure() {
+        eprintln!("error: cannot write to standard output ({why}); the command ran to its end and its files are complete");
+        std::process::exit(if code == 0 { 1 } else { code });
     }
+    std::process::exit(code);
 }
 
 fn run() -> Result<i32> {
@@ -157,7 +170,7 @@ fn run() -> Result<i32> {
             let path = busy("drawing the report", || {
                 grokscope::report::report_with(&dir, force, &opts)
             })?;
-            println!(
+            say!(
                 "report: {} ({:.1} s)",
                 path.display(),
                 t0.elapsed().as_secs_f64()
@@ -181,7 +194,7 @@ fn run() -> Result<i32> {
                     done.curves, done.drawn
                 );
             }
-            println!(
+            say!(
                 "comparison: {} ({:.1} s; also compare.png, compare.svg, compare.csv)",
                 done.page.display(),
                 t0.elapsed().as_secs_f64()
@@ -213,6 +226,31 @@ fn run() -> Result<i32> {
 
 /// Writes `text` to stdout: a closed pipe (`| head`) ends quietly, another write error is an
 /// error, never a panic.
+static STDOUT_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Writes one line to standard output (see `say!`).
+fn say_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|_| stdout.write_all(b"\n")) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = STDOUT_FAILED.set(e.to_string());
+        }
+    }
+}
+
+/// Why standard output could not be written, if it could not (a broken pipe is not a failure:
+/// the reader has what it wanted).
+fn stdout_failure() -> Option<&'static String> {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().flush() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = STDOUT_FAILED.set(e.to_string());
+        }
+    }
+    STDOUT_FAILED.get()
+}
+
 fn out(text: &str) -> Result<i32> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

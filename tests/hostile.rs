@@ -998,3 +998,66 @@ fn two_sigterms_at_once_still_save_the_run() {
     assert!(state.contains("\"interrupted\""), "{state}");
     assert!(t.join("run/resume.safetensors").exists());
 }
+
+/// Standard output that cannot be written (`> /dev/full`) or is closed early (a pipe to
+/// `head`) never panics, and the command's files are complete (issue 26).
+#[test]
+fn a_full_or_closed_standard_output_never_panics() {
+    use std::process::{Command, Stdio};
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        return; // not Linux
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let to_full = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_grokscope"))
+            .args(args)
+            .current_dir(t)
+            .stdout(std::fs::OpenOptions::new().write(true).open(full).unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = to_full(&[
+        "train",
+        "-q",
+        "--set",
+        "data.p=11",
+        "--set",
+        "model.mlp.width=8",
+        "--set",
+        "train.steps=20",
+        "--out",
+        "run",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write to standard output") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(t.join("run/summary.json").is_file() && t.join("run/report/report.html").is_file());
+    for args in [&["default-config"][..], &["analyze", "run", "--force"]] {
+        let o = to_full(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            matches!(o.status.code(), Some(1 | 2)) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("standard output"), "{args:?}: {err}");
+    }
+    assert!(t.join("run/analysis/neurons.csv").is_file());
+    // A reader that stops early: a quiet exit 0.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grokscope"))
+        .args(["analyze", "run", "--force"])
+        .current_dir(t)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

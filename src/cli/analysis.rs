@@ -57,7 +57,7 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
             .join(", ")
     };
     for s in &summaries {
-        println!(
+        say!(
             "model {}: test {:.3}, A_mem {} | pruning by training-set ablation selectivity (highest first): best test {:.3} with {} unit{} removed (A_mem {})",
             s.model,
             s.test_acc,
@@ -68,13 +68,13 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
             fmt_opt(s.pruned_mem)
         );
         if !s.with_ipr.is_empty() {
-            println!("  Spearman with the Fourier IPR: {}", corr(&s.with_ipr));
+            say!("  Spearman with the Fourier IPR: {}", corr(&s.with_ipr));
         }
         if !s.with_gamma.is_empty() {
-            println!("  Spearman with |γ|: {}", corr(&s.with_gamma));
+            say!("  Spearman with |γ|: {}", corr(&s.with_gamma));
         }
     }
-    println!(
+    say!(
         "Results in {} (scores.csv, prune-by-<score>-<highest|lowest>.csv)",
         a.run_dir.join("analysis").display()
     );
@@ -125,6 +125,11 @@ pub struct BenchArgs {
     /// the medians (about 30 s per repetition on 2 cores).
     #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "3")]
     pub progress: Option<usize>,
+    /// Also time what the content digests (docs/OUTPUTS.md, "What is verified") add to the
+    /// default run: one SHA-256 pass to seal its weights and dataset, one more for each read,
+    /// against the default run's training time (trained R times; about 15 s each on 2 cores).
+    #[arg(long, value_name = "R", num_args = 0..=1, default_missing_value = "3")]
+    pub digest: Option<usize>,
 }
 
 pub fn cmd_bench(a: BenchArgs) -> Result<()> {
@@ -132,19 +137,21 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let threads = rayon::current_num_threads();
-    println!(
+    say!(
         "grokscope bench: p = 97, N = 500, α = 0.5 (n = 4704), full batch, {threads} thread{}",
         if threads == 1 { "" } else { "s" }
     );
     let peak = bench::peak_gflops(2048, threads, 5);
-    println!(
+    say!(
         "{:<42} {:>10} {:>9.1} GFLOP/s",
-        "matmul 2048×2048×2048 (peak)", "", peak
+        "matmul 2048×2048×2048 (peak)",
+        "",
+        peak
     );
     let mut normal = None;
     for (m, sub) in [(1, false), (8, false), (1, true), (8, true)] {
         let t = bench::time_step(m, a.steps, sub)?;
-        println!(
+        say!(
             "{:<42} {:>7.2} ms {:>9.1} GFLOP/s  {:>5.1} % of peak  (per model-step)",
             t.label,
             t.ms_per_model_step,
@@ -155,7 +162,7 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
             normal = Some(t.ms_per_model_step);
         } else if sub && m == 1 {
             if let Some(n) = normal {
-                println!(
+                say!(
                     "{:<42} {:>7.2}×",
                     "subnormal / normal step time (M = 1)",
                     t.ms_per_model_step / n
@@ -166,7 +173,7 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
     if a.transformer {
         for models in [1, 4] {
             let ms = bench::time_transformer_step(a.steps.min(5), models)?;
-            println!(
+            say!(
                 "{:<42} {:>7.1} ms  (d = 128, 4 heads, 1 layer, n = 4704, full batch; per model-step)",
                 format!("transformer train step, M = {models}"),
                 ms
@@ -189,7 +196,7 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
             v[v.len() / 2]
         };
         let (w, wo) = (median(&mut with), median(&mut without));
-        println!(
+        say!(
             "{:<42} {:>7.2} s without, {:.2} s with: +{:.1} %  (median of {reps}; 3 models, 500 steps, 51 evaluations)",
             "default run, progress measures",
             wo,
@@ -197,10 +204,38 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
             100.0 * (w / wo - 1.0)
         );
     }
+    if let Some(reps) = a.digest {
+        if reps == 0 {
+            bail!("--digest needs at least 1 repetition");
+        }
+        let (bytes, pass) = busy("timing SHA-256 over the default run's files", || {
+            bench::time_digests(21)
+        })?;
+        let mut runs = Vec::new();
+        for r in 0..reps {
+            eprint!("\rdigests: default run {}/{reps} …", r + 1);
+            runs.push(bench::time_default_run(true)?);
+        }
+        eprintln!();
+        runs.sort_by(f64::total_cmp);
+        let run = runs[runs.len() / 2];
+        // Sealed once when written, verified once by each reader (analyze, report, Python).
+        let cost = 2.0 * pass;
+        say!(
+            "{:<42} {:>7.2} ms per pass over {:.2} MB ({:.0} MB/s); seal + one read: {:.2} ms = {:.3} % of the default run's {:.2} s (median of {reps})",
+            "default run, content digests",
+            pass * 1e3,
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / pass,
+            cost * 1e3,
+            100.0 * cost / run,
+            run
+        );
+    }
     if a.deep {
         for models in [1, 8] {
             let ms = bench::time_deep_step(a.steps.max(20), models)?;
-            println!(
+            say!(
                 "{:<42} {:>7.3} ms  (784 → 200 → 200 → 200 → 10, B = 128; per model-step)",
                 format!("deep MLP train step, M = {models}"),
                 ms
@@ -228,7 +263,7 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
             .take(8)
             .map(|(f, c)| format!("{f}:{c}"))
             .collect();
-        println!(
+        say!(
             "model {}: {} (test {:.3}, A_mem {}, A_inv {}) | mean IPR {} | IPR ≥ 0.5: {} | dead {} | dominant freq:neurons {}{}",
             m.model,
             m.phase,
@@ -242,13 +277,13 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
             if m.dominant_frequencies.len() > 8 { " …" } else { "" }
         );
         if let Some(r) = m.bn_scale_ipr_spearman {
-            println!(
+            say!(
                 "  BatchNorm: Spearman(|γ|/σ, IPR) = {r:.3}, Spearman(|γ|, IPR) = {}",
                 fmt_opt(m.bn_gamma_ipr_spearman)
             );
         }
     }
-    println!(
+    say!(
         "Written to {}/analysis/ ({})",
         a.run_dir.display(),
         grokscope::analyze::analysis_files(&run)
@@ -267,17 +302,22 @@ pub fn cmd_prune(a: PruneArgs) -> Result<()> {
     })?;
     let n = run.setup.network.n_neurons();
     for (m, pts) in &sweeps {
-        println!("model {m}, {} order:", a.order.name());
-        println!(
+        say!("model {m}, {} order:", a.order.name());
+        say!(
             "{:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-            "pruned", "train", "test", "A_mem", "A_inv", "A_clean"
+            "pruned",
+            "train",
+            "test",
+            "A_mem",
+            "A_inv",
+            "A_clean"
         );
         for tenth in 0..=10 {
             let target = (tenth * n / 10) as i64;
             let Some(pt) = pts.iter().min_by_key(|p| (p.pruned as i64 - target).abs()) else {
                 continue;
             };
-            println!(
+            say!(
                 "{:>6.0}% {:>7.3} {:>7.3} {:>7} {:>7} {:>7}",
                 100.0 * pt.pruned as f64 / n as f64,
                 pt.acc.train_acc,
@@ -288,7 +328,7 @@ pub fn cmd_prune(a: PruneArgs) -> Result<()> {
             );
         }
     }
-    println!("Written to {}", path.display());
+    say!("Written to {}", path.display());
     Ok(())
 }
 
@@ -300,7 +340,7 @@ pub fn cmd_analytic(a: AnalyticArgs) -> Result<()> {
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
-    println!(
+    say!(
         "analytic network p = {}, N = {}: accuracy {:.4} on all {} pairs ({} wrong); IPR mean {:.6}, min {:.6}; {} frequencies",
         a.p, a.n, r.accuracy, r.pairs, r.wrong, r.mean_ipr, r.min_ipr, r.frequencies
     );

@@ -136,7 +136,7 @@ pub fn parse_lease(s: &str) -> std::result::Result<f64, String> {
 
 pub fn print_status(dir: &std::path::Path, st: &grokscope::sweep::status::Status) {
     let now = grokscope::fsio::now();
-    println!(
+    say!(
         "{} ({}): {} of {} runs done ({} diverged), {} running, {} left{}",
         dir.display(),
         st.plan.name,
@@ -157,10 +157,10 @@ pub fn print_status(dir: &std::path::Path, st: &grokscope::sweep::status::Status
             .iter()
             .map(|(k, v)| format!("{} {v}", k.name()))
             .collect();
-        println!("phases: {}", p.join(", "));
+        say!("phases: {}", p.join(", "));
     }
     for r in &st.running {
-        println!(
+        say!(
             "  unit {:>4}: {} run(s), step {}/{}, worker {} (heartbeat {:.0} s ago)",
             r.unit,
             r.runs.len(),
@@ -171,10 +171,10 @@ pub fn print_status(dir: &std::path::Path, st: &grokscope::sweep::status::Status
         );
     }
     for (u, w) in &st.stale {
-        println!("  unit {u:>4}: claimed by {w}, whose heartbeat is older than the lease (the next worker takes it over)");
+        say!("  unit {u:>4}: claimed by {w}, whose heartbeat is older than the lease (the next worker takes it over)");
     }
     for h in &st.workers {
-        println!(
+        say!(
             "  worker {}: {:?}, {} runs committed, last heartbeat {:.0} s ago ({} pid {})",
             h.worker,
             h.state,
@@ -195,7 +195,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                 .with_context(|| format!("in {}", file.display()))?;
             let fleets = plan.fleets(|id| shard.is_none_or(|s| s.contains(id)));
             let runs: usize = fleets.iter().map(|f| f.runs.len()).sum();
-            println!(
+            say!(
                 "{}: {} runs{} in {} fleets (at most {} models each); axes: {}",
                 plan.spec.name,
                 runs,
@@ -214,7 +214,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             eprintln!("measuring a few steps of each fleet shape …");
             let est = sweep::estimate(&fleets)?;
             let total: f64 = est.iter().sum();
-            println!(
+            say!(
                 "estimated time on this machine ({} threads): {} (plan hash {})",
                 rayon::current_num_threads(),
                 hms(total),
@@ -280,7 +280,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             match outcome.end {
                 sweep::SweepEnd::Complete(records) => {
                     print_grids(&out)?;
-                    println!(
+                    say!(
                         "{} runs ({trained} trained by this worker, {}) in {} → {}/ ({})",
                         records.len(),
                         outcome.worker,
@@ -296,7 +296,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                     Ok(0)
                 }
                 sweep::SweepEnd::Left { units } => {
-                    println!(
+                    say!(
                         "worker {} trained {trained} runs; {units} unit(s) are with other workers, and the last to finish writes the tables (see `grokscope sweep status {}`)",
                         outcome.worker,
                         out.display()
@@ -361,7 +361,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             // Create (or join) the directory now, so the plan is fixed before any task runs.
             sweep::store::Store::open(&out, &plan.plan_file(None), lease)?;
             let s = sweep::slurm::write_scripts(&out, &plan.spec.name, &o)?;
-            println!(
+            say!(
                 "wrote {} (an array of {tasks} workers) and {} (tables and report after them); logs go to {}/",
                 s.worker.display(),
                 s.finish.display(),
@@ -369,10 +369,10 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             );
             if submit {
                 let (array, finish) = sweep::slurm::submit(&s)?;
-                println!("submitted: workers job {array} (array 1-{tasks}), finishing job {finish} (after the workers)");
-                println!("watch it: grokscope sweep status {}", out.display());
+                say!("submitted: workers job {array} (array 1-{tasks}), finishing job {finish} (after the workers)");
+                say!("watch it: grokscope sweep status {}", out.display());
             } else {
-                println!("submit with:\n  {}", sweep::slurm::submit_commands(&s));
+                say!("submit with:\n  {}", sweep::slurm::submit_commands(&s));
             }
             Ok(0)
         }
@@ -388,14 +388,14 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
                 );
             }
             print_grids(&out)?;
-            println!("merged {} runs → {}/", all.len(), out.display());
+            say!("merged {} runs → {}/", all.len(), out.display());
             Ok(0)
         }
         SweepCmd::Show { dir } => {
             let plan = sweep::store::read_plan(&dir)?;
             let records = sweep::store::read_records(&dir)?;
             if sweep::store::read_grid_text(&dir)?.is_none() {
-                println!(
+                say!(
                     "{}: {} of {} runs finished; no phase grids yet (they are written when `sweep run` ends, and only for sweeps over both data.train_fraction and data.corruption)",
                     plan.name,
                     records.len(),
@@ -409,7 +409,7 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
 
 pub fn print_grids(dir: &std::path::Path) -> Result<()> {
     if let Some(text) = grokscope::sweep::store::read_grid_text(dir)? {
-        print!("{text}");
+        crate::out(&text)?;
     }
     Ok(())
 }

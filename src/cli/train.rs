@@ -172,7 +172,7 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
     print_table(&summary);
     let steps = outcome.setup.total_steps;
     if resume {
-        println!(
+        say!(
             "\n{} steps × {} model{} (resumed; this session: {:.1} s).",
             steps,
             n_models,
@@ -180,7 +180,7 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
             outcome.seconds
         );
     } else {
-        println!(
+        say!(
             "\n{} steps × {} model{} in {:.1} s ({:.2} ms per model-step).",
             steps,
             n_models,
@@ -189,7 +189,7 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
             outcome.seconds * 1e3 / (steps as f64 * n_models as f64)
         );
     }
-    println!(
+    say!(
         "Results in {}/ ({}{})",
         dir.display(),
         rundir::RESULT_FILES.join(", "),
@@ -208,7 +208,7 @@ fn train_run(a: &TrainArgs, job: Prepared, stop: &std::sync::atomic::AtomicUsize
                 dir.display()
             )
         })?;
-        println!("Report: {}", path.display());
+        say!("Report: {}", path.display());
     }
     Ok(0)
 }
@@ -235,7 +235,7 @@ fn print_table(s: &rundir::Summary) {
             .map(|(a, &w)| format!(" {:>w$}", cell(a)))
             .collect::<String>()
     };
-    println!(
+    say!(
         "\n{:>3}{} | {:>6} {:>6} {:>6} {:>6} {:>7} | phase",
         "#",
         axes(&|a| a.short.to_string()),
@@ -246,7 +246,7 @@ fn print_table(s: &rundir::Summary) {
         "A_clean"
     );
     for m in &s.models {
-        println!(
+        say!(
             "{:>3}{} | {:>6} {:>6} {:>6} {:>6} {:>7} | {}",
             m.spec.index,
             axes(&|a| (a.value)(&m.spec)),

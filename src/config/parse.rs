@@ -43,7 +43,7 @@ impl Config {
                 let train = table.get_mut("train").and_then(|t| t.as_table_mut());
                 if let Some(old) = train.and_then(|t| t.remove(other)) {
                     notes.push(format!(
-                        "--set {gk} replaces the config's {ok} = {old} (give one length, not both)"
+                        "--set {gk} replaces the config's {ok} = {old} as the run's length"
                     ));
                 }
             }

@@ -652,6 +652,10 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
             });
         }
     }
+    // Every input checked whole (`grokscope verify`) before anything is written.
+    for d in inputs {
+        store::refuse_damaged(d)?;
+    }
     let mut all: BTreeMap<usize, RunRecord> = BTreeMap::new();
     let mut from: BTreeMap<usize, &Path> = BTreeMap::new();
     for d in inputs {

@@ -166,7 +166,7 @@ pub fn write_scripts(dir: &Path, name: &str, o: &SlurmOptions) -> Result<Scripts
     ));
     let mut finish = o.header(&format!("{job}-finish"), &format!("{logs_s}/finish-%j.out"));
     finish.push_str(&format!(
-        "# After the workers (submitted with --dependency=afterany:<array job>): finishes what a\n# failed task left, writes the tables and the report, prints the status.\nset -eu\n{exe} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" sweep run --out {d} --log --lease {lease}\n{exe} report {d} --force\n{exe} sweep status {d}\n"
+        "# After the workers (submitted with --dependency=afterany:<array job>): finishes what a\n# failed task left, checks every file (grokscope verify), writes the tables and the report,\n# prints the status.\nset -eu\n{exe} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" sweep run --out {d} --log --lease {lease}\n{exe} verify {d}\n{exe} report {d} --force\n{exe} sweep status {d}\n"
     ));
     let s = Scripts {
         worker: logs.join("worker.sbatch"),

@@ -569,6 +569,25 @@ pub fn read_records(dir: &Path) -> Result<BTreeMap<usize, RunRecord>> {
     Ok(out)
 }
 
+/// Refuses a sweep directory with any problem [`verify`] finds (a merge's inputs).
+pub fn refuse_damaged(dir: &Path) -> Result<()> {
+    let (problems, _, _) = verify(dir);
+    match problems.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Sweep {
+            dir: dir.to_path_buf(),
+            why: format!(
+                "is damaged, nothing was merged: {first}{} (see `grokscope verify {}`)",
+                match problems.len() {
+                    1 => String::new(),
+                    n => format!(" — and {} more problems", n - 1),
+                },
+                dir.display()
+            ),
+        }),
+    }
+}
+
 /// `grokscope verify SWEEP`: the plan, every record and its curve, every checkpoint's digest;
 /// the problems (one per file) and the files without a digest.
 pub fn verify(dir: &Path) -> (Vec<String>, Vec<String>, usize) {
