@@ -1061,3 +1061,81 @@ fn a_full_or_closed_standard_output_never_panics() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A sweep axis that repeats a value (it would count as two agreeing seeds in
+/// phase_grid.csv) and a range of count = 1 whose `to` would be ignored are refused before
+/// anything is written (issue 26).
+#[test]
+fn repeated_axis_values_and_one_point_ranges_with_a_to_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let base = "name = \"d\"\n[base]\ndata.p = 11\nmodel.mlp.width = 8\ntrain.steps = 10\n[axes]\n";
+    for (axes, expect) in [
+        (
+            "\"data.corruption\" = [0.1, 0.2, 0.1]\n",
+            &["axes.data.corruption", "given twice", "entries 1 and 3"][..],
+        ),
+        (
+            "\"train.weight_decay\" = [1, 1.0]\n",
+            &["axes.train.weight_decay", "given twice"],
+        ),
+        (
+            "\"data.corruption\" = { from = 0.1, to = 0.5, count = 1 }\n",
+            &["count = 1", "`to` = 0.5 would be ignored"],
+        ),
+    ] {
+        std::fs::write(t.join("s.toml"), format!("{base}{axes}")).unwrap();
+        refused(&["sweep", "plan", "s.toml"], t, expect);
+        refused(&["sweep", "run", "s.toml", "--out", "sw", "-q"], t, expect);
+        assert!(!t.join("sw").exists());
+    }
+    // A one-point range with to = from is a plain single value.
+    std::fs::write(
+        t.join("s.toml"),
+        format!("{base}\"data.corruption\" = {{ from = 0.1, to = 0.1, count = 1 }}\n"),
+    )
+    .unwrap();
+    let o = run(&["sweep", "plan", "s.toml"], t);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A bad value given by `--set` is blamed on that `--set`, with the value (issue 26: it said
+/// "in built-in default: invalid train.beta1/beta2").
+#[test]
+fn set_values_out_of_range_are_blamed_on_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for (set, expect) in [
+        (
+            "train.beta1=1.5",
+            &["--set train.beta1=1.5", "= 1.5: must lie in [0, 1)"][..],
+        ),
+        (
+            "train.beta2=nan",
+            &["--set train.beta2=nan", "must lie in [0, 1)"],
+        ),
+    ] {
+        let e = refused(&["train", "--set", set, "--out", "x"], t, expect);
+        assert!(!e.contains("built-in default"), "{e}");
+    }
+    let wd = format!(
+        "train.weight_decay=[{}]",
+        (0..300)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let drop = format!(
+        "model.dropout=[{}]",
+        (0..300)
+            .map(|i| format!("{}", i as f64 / 400.0))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let e = refused(
+        &["train", "--set", &wd, "--set", &drop, "--out", "x"],
+        t,
+        &["--set model.dropout=", "90000 models"],
+    );
+    assert!(!e.contains("built-in default"), "{e}");
+}

@@ -226,8 +226,10 @@ impl Config {
                 lr * wd
             ));
         }
-        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
-            return Err(Error::invalid("train.beta1/beta2", "must lie in [0, 1)"));
+        for (key, b) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid(key, format!("= {b}: must lie in [0, 1)")));
+            }
         }
         if t.eps.is_nan() || t.eps <= 0.0 {
             return Err(Error::invalid("train.eps", "must be positive"));

@@ -277,12 +277,19 @@ pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
     match e {
         Error::Set { .. } | Error::Memory(_) => Blame::Itself,
         Error::Invalid { key, .. } => {
-            let old = legacy_key(key);
+            // The keys the error is about: itself, or for the fleet's size every fleet axis.
+            let keys: Vec<&str> = if key == "fleet" {
+                super::FLEET_AXES.iter().map(|a| a.key).collect()
+            } else {
+                vec![key.as_str()]
+            };
+            let olds: Vec<Option<String>> = keys.iter().map(|k| legacy_key(k)).collect();
             sets.iter()
                 .rev()
                 .find(|s| {
                     s.split_once('=').is_some_and(|(k, _)| {
-                        k.trim() == key.as_str() || Some(k.trim()) == old.as_deref()
+                        let k = k.trim();
+                        keys.contains(&k) || olds.iter().any(|o| o.as_deref() == Some(k))
                     })
                 })
                 .map_or(Blame::Source, |s| Blame::Set(s))

@@ -250,6 +250,15 @@ fn flatten_axes(
                         }
                     }
                 }
+                if let Some((a, b)) = first_repeat(vals) {
+                    return Err(Error::invalid(
+                        format!("axes.{key}"),
+                        format!(
+                            "the value {} is given twice (entries {a} and {b}): each run of an axis must differ, or its repeats would count as agreeing seeds in phase_grid.csv; vary a seed axis to repeat a run",
+                            vals[a]
+                        ),
+                    ));
+                }
                 out.push((key, vals.clone()));
             }
             toml::Value::Table(sub) if sub.contains_key("from") || sub.contains_key("count") => {
@@ -265,6 +274,21 @@ fn flatten_axes(
         }
     }
     Ok(())
+}
+
+/// The first two positions (1-based) of equal values in an axis list (numbers compared as
+/// numbers: `1` and `1.0` are the same setting).
+fn first_repeat(vals: &[toml::Value]) -> Option<(usize, usize)> {
+    let same = |a: &toml::Value, b: &toml::Value| match (a, b) {
+        (toml::Value::Integer(x), toml::Value::Float(y))
+        | (toml::Value::Float(y), toml::Value::Integer(x)) => *x as f64 == *y,
+        _ => a == b,
+    };
+    (0..vals.len()).find_map(|j| {
+        (0..j)
+            .find(|&i| same(&vals[i], &vals[j]))
+            .map(|i| (i + 1, j + 1))
+    })
 }
 
 fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
@@ -294,6 +318,11 @@ fn range_values(t: &toml::Table, key: &str) -> Result<Vec<toml::Value>> {
     };
     if !(from.is_finite() && to.is_finite()) {
         return Err(bad("`from` and `to` must be finite numbers"));
+    }
+    if count == 1 && from != to {
+        return Err(bad(&format!(
+            "a range with count = 1 is the single value `from` = {from}, so `to` = {to} would be ignored: set count ≥ 2, or write the axis as [{from}]"
+        )));
     }
     // Integer ends with integer steps give integers (seeds, p, widths); else floats.
     let ints = matches!(
