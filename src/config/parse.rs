@@ -279,7 +279,7 @@ pub fn blame<'a>(e: &Error, sets: &'a [String]) -> Blame<'a> {
         Error::Invalid { key, .. } => {
             // The keys the error is about: itself, or for the fleet's size every fleet axis.
             let keys: Vec<&str> = if key == "fleet" {
-                super::FLEET_AXES.iter().map(|a| a.key).collect()
+                super::fleet::FLEET_AXES.iter().map(|a| a.key).collect()
             } else {
                 vec![key.as_str()]
             };
