@@ -68,6 +68,15 @@ pub enum Error {
     /// `in SOURCE: …`; `job::Request::resolve`).
     #[error("{message}")]
     Blamed { message: String, error: Box<Error> },
+    /// An error that stopped a run after it started training in its directory, with what
+    /// was saved and how to continue.
+    #[error("{error}\nThe run in {} stopped; {}", .dir.display(), stopped_hint(.dir, *.saved))]
+    RunStopped {
+        dir: PathBuf,
+        /// The step of its resumable state, if one was saved.
+        saved: Option<u64>,
+        error: Box<Error>,
+    },
     /// A sweep directory that cannot be used as asked.
     #[error("sweep directory {dir}: {why}")]
     Sweep { dir: PathBuf, why: String },
@@ -137,6 +146,19 @@ impl Error {
             line,
             why: why.into(),
         }
+    }
+}
+
+fn stopped_hint(dir: &std::path::Path, saved: Option<u64>) -> String {
+    match saved {
+        Some(step) => format!(
+            "its state at step {step} is saved: fix the cause and continue it with `grokscope train --resume {}`",
+            dir.display()
+        ),
+        None => format!(
+            "no state was saved yet: fix the cause and `grokscope train --resume {}` trains it again from step 0 (the same config gives the same numbers)",
+            dir.display()
+        ),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::{Checked, ModelSpec};
 use crate::error::{Error, Result};
 use crate::metrics::progress::Meter;
 use crate::metrics::{record, Record};
-use crate::rundir::{MetricsStream, RunDir, RunState, Status, Summary};
+use crate::rundir::{MetricsStream, ResumePoint, RunDir, RunState, Status, Summary};
 use crate::setup::{Prepare, Setup};
 use crate::train::{Engine, Network};
 use rand::seq::SliceRandom;
@@ -286,6 +286,8 @@ struct DirHooks<'a, 'b> {
     seconds_before: f64,
     clock: std::time::Instant,
     stopped: Option<usize>,
+    /// An error of a write during the step (metrics), returned after it.
+    pending: Option<Error>,
     progress: &'b mut dyn FnMut(&Progress) -> Result<()>,
 }
 
@@ -298,23 +300,56 @@ impl DirHooks<'_, '_> {
         diverged: &[Option<u64>],
     ) -> Result<()> {
         let t = std::time::Instant::now();
-        self.state.status = status;
-        self.state.step = step;
-        self.state.resumable_step = Some(step);
-        self.state.seconds = self.seconds_before + self.clock.elapsed().as_secs_f64();
-        self.state.diverged_at = diverged.to_vec();
+        let mut state = self.state.clone();
+        state.status = status;
+        state.step = step;
+        state.resumable_step = Some(step);
+        state.seconds = self.seconds_before + self.clock.elapsed().as_secs_f64();
+        state.diverged_at = diverged.to_vec();
         // The saved state carries its own step and bookkeeping: state.json, written after
-        // it, only reports.
-        self.dir.write_resume(self.cfg, network, &self.state)?;
-        self.state.io_seconds += t.elapsed().as_secs_f64();
+        // it, only reports. Until the state is written, the previous one stands.
+        self.dir.write_resume(self.cfg, network, &state)?;
+        state.io_seconds += t.elapsed().as_secs_f64();
+        self.state = state;
         self.dir.write_state(&self.state)
+    }
+
+    /// After an error at `step` that stops the run: saves the resumable state (when the
+    /// network is at hand and the disk takes it), so that no finished step is lost.
+    fn save_after(
+        &mut self,
+        network: &Network,
+        step: u64,
+        diverged: &[Option<u64>],
+        error: Error,
+    ) -> Error {
+        if step < self.state.total_steps {
+            let _ = self.save(network, step, Status::Interrupted, diverged);
+        }
+        error
+    }
+
+    /// The error that stopped the run, with what was saved and how to continue: state.json
+    /// says "interrupted" (never "running" for a run no process trains).
+    fn stopped(&mut self, error: Error) -> Error {
+        self.state.status = Status::Interrupted;
+        let _ = self.dir.write_state(&self.state);
+        Error::RunStopped {
+            dir: self.dir.path().to_path_buf(),
+            saved: self.state.resumable_step,
+            error: Box::new(error),
+        }
     }
 }
 
 impl Hooks for DirHooks<'_, '_> {
     fn evaluated(&mut self, _step: u64, records: &[&Record]) -> Result<()> {
         let t = std::time::Instant::now();
-        self.stream.append(records)?;
+        // The records are kept in memory and written whole at the end; a failed append stops
+        // the run after this step, once its state is saved.
+        if let Err(e) = self.stream.append(records) {
+            self.pending.get_or_insert(e);
+        }
         self.state.io_seconds += t.elapsed().as_secs_f64();
         Ok(())
     }
@@ -324,9 +359,16 @@ impl Hooks for DirHooks<'_, '_> {
         step: u64,
         diverged: &[Option<u64>],
     ) -> Result<bool> {
+        if let Some(e) = self.pending.take() {
+            return Err(self.save_after(network, step, diverged, e));
+        }
         if self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every) {
-            self.dir
-                .write_checkpoint(self.cfg, network, step, self.resumed)?;
+            if let Err(e) = self
+                .dir
+                .write_checkpoint(self.cfg, network, step, self.resumed)
+            {
+                return Err(self.save_after(network, step, diverged, e));
+            }
         }
         if let Some(sig) = self
             .control
@@ -351,38 +393,71 @@ impl Hooks for DirHooks<'_, '_> {
     }
 }
 
+/// Where [`train_into`] starts.
+pub enum Begin {
+    /// A new run in its new directory.
+    Fresh,
+    /// A run in its directory continued from its saved state, checked by
+    /// [`RunDir::resume_point`] (`None`: it saved none; trained again from step 0).
+    Resume(Option<Box<ResumePoint>>),
+}
+
 /// Trains `setup` of `cfg` in the run directory `dir` (which holds the config): streams the
 /// metrics, writes checkpoints as configured, autosaves a resumable state, stops when
-/// `control.stop` is set, and at the end writes the summary and the weights. With `resume`,
-/// continues from the state the directory holds (the setup must be the config's, untrained).
+/// `control.stop` is set, and at the end writes the summary, the weights and the final
+/// training state (from which a longer run continues). On resume the setup must be the
+/// config's, untrained.
 pub fn train_into(
     cfg: &Checked,
     setup: Setup,
     dir: &RunDir,
-    resume: bool,
+    begin: Begin,
     control: Control,
     progress: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<RunEnd> {
     let mut setup = setup;
     let m = setup.specs.len();
     let lock = dir.lock()?;
-    // The resume point is checked and loaded before anything is written: a refused resume
-    // changes nothing.
-    let point = if resume {
-        let point = dir.resume_point(cfg, m, setup.total_steps)?;
-        setup
-            .network
-            .load_state(&point.bytes)
-            .map_err(|e| Error::BadFile {
-                path: dir.path().join("resume.safetensors"),
-                why: e.to_string(),
-            })?;
-        Some(point)
-    } else {
-        None
+    let resume = matches!(begin, Begin::Resume(_));
+    let point = match begin {
+        Begin::Resume(point) => {
+            // Read before the lock was taken: refused if another process moved the run on.
+            if let Some(p) = &point {
+                if dir.read_state()?.map(|s| (s.step, s.status)) != Some((p.state.step, p.state.status)) {
+                    return Err(Error::BadFile {
+                        path: dir.path().join("state.json"),
+                        why: "the run changed since it was read (another process trained it): run the command again".into(),
+                    });
+                }
+            }
+            // Checked and loaded before anything is written: a refused resume changes nothing.
+            if let Some(p) = &point {
+                setup
+                    .network
+                    .load_state(&p.bytes)
+                    .map_err(|e| Error::BadFile {
+                        path: dir.path().join("resume.safetensors"),
+                        why: e.to_string(),
+                    })?;
+            }
+            point
+        }
+        Begin::Fresh => None,
     };
+    if cfg.eval.checkpoint_every > 0 {
+        dir.checkpoint_dir()?;
+    }
     dir.write_dataset(cfg, &setup.split, &setup.labels, resume)?;
-    let (start, seconds_before, io_before, stream) = match point {
+    // A run stopped because its checkpoint could not be written saved its state at that
+    // step: the checkpoint is written now, from that state.
+    if let Some(p) = point.as_ref().filter(|p| {
+        cfg.eval.checkpoint_every > 0 && p.step.is_multiple_of(cfg.eval.checkpoint_every)
+    }) {
+        if !dir.has_checkpoint(p.step) {
+            dir.write_checkpoint(cfg, &setup.network, p.step, true)?;
+        }
+    }
+    let (start, seconds_before, io_before, stream) = match point.map(|p| *p) {
         Some(point) => {
             let stream = dir.restart_metrics(&point.history)?;
             (
@@ -420,9 +495,13 @@ pub fn train_into(
         seconds_before,
         clock: std::time::Instant::now(),
         stopped: None,
+        pending: None,
         progress,
     };
-    let out = run_loop(cfg, setup, start, &mut hooks)?;
+    let out = match run_loop(cfg, setup, start, &mut hooks) {
+        Ok(out) => out,
+        Err(e) => return Err(hooks.stopped(e)),
+    };
     if let Some(signal) = hooks.stopped {
         drop(lock);
         return Ok(RunEnd::Interrupted {
@@ -430,7 +509,15 @@ pub fn train_into(
             signal,
         });
     }
-    let summary = dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at, resume)?;
+    // metrics.csv and ipr_hist.csv are written whole from the records in memory: a file
+    // removed or cut while the run trained is complete again.
+    let finish = dir.restart_metrics(&out.history).and_then(|_| {
+        dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at, resume)
+    });
+    let summary = match finish {
+        Ok(s) => s,
+        Err(e) => return Err(hooks.stopped(e)),
+    };
     let mut state = hooks.state;
     state.status = if out.diverged_at.iter().all(|d| d.is_some()) {
         Status::Diverged
@@ -442,7 +529,15 @@ pub fn train_into(
     state.seconds = seconds_before + out.seconds;
     state.diverged_at = out.diverged_at.clone();
     dir.write_state(&state)?;
+    // The final training state replaces the last autosave: `train --resume DIR --set
+    // train.steps=N` extends the run from it. Without it (a full disk) the run is finished
+    // all the same; only extending it is refused.
     dir.remove_resume()?;
+    if state.status == Status::Finished {
+        if dir.write_resume(cfg, &out.setup.network, &state).is_err() {
+            dir.remove_resume()?;
+        }
+    }
     drop(lock);
     Ok(RunEnd::Finished(Box::new(out), summary))
 }

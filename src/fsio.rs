@@ -18,7 +18,8 @@
 //! counts), so a test can stop a sweep at every file operation and check that the directory
 //! it leaves resumes. `GROKSCOPE_SWEEP_FAULT_LOG=FILE` appends `N op path` for each operation. With
 //! `GROKSCOPE_FAULT=NAME` it aborts at the named point `NAME` ([`fault_point`]: the steps of a
-//! report's or analysis's swap).
+//! report's or analysis's swap). With `GROKSCOPE_DISK_FULL=NAME` every write of a file named
+//! `NAME` fails as on a full disk.
 
 use crate::error::{Error, Result};
 use std::fs;
@@ -116,10 +117,19 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = temp_name(path);
     op("create", &tmp);
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-    op("write", &tmp);
-    f.write_all(bytes).map_err(io(&tmp))?;
-    op("fsync", &tmp);
-    f.sync_all().map_err(io(&tmp))?;
+    // A write that fails (a full disk) leaves no temporary behind.
+    let written = (|| {
+        op("write", &tmp);
+        disk_full(path)?;
+        f.write_all(bytes)?;
+        op("fsync", &tmp);
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
     Ok(tmp)
 }
 
@@ -170,9 +180,14 @@ pub fn remove_file(path: &Path) -> Result<()> {
 pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
     let tmp = temp_name(to);
     op("copy", &tmp);
-    fs::copy(from, &tmp).map_err(io(from))?;
-    op("rename", to);
-    fs::rename(&tmp, to).map_err(io(to))
+    let copied = fs::copy(from, &tmp).and_then(|_| {
+        op("rename", to);
+        fs::rename(&tmp, to)
+    });
+    copied.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(to, e)
+    })
 }
 
 /// Writes `bytes` to `dir/name` atomically; refuses to replace an existing file unless
@@ -226,6 +241,17 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn fault_point(name: &str) {
     if std::env::var("GROKSCOPE_FAULT").is_ok_and(|f| f == name) {
         std::process::abort();
+    }
+}
+
+/// Test hook: with `GROKSCOPE_DISK_FULL=NAME`, writing a file named `NAME` fails as on a
+/// full disk (ENOSPC), after its temporary was created.
+fn disk_full(path: &Path) -> std::io::Result<()> {
+    let full = std::env::var_os("GROKSCOPE_DISK_FULL")
+        .is_some_and(|n| path.file_name().is_some_and(|f| f == n.as_os_str()));
+    match full {
+        true => Err(std::io::Error::from_raw_os_error(28)),
+        false => Ok(()),
     }
 }
 

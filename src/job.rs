@@ -9,7 +9,7 @@
 use crate::config::presets::is_sweep;
 use crate::config::{blamed_message, preset, Checked, Config, DEFAULT_CONFIG};
 use crate::error::{Error, Result};
-use crate::experiment::{train_into, Control, Progress, RunEnd};
+use crate::experiment::{train_into, Begin, Control, Progress, RunEnd};
 use crate::fsio::read_text;
 use crate::rundir::{ResumePoint, RunDir};
 use crate::setup::{Prepare, Setup};
@@ -76,9 +76,14 @@ pub enum Request {
         out: Option<PathBuf>,
         runs_dir: PathBuf,
     },
-    /// The interrupted run in `dir`, continued from its saved state.
-    Resume { dir: PathBuf },
+    /// The interrupted run in `dir`, continued from its saved state (from step 0 if it saved
+    /// none); with `sets`, only `train.steps` or `train.epochs`, to a longer length (a
+    /// finished run too): the longer run's first steps are the run's own.
+    Resume { dir: PathBuf, sets: Vec<String> },
 }
+
+/// The keys `--set` may change on a resumed run.
+pub const LENGTH_KEYS: [&str; 2] = ["train.steps", "train.epochs"];
 
 /// A request with everything checked and built; nothing written yet.
 pub struct Resolved {
@@ -91,7 +96,8 @@ pub struct Resolved {
 
 enum Target {
     Fresh(PathBuf),
-    Resume(RunDir, Box<ResumePoint>),
+    /// `None`: no state was saved; trained again from step 0 in its directory.
+    Resume(RunDir, Option<Box<ResumePoint>>),
 }
 
 /// A run ready to train: its checked config, its directory and its untrained (or restored on
@@ -100,8 +106,9 @@ pub struct Prepared {
     pub cfg: Checked,
     pub run: RunDir,
     pub setup: Setup,
-    /// Whether it continues an interrupted run.
+    /// Whether it continues an interrupted run (or extends a finished one).
     pub resumed: bool,
+    point: Option<Box<ResumePoint>>,
 }
 
 impl Request {
@@ -110,16 +117,26 @@ impl Request {
     /// it all — before anything is written.
     pub fn resolve(&self) -> Result<Resolved> {
         match self {
-            Request::Resume { dir } => {
+            Request::Resume { dir, sets } => {
                 let run = RunDir::open(dir)?;
-                let cfg = run.read_config()?;
+                let saved = run.read_config()?;
+                let (cfg, mut notes) = match sets.is_empty() {
+                    true => (saved.clone(), Vec::new()),
+                    false => longer(&run, &saved, sets)?,
+                };
                 let setup = cfg.setup()?;
-                let point = run.resume_point(&cfg, setup.specs.len(), setup.total_steps)?;
+                let point = run.resume_point(&saved, setup.specs.len(), setup.total_steps)?;
+                if point.is_none() {
+                    notes.push(format!(
+                        "{} saved no training state before it stopped: training it again from step 0 (the same config gives the same numbers)",
+                        run.path().display()
+                    ));
+                }
                 Ok(Resolved {
                     cfg,
                     setup,
-                    notes: Vec::new(),
-                    target: Target::Resume(run, Box::new(point)),
+                    notes,
+                    target: Target::Resume(run, point.map(Box::new)),
                 })
             }
             Request::Fresh {
@@ -145,6 +162,48 @@ impl Request {
             }
         }
     }
+}
+
+/// The config of the run in `run` (`saved`) with a new length from `sets`: refused unless
+/// they set only [`LENGTH_KEYS`] to a length beyond the run's, and unless no analysis of the
+/// shorter run would be left beside the longer run's results.
+fn longer(run: &RunDir, saved: &Checked, sets: &[String]) -> Result<(Checked, Vec<String>)> {
+    for set in sets {
+        let key = set.split_once('=').map_or(set.as_str(), |(k, _)| k).trim();
+        if !LENGTH_KEYS.contains(&key) {
+            return Err(Error::Set {
+                set: set.clone(),
+                why: format!(
+                    "a resumed run keeps its config; only its length may change ({}) to extend it",
+                    LENGTH_KEYS.join(" or ")
+                ),
+            });
+        }
+    }
+    let source = run.path().join(crate::rundir::CONFIG).display().to_string();
+    let blamed = |e: Error| blame(e, sets, &source);
+    let (cfg, notes) = Config::from_toml_noted(&run.config_text()?, sets).map_err(blamed)?;
+    let cfg = cfg.check().map_err(blamed)?;
+    let n_train = saved.setup()?.split.n_train();
+    let (old, new) = (saved.total_steps(n_train), cfg.total_steps(n_train));
+    if new <= old {
+        return Err(Error::Set {
+            set: sets.join(" "),
+            why: format!(
+                "gives {new} steps; the run has {old}: a run can only be extended (train a shorter one anew with `grokscope train --config {source} {} --out NEW`)", sets.join(" ")
+            ),
+        });
+    }
+    let analysis = run.path().join(crate::rundir::ANALYSIS);
+    if analysis.exists() {
+        return Err(Error::BadFile {
+            path: analysis,
+            why: format!(
+                "holds the analysis of the {old}-step run, which extending it would leave beside the {new}-step results; move it away first (nothing was changed)"
+            ),
+        });
+    }
+    Ok((cfg, notes))
 }
 
 /// `e` with whom to blame for it in front, in the words the CLI and Python share.
@@ -173,25 +232,39 @@ impl Resolved {
     pub fn resume_point(&self) -> Option<&ResumePoint> {
         match &self.target {
             Target::Fresh(_) => None,
-            Target::Resume(_, p) => Some(p),
+            Target::Resume(_, p) => p.as_deref(),
         }
     }
 
     /// Creates the run directory with its `config.toml` (a fresh run; fails if it exists).
     pub fn create(self) -> Result<Prepared> {
-        let (run, resumed) = match self.target {
+        let (run, point) = match self.target {
             Target::Fresh(dir) => {
                 let run = RunDir::create(&dir)?;
                 run.write_config(&self.cfg)?;
-                (run, false)
+                return Ok(Prepared {
+                    cfg: self.cfg,
+                    run,
+                    setup: self.setup,
+                    resumed: false,
+                    point: None,
+                });
             }
-            Target::Resume(run, _) => (run, true),
+            Target::Resume(run, point) => (run, point),
         };
+        // Extended: the shorter run's results go, and config.toml takes the new length
+        // before a step is trained (killed in between, `--resume` goes on from the same
+        // final state).
+        if run.read_config()?.fingerprint() != self.cfg.fingerprint() {
+            run.remove_results()?;
+            run.replace_config(&self.cfg)?;
+        }
         Ok(Prepared {
             cfg: self.cfg,
             run,
             setup: self.setup,
-            resumed,
+            resumed: true,
+            point,
         })
     }
 }
@@ -204,14 +277,11 @@ impl Prepared {
         control: Control,
         progress: &mut dyn FnMut(&Progress) -> Result<()>,
     ) -> Result<RunEnd> {
-        train_into(
-            &self.cfg,
-            self.setup,
-            &self.run,
-            self.resumed,
-            control,
-            progress,
-        )
+        let begin = match self.resumed {
+            false => Begin::Fresh,
+            true => Begin::Resume(self.point),
+        };
+        train_into(&self.cfg, self.setup, &self.run, begin, control, progress)
     }
 
     /// The autosave interval of the config (`eval.autosave_minutes`) in seconds, `None` for

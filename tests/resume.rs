@@ -177,11 +177,12 @@ fn interrupted_run_resumes_to_the_same_bytes(args: fn(&str) -> Vec<String>, wait
     );
     resume("part", t);
     assert_same_outputs(&t.join("full"), &t.join("part"));
-    assert!(!t.join("part/resume.safetensors").exists());
-    // A finished run is not resumed again.
+    // A finished run is not resumed again (only extended, from its final state).
+    assert!(t.join("part/resume.safetensors").is_file());
     let again = grokscope(&["train", "--resume", "part"], t);
     assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("finished"));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("finished") && err.contains("--set train.steps=N"), "{err}");
 }
 
 #[test]

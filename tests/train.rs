@@ -376,7 +376,7 @@ fn a_huge_learning_rate_diverges() {
 /// set — the same as the training used.
 #[test]
 fn the_dataset_is_exported_with_the_run() {
-    use grokscope::experiment::train_into;
+    use grokscope::experiment::{train_into, Begin};
     use grokscope::rundir::RunDir;
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = small(13, vec![0.0, 1.0], 5);
@@ -387,7 +387,7 @@ fn the_dataset_is_exported_with_the_run() {
     run.write_config(&cfg).unwrap();
     let s = cfg.setup().unwrap();
     let (split, labels) = (s.split.table().unwrap().clone(), s.labels.clone());
-    train_into(&cfg, s, &run, false, Default::default(), &mut |_| Ok(())).unwrap();
+    train_into(&cfg, s, &run, Begin::Fresh, Default::default(), &mut |_| Ok(())).unwrap();
     let bytes = std::fs::read(dir.join("dataset.safetensors")).unwrap();
     // The same config gives the same file to the byte (metadata order included).
     for k in 0..3 {

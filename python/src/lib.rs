@@ -170,7 +170,10 @@ fn train(
     let job = match resume {
         Some(dir) => {
             _in_use = InUse::claim(&dir)?;
-            Request::Resume { dir }
+            Request::Resume {
+                dir,
+                sets: sets.clone(),
+            }
                 .resolve()
                 .map_err(err)?
                 .create()

@@ -38,8 +38,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_report: bool,
     /// Continue an interrupted run in DIR from its saved state (written on Ctrl-C/SIGTERM and
-    /// every eval.autosave_minutes); the results equal an uninterrupted run's to the byte.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "sets", "out", "runs_dir"])]
+    /// every eval.autosave_minutes; from step 0 if it saved none); the results equal an
+    /// uninterrupted run's to the byte. With --set train.steps=N (or train.epochs), a finished
+    /// or interrupted run is extended to N steps: its first steps are the longer run's.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "out", "runs_dir"])]
     pub resume: Option<PathBuf>,
 }
 
@@ -97,7 +99,10 @@ pub fn cmd_train(a: TrainArgs) -> Result<i32> {
         })
     };
     let request = match &a.resume {
-        Some(dir) => Request::Resume { dir: dir.clone() },
+        Some(dir) => Request::Resume {
+            dir: dir.clone(),
+            sets: a.sets.clone(),
+        },
         None => Request::Fresh {
             source: match (&a.config, &a.preset) {
                 (Some(path), _) => Source::File(path.clone()),

@@ -452,14 +452,39 @@ impl Config {
         fingerprint(&c.legacy_toml())
     }
 
+    /// [`Config::fingerprint`] of the config at any length (`train.steps`, `train.epochs`):
+    /// what a saved training state belongs to, which a longer run of the config continues.
+    pub fn fingerprint_any_length(&self) -> String {
+        let mut c = self.clone();
+        c.train.steps = None;
+        c.train.epochs = None;
+        c.fingerprint()
+    }
+
     /// A fingerprint of what is trained: the data, model and train sections (not the name or
-    /// the evaluation settings, which may change after training).
+    /// the evaluation settings, which may change after training, nor the run's length: a
+    /// longer run of the config trains the same first steps, so an extended run's files keep
+    /// their tag).
     pub fn training_fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.train.steps = None;
+        c.train.epochs = None;
+        c.legacy_training_fingerprint()
+    }
+
+    /// The training fingerprint as files written before it left out the run's length carry
+    /// it (summary.json's `trained_config` and the `trained_config` tags of that version).
+    pub fn legacy_training_fingerprint(&self) -> String {
         let mut c = self.clone();
         c.name = String::new();
         c.eval = EvalConfig::default();
         c.report = ReportConfig::default();
         fingerprint(&c.legacy_toml())
+    }
+
+    /// Whether a file's `trained_config` tag says this config trained it (either form).
+    pub fn trained_by(&self, tag: &str) -> bool {
+        tag == self.training_fingerprint() || tag == self.legacy_training_fingerprint()
     }
 
     /// The config as TOML in the layout of release 0.1 (the MLP's keys in `[model]`), to the byte

@@ -226,6 +226,35 @@ impl Record {
         }
     }
 
+    /// Removes the progress measures (an evaluation a longer run of the config does not
+    /// measure them at: the last one of a run that is extended).
+    pub fn clear_progress(&mut self) {
+        (self.gini_embed, self.gini_unembed) = (None, None);
+        self.key_freqs.clear();
+        for f in [
+            &mut self.full_ce,
+            &mut self.full_ce_clean,
+            &mut self.full_ce_corrupt,
+            &mut self.restricted_ce,
+            &mut self.restricted_ce_clean,
+            &mut self.restricted_ce_corrupt,
+            &mut self.excluded_ce,
+            &mut self.excluded_ce_clean,
+            &mut self.excluded_ce_corrupt,
+            &mut self.full_mse,
+            &mut self.full_mse_clean,
+            &mut self.full_mse_corrupt,
+            &mut self.restricted_mse,
+            &mut self.restricted_mse_clean,
+            &mut self.restricted_mse_corrupt,
+            &mut self.excluded_mse,
+            &mut self.excluded_mse_clean,
+            &mut self.excluded_mse_corrupt,
+        ] {
+            *f = None;
+        }
+    }
+
     /// The progress-measure losses, named as their `metrics.csv` columns.
     pub fn progress_losses(&self) -> [(&'static str, Option<f64>); 18] {
         [

@@ -39,7 +39,9 @@ mod verify;
 
 pub use lock::RunLock;
 pub use paths::{RunDir, REPORT, RESULT_FILES, TRAINED_CONFIG};
-use paths::{ANALYSIS, CHECKPOINTS, CONFIG, DATASET, IPR_HIST, METRICS, SUMMARY, WEIGHTS};
+/// The names `grokscope::job` points users to.
+pub(crate) use paths::{ANALYSIS, CONFIG};
+use paths::{CHECKPOINTS, DATASET, IPR_HIST, METRICS, SUMMARY, WEIGHTS};
 
 pub use metrics_csv::{curve_csv, read_curve_csv, MetricsStream};
 pub use resume::{ResumePoint, RunState, Status};
@@ -113,12 +115,29 @@ pub fn load_run(path: &Path) -> Result<LoadedRun> {
 impl RunDir {
     /// Writes `config.toml`: the resolved config, every default filled in.
     pub fn write_config(&self, cfg: &Config) -> Result<()> {
+        self.put_config(cfg, false)
+    }
+
+    /// Removes the results of a finished run that is extended (`summary.json`, then the
+    /// weights, which its final training state holds too): the directory is an unfinished
+    /// run until the longer run writes its own.
+    pub fn remove_results(&self) -> Result<()> {
+        crate::fsio::remove_file(&self.path.join(SUMMARY))?;
+        crate::fsio::remove_file(&self.path.join(WEIGHTS))
+    }
+
+    /// Replaces `config.toml` (a run extended to a longer length).
+    pub fn replace_config(&self, cfg: &Config) -> Result<()> {
+        self.put_config(cfg, true)
+    }
+
+    fn put_config(&self, cfg: &Config, replace: bool) -> Result<()> {
         let text = format!(
             "# Resolved configuration of this run: every default filled in.\n# Re-run with: grokscope train --config {}\n\n{}",
             self.path.join(CONFIG).display(),
             cfg.to_toml()
         );
-        write_new(&self.path, CONFIG, text.as_bytes(), false)
+        write_new(&self.path, CONFIG, text.as_bytes(), replace)
     }
 
     /// Writes `dataset.safetensors`: the inputs, the split, the true labels, and per model the
@@ -140,7 +159,10 @@ impl RunDir {
         let bytes = dataset::dataset_bytes(split, labels, Some(&tag))?;
         let path = self.path.join(DATASET);
         if resume && split.table().is_none() {
-            self.check_dense_bytes(split, labels, &bytes)?;
+            let legacy = self.legacy_dataset(cfg, split, labels)?;
+            if self.check_dense_bytes(split, labels, &bytes, &legacy)? {
+                write_new(&self.path, DATASET, &bytes, true)?;
+            }
             return Ok(false);
         }
         if !path.exists() {
@@ -148,8 +170,14 @@ impl RunDir {
             return Ok(false);
         }
         // `read_bytes`: a FIFO or device in its place is not read (it would block).
-        if read_bytes(&path).is_ok_and(|old| old == bytes) {
-            return Ok(false);
+        match read_bytes(&path) {
+            Ok(old) if old == bytes => return Ok(false),
+            // Tagged as the version before wrote it: the same examples, the tag renewed.
+            Ok(old) if old == self.legacy_dataset(cfg, split, labels)? => {
+                write_new(&self.path, DATASET, &bytes, true)?;
+                return Ok(false);
+            }
+            _ => {}
         }
         write_new(&self.path, DATASET, &bytes, true)?;
         Ok(true)
@@ -170,19 +198,35 @@ impl RunDir {
             return Ok(());
         }
         let tag = cfg.training_fingerprint();
+        let legacy = self.legacy_dataset(cfg, split, labels)?;
         self.check_dense_bytes(
             split,
             labels,
             &dataset::dataset_bytes(split, labels, Some(&tag))?,
+            &legacy,
         )
+        .map(|_| ())
     }
 
+    /// The dataset file as the version whose tag held the run's length wrote it.
+    fn legacy_dataset(
+        &self,
+        cfg: &Checked,
+        split: &crate::data::Dataset,
+        labels: &[crate::data::TrainLabels],
+    ) -> Result<Vec<u8>> {
+        dataset::dataset_bytes(split, labels, Some(&cfg.legacy_training_fingerprint()))
+    }
+
+    /// Refuses unless the file holds `bytes` (or `legacy`, the same tagged by the version
+    /// before: then `Ok(true)`, to be renewed).
     fn check_dense_bytes(
         &self,
         split: &crate::data::Dataset,
         labels: &[crate::data::TrainLabels],
         bytes: &[u8],
-    ) -> Result<()> {
+        legacy: &[u8],
+    ) -> Result<bool> {
         let path = self.path.join(DATASET);
         let old = read_bytes(&path).map_err(|e| {
             self.bad_file(
@@ -191,7 +235,10 @@ impl RunDir {
             )
         })?;
         if old == bytes {
-            return Ok(());
+            return Ok(false);
+        }
+        if old == legacy {
+            return Ok(true);
         }
         match crate::digest::verify(&old) {
             Err(why) => Err(self.bad_file(DATASET, self.damaged(&why))),
@@ -200,7 +247,7 @@ impl RunDir {
                 if old == dataset::dataset_bytes(split, labels, None)? =>
             {
                 crate::digest::note_unsealed(&path);
-                Ok(())
+                Ok(false)
             }
             Ok(_) => Err(self.bad_file(
                 DATASET,
@@ -280,7 +327,7 @@ impl RunDir {
             .map_err(|e| self.bad_file(WEIGHTS, e))?;
         let tag = crate::train::engine::read_meta(&bytes, TRAINED_CONFIG)
             .map_err(|e| self.bad_file(WEIGHTS, e))?;
-        if let Some(tag) = tag.filter(|t| *t != cfg.training_fingerprint()) {
+        if let Some(tag) = tag.filter(|t| !cfg.trained_by(t)) {
             return Err(self.bad_file(
                 WEIGHTS,
                 format!(
@@ -296,6 +343,25 @@ impl RunDir {
         })
     }
 
+    /// Creates `checkpoints/` (a run checks it before it trains): refused, naming it, where
+    /// something else has the name.
+    pub fn checkpoint_dir(&self) -> Result<PathBuf> {
+        let dir = self.path.join(CHECKPOINTS);
+        if dir.exists() && !dir.is_dir() {
+            return Err(self.bad_file(
+                CHECKPOINTS,
+                "is a file, not a directory: the run writes its checkpoints (eval.checkpoint_every) there; move it away",
+            ));
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(dir)
+    }
+
+    /// Whether the checkpoint of `step` is there.
+    pub fn has_checkpoint(&self, step: u64) -> bool {
+        self.path.join(CHECKPOINTS).join(checkpoint_name(step)).is_file()
+    }
+
     /// Writes `checkpoints/step-XXXXXXXX.safetensors`, every model, in the layout of
     /// `weights.safetensors`.
     /// `resumed`: a resumed run may write again a checkpoint its killed attempt wrote (the
@@ -307,8 +373,7 @@ impl RunDir {
         step: u64,
         resumed: bool,
     ) -> Result<()> {
-        let dir = self.path.join(CHECKPOINTS);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = self.checkpoint_dir()?;
         write_new(
             &dir,
             &checkpoint_name(step),

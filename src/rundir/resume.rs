@@ -2,7 +2,7 @@
 //! it), and the checks that an unfinished run can continue: its saved state, its config and
 //! its streamed metrics belong together.
 
-use super::paths::{RunDir, CONFIG, IPR_HIST, METRICS, RESUME, STATE};
+use super::paths::{RunDir, CONFIG, IPR_HIST, METRICS, RESUME, STATE, SUMMARY};
 use crate::config::Checked;
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
@@ -66,6 +66,19 @@ pub struct ResumePoint {
     pub history: Vec<Vec<Record>>,
 }
 
+/// The metadata key of a saved state's [`crate::config::Config::fingerprint_any_length`].
+const ANY_LENGTH: &str = "config_any_length";
+
+/// Whether the saved state `bytes` belongs to `cfg` at any length (states saved before the
+/// key existed: at `cfg`'s own length). `Err`: its metadata cannot be read.
+pub(crate) fn saved_by(cfg: &Checked, bytes: &[u8]) -> std::result::Result<bool, String> {
+    let meta = |k: &str| crate::train::engine::read_meta(bytes, k).map_err(|e| e.to_string());
+    Ok(match meta(ANY_LENGTH)? {
+        Some(f) => f == cfg.fingerprint_any_length(),
+        None => meta("config")?.is_some_and(|f| f == cfg.fingerprint()),
+    })
+}
+
 impl RunDir {
     /// Writes `state.json`.
     pub fn write_state(&self, state: &RunState) -> Result<()> {
@@ -86,29 +99,58 @@ impl RunDir {
             .map_err(|e| Error::json(&p, "corrupt run state", e))
     }
 
-    /// Where an unfinished run of `cfg` can continue: its saved state (`resume.safetensors`,
-    /// which alone decides the step: it is written first and atomically) and its records up
-    /// to that step, checked against each other. Refuses a finished run, a state saved for
-    /// another config, and metrics that do not reach the saved step.
+    /// Where a run of `cfg` (its `config.toml`) continues to `total_steps` (its own length, or
+    /// a longer one to extend it): its saved state (`resume.safetensors`, which alone decides
+    /// the step: it is written first and atomically) and its records up to that step, checked
+    /// against each other. `None`: a run stopped before it saved any state, which trains
+    /// again from step 0. Refuses a run another process trains, a finished run not extended,
+    /// a state saved for another config, and metrics that do not reach the saved step.
     pub fn resume_point(
         &self,
         cfg: &Checked,
         n_models: usize,
         total_steps: u64,
-    ) -> Result<ResumePoint> {
+    ) -> Result<Option<ResumePoint>> {
         self.check_not_in_use()?;
-        let state = self
-            .read_state()?
-            .ok_or_else(|| self.bad_file(STATE, "no run state: this run cannot be resumed"))?;
-        if matches!(state.status, Status::Finished | Status::Diverged) {
-            return Err(self.bad_file(STATE, format!("the run is {} already", state.status.name())));
-        }
         let path = self.path.join(RESUME);
-        if !path.is_file() {
-            return Err(self.bad_file(
-                RESUME,
-                "missing: no state was saved yet (it is saved on Ctrl-C/SIGTERM and every eval.autosave_minutes)",
-            ));
+        let Some(state) = self.read_state()? else {
+            // Killed before its first state.json (while its dataset was written): nothing
+            // was trained.
+            if self.has_weights() || self.path.join(SUMMARY).exists() {
+                return Err(self.bad_file(STATE, "no run state: this run cannot be resumed"));
+            }
+            return Ok(None);
+        };
+        let finished = matches!(state.status, Status::Finished);
+        match state.status {
+            Status::Diverged => {
+                return Err(self.bad_file(
+                    STATE,
+                    "the run is diverged already (every model's loss became NaN or infinite): training it longer changes nothing",
+                ))
+            }
+            Status::Finished if total_steps <= state.step => {
+                return Err(self.bad_file(
+                    STATE,
+                    format!(
+                        "the run is finished already ({} steps); to train it longer, give a larger length: `grokscope train --resume {} --set train.steps=N` with N > {}",
+                        state.step,
+                        self.path.display(),
+                        state.step
+                    ),
+                ))
+            }
+            Status::Finished if !path.is_file() => {
+                return Err(self.bad_file(
+                    RESUME,
+                    format!(
+                        "missing: the run finished without its final training state (written since grokscope kept it, or removed), so it cannot be extended; train the longer run anew with `grokscope train --config {} --set train.steps=N --out NEW` (its first steps are this run's)",
+                        self.path.join(CONFIG).display()
+                    ),
+                ))
+            }
+            _ if !path.is_file() => return Ok(None),
+            _ => {}
         }
         let bytes = read_bytes(&path).map_err(|e| Error::io(&path, e))?;
         match crate::digest::verify(&bytes) {
@@ -127,7 +169,7 @@ impl RunDir {
                 .map_err(|e| bad(e.to_string()))?
                 .ok_or_else(|| bad(format!("no `{key}` in its metadata")))
         };
-        if meta("config")? != cfg.fingerprint() {
+        if !saved_by(cfg, &bytes).map_err(&bad)? {
             return Err(bad(format!(
                 "it was saved by a run of another config than {CONFIG}"
             )));
@@ -135,6 +177,13 @@ impl RunDir {
         let step: u64 = meta("step")?
             .parse()
             .map_err(|_| bad("a bad `step` in its metadata".into()))?;
+        if finished && step != state.step {
+            return Err(bad(format!(
+                "it holds the state of step {step}, not the finished run's last step {}: the run cannot be extended from it; train the longer run anew with `grokscope train --config {} --set train.steps=N --out NEW`",
+                state.step,
+                self.path.join(CONFIG).display()
+            )));
+        }
         if step == 0 || step >= total_steps {
             return Err(bad(format!("its step {step} is not inside the run")));
         }
@@ -175,13 +224,18 @@ impl RunDir {
         // The streamed records must hold exactly the evaluations up to the saved step.
         let history = self.read_history_upto(n_models, step)?;
         let every = cfg.eval.every;
-        let expected: Vec<u64> = std::iter::once(0)
+        let on_schedule = every > 0 && step.is_multiple_of(every);
+        let mut expected: Vec<u64> = std::iter::once(0)
             .chain(
                 (1..)
                     .map(|k| k * every)
                     .take_while(|&s| every > 0 && s <= step),
             )
             .collect();
+        // A finished run evaluated its last step, on the schedule or not.
+        if finished && !on_schedule {
+            expected.push(step);
+        }
         for (m, (h, d)) in history.iter().zip(&diverged_at).enumerate() {
             // A model that diverged at step s has no finite evaluation from s on, and one
             // with only finite evaluations did not diverge before the last of them.
@@ -212,7 +266,21 @@ impl RunDir {
                 );
             }
         }
-        Ok(ResumePoint {
+        let mut history = history;
+        if finished {
+            // Extended: the longer run evaluates the old last step only on the schedule, and
+            // measures progress there only on its own schedule.
+            for h in &mut history {
+                if !on_schedule {
+                    h.pop();
+                } else if !cfg.eval.progress_at(step, total_steps) {
+                    if let Some(r) = h.last_mut() {
+                        r.clear_progress();
+                    }
+                }
+            }
+        }
+        Ok(Some(ResumePoint {
             state,
             bytes,
             step,
@@ -220,7 +288,7 @@ impl RunDir {
             io_seconds,
             diverged_at,
             history,
-        })
+        }))
     }
 
     /// Writes `resume.safetensors` (atomically): the network's whole training state, with the
@@ -228,6 +296,7 @@ impl RunDir {
     pub fn write_resume(&self, cfg: &Checked, network: &Network, info: &RunState) -> Result<()> {
         let extra = vec![
             ("config", cfg.fingerprint()),
+            (ANY_LENGTH, cfg.fingerprint_any_length()),
             ("seconds", info.seconds.to_string()),
             ("io_seconds", info.io_seconds.to_string()),
             (
@@ -238,7 +307,7 @@ impl RunDir {
         write_atomic(&self.path.join(RESUME), &network.save_state(extra)?)
     }
 
-    /// Removes `resume.safetensors` (a finished run needs none).
+    /// Removes `resume.safetensors`.
     pub fn remove_resume(&self) -> Result<()> {
         let p = self.path.join(RESUME);
         match fs::remove_file(&p) {

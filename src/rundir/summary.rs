@@ -115,7 +115,7 @@ impl RunDir {
         let s: SummaryCheck =
             serde_json::from_str(&text).map_err(|e| Error::json(&path, "not a run summary", e))?;
         let now = cfg.training_fingerprint();
-        if s.trained_config != now {
+        if !cfg.trained_by(&s.trained_config) {
             return Err(self.bad_file(
                 CONFIG,
                 format!(

@@ -49,6 +49,7 @@ impl RunDir {
             }
         };
         let tag = cfg.as_ref().map(|c| c.training_fingerprint());
+        let trained_by = |found: &str| cfg.as_ref().is_none_or(|c| c.trained_by(found));
         // Digests first: a damaged file is named as damaged, not as what its damage looks like.
         let sealed_ok = |name: String, v: &mut Verdict| -> Option<Vec<u8>> {
             let path = self.path.join(&name);
@@ -97,8 +98,8 @@ impl RunDir {
             let path = self.path.join(&name);
             let meta = |k: &str| read_meta(&bytes, k).ok().flatten();
             if name == RESUME {
-                if let (Some(found), Some(c)) = (meta("config"), cfg.as_ref()) {
-                    if found != c.fingerprint() {
+                if let Some(c) = cfg.as_ref() {
+                    if !super::resume::saved_by(c, &bytes).unwrap_or(false) {
                         v.problem(format!(
                             "{}: it was saved by a run of another config than config.toml",
                             path.display()
@@ -108,7 +109,7 @@ impl RunDir {
                 continue;
             }
             if let (Some(found), Some(want)) = (meta(super::paths::TRAINED_CONFIG), tag.as_ref()) {
-                if &found != want {
+                if !trained_by(&found) {
                     v.problem(format!(
                         "{}: it belongs to another run (config fingerprint {found}; config.toml gives {want})",
                         path.display()
@@ -144,9 +145,15 @@ impl RunDir {
                         let tag = c.training_fingerprint();
                         let now = dataset::dataset_bytes(&setup.split, &setup.labels, Some(&tag));
                         let legacy = dataset::dataset_bytes(&setup.split, &setup.labels, None);
+                        let tagged_before = dataset::dataset_bytes(
+                            &setup.split,
+                            &setup.labels,
+                            Some(&c.legacy_training_fingerprint()),
+                        );
                         if digest::verify(&old).is_ok()
                             && now.is_ok_and(|b| b != old)
                             && legacy.is_ok_and(|b| b != old)
+                            && tagged_before.is_ok_and(|b| b != old)
                         {
                             v.problem(format!(
                                 "{}: it is not the dataset config.toml gives (another run's, or the dataset files changed)",
