@@ -26,6 +26,10 @@ pub struct ModelAnalysis {
     /// Share of living neurons with IPR ≥ 0.5.
     pub frac_ipr_ge_half: Option<f64>,
     pub dead_neurons: usize,
+    /// Share of living neurons with at least half their Fourier power at frequency 0: nearly
+    /// constant over the tokens. The IPR counts frequency 0 (SPEC §4, the authors' |rfft|), so
+    /// these have a high IPR without being periodic (a collapsed, Forgetting model).
+    pub frac_near_constant: Option<f64>,
     /// (frequency, number of living neurons whose dominant frequency it is), most common first.
     pub dominant_frequencies: Vec<(usize, usize)>,
     /// BatchNorm: Spearman rank correlation of `|γ_k|/sqrt(var_k + eps)` with the IPR.
@@ -69,6 +73,17 @@ fn frequency_summary(rows: &[NeuronRow]) -> (Vec<(usize, usize)>, Option<f64>) {
     let frac = (!alive.is_empty())
         .then(|| alive.iter().filter(|a| a.0 >= 0.5).count() as f64 / alive.len() as f64);
     (dominant, frac)
+}
+
+/// [`ModelAnalysis::frac_near_constant`].
+fn near_constant(rows: &[NeuronRow]) -> Option<f64> {
+    let alive: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.ipr.is_some())
+        .filter_map(|r| r.dc_share)
+        .collect();
+    (!alive.is_empty())
+        .then(|| alive.iter().filter(|&&d| d >= 0.5).count() as f64 / alive.len() as f64)
 }
 
 fn opt(x: Option<f64>) -> String {
@@ -499,8 +514,20 @@ pub fn analyze_run(
                 .and_then(|r| r.batch_loss),
             ..rec
         };
-        let (rows, spectra) = analyze_neurons(&s.network, i);
-        let (dominant, frac) = frequency_summary(&rows);
+        let (mut rows, spectra) = analyze_neurons(&s.network, i);
+        // Weights that are not finite (a diverged model) have no IPR or frequencies: none are
+        // reported, and the model is Diverged whatever its predictions score.
+        let finite = s.network.weight_stats(i).sum_sq.is_finite();
+        if !finite {
+            for r in &mut rows {
+                r.ipr = None;
+                r.vector_iprs.iter_mut().for_each(|v| *v = None);
+            }
+        }
+        let (dominant, frac) = match finite {
+            true => frequency_summary(&rows),
+            false => (Vec::new(), None),
+        };
         let bn_corr = |f: &dyn Fn(&NeuronRow) -> Option<f64>| {
             let (x, y): (Vec<f64>, Vec<f64>) =
                 rows.iter().filter_map(|r| Some((f(r)?, r.ipr?))).unzip();
@@ -508,13 +535,17 @@ pub fn analyze_run(
         };
         summaries.push(ModelAnalysis {
             model: i,
-            phase: crate::metrics::final_phase(&rec, None, thresholds),
+            phase: match finite {
+                true => crate::metrics::final_phase(&rec, None, thresholds),
+                false => crate::metrics::Phase::Diverged,
+            },
             test_acc: rec.test_acc,
             mem_acc: rec.mem_acc,
             inv_acc: rec.inv_acc,
-            mean_ipr: rec.mean_ipr,
+            mean_ipr: rec.mean_ipr.filter(|_| finite),
             frac_ipr_ge_half: frac,
             dead_neurons: rec.dead_neurons,
+            frac_near_constant: near_constant(&rows).filter(|_| finite),
             dominant_frequencies: dominant,
             bn_scale_ipr_spearman: bn_corr(&|r| r.bn_scale),
             bn_gamma_ipr_spearman: bn_corr(&|r| r.bn_gamma.map(f64::abs)),
@@ -570,6 +601,7 @@ mod tests {
             ipr,
             dominant_freq: f,
             dominant_share: None,
+            dc_share: None,
             bn_gamma: None,
             bn_beta: None,
             bn_scale: None,

@@ -423,7 +423,9 @@ pub fn train_into(
         Begin::Resume(point) => {
             // Read before the lock was taken: refused if another process moved the run on.
             if let Some(p) = &point {
-                if dir.read_state()?.map(|s| (s.step, s.status)) != Some((p.state.step, p.state.status)) {
+                if dir.read_state()?.map(|s| (s.step, s.status))
+                    != Some((p.state.step, p.state.status))
+                {
                     return Err(Error::BadFile {
                         path: dir.path().join("state.json"),
                         why: "the run changed since it was read (another process trained it): run the command again".into(),
@@ -511,9 +513,9 @@ pub fn train_into(
     }
     // metrics.csv and ipr_hist.csv are written whole from the records in memory: a file
     // removed or cut while the run trained is complete again.
-    let finish = dir.restart_metrics(&out.history).and_then(|_| {
-        dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at, resume)
-    });
+    let finish = dir
+        .restart_metrics(&out.history)
+        .and_then(|_| dir.write_results(cfg, &out.setup, &out.history, &out.diverged_at, resume));
     let summary = match finish {
         Ok(s) => s,
         Err(e) => return Err(hooks.stopped(e)),

@@ -163,6 +163,12 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Ok(());
     }
+    if path.exists() {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            why: "exists and is not a directory (grokscope writes a directory of that name): move it away".into(),
+        });
+    }
     op("mkdir", path);
     fs::create_dir_all(path).map_err(io(path))
 }

@@ -432,5 +432,14 @@ fn the_training_fingerprint_of_old_runs_is_unchanged() {
         .unwrap()
         .check()
         .unwrap();
-    assert_eq!(cfg.training_fingerprint(), "4cce05540363c416");
+    assert_eq!(cfg.legacy_training_fingerprint(), "4cce05540363c416");
+    assert!(cfg.trained_by("4cce05540363c416"));
+    // Since the run's length left the fingerprint: the same at every length, and a file of
+    // the old form still trained by it.
+    let longer = grokscope::config::Config::from_toml(text, &["train.steps=123456".into()])
+        .unwrap()
+        .check()
+        .unwrap();
+    assert_eq!(longer.training_fingerprint(), cfg.training_fingerprint());
+    assert!(!longer.trained_by("4cce05540363c416"));
 }

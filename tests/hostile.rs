@@ -495,6 +495,7 @@ fn report_and_analyze_killed_at_any_moment_leave_a_complete_old_or_new_one() {
                         "summary.json",
                         "weights.safetensors",
                         "dataset.safetensors",
+                        "resume.safetensors",
                         "state.json"
                     ]
                     .contains(&n.as_str()),

@@ -182,7 +182,10 @@ fn interrupted_run_resumes_to_the_same_bytes(args: fn(&str) -> Vec<String>, wait
     let again = grokscope(&["train", "--resume", "part"], t);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("finished") && err.contains("--set train.steps=N"), "{err}");
+    assert!(
+        err.contains("finished") && err.contains("--set train.steps=N"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -116,14 +116,19 @@ fn a_file_in_place_of_checkpoints_stops_the_run_with_its_state_saved() {
     assert!(!err.contains("os error"), "{err}");
     assert!(state(&part).contains("\"interrupted\""), "{}", state(&part));
     // Resuming with the file still there is refused before a step is trained, naming it.
-    let again = train(resume(&part, &[]), &mut |_| {}).unwrap_err().to_string();
+    let again = train(resume(&part, &[]), &mut |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(again.contains("checkpoints: is a file"), "{again}");
     std::fs::remove_file(&ck).unwrap();
     train(resume(&part, &[]), &mut |_| {}).unwrap();
     assert_same(&full, &part);
     for k in [40, 60] {
         let name = format!("checkpoints/step-{k:08}.safetensors");
-        let (a, b) = (std::fs::read(full.join(&name)), std::fs::read(part.join(&name)));
+        let (a, b) = (
+            std::fs::read(full.join(&name)),
+            std::fs::read(part.join(&name)),
+        );
         assert!(a.is_ok() && a.ok() == b.ok(), "{name}");
     }
 }
@@ -241,14 +246,19 @@ fn extending_is_refused_for_other_settings_a_shorter_length_and_a_stale_analysis
         .map(|f| std::fs::read(dir.join(f)).unwrap())
         .collect();
     let refused = |sets: &[&str], expect: &str| {
-        let e = train(resume(&dir, sets), &mut |_| {}).unwrap_err().to_string();
+        let e = train(resume(&dir, sets), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(expect), "{sets:?}: {e}");
     };
     refused(&[], "finished already (40 steps)");
     refused(&["train.steps=30"], "can only be extended");
     refused(&["train.steps=40"], "can only be extended");
     refused(&["data.p=17"], "only its length may change");
-    refused(&["train.steps=80", "train.weight_decay=1"], "only its length");
+    refused(
+        &["train.steps=80", "train.weight_decay=1"],
+        "only its length",
+    );
     std::fs::create_dir(dir.join("analysis")).unwrap();
     refused(&["train.steps=80"], "holds the analysis of the 40-step run");
     std::fs::remove_dir(dir.join("analysis")).unwrap();

@@ -387,7 +387,10 @@ fn the_dataset_is_exported_with_the_run() {
     run.write_config(&cfg).unwrap();
     let s = cfg.setup().unwrap();
     let (split, labels) = (s.split.table().unwrap().clone(), s.labels.clone());
-    train_into(&cfg, s, &run, Begin::Fresh, Default::default(), &mut |_| Ok(())).unwrap();
+    train_into(&cfg, s, &run, Begin::Fresh, Default::default(), &mut |_| {
+        Ok(())
+    })
+    .unwrap();
     let bytes = std::fs::read(dir.join("dataset.safetensors")).unwrap();
     // The same config gives the same file to the byte (metadata order included).
     for k in 0..3 {

@@ -174,10 +174,10 @@ fn train(
                 dir,
                 sets: sets.clone(),
             }
-                .resolve()
-                .map_err(err)?
-                .create()
-                .map_err(err)?
+            .resolve()
+            .map_err(err)?
+            .create()
+            .map_err(err)?
         }
         None => {
             let source = match text {

@@ -23,6 +23,9 @@ pub struct NeuronRow {
     pub dominant_freq: usize,
     /// Power at the dominant frequency over the total power (frequency 0 included).
     pub dominant_share: Option<f64>,
+    /// The share of its power at frequency 0 (the vector's mean): near 1 for a near-constant
+    /// neuron, whose IPR is high without it being periodic (docs/DECISIONS.md).
+    pub dc_share: Option<f64>,
     pub bn_gamma: Option<f64>,
     pub bn_beta: Option<f64>,
     /// `|γ_k| / sqrt(running_var_k + eps)`: how strongly BatchNorm passes the neuron on.
@@ -81,6 +84,7 @@ fn analyze_neuron(calc: &mut Ipr, model: usize, view: &NeuronView) -> (NeuronRow
         vector_iprs: iprs,
         dominant_freq: dominant,
         dominant_share: (total > 0.0 && dominant > 0).then(|| power[dominant] / total),
+        dc_share: (total > 0.0).then(|| power[0] / total),
         bn_gamma: bn.map(|b| b.0),
         bn_beta: bn.map(|b| b.1),
         bn_scale: bn.map(|b| b.2),

@@ -257,6 +257,13 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
         grokscope::analyze::analyze_run(&mut run, a.model, a.force)
     })?;
     for m in &summaries {
+        if m.phase == grokscope::metrics::Phase::Diverged && m.mean_ipr.is_none() {
+            say!(
+                "model {}: Diverged (its weights are not finite: no IPR, frequencies or pruning curve to speak of)",
+                m.model
+            );
+            continue;
+        }
         let freqs: Vec<String> = m
             .dominant_frequencies
             .iter()
@@ -264,7 +271,7 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
             .map(|(f, c)| format!("{f}:{c}"))
             .collect();
         say!(
-            "model {}: {} (test {:.3}, A_mem {}, A_inv {}) | mean IPR {} | IPR ≥ 0.5: {} | dead {} | dominant freq:neurons {}{}",
+            "model {}: {} (test {:.3}, A_mem {}, A_inv {}) | mean IPR {} | IPR ≥ 0.5: {} | near-constant {} | dead {} | dominant freq:neurons {}{}",
             m.model,
             m.phase,
             m.test_acc,
@@ -272,10 +279,16 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
             fmt_opt(m.inv_acc),
             fmt_opt(m.mean_ipr),
             fmt_opt(m.frac_ipr_ge_half),
+            fmt_opt(m.frac_near_constant),
             m.dead_neurons,
             freqs.join(" "),
             if m.dominant_frequencies.len() > 8 { " …" } else { "" }
         );
+        if m.frac_near_constant.is_some_and(|f| f >= 0.5) {
+            say!(
+                "  note: most of its neurons are near-constant over the tokens (frequency 0 holds at least half their power): their IPR is high without their being periodic"
+            );
+        }
         if let Some(r) = m.bn_scale_ipr_spearman {
             say!(
                 "  BatchNorm: Spearman(|γ|/σ, IPR) = {r:.3}, Spearman(|γ|, IPR) = {}",

@@ -5,6 +5,7 @@ use super::train::{install_stop, signal_exit};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use grokscope::progress::hms;
+use grokscope::report::html::counted;
 use grokscope::sweep::Shard;
 use std::path::PathBuf;
 
@@ -196,14 +197,14 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             let fleets = plan.fleets(|id| shard.is_none_or(|s| s.contains(id)));
             let runs: usize = fleets.iter().map(|f| f.runs.len()).sum();
             say!(
-                "{}: {} runs{} in {} fleets (at most {} models each); axes: {}",
+                "{}: {}{} in {} (at most {} each); axes: {}",
                 plan.spec.name,
-                runs,
+                counted(runs, "run"),
                 shard
                     .map(|s| format!(" (shard {s} of {})", plan.points.len()))
                     .unwrap_or_default(),
-                fleets.len(),
-                plan.spec.max_fleet,
+                counted(fleets.len(), "fleet"),
+                counted(plan.spec.max_fleet, "model"),
                 plan.spec
                     .axes
                     .iter()
@@ -215,8 +216,8 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
             let est = sweep::estimate(&fleets)?;
             let total: f64 = est.iter().sum();
             say!(
-                "estimated time on this machine ({} threads): {} (plan hash {})",
-                rayon::current_num_threads(),
+                "estimated time on this machine ({}): {} (plan hash {})",
+                counted(rayon::current_num_threads(), "thread"),
                 hms(total),
                 plan.spec.plan_hash()
             );
@@ -315,7 +316,10 @@ pub fn cmd_sweep(c: SweepCmd) -> Result<i32> {
         SweepCmd::Status { dir, lease } => {
             let st = sweep::status::status(&dir, lease)?;
             print_status(&dir, &st);
-            Ok(0)
+            for p in &st.problems {
+                eprintln!("problem: {p}");
+            }
+            Ok(if st.problems.is_empty() { 0 } else { 1 })
         }
         SweepCmd::Slurm {
             file,

@@ -35,7 +35,7 @@ macro_rules! fleet_axes {
             field: stringify!($field),
             short: $short,
             long: $long,
-            value: |m| m.$field.to_string(),
+            value: |m| Shown::shown(&m.$field),
         }),*];
 
         impl Config {
@@ -76,14 +76,43 @@ macro_rules! fleet_axes {
 
 fleet_axes! {
     corruption: f64 = data.corruption, "ξ", "ξ";
-    corruption_seed: u64 = data.corruption_seed, "corr", "corruption seed";
-    init_seed: u64 = model.init_seed, "seed", "init seed";
+    corruption_seed: u64 = data.corruption_seed, "ξ seed", "corruption seed";
+    init_seed: u64 = model.init_seed, "init seed", "init seed";
     weight_decay: f64 = train.weight_decay, "wd", "weight decay";
     dropout: f64 = model.dropout, "drop", "dropout";
     /// The learning rate as configured (before any batch-size scaling).
     lr: f64 = train.lr, "lr", "lr";
     /// ⊥Grad (`none`, `project`, `project-keep-norm`).
     perp_grad: PerpGrad = train.perp_grad, "⊥grad", "⊥Grad";
+}
+
+/// A fleet axis's value as tables and legends print it: short (a number far from 1 in
+/// exponent notation, never 309 digits).
+trait Shown {
+    fn shown(&self) -> String;
+}
+
+impl Shown for f64 {
+    fn shown(&self) -> String {
+        let a = self.abs();
+        if a != 0.0 && a.is_finite() && !(1e-4..1e6).contains(&a) {
+            format!("{self:e}")
+        } else {
+            self.to_string()
+        }
+    }
+}
+
+impl Shown for u64 {
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Shown for PerpGrad {
+    fn shown(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Config {

@@ -104,16 +104,26 @@ pub struct Page<'a> {
     pub config: Option<String>,
 }
 
+/// "1 figure", "3 figures".
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Writes `page` as `dir/file` (atomically); returns its path.
 pub fn write(dir: &Path, file: &str, page: &Page) -> Result<PathBuf> {
     let mut charts = Vec::new();
     let mut body = String::new();
+    let n_charts = page.sections.iter().map(|s| s.2.len()).sum::<usize>();
+    let mut holds = vec![counted(n_charts, "interactive chart")];
+    if !page.extra.is_empty() {
+        holds.push("an interactive explorer of its cells".into());
+    }
+    holds.push(counted(page.figures.len(), "figure"));
     body.push_str(&format!(
-        "<h1>{}</h1>\n<p class=\"meta\">Written by grokscope {}. {} interactive charts, {} figures.</p>\n<h2>Summary</h2>\n<div class=\"tbl\">{}</div>\n",
+        "<h1>{}</h1>\n<p class=\"meta\">Written by grokscope {}. {}.</p>\n<h2>Summary</h2>\n<div class=\"tbl\">{}</div>\n",
         esc(&page.title),
         env!("CARGO_PKG_VERSION"),
-        page.sections.iter().map(|s| s.2.len()).sum::<usize>(),
-        page.figures.len(),
+        holds.join(", "),
         page.summary
     ));
     for (heading, caption, list) in &page.sections {

@@ -293,8 +293,12 @@ impl RunDir {
         let cfg = self.read_config()?;
         let mut setup = cfg.setup().map_err(|e| self.bad_file(CONFIG, e))?;
         self.check_dense_data(&cfg, &setup.split, &setup.labels)?;
-        let bytes = read_bytes(&self.path.join(WEIGHTS))
-            .map_err(|_| self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")))?;
+        let path = self.path.join(WEIGHTS);
+        let bytes = read_bytes(&path).map_err(|e| match path.symlink_metadata() {
+            Err(_) => self.not_a_run(format!("it has no {WEIGHTS} (did the run finish?)")),
+            // A FIFO, a device or a directory in its place, or a file that cannot be read.
+            Ok(_) => self.bad_file(WEIGHTS, format!("cannot be read: {e}")),
+        })?;
         self.verify_bytes(WEIGHTS, &bytes)?;
         // The weights are written after summary.json: weights without it were not written
         // by a run that finished.
@@ -359,7 +363,10 @@ impl RunDir {
 
     /// Whether the checkpoint of `step` is there.
     pub fn has_checkpoint(&self, step: u64) -> bool {
-        self.path.join(CHECKPOINTS).join(checkpoint_name(step)).is_file()
+        self.path
+            .join(CHECKPOINTS)
+            .join(checkpoint_name(step))
+            .is_file()
     }
 
     /// Writes `checkpoints/step-XXXXXXXX.safetensors`, every model, in the layout of

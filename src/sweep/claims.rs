@@ -195,6 +195,43 @@ impl Claims {
         serde_json::from_str(&text).ok()
     }
 
+    /// What in `claims/` and `workers/` cannot be read as it should (for status): each a line
+    /// naming the file.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in [&self.claims, &self.workers] {
+            if d.exists() && !d.is_dir() {
+                out.push(format!(
+                    "{}: not a directory (the sweep keeps its {} there); move it away",
+                    d.display(),
+                    if d == &self.claims {
+                        "claims"
+                    } else {
+                        "workers' heartbeats"
+                    }
+                ));
+            }
+        }
+        let Ok(entries) = fs::read_dir(&self.workers) else {
+            return out;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for n in names {
+            if self.heartbeat(n.trim_end_matches(".json")).is_none() {
+                out.push(format!(
+                    "{}: not a worker heartbeat (damaged or not written by grokscope): that worker is not counted; remove the file",
+                    self.workers.join(&n).display()
+                ));
+            }
+        }
+        out
+    }
+
     /// Every worker's heartbeat, by name.
     pub fn heartbeats(&self) -> Vec<Heartbeat> {
         let mut out = Vec::new();

@@ -675,9 +675,13 @@ pub fn merge(out: &Path, inputs: &[&Path]) -> Result<BTreeMap<usize, RunRecord>>
     }
     // Built under a staging name and renamed into place complete: a merge killed or failed
     // halfway leaves no directory that looks like a (partial) sweep.
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    // The staging directories of merges killed before (dead processes, whatever output they
+    // were building) are removed first.
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
         crate::fsio::create_dir_all(parent)?;
     }
+    crate::rundir::swap::recover_all(parent.unwrap_or(Path::new(".")))?;
     let staged = crate::rundir::swap::stage(out)?;
     let built = merge_into(&staged, &plans[0], &all, &from, inputs)
         .and_then(|_| crate::rundir::swap::swap_in(&staged, out));

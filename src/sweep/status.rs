@@ -36,6 +36,8 @@ pub struct Status {
     /// Units whose worker stopped beating (taken over by the next worker that looks).
     pub stale: Vec<(usize, String)>,
     pub workers: Vec<Heartbeat>,
+    /// Files of `claims/` and `workers/` that cannot be read as they should, one line each.
+    pub problems: Vec<String>,
     /// Seconds to go at the live workers' measured speed.
     pub eta: Option<f64>,
 }
@@ -125,6 +127,7 @@ pub fn status(dir: &Path, lease: f64) -> Result<Status> {
         running,
         left,
         stale,
+        problems: claims.problems(),
         workers,
         eta: if remaining_work == 0 { Some(0.0) } else { eta },
     })
