@@ -173,6 +173,24 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(io(path))
 }
 
+/// Whether a file can be created in `dir` (a read-only directory or file system says no):
+/// a temporary is created and removed. A `dir` that does not exist yet: its nearest existing
+/// ancestor is probed.
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let dir = dir
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.is_dir())
+        .unwrap_or(dir);
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let probe = temp_name(&dir.join("write-probe"));
+    fs::File::create(&probe)?;
+    fs::remove_file(&probe)
+}
+
 /// Removes a file; a missing one is fine.
 pub fn remove_file(path: &Path) -> Result<()> {
     op("remove", path);

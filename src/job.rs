@@ -145,6 +145,16 @@ impl Request {
                 out,
                 runs_dir,
             } => {
+                // An --out that exists, or a place that cannot be written, is refused before
+                // anything is built.
+                if let Some(out) = out.as_ref().filter(|o| o.exists()) {
+                    return Err(Error::OutputExists(out.clone()));
+                }
+                let parent = match out {
+                    Some(o) => o.parent().map(PathBuf::from).unwrap_or_default(),
+                    None => runs_dir.clone(),
+                };
+                crate::fsio::probe_writable(&parent).map_err(|e| Error::io(&parent, e))?;
                 let (text, name) = source.text()?;
                 let blamed = |e: Error| blame(e, sets, &name);
                 let (cfg, notes) = Config::from_toml_noted(&text, sets).map_err(blamed)?;

@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use grokscope::config::DEFAULT_CONFIG;
 use grokscope::kernels::init_threads;
 use grokscope::progress::busy;
 use std::path::PathBuf;
@@ -78,7 +77,8 @@ enum Command {
     /// Build Gromov's analytic network for modular addition (docs/SCIENCE.md §7) and evaluate it on the
     /// whole table.
     Analytic(AnalyticArgs),
-    /// Phase diagrams: grids of runs over (α, ξ, regularization, seed) — plan, run, merge.
+    /// Phase diagrams: grids of runs over (α, ξ, regularization, seed) — plan, run, status,
+    /// slurm, merge, show.
     #[command(subcommand)]
     Sweep(SweepCmd),
     /// Write figures (PNG, SVG) and a self-contained report.html for a run directory, a sweep
@@ -120,7 +120,8 @@ enum Command {
         /// A run directory or a sweep directory.
         dir: PathBuf,
     },
-    /// Print the built-in default config (a starting point for your own).
+    /// Print the built-in default config, then every other key with its default and meaning
+    /// commented out: a starting point for your own (`default-config > my.toml`).
     DefaultConfig,
     /// List the shipped configs (`grokscope train --preset NAME`; the phase-* sweeps:
     /// `grokscope sweep run NAME --out DIR`), or print one by its name.
@@ -202,7 +203,7 @@ fn run() -> Result<i32> {
             Ok(0)
         }
         Some(Command::Verify { dir }) => cli::analysis::cmd_verify(&dir),
-        Some(Command::DefaultConfig) => out(DEFAULT_CONFIG),
+        Some(Command::DefaultConfig) => out(&grokscope::config::presets::commented_default()),
         Some(Command::Presets { name: Some(name) }) => out(grokscope::config::preset(&name)?),
         Some(Command::Presets { name: None }) => {
             let mut lines = String::new();

@@ -78,6 +78,11 @@ impl Reporter {
 
     pub fn update(&mut self, p: &Progress) {
         self.bar.set_length(p.total_steps);
+        // The time to go is measured from the first trained step: the setup and the step-0
+        // evaluation before it would make the first estimates far off.
+        if p.step > 0 && self.bar.position() == 0 {
+            self.bar.reset_eta();
+        }
         self.bar.set_position(p.step);
         let step = p.latest.first().map(|r| r.step).unwrap_or(0);
         if step != self.last_eval {
@@ -113,10 +118,11 @@ fn bar_message(p: &Progress) -> String {
             let per: Vec<String> = all
                 .iter()
                 .take(6)
-                .map(|r| format!("{:.3}/{}", r.test_acc, fmt_opt(r.mem_acc)))
+                .enumerate()
+                .map(|(i, r)| format!("#{i} {:.3}/{}", r.test_acc, fmt_opt(r.mem_acc)))
                 .collect();
             format!(
-                "test/A_mem {}{}",
+                "model: test/A_mem {}{}",
                 per.join(" "),
                 if all.len() > 6 { " …" } else { "" }
             )

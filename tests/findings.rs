@@ -172,3 +172,36 @@ fn a_diverged_model_gets_no_ipr_and_a_collapsed_one_is_flagged_near_constant() {
     assert!((0.0..=1.0).contains(&near), "{summary}");
     assert!(lines[1].contains("near-constant"), "{out}");
 }
+
+#[test]
+fn a_run_is_analysed_into_another_directory_and_left_as_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    ok(&args(&small("run", &[])), t.path());
+    let listing = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                (n, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&t.path().join("run"));
+    let out = ok(&["analyze", "run", "--out", "mine/an"], t.path());
+    assert!(out.contains("Written to mine/an/"), "{out}");
+    ok(
+        &["prune", "run", "--out", "mine/pr", "--order", "random"],
+        t.path(),
+    );
+    assert!(t.path().join("mine/an/neurons.csv").is_file());
+    assert!(t.path().join("mine/pr/prune-random.csv").is_file());
+    assert!(!t.path().join("run/analysis").exists());
+    assert!(
+        before == listing(&t.path().join("run")),
+        "the run was changed"
+    );
+}

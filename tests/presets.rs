@@ -154,3 +154,30 @@ fn a_request_resolves_without_writing_and_blames_the_override() {
     assert!(out.join("config.toml").is_file());
     assert!(!job.resumed);
 }
+
+/// `grokscope default-config` is the commented starting point README promises: read as TOML
+/// it is the built-in default, and every other key is there, commented out, with its meaning.
+#[test]
+fn default_config_is_the_default_with_every_key_commented() {
+    use grokscope::config::{presets::commented_default, Config, DEFAULT_CONFIG};
+    let text = commented_default();
+    let a = Config::from_toml(&text, &[]).unwrap();
+    let b = Config::from_toml(DEFAULT_CONFIG, &[]).unwrap();
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    for key in [
+        "split_seed",
+        "corruption_mode",
+        "init_seed",
+        "dropout",
+        "batch_size",
+        "checkpoint_every",
+        "autosave_minutes",
+        "progress_every",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("# {key} = ")) && l.contains(" # ")),
+            "{key} is not listed with its meaning"
+        );
+    }
+}

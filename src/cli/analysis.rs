@@ -20,6 +20,10 @@ pub struct AnalyzeArgs {
     /// Replace analysis files that already exist.
     #[arg(long)]
     pub force: bool,
+    /// Write the analysis files into DIR instead of RUN_DIR/analysis/ (for a run you cannot
+    /// write, e.g. one shared read-only).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -32,10 +36,14 @@ pub struct ScoresArgs {
     /// Replace score files that already exist.
     #[arg(long)]
     pub force: bool,
+    /// Write the score files into DIR instead of RUN_DIR/analysis/ (for a run you cannot
+    /// write).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
-    let mut run = rundir::load_run(&a.run_dir)?;
+    let mut run = load(&a.run_dir, a.out.as_deref())?;
     let m = grokscope::analyze::score_check(&run, a.model, a.force)?.len();
     let units = run.setup.network.n_neurons();
     eprintln!(
@@ -76,7 +84,7 @@ pub fn cmd_scores(a: ScoresArgs) -> Result<()> {
     }
     say!(
         "Results in {} (scores.csv, prune-by-<score>-<highest|lowest>.csv)",
-        a.run_dir.join("analysis").display()
+        run.dir.analysis_root().display()
     );
     Ok(())
 }
@@ -97,6 +105,10 @@ pub struct PruneArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Write the pruning curve into DIR instead of RUN_DIR/analysis/ (for a run you cannot
+    /// write).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -246,7 +258,7 @@ pub fn cmd_bench(a: BenchArgs) -> Result<()> {
 }
 
 pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
-    let mut run = rundir::load_run(&a.run_dir)?;
+    let mut run = load(&a.run_dir, a.out.as_deref())?;
     let m = run.setup.specs.len();
     eprintln!(
         "analysing {} ({m} model{})",
@@ -297,8 +309,8 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
         }
     }
     say!(
-        "Written to {}/analysis/ ({})",
-        a.run_dir.display(),
+        "Written to {}/ ({})",
+        run.dir.analysis_root().display(),
         grokscope::analyze::analysis_files(&run)
             .iter()
             .map(|f| f.name())
@@ -309,7 +321,7 @@ pub fn cmd_analyze(a: AnalyzeArgs) -> Result<()> {
 }
 
 pub fn cmd_prune(a: PruneArgs) -> Result<()> {
-    let mut run = rundir::load_run(&a.run_dir)?;
+    let mut run = load(&a.run_dir, a.out.as_deref())?;
     let (path, sweeps) = busy("pruning", || {
         grokscope::analyze::write_prune(&mut run, a.model, a.order, a.seed, a.force)
     })?;
@@ -389,4 +401,13 @@ pub fn cmd_verify(dir: &std::path::Path) -> Result<i32> {
     }
     crate::out(&text)?;
     Ok(if problems.is_empty() { 0 } else { 1 })
+}
+
+/// The run in `dir`, its analysis files going to `out` if given.
+fn load(dir: &std::path::Path, out: Option<&std::path::Path>) -> Result<rundir::LoadedRun> {
+    let mut run = rundir::load_run(dir)?;
+    if let Some(out) = out {
+        run.dir = run.dir.clone().with_analysis_at(out);
+    }
+    Ok(run)
 }

@@ -8,6 +8,31 @@ use crate::error::{Error, Result};
 /// The built-in default experiment (the regularization study at 500 epochs).
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 
+/// docs/CONFIG.md, whose first TOML block lists every key with its default and meaning.
+const CONFIG_REFERENCE: &str = include_str!("../../docs/CONFIG.md");
+
+/// What `grokscope default-config` prints: the built-in default experiment, then every other
+/// key with its default and meaning, commented out (docs/CONFIG.md's reference): a starting
+/// point to edit. Read as TOML it is the default experiment.
+pub fn commented_default() -> String {
+    let block: Vec<&str> = CONFIG_REFERENCE
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .map(|b| b.lines().collect())
+        .unwrap_or_default();
+    let mut out = String::from(DEFAULT_CONFIG);
+    out.push_str(
+        "\n# ---------------------------------------------------------------------------\n# Every key, with its default and what it means (docs/CONFIG.md). Uncomment a line\n# under its [section] above (or add the section) to change it.\n#\n",
+    );
+    for l in block {
+        out.push_str(if l.is_empty() { "#" } else { "# " });
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// `(name, TOML text)` of every shipped config, `default` first, then by name.
 pub const PRESETS: &[(&str, &str)] = &[
     ("default", DEFAULT_CONFIG),

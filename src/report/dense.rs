@@ -403,7 +403,7 @@ pub fn score_figures(
                 panels.push(Panel::Scatter(Scatter {
                     title: format!("BatchNorm |γ| against {desc}"),
                     x_desc: desc,
-                    y_desc: "|γ_k|",
+                    y_desc: "|γ| (BatchNorm scale)",
                     label: "unit".into(),
                     points,
                 }));

@@ -22,9 +22,14 @@ const AXIS: RGBColor = RGBColor(90, 90, 90);
 #[derive(Clone, Debug)]
 pub struct LogAxis(pub f64, pub f64);
 
+/// Where a log count axis starts (bars from 0.5; no tick below 1, a count is whole).
+pub const COUNT_AXIS_START: f64 = 0.5;
+
 /// The coordinate of a [`LogAxis`].
 pub struct Log125 {
     inner: LogCoord<f64>,
+    /// The smallest tick: 1 on a count axis (which starts at 0.5, where bars begin).
+    min_tick: f64,
 }
 
 impl AsRangedCoord for LogAxis {
@@ -36,6 +41,7 @@ impl From<LogAxis> for Log125 {
     fn from(a: LogAxis) -> Self {
         Log125 {
             inner: (a.0..a.1).log_scale().into(),
+            min_tick: if a.0 == COUNT_AXIS_START { 1.0 } else { 0.0 },
         }
     }
 }
@@ -62,6 +68,7 @@ impl Ranged for Log125 {
                 .filter(|e| (e - first) % every == 0)
                 .flat_map(|e| mults.iter().map(move |m| m * 10f64.powi(e)))
                 .filter(|v| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+                .filter(|v| *v >= self.min_tick)
                 .collect()
         };
         for mults in [&[1.0, 2.0, 5.0][..], &[1.0, 3.0][..], &[1.0][..]] {
@@ -388,6 +395,10 @@ impl LineChart<'_> {
     }
 
     fn entries(&self) -> Vec<Entry> {
+        // A lone curve is named by its panel's title: no legend of one entry.
+        if self.lines.len() < 2 {
+            return Vec::new();
+        }
         self.lines
             .iter()
             .map(|l| Entry {
@@ -534,7 +545,12 @@ impl BarChart<'_> {
         );
         if self.log_y {
             let ymax = extent(vals, true).map_or(10.0, |r| r.1);
-            self.draw_in(&area, x0..x1, LogAxis(0.5, (ymax * 3.0).max(10.0)), 0.5)
+            self.draw_in(
+                &area,
+                x0..x1,
+                LogAxis(COUNT_AXIS_START, (ymax * 3.0).max(10.0)),
+                COUNT_AXIS_START,
+            )
         } else {
             let ymax = extent(vals, false).map_or(1.0, |r| r.1.max(1.0));
             self.draw_in(&area, x0..x1, 0.0..ymax * 1.1, 0.0)

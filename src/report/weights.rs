@@ -232,11 +232,11 @@ pub fn figures(c: &Ctx, figs: &mut Vec<FigureFile>) -> Result<Vec<String>> {
                 out,
                 &format!("batchnorm_model{i}"),
                 &format!("BatchNorm scale against IPR, {}", model_label(specs, i)),
-                "Per neuron: |γ_k| of the BatchNorm after the activation against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
+                "Per neuron: the |γ| of the BatchNorm after the activation against the neuron's IPR. Memorizing (low-IPR) neurons get small scales.",
                 &[Panel::Scatter(Scatter {
                     title: format!("|γ| against IPR, model {i}"),
                     x_desc: "neuron IPR",
-                    y_desc: "|γ_k|",
+                    y_desc: "|γ| (BatchNorm scale)",
                     label: "neuron".into(),
                     points,
                 })],

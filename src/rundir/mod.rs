@@ -430,7 +430,7 @@ impl RunDir {
 
     /// The analysis directory, created if needed.
     pub fn analysis_dir(&self) -> Result<PathBuf> {
-        let d = self.path.join(ANALYSIS);
+        let d = self.analysis_root();
         swap::recover(&d)?;
         fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         Ok(d)
@@ -447,10 +447,11 @@ impl RunDir {
 
     /// The path of an analysis file.
     pub fn analysis_path(&self, file: AnalysisFile) -> PathBuf {
-        self.path.join(ANALYSIS).join(file.name())
+        self.analysis_root().join(file.name())
     }
 
-    /// Refuses to replace the analysis files `files` unless `force`.
+    /// Refuses to replace the analysis files `files` unless `force`, and refuses a place
+    /// that cannot be written — before any work is done.
     pub fn check_analysis_free(&self, files: &[AnalysisFile], force: bool) -> Result<()> {
         for &f in files {
             let p = self.analysis_path(f);
@@ -458,13 +459,21 @@ impl RunDir {
                 return Err(Error::FileExists(p));
             }
         }
-        Ok(())
+        let root = self.analysis_root();
+        let probe_in = match root.is_dir() {
+            true => root.clone(),
+            false => root.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        crate::fsio::probe_writable(&probe_in).map_err(|e| Error::BadFile {
+            path: root,
+            why: format!("cannot be written ({e}); nothing was computed. Write the analysis elsewhere with --out DIR"),
+        })
     }
 
     /// Writes the analysis files `files` together: the new analysis/ is staged beside the old
     /// one (keeping the old files that `files` does not replace) and swapped in whole.
     pub fn replace_analysis(&self, files: &[(AnalysisFile, String)], force: bool) -> Result<()> {
-        let dest = self.path.join(ANALYSIS);
+        let dest = self.analysis_root();
         swap::recover(&dest)?;
         let which: Vec<AnalysisFile> = files.iter().map(|f| f.0).collect();
         self.check_analysis_free(&which, force)?;

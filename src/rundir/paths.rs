@@ -31,6 +31,9 @@ pub const RESULT_FILES: [&str; 6] = [CONFIG, METRICS, IPR_HIST, SUMMARY, WEIGHTS
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunDir {
     pub(super) path: PathBuf,
+    /// Where its analysis files go: `analysis/` in it, or a directory of the user's
+    /// (`analyze --out`, for a run they cannot write).
+    pub(super) analysis_at: Option<PathBuf>,
 }
 
 impl RunDir {
@@ -60,6 +63,7 @@ impl RunDir {
         })?;
         Ok(RunDir {
             path: path.to_path_buf(),
+            analysis_at: None,
         })
     }
 
@@ -67,6 +71,7 @@ impl RunDir {
     pub fn open(path: &Path) -> Result<RunDir> {
         let dir = RunDir {
             path: path.to_path_buf(),
+            analysis_at: None,
         };
         if !path.exists() {
             return Err(dir.not_a_run("no such directory"));
@@ -121,6 +126,19 @@ impl RunDir {
             path: self.path.join(name),
             why: e.to_string(),
         }
+    }
+
+    /// The run whose analysis files go to `dir` instead of its own `analysis/`.
+    pub fn with_analysis_at(mut self, dir: &Path) -> RunDir {
+        self.analysis_at = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The directory of its analysis files.
+    pub fn analysis_root(&self) -> PathBuf {
+        self.analysis_at
+            .clone()
+            .unwrap_or_else(|| self.path.join(ANALYSIS))
     }
 
     /// Whether the run has its final weights (it finished).
