@@ -169,7 +169,7 @@ fn default_config_is_the_default_with_every_key_commented() {
         "corruption_mode",
         "init_seed",
         "dropout",
-        "batch_size",
+        "batch_seed",
         "checkpoint_every",
         "autosave_minutes",
         "progress_every",
