@@ -535,10 +535,10 @@ pub fn train_into(
     // train.steps=N` extends the run from it. Without it (a full disk) the run is finished
     // all the same; only extending it is refused.
     dir.remove_resume()?;
-    if state.status == Status::Finished {
-        if dir.write_resume(cfg, &out.setup.network, &state).is_err() {
-            dir.remove_resume()?;
-        }
+    if state.status == Status::Finished
+        && dir.write_resume(cfg, &out.setup.network, &state).is_err()
+    {
+        dir.remove_resume()?;
     }
     drop(lock);
     Ok(RunEnd::Finished(Box::new(out), summary))
