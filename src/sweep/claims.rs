@@ -212,15 +212,7 @@ impl Claims {
                 ));
             }
         }
-        let Ok(entries) = fs::read_dir(&self.workers) else {
-            return out;
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-            .collect();
-        names.sort();
+        let names = self.heartbeat_files();
         for n in names {
             if self.heartbeat(n.trim_end_matches(".json")).is_none() {
                 out.push(format!(
@@ -232,11 +224,10 @@ impl Claims {
         out
     }
 
-    /// Every worker's heartbeat, by name.
-    pub fn heartbeats(&self) -> Vec<Heartbeat> {
-        let mut out = Vec::new();
+    /// The names of the heartbeat files in `workers/`, sorted.
+    fn heartbeat_files(&self) -> Vec<String> {
         let Ok(entries) = fs::read_dir(&self.workers) else {
-            return out;
+            return Vec::new();
         };
         let mut names: Vec<String> = entries
             .flatten()
@@ -244,6 +235,13 @@ impl Claims {
             .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
             .collect();
         names.sort();
+        names
+    }
+
+    /// Every worker's heartbeat, by name.
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+        let mut out = Vec::new();
+        let names = self.heartbeat_files();
         for n in names {
             if let Some(h) = self.heartbeat(n.trim_end_matches(".json")) {
                 out.push(h);
